@@ -1,0 +1,220 @@
+//! Audit events: what happened, who did it, and the chain that links the records.
+//!
+//! **Invariant: every state change writes its audit record in the same transaction; if the
+//! record cannot be written, the change does not happen.** The store enforces this by taking
+//! an [`AuditEvent`] with every operation that changes state.
+//!
+//! Each stored record carries `prev_hash` (the previous record's `hash`, 64 zeros for the
+//! first) and `hash`, the SHA-256 of the canonical JSON of the record without `hash`.
+//! Verification commands come with the audit trail's own issue; the chain is written from the
+//! first record so that nothing has to be back-filled.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::Timestamp;
+use crate::ids::EventId;
+
+/// The hash that precedes the first record.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The actions recorded so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Action {
+    /// An agent was created.
+    #[serde(rename = "agent.created")]
+    AgentCreated,
+    /// An agent was deleted (details carry the reason).
+    #[serde(rename = "agent.deleted")]
+    AgentDeleted,
+    /// A node created its local admin token.
+    #[serde(rename = "admin_token.created")]
+    AdminTokenCreated,
+}
+
+impl Action {
+    /// The action's stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::AgentCreated => "agent.created",
+            Action::AgentDeleted => "agent.deleted",
+            Action::AdminTokenCreated => "admin_token.created",
+        }
+    }
+}
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    /// `local_admin`, `agent`, `system` or `anonymous`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The actor's id, when it has one.
+    pub id: Option<String>,
+    /// The actor's name, when it has one.
+    pub name: Option<String>,
+}
+
+impl Actor {
+    /// The local admin token's holder.
+    pub fn local_admin() -> Self {
+        Self {
+            kind: "local_admin",
+            id: None,
+            name: None,
+        }
+    }
+
+    /// The server itself (background tasks, start-up).
+    pub fn system() -> Self {
+        Self {
+            kind: "system",
+            id: None,
+            name: None,
+        }
+    }
+
+    /// An agent.
+    pub fn agent(id: &str, name: &str) -> Self {
+        Self {
+            kind: "agent",
+            id: Some(id.to_owned()),
+            name: Some(name.to_owned()),
+        }
+    }
+}
+
+/// The outcome of the audited action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// It was attempted and failed.
+    Failure,
+    /// It was refused.
+    Denied,
+}
+
+/// The agent an event is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name.
+    pub agent_name: String,
+}
+
+/// An event about to be recorded; the store assigns `seq`, `prev_hash` and `hash`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEvent {
+    /// `evt_<ULID>`.
+    pub id: EventId,
+    /// When it happened.
+    #[serde(serialize_with = "millis")]
+    pub time: Timestamp,
+    /// What happened.
+    pub action: Action,
+    /// Who did it.
+    pub actor: Actor,
+    /// The agent concerned.
+    pub subject: Option<Subject>,
+    /// The backend concerned.
+    pub backend: Option<String>,
+    /// The lease concerned.
+    pub lease_id: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The caller's address.
+    pub ip: Option<String>,
+    /// The request that caused it.
+    pub request_id: Option<String>,
+    /// Action-specific facts; never a secret.
+    pub details: Value,
+}
+
+fn millis<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(t.as_millis())
+}
+
+impl AuditEvent {
+    /// A successful event with empty details.
+    pub fn new(action: Action, actor: Actor, now: Timestamp) -> Self {
+        Self {
+            id: EventId::generate(now),
+            time: now,
+            action,
+            actor,
+            subject: None,
+            backend: None,
+            lease_id: None,
+            outcome: Outcome::Success,
+            ip: None,
+            request_id: None,
+            details: json!({}),
+        }
+    }
+
+    /// Names the agent the event is about.
+    pub fn about_agent(mut self, id: &str, name: &str) -> Self {
+        self.subject = Some(Subject {
+            agent_id: id.to_owned(),
+            agent_name: name.to_owned(),
+        });
+        self
+    }
+
+    /// Sets the details object.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// Records the request context.
+    pub fn from_request(mut self, ip: Option<String>, request_id: Option<String>) -> Self {
+        self.ip = ip;
+        self.request_id = request_id;
+        self
+    }
+
+    /// The chain hash of this event stored at `seq` after `prev_hash`: SHA-256 of the
+    /// canonical JSON (sorted keys, no whitespace) of the record without `hash`.
+    pub fn chain_hash(&self, seq: i64, prev_hash: &str) -> String {
+        let mut record = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut record {
+            map.insert("seq".into(), json!(seq));
+            map.insert("prev_hash".into(), json!(prev_hash));
+        }
+        // serde_json's map keeps keys sorted, and compact output has no whitespace: together
+        // they give RFC 8785's form for the strings, integers and objects used here.
+        let canonical = record.to_string();
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_hash_covers_content_position_and_predecessor() {
+        let now = Timestamp::from_millis(5);
+        let event = AuditEvent::new(Action::AgentCreated, Actor::local_admin(), now)
+            .about_agent("ag_1", "ci");
+        let base = event.chain_hash(1, GENESIS_HASH);
+        assert_eq!(base.len(), 64);
+        assert_eq!(base, event.chain_hash(1, GENESIS_HASH), "deterministic");
+        assert_ne!(base, event.chain_hash(2, GENESIS_HASH), "position");
+        assert_ne!(base, event.chain_hash(1, &"1".repeat(64)), "predecessor");
+        let edited = event.clone().about_agent("ag_1", "cj");
+        assert_ne!(base, edited.chain_hash(1, GENESIS_HASH), "content");
+    }
+
+    #[test]
+    fn actions_serialise_to_their_names() {
+        for a in [Action::AgentCreated, Action::AgentDeleted, Action::AdminTokenCreated] {
+            assert_eq!(serde_json::to_value(a).ok(), Some(json!(a.as_str())));
+        }
+    }
+}
