@@ -213,7 +213,11 @@ mod tests {
 
     #[test]
     fn actions_serialise_to_their_names() {
-        for a in [Action::AgentCreated, Action::AgentDeleted, Action::AdminTokenCreated] {
+        for a in [
+            Action::AgentCreated,
+            Action::AgentDeleted,
+            Action::AdminTokenCreated,
+        ] {
             assert_eq!(serde_json::to_value(a).ok(), Some(json!(a.as_str())));
         }
     }

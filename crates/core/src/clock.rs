@@ -45,7 +45,9 @@ impl ManualClock {
 
     /// Moves the clock forward by whole seconds.
     pub fn advance_seconds(&self, seconds: u64) {
-        let millis = i64::try_from(seconds).unwrap_or(i64::MAX).saturating_mul(1000);
+        let millis = i64::try_from(seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
         self.0.fetch_add(millis, Ordering::SeqCst);
     }
 }

@@ -65,7 +65,9 @@ impl Duration {
             if digits.is_empty() {
                 return Err(fail("each unit needs a number before it"));
             }
-            let n: u64 = digits.parse().map_err(|_| fail("the number is too large"))?;
+            let n: u64 = digits
+                .parse()
+                .map_err(|_| fail("the number is too large"))?;
             digits.clear();
             total = n
                 .checked_mul(unit)
@@ -134,7 +136,11 @@ mod tests {
             ("1d2h3m4s", 93_784),
         ];
         for (text, seconds) in cases {
-            assert_eq!(Duration::parse(text).map(Duration::as_seconds), Ok(seconds), "{text}");
+            assert_eq!(
+                Duration::parse(text).map(Duration::as_seconds),
+                Ok(seconds),
+                "{text}"
+            );
         }
     }
 
@@ -160,9 +166,18 @@ mod tests {
 
     #[test]
     fn prints_largest_units_first() {
-        assert_eq!(Duration::parse("90m").map(|d| d.to_string()), Ok("1h30m".into()));
-        assert_eq!(Duration::parse("48h").map(|d| d.to_string()), Ok("2d".into()));
-        assert_eq!(Duration::parse("61s").map(|d| d.to_string()), Ok("1m1s".into()));
+        assert_eq!(
+            Duration::parse("90m").map(|d| d.to_string()),
+            Ok("1h30m".into())
+        );
+        assert_eq!(
+            Duration::parse("48h").map(|d| d.to_string()),
+            Ok("2d".into())
+        );
+        assert_eq!(
+            Duration::parse("61s").map(|d| d.to_string()),
+            Ok("1m1s".into())
+        );
     }
 
     proptest! {

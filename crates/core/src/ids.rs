@@ -15,7 +15,10 @@ pub fn ulid(now: Timestamp) -> String {
     let mut random = [0u8; 10];
     crate::secret::fill_random(&mut random);
     let millis = u128::from(u64::try_from(now.as_millis()).unwrap_or(0) & 0xFFFF_FFFF_FFFF);
-    let value = (millis << 80) | random.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+    let value = (millis << 80)
+        | random
+            .iter()
+            .fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
     (0..26)
         .rev()
         .map(|i| CROCKFORD[((value >> (i * 5)) & 0x1F) as usize] as char)

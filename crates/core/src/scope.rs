@@ -53,14 +53,21 @@ impl Scope {
     /// Checks `input` against the grammar.
     pub fn parse(input: &str) -> Result<Self, ScopeError> {
         let fail = |problem: String| ScopeError {
-            shown: input.chars().take(64).collect::<String>().escape_debug().to_string(),
+            shown: input
+                .chars()
+                .take(64)
+                .collect::<String>()
+                .escape_debug()
+                .to_string(),
             problem,
         };
         if input.is_empty() {
             return Err(fail("it is empty".into()));
         }
         if input.len() > MAX_SCOPE_LEN {
-            return Err(fail(format!("it is longer than {MAX_SCOPE_LEN} characters")));
+            return Err(fail(format!(
+                "it is longer than {MAX_SCOPE_LEN} characters"
+            )));
         }
         if input == "*" {
             return Ok(Self(input.to_owned()));

@@ -75,8 +75,11 @@ impl SecretToken {
     /// reaches a hash lookup.
     pub fn parse(kind: TokenKind, text: &str) -> Option<Self> {
         let rest = text.strip_prefix(kind.prefix())?;
-        (rest.len() == 48 && rest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-            .then(|| Self(text.to_owned()))
+        (rest.len() == 48
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| Self(text.to_owned()))
     }
 
     /// The secret text; every call site is a deliberate disclosure.
@@ -137,7 +140,10 @@ mod tests {
         let t = SecretToken::generate(TokenKind::Vend);
         assert!(t.expose().starts_with("ckr_"));
         assert_eq!(t.expose().len(), 52);
-        assert_eq!(SecretToken::parse(TokenKind::Vend, t.expose()), Some(t.clone()));
+        assert_eq!(
+            SecretToken::parse(TokenKind::Vend, t.expose()),
+            Some(t.clone())
+        );
         assert_ne!(SecretToken::generate(TokenKind::Vend), t);
         assert_eq!(TokenKind::of(t.expose()), Some(TokenKind::Vend));
     }
@@ -145,8 +151,14 @@ mod tests {
     #[test]
     fn malformed_tokens_are_refused() {
         assert_eq!(SecretToken::parse(TokenKind::Vend, "ckr_abc"), None);
-        assert_eq!(SecretToken::parse(TokenKind::Admin, &format!("ckr_{}", "a".repeat(48))), None);
-        assert_eq!(SecretToken::parse(TokenKind::Admin, &format!("cka_{}", "A".repeat(48))), None);
+        assert_eq!(
+            SecretToken::parse(TokenKind::Admin, &format!("ckr_{}", "a".repeat(48))),
+            None
+        );
+        assert_eq!(
+            SecretToken::parse(TokenKind::Admin, &format!("cka_{}", "A".repeat(48))),
+            None
+        );
     }
 
     #[test]
@@ -161,7 +173,10 @@ mod tests {
     fn hashes_compare_by_value() {
         let t = SecretToken::generate(TokenKind::Vend);
         assert!(t.hash().matches(&TokenHash::of(t.expose())));
-        assert!(!t.hash().matches(&SecretToken::generate(TokenKind::Vend).hash()));
+        assert!(
+            !t.hash()
+                .matches(&SecretToken::generate(TokenKind::Vend).hash())
+        );
         assert_eq!(t.hash().as_str().len(), 64);
     }
 }

@@ -24,7 +24,9 @@ impl Timestamp {
 
     /// This instant plus a number of whole seconds (saturating).
     pub fn plus_seconds(self, seconds: u64) -> Self {
-        let millis = i64::try_from(seconds).unwrap_or(i64::MAX).saturating_mul(1000);
+        let millis = i64::try_from(seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
         Self(self.0.saturating_add(millis))
     }
 
@@ -46,7 +48,9 @@ impl Timestamp {
     /// Parses an RFC 3339 time with any offset.
     pub fn parse_rfc3339(text: &str) -> Option<Self> {
         let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-        i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok().map(Self)
+        i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+            .ok()
+            .map(Self)
     }
 }
 
@@ -73,7 +77,10 @@ mod tests {
         assert!(text.ends_with('Z'), "{text}");
         assert_eq!(Timestamp::parse_rfc3339(&text), Some(t));
         let with_ms = Timestamp::from_millis(1_795_000_000_123);
-        assert_eq!(Timestamp::parse_rfc3339(&with_ms.to_rfc3339()), Some(with_ms));
+        assert_eq!(
+            Timestamp::parse_rfc3339(&with_ms.to_rfc3339()),
+            Some(with_ms)
+        );
     }
 
     #[test]

@@ -1,1 +1,213 @@
-//! stub
+//! The store: the operations creddy's domain needs, on SQLite or PostgreSQL.
+//!
+//! One [`Store`] type fronts both databases. Every query is written once, in SQL that both
+//! dialects run (`$1` parameters, `RETURNING`, integers for times and flags); the only
+//! dialect differences are the migrations (one directory per dialect), how a write
+//! transaction begins, and how migrations are serialised across nodes. Those live in this
+//! file and in [`migrate`], nowhere else.
+//!
+//! **Invariant: every state change writes its audit record in the same transaction.** Every
+//! operation that changes state takes an [`AuditEvent`] and appends it inside its own
+//! transaction; a failed append rolls the change back and surfaces as
+//! [`StoreError::AuditUnavailable`].
+
+mod agents;
+mod audit;
+mod leases;
+mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use agents::AgentListing;
+pub use audit::StoredEvent;
+pub use leases::LeaseSummary;
+
+/// Where the state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://…` or `postgresql://…`).
+    Postgres(String),
+}
+
+impl Location {
+    /// A description safe for logs: the SQLite path, or the PostgreSQL host and database
+    /// without user or password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(path) => format!("sqlite ({})", path.display()),
+            Location::Postgres(url) => match PgConnectOptions::from_str(url) {
+                Ok(o) => format!(
+                    "postgresql ({}:{}/{})",
+                    o.get_host(),
+                    o.get_port(),
+                    o.get_database().unwrap_or("postgres")
+                ),
+                Err(_) => "postgresql".to_owned(),
+            },
+        }
+    }
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name is already in use.
+    #[error("the name is already taken")]
+    NameTaken,
+    /// The database could not be reached or refused the operation.
+    #[error("storage unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// The audit record could not be written, so the change was rolled back.
+    #[error("audit trail unavailable: {0}")]
+    AuditUnavailable(#[source] sqlx::Error),
+    /// The database holds a value this version cannot read.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    /// The database was migrated by a newer creddy.
+    #[error(
+        "the database schema is version {found}, newer than this creddy supports ({supported}); upgrade creddy"
+    )]
+    SchemaTooNew {
+        /// The version found.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// The database URL or path is not usable.
+    #[error("invalid database location: {0}")]
+    InvalidLocation(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e.as_database_error() {
+            Some(db) if db.is_unique_violation() => StoreError::NameTaken,
+            _ => StoreError::Unavailable(e),
+        }
+    }
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The handle to creddy's state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+    location: Location,
+}
+
+/// Runs `$body` with `$p` bound to the pool of either dialect; the body is written once and
+/// compiled for both.
+macro_rules! with_pool {
+    ($store:expr, |$p:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite($p) => $body,
+            $crate::Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` inside a write transaction bound to `$tx` and commits it; an early return or
+/// an error drops the transaction, which rolls it back. SQLite takes its write lock at the
+/// start (`BEGIN IMMEDIATE`) so that a read-then-write never fails half way.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite(p) => {
+                let mut $tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::Pool::Postgres(p) => {
+                let mut $tx = p.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
+pub(crate) use {in_transaction, with_pool};
+
+impl Store {
+    /// Opens the state at `location`, creating an SQLite file if needed, and applies
+    /// migrations.
+    pub async fn open(location: Location) -> Result<Self> {
+        let pool = match &location {
+            Location::Sqlite(path) => Pool::Sqlite(open_sqlite(path).await?),
+            Location::Postgres(url) => Pool::Postgres(open_postgres(url).await?),
+        };
+        let store = Self { pool, location };
+        migrate::apply(&store).await?;
+        Ok(store)
+    }
+
+    /// Where the state lives.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        with_pool!(self, |p| sqlx::query("SELECT 1")
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        with_pool!(self, |p| p.close().await)
+    }
+}
+
+async fn open_sqlite(path: &Path) -> Result<SqlitePool> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a committed lease survives power loss, not only a process crash.
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    Ok(SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?)
+}
+
+async fn open_postgres(url: &str) -> Result<PgPool> {
+    let options = PgConnectOptions::from_str(url).map_err(|_| {
+        StoreError::InvalidLocation("the PostgreSQL URL could not be parsed".into())
+    })?;
+    Ok(PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?)
+}
+
+/// Decodes a JSON array of strings stored in a text column.
+fn decode_strings(column: &str, text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}

@@ -1,0 +1,238 @@
+//! Agents: creation, lookup by name or token hash, listing, removal, expiry.
+
+use creddy_core::Timestamp;
+use creddy_core::agent::{Agent, NewAgent};
+use creddy_core::audit::AuditEvent;
+use creddy_core::ids::AgentId;
+use creddy_core::scope::Grants;
+use creddy_core::secret::TokenHash;
+
+use crate::audit::append_event;
+use crate::{Result, Store, StoreError, decode_strings, in_transaction, with_pool};
+
+/// An agent with the number of its open leases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentListing {
+    /// The agent.
+    pub agent: Agent,
+    /// Leases in `pending` or `active`.
+    pub active_leases: i64,
+}
+
+type AgentRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn agent_from_row(r: AgentRow) -> Result<Agent> {
+    let scopes = decode_strings("agents.scopes", &r.2)?;
+    let scopes =
+        Grants::parse(&scopes).map_err(|e| StoreError::Corrupt(format!("agents.scopes: {e}")))?;
+    Ok(Agent {
+        id: AgentId::from_stored(r.0),
+        name: r.1,
+        scopes,
+        policy: r.3,
+        client_id: r.4,
+        created_at: Timestamp::from_millis(r.5),
+        last_used: r.6.map(Timestamp::from_millis),
+        expires_at: r.7.map(Timestamp::from_millis),
+    })
+}
+
+/// Open lease states, as an SQL list.
+const OPEN_STATES: &str = "('pending', 'active')";
+
+impl Store {
+    /// Creates an agent and records `event`, in one transaction. A name already used (in any
+    /// letter case) gives [`StoreError::NameTaken`].
+    pub async fn create_agent(&self, new: &NewAgent, event: &AuditEvent) -> Result<Agent> {
+        let scopes = serde_json::to_string(&new.scopes.to_strings())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        in_transaction!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO agents (id, name, name_key, scopes, policy, client_id, token_hash, \
+                 client_secret_hash, created_at, last_used, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10)",
+            )
+            .bind(new.id.as_str())
+            .bind(new.name.as_str())
+            .bind(new.name.unique_key())
+            .bind(&scopes)
+            .bind(new.policy.as_deref())
+            .bind(&new.client_id)
+            .bind(new.token_hash.as_str())
+            .bind(new.client_secret_hash.as_str())
+            .bind(new.created_at.as_millis())
+            .bind(new.expires_at.map(Timestamp::as_millis))
+            .execute(&mut *tx)
+            .await?;
+            append_event!(tx, event)?;
+        });
+        Ok(Agent {
+            id: new.id.clone(),
+            name: new.name.as_str().to_owned(),
+            scopes: new.scopes.clone(),
+            policy: new.policy.clone(),
+            client_id: new.client_id.clone(),
+            created_at: new.created_at,
+            last_used: None,
+            expires_at: new.expires_at,
+        })
+    }
+
+    /// The agent of that name, compared case-insensitively.
+    pub async fn find_agent_by_name(&self, name: &str) -> Result<Option<Agent>> {
+        let row: Option<AgentRow> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at \
+             FROM agents WHERE name_key = $1"
+        )
+        .bind(name.to_ascii_lowercase())
+        .fetch_optional(p)
+        .await)?;
+        row.map(agent_from_row).transpose()
+    }
+
+    /// The agent holding the vend token with this hash, and the stored hash for a
+    /// constant-time comparison by the caller.
+    pub async fn find_agent_by_token_hash(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<(Agent, TokenHash)>> {
+        let row: Option<(
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            String,
+        )> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, \
+                 token_hash FROM agents WHERE token_hash = $1"
+        )
+        .bind(hash.as_str())
+        .fetch_optional(p)
+        .await)?;
+        row.map(|r| {
+            let stored = TokenHash::from_stored(r.8);
+            agent_from_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7)).map(|a| (a, stored))
+        })
+        .transpose()
+    }
+
+    /// Every agent, by name, with its open lease count.
+    pub async fn list_agents(&self) -> Result<Vec<AgentListing>> {
+        let sql = format!(
+            "SELECT a.id, a.name, a.scopes, a.policy, a.client_id, a.created_at, a.last_used, \
+             a.expires_at, (SELECT COUNT(*) FROM leases l WHERE l.agent_id = a.id AND l.state IN {OPEN_STATES}) \
+             FROM agents a ORDER BY a.name_key"
+        );
+        let rows: Vec<(
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            i64,
+        )> = with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+            .fetch_all(p)
+            .await)?;
+        rows.into_iter()
+            .map(|r| {
+                agent_from_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7)).map(|agent| AgentListing {
+                    agent,
+                    active_leases: r.8,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes the agent with this id and records `event`, in one transaction; its open
+    /// leases move to `revoking` so that the revocation engine deletes their credentials.
+    /// Returns the number of leases queued, or `None` when no such agent exists.
+    pub async fn delete_agent(&self, id: &AgentId, event: &AuditEvent) -> Result<Option<u64>> {
+        let queued = in_transaction!(self, |tx| {
+            let deleted = sqlx::query("DELETE FROM agents WHERE id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if deleted == 0 {
+                return Ok(None);
+            }
+            let sql = format!(
+                "UPDATE leases SET state = 'revoking' WHERE agent_id = $1 AND state IN {OPEN_STATES}"
+            );
+            let queued = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            append_event!(tx, event)?;
+            queued
+        });
+        Ok(Some(queued))
+    }
+
+    /// Records that the agent authenticated at `now`, unless it already did within the last
+    /// minute (so that busy agents do not turn every read into a write).
+    pub async fn touch_agent(&self, id: &AgentId, now: Timestamp) -> Result<()> {
+        let stale_before = now.as_millis() - 60_000;
+        with_pool!(self, |p| {
+            sqlx::query(
+            "UPDATE agents SET last_used = $1 WHERE id = $2 AND (last_used IS NULL OR last_used < $3)"
+        )
+        .bind(now.as_millis())
+        .bind(id.as_str())
+        .bind(stale_before)
+        .execute(p)
+        .await
+        .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Agents whose lifetime ended at or before `now`, oldest expiry first, at most `limit`.
+    pub async fn expired_agents(&self, now: Timestamp, limit: i64) -> Result<Vec<Agent>> {
+        let rows: Vec<AgentRow> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at \
+             FROM agents WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT $2"
+        )
+        .bind(now.as_millis())
+        .bind(limit)
+        .fetch_all(p)
+        .await)?;
+        rows.into_iter().map(agent_from_row).collect()
+    }
+
+    /// The earliest agent expiry still ahead, if any.
+    pub async fn next_agent_expiry(&self) -> Result<Option<Timestamp>> {
+        let (next,): (Option<i64>,) = with_pool!(self, |p| sqlx::query_as(
+            "SELECT MIN(expires_at) FROM agents WHERE expires_at IS NOT NULL"
+        )
+        .fetch_one(p)
+        .await)?;
+        Ok(next.map(Timestamp::from_millis))
+    }
+
+    /// The number of agents.
+    pub async fn count_agents(&self) -> Result<i64> {
+        let (n,): (i64,) = with_pool!(self, |p| sqlx::query_as("SELECT COUNT(*) FROM agents")
+            .fetch_one(p)
+            .await)?;
+        Ok(n)
+    }
+}

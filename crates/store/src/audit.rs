@@ -1,0 +1,184 @@
+//! The audit trail: appending inside a caller's transaction, and reading back.
+
+use creddy_core::audit::AuditEvent;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{Result, Store, StoreError, in_transaction, with_pool};
+
+/// Appends `$event` to the chain inside the transaction `$tx`. Any failure is reported as
+/// [`StoreError::AuditUnavailable`], and the caller's transaction, dropped on the error, rolls
+/// the whole change back.
+macro_rules! append_event {
+    ($tx:expr, $event:expr) => {{
+        let event: &creddy_core::audit::AuditEvent = $event;
+        let result: std::result::Result<i64, sqlx::Error> = async {
+            let (seq, prev_hash): (i64, String) = sqlx::query_as(
+                "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash",
+            )
+            .fetch_one(&mut *$tx)
+            .await?;
+            let hash = event.chain_hash(seq, &prev_hash);
+            let columns = $crate::audit::EventColumns::of(event);
+            sqlx::query(
+                "INSERT INTO audit_events (seq, id, time, action, actor, subject, backend, lease_id, \
+                 outcome, ip, request_id, details, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            )
+            .bind(seq)
+            .bind(event.id.as_str())
+            .bind(event.time.as_millis())
+            .bind(event.action.as_str())
+            .bind(columns.actor)
+            .bind(columns.subject)
+            .bind(event.backend.as_deref())
+            .bind(event.lease_id.as_deref())
+            .bind(columns.outcome)
+            .bind(event.ip.as_deref())
+            .bind(event.request_id.as_deref())
+            .bind(columns.details)
+            .bind(&prev_hash)
+            .bind(&hash)
+            .execute(&mut *$tx)
+            .await?;
+            sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+                .bind(&hash)
+                .execute(&mut *$tx)
+                .await?;
+            Ok(seq)
+        }
+        .await;
+        result.map_err($crate::StoreError::AuditUnavailable)
+    }};
+}
+pub(crate) use append_event;
+
+/// The JSON-valued columns of an event, as text.
+pub(crate) struct EventColumns {
+    pub(crate) actor: String,
+    pub(crate) subject: Option<String>,
+    pub(crate) outcome: String,
+    pub(crate) details: String,
+}
+
+impl EventColumns {
+    pub(crate) fn of(event: &AuditEvent) -> Self {
+        Self {
+            actor: to_json_text(&event.actor),
+            subject: event.subject.as_ref().map(to_json_text),
+            outcome: serde_json::to_value(event.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            details: event.details.to_string(),
+        }
+    }
+}
+
+/// Serialises a plain struct (which cannot fail) to JSON text.
+fn to_json_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .unwrap_or(Value::Null)
+        .to_string()
+}
+
+/// A recorded event, as read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredEvent {
+    /// Position in the chain, gap-free from 1.
+    pub seq: i64,
+    /// `evt_<ULID>`.
+    pub id: String,
+    /// Milliseconds since the epoch.
+    pub time: i64,
+    /// The action name.
+    pub action: String,
+    /// Who did it.
+    pub actor: Value,
+    /// The agent concerned.
+    pub subject: Option<Value>,
+    /// The backend concerned.
+    pub backend: Option<String>,
+    /// The lease concerned.
+    pub lease_id: Option<String>,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    /// The caller's address.
+    pub ip: Option<String>,
+    /// The request id.
+    pub request_id: Option<String>,
+    /// Action-specific facts.
+    pub details: Value,
+    /// The previous event's hash.
+    pub prev_hash: String,
+    /// This event's hash.
+    pub hash: String,
+}
+
+type EventRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
+fn parse_json(column: &str, text: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("audit {column}: {e}")))
+}
+
+impl TryFrom<EventRow> for StoredEvent {
+    type Error = StoreError;
+    fn try_from(r: EventRow) -> Result<Self> {
+        Ok(Self {
+            seq: r.0,
+            id: r.1,
+            time: r.2,
+            action: r.3,
+            actor: parse_json("actor", &r.4)?,
+            subject: r
+                .5
+                .as_deref()
+                .map(|s| parse_json("subject", s))
+                .transpose()?,
+            backend: r.6,
+            lease_id: r.7,
+            outcome: r.8,
+            ip: r.9,
+            request_id: r.10,
+            details: parse_json("details", &r.11)?,
+            prev_hash: r.12,
+            hash: r.13,
+        })
+    }
+}
+
+impl Store {
+    /// Records an event that accompanies no other change (for example a node creating its
+    /// admin token).
+    pub async fn record_event(&self, event: &AuditEvent) -> Result<i64> {
+        let seq = in_transaction!(self, |tx| append_event!(tx, event)?);
+        Ok(seq)
+    }
+
+    /// The newest `limit` events, newest first.
+    pub async fn recent_events(&self, limit: i64) -> Result<Vec<StoredEvent>> {
+        let rows: Vec<EventRow> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT seq, id, time, action, actor, subject, backend, lease_id, outcome, ip, \
+             request_id, details, prev_hash, hash FROM audit_events ORDER BY seq DESC LIMIT $1"
+        )
+        .bind(limit)
+        .fetch_all(p)
+        .await)?;
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+}

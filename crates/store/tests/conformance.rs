@@ -1,0 +1,333 @@
+//! One suite, two dialects: `dialects!` instantiates every test for SQLite and PostgreSQL.
+
+use creddy_core::agent::NewAgent;
+use creddy_core::audit::{Action, Actor, AuditEvent, GENESIS_HASH};
+use creddy_core::names::AgentName;
+use creddy_core::scope::Grants;
+use creddy_core::{Duration, Timestamp};
+use creddy_store::{Store, StoreError};
+use creddy_testkit::store::{Dialect, TestStore};
+
+macro_rules! dialects {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $test() {
+                super::$test(creddy_testkit::store::TestStore::new(super::Dialect::Sqlite).await).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $test() {
+                super::$test(creddy_testkit::store::TestStore::new(super::Dialect::Postgres).await).await
+            })*
+        }
+    };
+}
+
+dialects!(
+    migrations_are_idempotent_and_a_newer_schema_is_refused,
+    agents_are_found_by_name_in_any_case_and_by_token_hash,
+    names_are_unique_case_insensitively_and_a_refusal_leaves_no_trace,
+    every_change_appends_one_linked_audit_event,
+    a_failed_audit_write_rolls_the_change_back,
+    deleting_an_agent_queues_its_open_leases,
+    expired_agents_are_listed_in_expiry_order,
+    last_use_is_recorded_at_most_once_a_minute,
+    concurrent_writers_on_two_handles_keep_the_chain_gap_free,
+);
+
+const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
+
+fn new_agent(name: &str, scopes: &[&str], lifetime: Option<&str>) -> NewAgent {
+    let name = AgentName::parse(name).expect("valid name");
+    let scopes = Grants::parse(scopes).expect("valid scopes");
+    let lifetime = lifetime.map(|l| Duration::parse(l).expect("valid duration"));
+    NewAgent::prepare(name, scopes, lifetime, T0).0
+}
+
+fn created(agent: &NewAgent) -> AuditEvent {
+    AuditEvent::new(Action::AgentCreated, Actor::local_admin(), T0)
+        .about_agent(agent.id.as_str(), agent.name.as_str())
+}
+
+async fn create(store: &Store, agent: &NewAgent) {
+    store
+        .create_agent(agent, &created(agent))
+        .await
+        .expect("create agent");
+}
+
+async fn migrations_are_idempotent_and_a_newer_schema_is_refused(db: TestStore) {
+    let second = Store::open(db.location.clone()).await.expect("reopen");
+    second.ping().await.expect("ping");
+    second.close().await;
+    db.execute_raw("INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)")
+        .await;
+    match Store::open(db.location.clone()).await {
+        Err(StoreError::SchemaTooNew {
+            found: 999,
+            supported: 1,
+        }) => {}
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+async fn agents_are_found_by_name_in_any_case_and_by_token_hash(db: TestStore) {
+    let (agent, secrets) = NewAgent::prepare(
+        AgentName::parse("CI-Agent").expect("valid"),
+        Grants::parse(&["daytona", "admin:agents:read"]).expect("valid"),
+        None,
+        T0,
+    );
+    create(&db.store, &agent).await;
+    let found = db
+        .store
+        .find_agent_by_name("ci-agent")
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(found.id, agent.id);
+    assert_eq!(found.name, "CI-Agent");
+    assert_eq!(
+        found.scopes.to_strings(),
+        vec!["admin:agents:read", "daytona"]
+    );
+    let (by_token, stored) = db
+        .store
+        .find_agent_by_token_hash(&secrets.token.hash())
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(by_token, found);
+    assert!(stored.matches(&secrets.token.hash()));
+    let other = creddy_core::secret::SecretToken::generate(creddy_core::secret::TokenKind::Vend);
+    assert!(
+        db.store
+            .find_agent_by_token_hash(&other.hash())
+            .await
+            .expect("query")
+            .is_none()
+    );
+    assert!(
+        db.store
+            .find_agent_by_name("nobody")
+            .await
+            .expect("query")
+            .is_none()
+    );
+}
+
+async fn names_are_unique_case_insensitively_and_a_refusal_leaves_no_trace(db: TestStore) {
+    create(&db.store, &new_agent("builder", &["daytona"], None)).await;
+    let twin = new_agent("BUILDER", &["daytona"], None);
+    match db.store.create_agent(&twin, &created(&twin)).await {
+        Err(StoreError::NameTaken) => {}
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+    assert_eq!(db.store.count_agents().await.expect("count"), 1);
+    let events = db.store.recent_events(10).await.expect("events");
+    assert_eq!(events.len(), 1, "the refused create wrote no audit event");
+}
+
+async fn every_change_appends_one_linked_audit_event(db: TestStore) {
+    let a = new_agent("a", &["daytona"], None);
+    let b = new_agent("b", &["daytona"], None);
+    create(&db.store, &a).await;
+    create(&db.store, &b).await;
+    let deleted = AuditEvent::new(Action::AgentDeleted, Actor::system(), T0)
+        .about_agent(a.id.as_str(), "a")
+        .with_details(serde_json::json!({"reason": "admin"}));
+    db.store
+        .delete_agent(&a.id, &deleted)
+        .await
+        .expect("delete");
+    let mut events = db.store.recent_events(10).await.expect("events");
+    events.reverse();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["agent.created", "agent.created", "agent.deleted"]);
+    let mut prev = GENESIS_HASH.to_owned();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1);
+        assert_eq!(e.prev_hash, prev);
+        prev = e.hash.clone();
+    }
+    assert_eq!(events[2].details["reason"], "admin");
+    assert_eq!(
+        events[2].subject.as_ref().map(|s| s["agent_name"].clone()),
+        Some("a".into())
+    );
+    assert_eq!(events[0].actor["type"], "local_admin");
+}
+
+async fn a_failed_audit_write_rolls_the_change_back(db: TestStore) {
+    let kept = new_agent("kept", &["daytona"], None);
+    create(&db.store, &kept).await;
+    db.execute_raw(db.break_audit_sql()).await;
+    let agent = new_agent("doomed", &["daytona"], None);
+    match db.store.create_agent(&agent, &created(&agent)).await {
+        Err(StoreError::AuditUnavailable(_)) => {}
+        other => panic!("expected AuditUnavailable, got {other:?}"),
+    }
+    assert!(
+        db.store
+            .find_agent_by_name("doomed")
+            .await
+            .expect("query")
+            .is_none()
+    );
+    let deleted = AuditEvent::new(Action::AgentDeleted, Actor::system(), T0);
+    assert!(matches!(
+        db.store.delete_agent(&kept.id, &deleted).await,
+        Err(StoreError::AuditUnavailable(_))
+    ));
+    assert!(
+        db.store
+            .find_agent_by_name("kept")
+            .await
+            .expect("query")
+            .is_some(),
+        "nothing lost"
+    );
+}
+
+async fn deleting_an_agent_queues_its_open_leases(db: TestStore) {
+    let agent = new_agent("leaser", &["daytona"], None);
+    create(&db.store, &agent).await;
+    let id = agent.id.as_str();
+    db.execute_raw(&format!(
+        "INSERT INTO leases (id, agent_id, agent_name, backend, scopes, state, created_at, expires_at) VALUES \
+         ('cred_1', '{id}', 'leaser', 'daytona', '[\"daytona\"]', 'active', 1, 2), \
+         ('cred_2', '{id}', 'leaser', 'daytona', '[\"daytona\"]', 'pending', 1, 3), \
+         ('cred_3', '{id}', 'leaser', 'daytona', '[\"daytona\"]', 'revoked', 1, 2)"
+    ))
+    .await;
+    let listing = db.store.list_agents().await.expect("list");
+    assert_eq!(listing[0].active_leases, 2);
+    let open = db.store.open_leases_of(&agent.id).await.expect("leases");
+    assert_eq!(
+        open.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        ["cred_1", "cred_2"]
+    );
+    let event = AuditEvent::new(Action::AgentDeleted, Actor::local_admin(), T0);
+    assert_eq!(
+        db.store
+            .delete_agent(&agent.id, &event)
+            .await
+            .expect("delete"),
+        Some(2)
+    );
+    assert_eq!(
+        db.store
+            .delete_agent(&agent.id, &event)
+            .await
+            .expect("delete"),
+        None
+    );
+    assert!(
+        db.store
+            .open_leases_of(&agent.id)
+            .await
+            .expect("leases")
+            .is_empty()
+    );
+    assert_eq!(
+        db.store.recent_events(10).await.expect("events").len(),
+        2,
+        "no event for a no-op"
+    );
+}
+
+async fn expired_agents_are_listed_in_expiry_order(db: TestStore) {
+    assert_eq!(db.store.next_agent_expiry().await.expect("next"), None);
+    create(&db.store, &new_agent("forever", &[], None)).await;
+    create(&db.store, &new_agent("long", &[], Some("2h"))).await;
+    create(&db.store, &new_agent("short", &[], Some("1h"))).await;
+    assert_eq!(
+        db.store.next_agent_expiry().await.expect("next"),
+        Some(T0.plus_seconds(3600))
+    );
+    let names = |agents: Vec<creddy_core::agent::Agent>| {
+        agents.into_iter().map(|a| a.name).collect::<Vec<_>>()
+    };
+    let none = db
+        .store
+        .expired_agents(T0.plus_seconds(3599), 10)
+        .await
+        .expect("q");
+    assert!(none.is_empty());
+    let one = db
+        .store
+        .expired_agents(T0.plus_seconds(3600), 10)
+        .await
+        .expect("q");
+    assert_eq!(names(one), ["short"]);
+    let both = db
+        .store
+        .expired_agents(T0.plus_seconds(86_400), 10)
+        .await
+        .expect("q");
+    assert_eq!(names(both), ["short", "long"]);
+    let limited = db
+        .store
+        .expired_agents(T0.plus_seconds(86_400), 1)
+        .await
+        .expect("q");
+    assert_eq!(names(limited), ["short"]);
+}
+
+async fn last_use_is_recorded_at_most_once_a_minute(db: TestStore) {
+    let agent = new_agent("busy", &[], None);
+    create(&db.store, &agent).await;
+    let last_used = || async {
+        db.store
+            .find_agent_by_name("busy")
+            .await
+            .expect("q")
+            .expect("found")
+            .last_used
+    };
+    assert_eq!(last_used().await, None);
+    db.store.touch_agent(&agent.id, T0).await.expect("touch");
+    assert_eq!(last_used().await, Some(T0));
+    db.store
+        .touch_agent(&agent.id, T0.plus_seconds(30))
+        .await
+        .expect("touch");
+    assert_eq!(last_used().await, Some(T0), "within a minute: unchanged");
+    db.store
+        .touch_agent(&agent.id, T0.plus_seconds(61))
+        .await
+        .expect("touch");
+    assert_eq!(last_used().await, Some(T0.plus_seconds(61)));
+}
+
+async fn concurrent_writers_on_two_handles_keep_the_chain_gap_free(db: TestStore) {
+    let other = Store::open(db.location.clone()).await.expect("second node");
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let store = if i % 2 == 0 {
+            db.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let agent = new_agent(&format!("agent-{i}"), &["daytona"], None);
+            store
+                .create_agent(&agent, &created(&agent))
+                .await
+                .map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("create");
+    }
+    let mut events = db.store.recent_events(100).await.expect("events");
+    events.reverse();
+    assert_eq!(events.len(), 24);
+    let mut prev = GENESIS_HASH.to_owned();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1, "gap-free");
+        assert_eq!(e.prev_hash, prev, "linked");
+        prev = e.hash.clone();
+    }
+    assert_eq!(db.store.count_agents().await.expect("count"), 24);
+}

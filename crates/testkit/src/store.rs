@@ -1,0 +1,109 @@
+//! Fresh stores for tests: an SQLite file in a temporary directory, or a database in a
+//! private PostgreSQL cluster.
+
+use creddy_store::{Location, Store};
+use tempfile::TempDir;
+
+use crate::postgres::PgCluster;
+
+/// The dialects the conformance suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Embedded SQLite.
+    Sqlite,
+    /// A private PostgreSQL cluster.
+    Postgres,
+}
+
+/// A store and what keeps it alive.
+#[derive(Debug)]
+pub struct TestStore {
+    /// The store.
+    pub store: Store,
+    /// Where it lives, for opening a second handle (as a second node would).
+    pub location: Location,
+    _dir: Option<TempDir>,
+    _cluster: Option<PgCluster>,
+}
+
+impl TestStore {
+    /// A fresh, migrated store of the given dialect.
+    pub async fn new(dialect: Dialect) -> Self {
+        match dialect {
+            Dialect::Sqlite => {
+                let dir = TempDir::new().unwrap_or_else(|e| panic!("tempdir: {e}"));
+                let location = Location::Sqlite(dir.path().join("creddy.db"));
+                let store = open(&location).await;
+                Self {
+                    store,
+                    location,
+                    _dir: Some(dir),
+                    _cluster: None,
+                }
+            }
+            Dialect::Postgres => {
+                let cluster = tokio::task::spawn_blocking(PgCluster::start)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let location = Location::Postgres(cluster.url());
+                let store = open(&location).await;
+                Self {
+                    store,
+                    location,
+                    _dir: None,
+                    _cluster: Some(cluster),
+                }
+            }
+        }
+    }
+}
+
+async fn open(location: &Location) -> Store {
+    Store::open(location.clone())
+        .await
+        .unwrap_or_else(|e| panic!("opening {}: {e}", location.describe()))
+}
+
+impl TestStore {
+    /// Runs raw SQL against the database behind the store, as an operator (or an attacker)
+    /// with direct access could; for tests that tamper with or break the database.
+    pub async fn execute_raw(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        let result = match &self.location {
+            Location::Sqlite(path) => {
+                let url = format!("sqlite://{}", path.display());
+                let pool = sqlx::SqlitePool::connect(&url)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let r = sqlx::raw_sql(sql).execute(&pool).await.map(|_| ());
+                pool.close().await;
+                r
+            }
+            Location::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let r = sqlx::raw_sql(sql).execute(&pool).await.map(|_| ());
+                pool.close().await;
+                r
+            }
+        };
+        result.unwrap_or_else(|e| panic!("raw SQL failed: {e}"));
+    }
+
+    /// SQL that makes every insert into the audit trail fail, for this dialect.
+    pub fn break_audit_sql(&self) -> &'static str {
+        match self.location {
+            Location::Sqlite(_) => {
+                "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
+                 BEGIN SELECT RAISE(ABORT, 'audit disk full'); END;"
+            }
+            Location::Postgres(_) => {
+                "CREATE FUNCTION fail_audit() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION 'audit disk full'; END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
+                 FOR EACH ROW EXECUTE FUNCTION fail_audit();"
+            }
+        }
+    }
+}
