@@ -30,6 +30,24 @@ type AgentRow = (
     Option<i64>,
 );
 
+/// An agent row followed by one extra column.
+type AgentRowWith<T> = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    T,
+);
+
+/// Splits the extra column off an [`AgentRowWith`].
+fn split_row<T>(r: AgentRowWith<T>) -> (AgentRow, T) {
+    ((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7), r.8)
+}
+
 fn agent_from_row(r: AgentRow) -> Result<Agent> {
     let scopes = decode_strings("agents.scopes", &r.2)?;
     let scopes =
@@ -105,17 +123,7 @@ impl Store {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(Agent, TokenHash)>> {
-        let row: Option<(
-            String,
-            String,
-            String,
-            Option<String>,
-            String,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            String,
-        )> = with_pool!(self, |p| sqlx::query_as(
+        let row: Option<AgentRowWith<String>> = with_pool!(self, |p| sqlx::query_as(
             "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, \
                  token_hash FROM agents WHERE token_hash = $1"
         )
@@ -123,8 +131,8 @@ impl Store {
         .fetch_optional(p)
         .await)?;
         row.map(|r| {
-            let stored = TokenHash::from_stored(r.8);
-            agent_from_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7)).map(|a| (a, stored))
+            let (row, hash) = split_row(r);
+            agent_from_row(row).map(|a| (a, TokenHash::from_stored(hash)))
         })
         .transpose()
     }
@@ -136,24 +144,16 @@ impl Store {
              a.expires_at, (SELECT COUNT(*) FROM leases l WHERE l.agent_id = a.id AND l.state IN {OPEN_STATES}) \
              FROM agents a ORDER BY a.name_key"
         );
-        let rows: Vec<(
-            String,
-            String,
-            String,
-            Option<String>,
-            String,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            i64,
-        )> = with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .fetch_all(p)
-            .await)?;
+        let rows: Vec<AgentRowWith<i64>> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .fetch_all(p)
+                .await)?;
         rows.into_iter()
             .map(|r| {
-                agent_from_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7)).map(|agent| AgentListing {
+                let (row, active_leases) = split_row(r);
+                agent_from_row(row).map(|agent| AgentListing {
                     agent,
-                    active_leases: r.8,
+                    active_leases,
                 })
             })
             .collect()
