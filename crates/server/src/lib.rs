@@ -1,1 +1,27 @@
-//! stub
+//! creddy's server: configuration, the data directory, the HTTP API and background tasks.
+//!
+//! The server is a value: [`Server::start`] takes resolved [`Settings`] and a [`Clock`],
+//! binds, and returns a handle that tests drive on `127.0.0.1:0` and the binary drives until a
+//! signal. Only this crate knows HTTP; the domain lives in `creddy-core` and state in
+//! `creddy-store`.
+//!
+//! [`Clock`]: creddy_core::Clock
+
+pub mod config;
+pub mod data_dir;
+mod auth;
+mod error;
+mod http;
+pub mod logging;
+mod routes;
+mod server;
+mod state;
+mod tasks;
+
+pub use config::{LogFormat, ServerArgs, Settings};
+pub use error::{ApiError, ErrorCode};
+pub use server::{Server, StartError};
+pub use state::AppState;
+
+/// The version of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

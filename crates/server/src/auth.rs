@@ -1,0 +1,131 @@
+//! Who is calling: the bearer token turned into a [`Principal`].
+//!
+//! `Authorization: Bearer <token>` carries the local admin token (`cka_…`, all admin scopes)
+//! or an agent's vend token (`ckr_…`). Tokens are looked up by their SHA-256 and the stored
+//! hash is compared in constant time. An agent past its lifetime is refused at once, before
+//! the background task gets round to removing it.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use creddy_core::agent::Agent;
+use creddy_core::audit::Actor;
+use creddy_core::scope::Scope;
+use creddy_core::secret::{SecretToken, TokenKind};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::state::AppState;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub(crate) enum Principal {
+    /// The holder of this node's local admin token.
+    LocalAdmin,
+    /// An agent, authenticated by its vend token.
+    Agent(Agent),
+}
+
+impl Principal {
+    /// The audit actor for this caller.
+    pub(crate) fn actor(&self) -> Actor {
+        match self {
+            Principal::LocalAdmin => Actor::local_admin(),
+            Principal::Agent(a) => Actor::agent(a.id.as_str(), &a.name),
+        }
+    }
+
+    /// Succeeds when the caller holds the admin scope `needed` (the local admin holds all).
+    pub(crate) fn require_admin(&self, needed: &'static str) -> Result<(), ApiError> {
+        let allowed = match self {
+            Principal::LocalAdmin => true,
+            Principal::Agent(agent) => {
+                Scope::parse(needed).is_ok_and(|scope| agent.scopes.covers(&scope))
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("this route needs the admin scope '{needed}'"))
+                .with_remedy(format!(
+                    "use the local admin token, or an agent granted '{needed}' by an admin"
+                )))
+        }
+    }
+
+    /// The agent behind the call, for agent routes; the admin token is not an agent.
+    pub(crate) fn into_agent(self) -> Result<Agent, ApiError> {
+        match self {
+            Principal::Agent(agent) => Ok(agent),
+            Principal::LocalAdmin => Err(ApiError::forbidden(
+                "this route is for agents; the admin token is not an agent",
+            )
+            .with_remedy("call it with an agent's vend token (CREDDY_TOKEN)")),
+        }
+    }
+}
+
+fn token_rejected() -> ApiError {
+    ApiError::unauthorized("the bearer token is unknown, revoked or malformed")
+        .with_remedy("check CREDDY_TOKEN or CREDDY_ADMIN_TOKEN; an agent whose token was lost must be re-created or re-enrolled")
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::unauthorized("no bearer token was sent")
+                    .with_remedy("send Authorization: Bearer <token>")
+            })?
+            .to_str()
+            .map_err(|_| token_rejected())?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header is not a bearer token")
+                    .with_remedy("send Authorization: Bearer <token>")
+            })?
+            .trim();
+        match TokenKind::of(token) {
+            Some(TokenKind::Admin) => {
+                let token = SecretToken::parse(TokenKind::Admin, token).ok_or_else(token_rejected)?;
+                if token.hash().matches(state.admin_token_hash()) {
+                    Ok(Principal::LocalAdmin)
+                } else {
+                    Err(token_rejected())
+                }
+            }
+            Some(TokenKind::Vend) => {
+                let token = SecretToken::parse(TokenKind::Vend, token).ok_or_else(token_rejected)?;
+                authenticate_agent(state, &token).await.map(Principal::Agent)
+            }
+            _ => Err(token_rejected()),
+        }
+    }
+}
+
+async fn authenticate_agent(state: &AppState, token: &SecretToken) -> Result<Agent, ApiError> {
+    let presented = token.hash();
+    let (agent, stored) = state
+        .store()
+        .find_agent_by_token_hash(&presented)
+        .await?
+        .ok_or_else(token_rejected)?;
+    if !stored.matches(&presented) {
+        return Err(token_rejected());
+    }
+    let now = state.clock().now();
+    if agent.is_expired(now) {
+        return Err(ApiError::new(
+            ErrorCode::AgentExpired,
+            format!("agent '{}' expired at {}", agent.name, agent.expires_at.unwrap_or(now)),
+        )
+        .with_remedy("ask an admin for a new agent, or enroll again"));
+    }
+    state.store().touch_agent(&agent.id, now).await?;
+    Ok(agent)
+}

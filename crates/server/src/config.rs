@@ -1,0 +1,334 @@
+//! Server configuration: defaults, then the TOML file, then `CREDDY_*` environment, then
+//! flags, turned into validated [`Settings`] in one step.
+//!
+//! The binary's flag parser fills a [`ServerArgs`] from flags and environment (flags win);
+//! [`Settings::resolve`] lays those over the file and the defaults. A configuration error
+//! names the file, the line and the key, and the server refuses to start rather than running
+//! with a setting it did not understand.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format '{other}' (use text or json)")),
+        }
+    }
+}
+
+/// Values from flags or environment; `None` means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct ServerArgs {
+    /// `--listen` / `CREDDY_LISTEN`.
+    pub listen: Option<String>,
+    /// `--data-dir` / `CREDDY_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url` / `CREDDY_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `--config` / `CREDDY_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--issuer` / `CREDDY_ISSUER`.
+    pub issuer: Option<String>,
+    /// `--log-format` / `CREDDY_LOG_FORMAT`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// The `[server]` table of the configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    issuer: Option<String>,
+    log_format: Option<LogFormat>,
+}
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: FileServer,
+}
+
+/// Validated settings the server runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The listener address.
+    pub listen: SocketAddr,
+    /// The state directory.
+    pub data_dir: PathBuf,
+    /// `None` for SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// The OIDC issuer and public base URL, without a trailing `/`; `None` means
+    /// `http://<bound address>`.
+    pub issuer: Option<String>,
+    /// The log line format.
+    pub log_format: LogFormat,
+}
+
+/// A configuration problem; the server exits 2 with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+/// Where the defaults come from: the user's identity and home.
+#[derive(Debug, Clone)]
+pub struct Environment {
+    /// True when running as root.
+    pub is_root: bool,
+    /// `$HOME`, when set.
+    pub home: Option<PathBuf>,
+}
+
+impl Environment {
+    /// The current process's environment.
+    pub fn current() -> Self {
+        Self {
+            is_root: rustix::process::geteuid().is_root(),
+            home: std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+
+    /// The default data directory: `/var/lib/creddy` for root, else
+    /// `~/.local/share/creddy`.
+    pub fn default_data_dir(&self) -> Option<PathBuf> {
+        if self.is_root {
+            Some(PathBuf::from("/var/lib/creddy"))
+        } else {
+            self.home.as_ref().map(|h| h.join(".local/share/creddy"))
+        }
+    }
+
+    /// The default configuration file: `/etc/creddy/creddy.toml` for root, else
+    /// `~/.config/creddy/creddy.toml`.
+    pub fn default_config_file(&self) -> Option<PathBuf> {
+        if self.is_root {
+            Some(PathBuf::from("/etc/creddy/creddy.toml"))
+        } else {
+            self.home.as_ref().map(|h| h.join(".config/creddy/creddy.toml"))
+        }
+    }
+}
+
+/// The default listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8400";
+
+impl Settings {
+    /// Lays flags and environment over the configuration file over the defaults, and
+    /// validates the result. An explicitly named file must exist; the default file may not.
+    pub fn resolve(args: ServerArgs, env: &Environment) -> Result<Self, ConfigError> {
+        let (file, source) = load_file(&args, env)?;
+        let listen_text = args
+            .listen
+            .or(file.server.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            ConfigError(format!(
+                "invalid listen address '{listen_text}'{source}: use IP:PORT, e.g. 127.0.0.1:8400 or 0.0.0.0:8400"
+            ))
+        })?;
+        let data_dir = args
+            .data_dir
+            .or(file.server.data_dir)
+            .or_else(|| env.default_data_dir())
+            .ok_or_else(|| {
+                ConfigError(
+                    "no data directory: HOME is not set; pass --data-dir or set CREDDY_DATA_DIR"
+                        .into(),
+                )
+            })?;
+        let database_url = args
+            .database_url
+            .or(file.server.database_url)
+            .filter(|u| !u.is_empty());
+        if let Some(url) = &database_url {
+            check_database_url(url, &source)?;
+        }
+        let issuer = match args.issuer.or(file.server.issuer).filter(|i| !i.is_empty()) {
+            Some(issuer) => Some(check_issuer(&issuer, &source)?),
+            None => None,
+        };
+        Ok(Self {
+            listen,
+            data_dir,
+            database_url,
+            issuer,
+            log_format: args.log_format.or(file.server.log_format).unwrap_or_default(),
+        })
+    }
+
+    /// Settings for tests and embedding: defaults with the given data directory and an
+    /// ephemeral loopback port.
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_owned(),
+            database_url: None,
+            issuer: None,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Reads the configuration file; returns its contents and a " (in FILE)" suffix for
+/// messages about values that came from it.
+fn load_file(args: &ServerArgs, env: &Environment) -> Result<(FileConfig, String), ConfigError> {
+    let (path, explicit) = match &args.config {
+        Some(path) => (Some(path.clone()), true),
+        None => (env.default_config_file(), false),
+    };
+    let Some(path) = path else {
+        return Ok((FileConfig::default(), String::new()));
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok((FileConfig::default(), String::new()));
+        }
+        Err(e) => {
+            return Err(ConfigError(format!(
+                "cannot read configuration file {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let file = toml::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "invalid configuration file {}: {}",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+    })?;
+    Ok((file, format!(" (in {} or the environment)", path.display())))
+}
+
+fn check_database_url(url: &str, source: &str) -> Result<(), ConfigError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "invalid database_url{source}: only postgres:// URLs are supported (leave it empty for SQLite in the data directory)"
+        )))
+    }
+}
+
+fn check_issuer(issuer: &str, source: &str) -> Result<String, ConfigError> {
+    let trimmed = issuer.trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']) => Ok(trimmed.to_owned()),
+        _ => Err(ConfigError(format!(
+            "invalid issuer '{issuer}'{source}: use an http:// or https:// URL such as https://creddy.example.com"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_without_home() -> Environment {
+        Environment {
+            is_root: false,
+            home: None,
+        }
+    }
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
+        file
+    }
+
+    #[test]
+    fn defaults_depend_on_the_user() {
+        let root = Environment {
+            is_root: true,
+            home: Some("/root".into()),
+        };
+        assert_eq!(root.default_data_dir(), Some("/var/lib/creddy".into()));
+        assert_eq!(root.default_config_file(), Some("/etc/creddy/creddy.toml".into()));
+        let user = Environment {
+            is_root: false,
+            home: Some("/home/u".into()),
+        };
+        assert_eq!(user.default_data_dir(), Some("/home/u/.local/share/creddy".into()));
+        let s = Settings::resolve(ServerArgs::default(), &user).expect("defaults");
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.issuer, None);
+        assert_eq!(s.database_url, None);
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let file = write("[server]\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/srv/creddy\"\nissuer = \"https://id.example.com/\"\n");
+        let args = ServerArgs {
+            config: Some(file.path().into()),
+            listen: Some("0.0.0.0:8500".into()),
+            ..ServerArgs::default()
+        };
+        let s = Settings::resolve(args, &env_without_home()).expect("valid");
+        assert_eq!(s.listen.to_string(), "0.0.0.0:8500");
+        assert_eq!(s.data_dir, PathBuf::from("/srv/creddy"));
+        assert_eq!(s.issuer.as_deref(), Some("https://id.example.com"));
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let file = write("[server]\nlisten = \"127.0.0.1:9000\"\nlisen = \"x\"\n");
+        let args = ServerArgs {
+            config: Some(file.path().into()),
+            ..ServerArgs::default()
+        };
+        let err = Settings::resolve(args, &env_without_home()).expect_err("unknown key").to_string();
+        assert!(err.contains(&file.path().display().to_string()), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_remedy() {
+        let dir = || Some(PathBuf::from("/tmp/creddy"));
+        let cases = [
+            (ServerArgs { listen: Some("localhost".into()), ..Default::default() }, "IP:PORT"),
+            (ServerArgs { database_url: Some("mysql://x".into()), data_dir: dir(), ..Default::default() }, "postgres://"),
+            (ServerArgs { issuer: Some("ftp://x".into()), data_dir: dir(), ..Default::default() }, "https://"),
+            (ServerArgs { config: Some("/nonexistent/creddy.toml".into()), ..Default::default() }, "cannot read"),
+            (ServerArgs::default(), "HOME is not set"),
+        ];
+        for (args, expected) in cases {
+            let err = Settings::resolve(args, &env_without_home()).expect_err(expected).to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_example_file_in_the_repository_parses() {
+        let example = include_str!("../../../creddy.example.toml");
+        let parsed: Result<FileConfig, _> = toml::from_str(example);
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
+}

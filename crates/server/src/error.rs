@@ -1,0 +1,238 @@
+//! The one API error type: every non-2xx response has the body
+//! `{"error": "<human message>", "code": "<stable code>", "remedy": "<optional hint>"}`.
+//!
+//! Handlers return [`ApiError`]; extractor rejections, unknown routes, wrong methods,
+//! oversized bodies, timeouts and panics are all turned into the same shape here. Internal
+//! details (database errors and the like) are logged, never returned.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use creddy_store::StoreError;
+use serde::Serialize;
+
+/// The stable machine codes of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: malformed body or parameter.
+    InvalidRequest,
+    /// 400: a scope fails the grammar or names an admin scope where not allowed.
+    InvalidScope,
+    /// 401: missing, unknown, expired or malformed bearer token.
+    Unauthorized,
+    /// 401: the agent's lifetime has ended.
+    AgentExpired,
+    /// 403: admin scope missing, or the wrong kind of caller.
+    Forbidden,
+    /// 404: unknown id, name or route.
+    NotFound,
+    /// 405: the route exists but not with this method.
+    MethodNotAllowed,
+    /// 408: the request took longer than the server allows.
+    RequestTimeout,
+    /// 409: the name is already used.
+    NameTaken,
+    /// 413: body over the limit.
+    PayloadTooLarge,
+    /// 415: the body is not JSON.
+    UnsupportedMediaType,
+    /// 500: unexpected server error.
+    Internal,
+    /// 503: the audit trail cannot be written, so the change was refused.
+    AuditUnavailable,
+    /// 503: the database cannot be reached.
+    StorageUnavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status of the code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::InvalidScope => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized | ErrorCode::AgentExpired => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::NameTaken => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::AuditUnavailable | ErrorCode::StorageUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// The code for a status that reached the edge without a body of ours.
+    fn for_status(status: StatusCode) -> Self {
+        match status.as_u16() {
+            400 => ErrorCode::InvalidRequest,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            408 => ErrorCode::RequestTimeout,
+            413 => ErrorCode::PayloadTooLarge,
+            415 => ErrorCode::UnsupportedMediaType,
+            503 => ErrorCode::StorageUnavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+/// An error answered to a caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiError {
+    /// What went wrong, for a person.
+    #[serde(rename = "error")]
+    pub message: String,
+    /// The stable code, for a program.
+    pub code: ErrorCode,
+    /// What to do about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code,
+            remedy: None,
+        }
+    }
+
+    /// Adds a remedy.
+    pub fn with_remedy(mut self, remedy: impl Into<String>) -> Self {
+        self.remedy = Some(remedy.into());
+        self
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.code.status(), Json(self)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NameTaken => Self::new(ErrorCode::NameTaken, "the name is already taken"),
+            StoreError::AuditUnavailable(_) => {
+                tracing::error!(error = %e, "audit write failed; change refused");
+                Self::new(
+                    ErrorCode::AuditUnavailable,
+                    "the audit trail cannot be written, so the change was not made",
+                )
+                .with_remedy("retry later; the server log has the cause")
+            }
+            _ => {
+                tracing::error!(error = %e, "storage error");
+                Self::new(ErrorCode::StorageUnavailable, "storage is unavailable")
+                    .with_remedy("retry later; the server log has the cause")
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => payload_too_large(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
+                ErrorCode::UnsupportedMediaType,
+                "the request body must be JSON",
+            )
+            .with_remedy("send Content-Type: application/json"),
+            _ => Self::invalid_request(format!("invalid JSON body: {}", rejection.body_text()))
+                .with_remedy("check the field named in the message against the API reference"),
+        }
+    }
+}
+
+/// 413 `payload_too_large`.
+pub(crate) fn payload_too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("the request body is larger than {} KiB", crate::http::BODY_LIMIT / 1024),
+    )
+}
+
+/// Unknown routes: 404.
+pub(crate) async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no such route: {}", uri.path()))
+        .with_remedy("see the HTTP API reference for the routes creddy offers")
+}
+
+/// Known routes with the wrong method: 405.
+pub(crate) async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Gives every error response that left a layer without our JSON body (timeouts, limits,
+/// panics) the standard shape, so callers can rely on one error format.
+pub(crate) async fn ensure_error_body<B>(response: axum::http::Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let response = response.map(axum::body::Body::new);
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.is_success() || status.is_informational() || status.is_redirection() || is_json {
+        return response;
+    }
+    let code = ErrorCode::for_status(status);
+    let message = match code {
+        ErrorCode::RequestTimeout => "the request took too long and was abandoned".to_owned(),
+        ErrorCode::PayloadTooLarge => payload_too_large().message,
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase(),
+    };
+    let mut rebuilt = (status, Json(ApiError::new(code, message))).into_response();
+    for name in [header::RETRY_AFTER, header::ALLOW] {
+        if let Some(v) = response.headers().get(&name) {
+            rebuilt.headers_mut().insert(name, v.clone());
+        }
+    }
+    rebuilt
+}
+
+/// `Cache-Control: no-store`, for responses that carry secrets.
+pub(crate) fn no_store() -> [(header::HeaderName, HeaderValue); 1] {
+    [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]
+}

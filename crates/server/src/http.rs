@@ -1,0 +1,124 @@
+//! The HTTP edge: the router, its layers and the extractors shared by handlers.
+//!
+//! Layers, outermost first: request ids (`X-Request-Id`, generated when absent and echoed on
+//! every response), sensitive-header redaction, access logs (path only, never the query
+//! string or the `Authorization` header), panic recovery, the per-request timeout, and the
+//! rewrite of bodiless errors into the standard error shape. Bodies are limited to 64 KiB.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::map_response;
+use axum::{Json, Router};
+use creddy_core::Clock;
+use creddy_core::SystemClock;
+use creddy_core::ids::RequestId;
+use serde::de::DeserializeOwned;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::error::{self, ApiError};
+use crate::routes;
+use crate::state::AppState;
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// How long a request may take before it is abandoned.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The enrollment poll secret travels in this header; it is redacted like `Authorization`.
+const ENROLLMENT_SECRET: HeaderName = HeaderName::from_static("x-creddy-enrollment-secret");
+
+/// Generates `req_<ULID>` ids for requests that arrive without one.
+#[derive(Debug, Clone, Copy)]
+struct MakeReqId;
+
+impl MakeRequestId for MakeReqId {
+    fn make_request_id<B>(
+        &mut self,
+        _request: &axum::http::Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let id = RequestId::generate(SystemClock.now());
+        HeaderValue::from_str(id.as_str())
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
+}
+
+/// The whole application.
+pub(crate) fn router(state: AppState) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+        })
+        .on_response(DefaultOnResponse::new().level(Level::INFO));
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeReqId))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, ENROLLMENT_SECRET]))
+        .layer(trace)
+        .layer(map_response(error::ensure_error_body))
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    routes::router()
+        .fallback(error::unknown_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(layers)
+        .with_state(state)
+}
+
+/// A JSON body whose rejections use the standard error shape and name the bad field.
+#[derive(Debug)]
+pub(crate) struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(req, state)
+            .await
+            .map_err(|e: JsonRejection| ApiError::from(e))?;
+        Ok(Self(value))
+    }
+}
+
+/// Where a request came from, for audit records.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestContext {
+    pub(crate) ip: Option<String>,
+    pub(crate) request_id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
+        let request_id = parts
+            .headers
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Self { ip, request_id })
+    }
+}

@@ -1,0 +1,67 @@
+//! `GET /health` and `GET /ready`.
+//!
+//! Unauthenticated callers learn only whether the server is up: the original exposed the
+//! version, counts and plugin names to anyone. An admin bearer gets the details.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Liveness: `{"status":"ok"}`, or 503 when storage is unreachable; details for admins.
+pub(crate) async fn health(
+    State(state): State<AppState>,
+    caller: Result<Principal, ApiError>,
+) -> Response {
+    if let Err(e) = state.store().ping().await {
+        tracing::error!(error = %e, "health check: storage unreachable");
+        return unavailable();
+    }
+    let is_admin = caller.is_ok_and(|p| p.require_admin("admin:metrics:read").is_ok());
+    if !is_admin {
+        return Json(json!({"status": "ok"})).into_response();
+    }
+    let (agents, leases) = match (
+        state.store().count_agents().await,
+        state.store().count_open_leases().await,
+    ) {
+        (Ok(a), Ok(l)) => (a, l),
+        _ => return unavailable(),
+    };
+    Json(json!({
+        "status": "ok",
+        "version": crate::VERSION,
+        "uptime_seconds": state.uptime_seconds(),
+        "agents": agents,
+        "leases": leases,
+    }))
+    .into_response()
+}
+
+/// Readiness: 200 when the store answers.
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+    match state.store().ping().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness check: storage unreachable");
+            unavailable()
+        }
+    }
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "status": "unavailable",
+            "error": "storage is unreachable",
+            "code": "storage_unavailable",
+        })),
+    )
+        .into_response()
+}

@@ -1,0 +1,27 @@
+//! The routes, one module per area; each handler extracts, authorises, calls the store or
+//! the domain, and maps the result to the API's JSON.
+
+mod agents;
+mod health;
+mod status;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::state::AppState;
+
+/// Every route of the API.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/v1/status", get(status::status))
+        .route(
+            "/v1/admin/agents",
+            get(agents::list).post(agents::create),
+        )
+        .route(
+            "/v1/admin/agents/{name}",
+            get(agents::show).delete(agents::remove),
+        )
+}

@@ -1,0 +1,203 @@
+//! Starting and stopping a server.
+//!
+//! Start-up order: open and lock the data directory, open the store (applying migrations),
+//! make sure this node has a local admin token, bind, then serve and start the background
+//! tasks. Shutdown stops accepting, lets in-flight requests finish (up to 10 seconds), stops
+//! the background tasks and closes the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use creddy_core::Clock;
+use creddy_core::audit::{Action, Actor, AuditEvent};
+use creddy_core::secret::{SecretToken, TokenHash, TokenKind};
+use creddy_store::{Location, Store, StoreError};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{ConfigError, Settings};
+use crate::data_dir::{DataDir, DataDirError};
+use crate::state::AppState;
+use crate::{VERSION, http, tasks};
+
+/// How long in-flight requests may run after shutdown begins.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory is unusable or in use.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The store could not be opened.
+    #[error("cannot open the store at {location}: {source}")]
+    Storage {
+        /// Where the store was expected.
+        location: String,
+        /// Why it failed.
+        source: StoreError,
+    },
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// The process exit code: 2 for configuration and data directory problems, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::Config(_) | StartError::DataDir(_) => 2,
+            StartError::Storage { .. } | StartError::Bind { .. } => 1,
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+    serve: JoinHandle<std::io::Result<()>>,
+    tasks: JoinHandle<()>,
+    data_dir: DataDir,
+}
+
+impl Server {
+    /// Starts a server with the given settings and clock.
+    pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let data_dir = DataDir::open(&settings.data_dir)?;
+        let location = match &settings.database_url {
+            Some(url) => Location::Postgres(url.clone()),
+            None => Location::Sqlite(data_dir.database()?),
+        };
+        let store = Store::open(location.clone())
+            .await
+            .map_err(|source| StartError::Storage {
+                location: location.describe(),
+                source,
+            })?;
+        let admin_hash = ensure_admin_token(&data_dir, &store, clock.as_ref())
+            .await
+            .map_err(|e| match e {
+                AdminTokenError::Store(source) => StartError::Storage {
+                    location: location.describe(),
+                    source,
+                },
+                AdminTokenError::DataDir(e) => StartError::DataDir(e),
+            })?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+        let issuer = settings
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        if settings.issuer.is_none() && addr.ip().is_unspecified() {
+            tracing::warn!(
+                "listening on a wildcard address without --issuer: the issuer {issuer} is not reachable by relying parties; pass --issuer with the public URL"
+            );
+        }
+        let state = AppState::new(store, clock, admin_hash, issuer.clone());
+        let (shutdown, signal) = watch::channel(false);
+        let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let mut serve_signal = signal.clone();
+        let serve = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = serve_signal.changed().await;
+                })
+                .await
+        });
+        let tasks = tokio::spawn(tasks::reap_expired_agents(state.clone(), signal));
+        tracing::info!(
+            "creddy {VERSION} listening on {addr}, issuer {issuer}, storage {}",
+            location.describe()
+        );
+        Ok(Self {
+            addr,
+            state,
+            shutdown,
+            serve,
+            tasks,
+            data_dir,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state, for tests that drive background tasks.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The data directory in use.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// Stops accepting, drains in-flight requests (up to [`DRAIN_TIMEOUT`]), stops the
+    /// background tasks and closes the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let mut serve = self.serve;
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut serve).await.is_err() {
+            tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing them");
+            serve.abort();
+        }
+        let _ = self.tasks.await;
+        self.state.store().close().await;
+        tracing::info!("creddy stopped");
+    }
+}
+
+enum AdminTokenError {
+    Store(StoreError),
+    DataDir(DataDirError),
+}
+
+/// Reads this node's admin token, or creates one on first start (audited, then written to
+/// `admin.token` with mode 0600). Only the hash stays in memory.
+async fn ensure_admin_token(
+    data_dir: &DataDir,
+    store: &Store,
+    clock: &dyn Clock,
+) -> Result<TokenHash, AdminTokenError> {
+    if let Some(token) = data_dir.read_admin_token().map_err(AdminTokenError::DataDir)? {
+        return Ok(token.hash());
+    }
+    let token = SecretToken::generate(TokenKind::Admin);
+    let path = data_dir.admin_token_path();
+    let event = AuditEvent::new(Action::AdminTokenCreated, Actor::system(), clock.now())
+        .with_details(json!({"file": path.display().to_string()}));
+    store
+        .record_event(&event)
+        .await
+        .map_err(AdminTokenError::Store)?;
+    data_dir
+        .write_admin_token(&token)
+        .map_err(AdminTokenError::DataDir)?;
+    tracing::info!("created the local admin token in {}", path.display());
+    Ok(token.hash())
+}
