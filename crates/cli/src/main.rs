@@ -1,1 +1,39 @@
-fn main() {}
+//! `creddy`: the server, the admin CLI and the agent CLI in one binary.
+//!
+//! A thin shell over the library crates: flags are parsed and turned into validated settings
+//! in one step ([`cli`]), each command lives in [`commands`], and every failure becomes an
+//! `Error: …` line, an optional `Hint: …` line and a documented exit code ([`failure`]).
+
+mod cli;
+mod client;
+mod commands;
+mod credentials;
+mod failure;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = cli::Cli::parse();
+    output::set_color(!args.global.no_color);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            failure.print();
+            ExitCode::from(failure.exit_code)
+        }
+    }
+}

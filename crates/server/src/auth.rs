@@ -45,10 +45,12 @@ impl Principal {
         if allowed {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!("this route needs the admin scope '{needed}'"))
-                .with_remedy(format!(
-                    "use the local admin token, or an agent granted '{needed}' by an admin"
-                )))
+            Err(
+                ApiError::forbidden(format!("this route needs the admin scope '{needed}'"))
+                    .with_remedy(format!(
+                        "use the local admin token, or an agent granted '{needed}' by an admin"
+                    )),
+            )
         }
     }
 
@@ -92,7 +94,8 @@ impl FromRequestParts<AppState> for Principal {
             .trim();
         match TokenKind::of(token) {
             Some(TokenKind::Admin) => {
-                let token = SecretToken::parse(TokenKind::Admin, token).ok_or_else(token_rejected)?;
+                let token =
+                    SecretToken::parse(TokenKind::Admin, token).ok_or_else(token_rejected)?;
                 if token.hash().matches(state.admin_token_hash()) {
                     Ok(Principal::LocalAdmin)
                 } else {
@@ -100,8 +103,11 @@ impl FromRequestParts<AppState> for Principal {
                 }
             }
             Some(TokenKind::Vend) => {
-                let token = SecretToken::parse(TokenKind::Vend, token).ok_or_else(token_rejected)?;
-                authenticate_agent(state, &token).await.map(Principal::Agent)
+                let token =
+                    SecretToken::parse(TokenKind::Vend, token).ok_or_else(token_rejected)?;
+                authenticate_agent(state, &token)
+                    .await
+                    .map(Principal::Agent)
             }
             _ => Err(token_rejected()),
         }
@@ -110,7 +116,7 @@ impl FromRequestParts<AppState> for Principal {
 
 async fn authenticate_agent(state: &AppState, token: &SecretToken) -> Result<Agent, ApiError> {
     let presented = token.hash();
-    let (agent, stored) = state
+    let (mut agent, stored) = state
         .store()
         .find_agent_by_token_hash(&presented)
         .await?
@@ -122,10 +128,16 @@ async fn authenticate_agent(state: &AppState, token: &SecretToken) -> Result<Age
     if agent.is_expired(now) {
         return Err(ApiError::new(
             ErrorCode::AgentExpired,
-            format!("agent '{}' expired at {}", agent.name, agent.expires_at.unwrap_or(now)),
+            format!(
+                "agent '{}' expired at {}",
+                agent.name,
+                agent.expires_at.unwrap_or(now)
+            ),
         )
         .with_remedy("ask an admin for a new agent, or enroll again"));
     }
-    state.store().touch_agent(&agent.id, now).await?;
+    if state.store().touch_agent(&agent.id, now).await? {
+        agent.last_used = Some(now);
+    }
     Ok(agent)
 }

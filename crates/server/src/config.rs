@@ -126,7 +126,9 @@ impl Environment {
         if self.is_root {
             Some(PathBuf::from("/etc/creddy/creddy.toml"))
         } else {
-            self.home.as_ref().map(|h| h.join(".config/creddy/creddy.toml"))
+            self.home
+                .as_ref()
+                .map(|h| h.join(".config/creddy/creddy.toml"))
         }
     }
 }
@@ -174,7 +176,10 @@ impl Settings {
             data_dir,
             database_url,
             issuer,
-            log_format: args.log_format.or(file.server.log_format).unwrap_or_default(),
+            log_format: args
+                .log_format
+                .or(file.server.log_format)
+                .unwrap_or_default(),
         })
     }
 
@@ -270,12 +275,18 @@ mod tests {
             home: Some("/root".into()),
         };
         assert_eq!(root.default_data_dir(), Some("/var/lib/creddy".into()));
-        assert_eq!(root.default_config_file(), Some("/etc/creddy/creddy.toml".into()));
+        assert_eq!(
+            root.default_config_file(),
+            Some("/etc/creddy/creddy.toml".into())
+        );
         let user = Environment {
             is_root: false,
             home: Some("/home/u".into()),
         };
-        assert_eq!(user.default_data_dir(), Some("/home/u/.local/share/creddy".into()));
+        assert_eq!(
+            user.default_data_dir(),
+            Some("/home/u/.local/share/creddy".into())
+        );
         let s = Settings::resolve(ServerArgs::default(), &user).expect("defaults");
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.issuer, None);
@@ -284,7 +295,9 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_which_beats_defaults() {
-        let file = write("[server]\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/srv/creddy\"\nissuer = \"https://id.example.com/\"\n");
+        let file = write(
+            "[server]\nlisten = \"127.0.0.1:9000\"\ndata_dir = \"/srv/creddy\"\nissuer = \"https://id.example.com/\"\n",
+        );
         let args = ServerArgs {
             config: Some(file.path().into()),
             listen: Some("0.0.0.0:8500".into()),
@@ -303,7 +316,9 @@ mod tests {
             config: Some(file.path().into()),
             ..ServerArgs::default()
         };
-        let err = Settings::resolve(args, &env_without_home()).expect_err("unknown key").to_string();
+        let err = Settings::resolve(args, &env_without_home())
+            .expect_err("unknown key")
+            .to_string();
         assert!(err.contains(&file.path().display().to_string()), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("lisen"), "{err}");
@@ -313,14 +328,42 @@ mod tests {
     fn bad_values_are_refused_with_a_remedy() {
         let dir = || Some(PathBuf::from("/tmp/creddy"));
         let cases = [
-            (ServerArgs { listen: Some("localhost".into()), ..Default::default() }, "IP:PORT"),
-            (ServerArgs { database_url: Some("mysql://x".into()), data_dir: dir(), ..Default::default() }, "postgres://"),
-            (ServerArgs { issuer: Some("ftp://x".into()), data_dir: dir(), ..Default::default() }, "https://"),
-            (ServerArgs { config: Some("/nonexistent/creddy.toml".into()), ..Default::default() }, "cannot read"),
+            (
+                ServerArgs {
+                    listen: Some("localhost".into()),
+                    ..Default::default()
+                },
+                "IP:PORT",
+            ),
+            (
+                ServerArgs {
+                    database_url: Some("mysql://x".into()),
+                    data_dir: dir(),
+                    ..Default::default()
+                },
+                "postgres://",
+            ),
+            (
+                ServerArgs {
+                    issuer: Some("ftp://x".into()),
+                    data_dir: dir(),
+                    ..Default::default()
+                },
+                "https://",
+            ),
+            (
+                ServerArgs {
+                    config: Some("/nonexistent/creddy.toml".into()),
+                    ..Default::default()
+                },
+                "cannot read",
+            ),
             (ServerArgs::default(), "HOME is not set"),
         ];
         for (args, expected) in cases {
-            let err = Settings::resolve(args, &env_without_home()).expect_err(expected).to_string();
+            let err = Settings::resolve(args, &env_without_home())
+                .expect_err(expected)
+                .to_string();
             assert!(err.contains(expected), "{err}");
         }
     }

@@ -78,7 +78,13 @@ impl DataDir {
                 .map_err(io_error(path))?;
         }
         check_private(path, true)?;
-        for name in [LOCK_FILE, ADMIN_TOKEN_FILE, DATABASE_FILE, "creddy.db-wal", "creddy.db-shm"] {
+        for name in [
+            LOCK_FILE,
+            ADMIN_TOKEN_FILE,
+            DATABASE_FILE,
+            "creddy.db-wal",
+            "creddy.db-shm",
+        ] {
             let file = path.join(name);
             if file.exists() {
                 check_private(&file, false)?;
@@ -161,7 +167,10 @@ fn check_private(path: &Path, is_dir: bool) -> Result<(), DataDirError> {
     if meta.uid() != me {
         return Err(DataDirError::Unsafe {
             path: path.to_owned(),
-            problem: format!("owned by uid {} but the server runs as uid {me}", meta.uid()),
+            problem: format!(
+                "owned by uid {} but the server runs as uid {me}",
+                meta.uid()
+            ),
             remedy: format!("run the server as its owner or chown it to uid {me}"),
         });
     }
@@ -200,11 +209,12 @@ mod tests {
     #[test]
     fn a_second_opener_is_locked_out_until_the_first_closes() {
         let root = tempfile::tempdir().expect("tempdir");
-        let first = DataDir::open(root.path()).expect("open");
-        let err = DataDir::open(root.path()).expect_err("locked").to_string();
+        let dir = root.path().join("data");
+        let first = DataDir::open(&dir).expect("open");
+        let err = DataDir::open(&dir).expect_err("locked").to_string();
         assert!(err.contains("another creddy server"), "{err}");
         drop(first);
-        assert!(DataDir::open(root.path()).is_ok());
+        assert!(DataDir::open(&dir).is_ok());
     }
 
     #[test]
@@ -212,22 +222,31 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         let err = DataDir::open(root.path()).expect_err("unsafe").to_string();
-        assert!(err.contains("mode 755") && err.contains("chmod 700"), "{err}");
+        assert!(
+            err.contains("mode 755") && err.contains("chmod 700"),
+            "{err}"
+        );
         fs::set_permissions(root.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
         let token = root.path().join(ADMIN_TOKEN_FILE);
         fs::write(&token, "x").expect("write");
         fs::set_permissions(&token, fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = DataDir::open(root.path()).expect_err("unsafe").to_string();
-        assert!(err.contains("admin.token") && err.contains("chmod 600"), "{err}");
+        assert!(
+            err.contains("admin.token") && err.contains("chmod 600"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_malformed_token_file_is_reported_not_replaced() {
         let root = tempfile::tempdir().expect("tempdir");
-        let data = DataDir::open(root.path()).expect("open");
+        let data = DataDir::open(&root.path().join("data")).expect("open");
         fs::write(data.admin_token_path(), "not-a-token\n").expect("write");
         let err = data.read_admin_token().expect_err("malformed").to_string();
         assert!(err.contains("delete it and restart"), "{err}");
-        assert_eq!(fs::read_to_string(data.admin_token_path()).expect("read"), "not-a-token\n");
+        assert_eq!(
+            fs::read_to_string(data.admin_token_path()).expect("read"),
+            "not-a-token\n"
+        );
     }
 }

@@ -180,7 +180,10 @@ impl From<JsonRejection> for ApiError {
 pub(crate) fn payload_too_large() -> ApiError {
     ApiError::new(
         ErrorCode::PayloadTooLarge,
-        format!("the request body is larger than {} KiB", crate::http::BODY_LIMIT / 1024),
+        format!(
+            "the request body is larger than {} KiB",
+            crate::http::BODY_LIMIT / 1024
+        ),
     )
 }
 

@@ -71,11 +71,17 @@ pub(crate) fn router(state: AppState) -> Router {
     let layers = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeReqId))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetSensitiveRequestHeadersLayer::new([AUTHORIZATION, ENROLLMENT_SECRET]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            AUTHORIZATION,
+            ENROLLMENT_SECRET,
+        ]))
         .layer(trace)
         .layer(map_response(error::ensure_error_body))
         .layer(CatchPanicLayer::new())
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
     routes::router()
         .fallback(error::unknown_route)

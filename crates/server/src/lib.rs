@@ -7,9 +7,9 @@
 //!
 //! [`Clock`]: creddy_core::Clock
 
+mod auth;
 pub mod config;
 pub mod data_dir;
-mod auth;
 mod error;
 mod http;
 pub mod logging;

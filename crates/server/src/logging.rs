@@ -3,6 +3,8 @@
 //! Secrets never reach a log line: they are types that redact themselves, access logs carry
 //! paths without query strings, and the `Authorization` header is never recorded.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::LogFormat;
@@ -16,6 +18,7 @@ pub fn init(format: LogFormat, debug: bool) {
         .unwrap_or_else(|| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -97,12 +97,13 @@ impl Server {
                 },
                 AdminTokenError::DataDir(e) => StartError::DataDir(e),
             })?;
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: settings.listen,
             source,
@@ -162,7 +163,10 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let mut serve = self.serve;
-        if tokio::time::timeout(DRAIN_TIMEOUT, &mut serve).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, &mut serve)
+            .await
+            .is_err()
+        {
             tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing them");
             serve.abort();
         }
@@ -184,7 +188,10 @@ async fn ensure_admin_token(
     store: &Store,
     clock: &dyn Clock,
 ) -> Result<TokenHash, AdminTokenError> {
-    if let Some(token) = data_dir.read_admin_token().map_err(AdminTokenError::DataDir)? {
+    if let Some(token) = data_dir
+        .read_admin_token()
+        .map_err(AdminTokenError::DataDir)?
+    {
         return Ok(token.hash());
     }
     let token = SecretToken::generate(TokenKind::Admin);

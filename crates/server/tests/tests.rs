@@ -1,1 +1,6 @@
-//! tests
+//! The server's integration tests: real servers on `127.0.0.1:0`, real SQLite files and a
+//! private PostgreSQL, each test run against both stores.
+
+mod agents;
+mod edge;
+mod lifecycle;

@@ -187,10 +187,11 @@ impl Store {
     }
 
     /// Records that the agent authenticated at `now`, unless it already did within the last
-    /// minute (so that busy agents do not turn every read into a write).
-    pub async fn touch_agent(&self, id: &AgentId, now: Timestamp) -> Result<()> {
+    /// minute (so that busy agents do not turn every read into a write). Returns whether the
+    /// record changed.
+    pub async fn touch_agent(&self, id: &AgentId, now: Timestamp) -> Result<bool> {
         let stale_before = now.as_millis() - 60_000;
-        with_pool!(self, |p| {
+        let updated = with_pool!(self, |p| {
             sqlx::query(
             "UPDATE agents SET last_used = $1 WHERE id = $2 AND (last_used IS NULL OR last_used < $3)"
         )
@@ -199,9 +200,9 @@ impl Store {
         .bind(stale_before)
         .execute(p)
         .await
-        .map(|_| ())
+        .map(|r| r.rows_affected())
         })?;
-        Ok(())
+        Ok(updated > 0)
     }
 
     /// Agents whose lifetime ended at or before `now`, oldest expiry first, at most `limit`.

@@ -6,24 +6,9 @@ use creddy_core::names::AgentName;
 use creddy_core::scope::Grants;
 use creddy_core::{Duration, Timestamp};
 use creddy_store::{Store, StoreError};
-use creddy_testkit::store::{Dialect, TestStore};
+use creddy_testkit::store::TestStore;
 
-macro_rules! dialects {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $test() {
-                super::$test(creddy_testkit::store::TestStore::new(super::Dialect::Sqlite).await).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $test() {
-                super::$test(creddy_testkit::store::TestStore::new(super::Dialect::Postgres).await).await
-            })*
-        }
-    };
-}
-
-dialects!(
+creddy_testkit::dialects!(TestStore::new =>
     migrations_are_idempotent_and_a_newer_schema_is_refused,
     agents_are_found_by_name_in_any_case_and_by_token_hash,
     names_are_unique_case_insensitively_and_a_refusal_leaves_no_trace,

@@ -8,6 +8,32 @@
 //!
 //! [`ManualClock`]: creddy_core::ManualClock
 
+pub mod http;
 pub mod postgres;
 pub mod server;
 pub mod store;
+
+/// Instantiates each named async test function for SQLite and for PostgreSQL:
+/// `dialects!(setup => test_a, test_b)` makes `sqlite::test_a`, `postgres::test_a`, … which
+/// call `test_a(setup(dialect).await)`.
+#[macro_export]
+macro_rules! dialects {
+    ($setup:path => $($test:ident),* $(,)?) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test($setup($crate::store::Dialect::Sqlite).await).await
+            })*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test($setup($crate::store::Dialect::Postgres).await).await
+            })*
+        }
+    };
+}

@@ -1,1 +1,200 @@
-//! Servers for tests (filled in below).
+//! creddy servers for tests.
+//!
+//! [`TestServer`] runs the server in this process on `127.0.0.1:0` with a [`ManualClock`], on
+//! a fresh data directory and either store, so tests can move time and drive background
+//! tasks. [`ServerProcess`] runs the real `creddy server` binary and captures its log.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use creddy_core::ManualClock;
+use creddy_server::{Server, Settings, StartError};
+use tempfile::TempDir;
+
+use crate::postgres::PgCluster;
+use crate::store::Dialect;
+
+/// An in-process server with a manual clock.
+#[derive(Debug)]
+pub struct TestServer {
+    server: Option<Server>,
+    /// The clock the server reads; advance it instead of sleeping.
+    pub clock: Arc<ManualClock>,
+    /// The settings the server was started with (reuse them to restart).
+    pub settings: Settings,
+    dir: TempDir,
+    cluster: Option<Arc<PgCluster>>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh data directory with the given store.
+    pub async fn start(dialect: Dialect) -> Self {
+        let dir = TempDir::new().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let cluster = match dialect {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => Some(Arc::new(
+                tokio::task::spawn_blocking(PgCluster::start)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )),
+        };
+        let mut settings = Settings::for_data_dir(&dir.path().join("data"));
+        settings.database_url = cluster.as_ref().map(|c| c.url());
+        let clock = Arc::new(ManualClock::starting_now());
+        let server = Server::start(settings.clone(), clock.clone())
+            .await
+            .unwrap_or_else(|e| panic!("server start: {e}"));
+        Self {
+            server: Some(server),
+            clock,
+            settings,
+            dir,
+            cluster,
+        }
+    }
+
+    fn running(&self) -> &Server {
+        self.server
+            .as_ref()
+            .unwrap_or_else(|| panic!("the server is stopped"))
+    }
+
+    /// The base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.running().addr())
+    }
+
+    /// The running server.
+    pub fn server(&self) -> &Server {
+        self.running()
+    }
+
+    /// The local admin token the server wrote into its data directory.
+    pub fn admin_token(&self) -> String {
+        let path = self.settings.data_dir.join("admin.token");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_owned()
+    }
+
+    /// A scratch directory that lives as long as the server.
+    pub fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    /// Stops and starts again on the same data directory and database.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.server = Some(
+            Server::start(self.settings.clone(), self.clock.clone())
+                .await
+                .unwrap_or_else(|e| panic!("server restart: {e}")),
+        );
+    }
+
+    /// Tries to start a second server with the same settings (which must fail while this one
+    /// runs on the same data directory).
+    pub async fn start_twin(&self) -> Result<Server, StartError> {
+        Server::start(self.settings.clone(), self.clock.clone()).await
+    }
+
+    /// The PostgreSQL cluster behind the server, if any.
+    pub fn postgres(&self) -> Option<&PgCluster> {
+        self.cluster.as_deref()
+    }
+}
+
+/// The real `creddy server` binary, killed on drop.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// How long a starting server may take to print its listening line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl ServerProcess {
+    /// Starts `bin server --listen 127.0.0.1:0 ARGS…` with the given extra environment and
+    /// waits for its "listening on" line.
+    pub fn start(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Self, String> {
+        let mut child = Command::new(bin)
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("CREDDY_LOG")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("spawning {}: {e}", bin.display()))?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (found, listening) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = found.send(addr);
+                }
+                if let Ok(mut lines) = sink.lock() {
+                    lines.push(line);
+                }
+            }
+        });
+        match listening.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => Ok(Self { child, addr, log }),
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                let lines = log.lock().map(|l| l.join("\n")).unwrap_or_default();
+                Err(format!("server did not start ({status}):\n{lines}"))
+            }
+        }
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`) and waits for the exit status code.
+    pub fn signal_and_wait(&mut self, signal: &str) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("listening on ").nth(1)?;
+    let end = rest.find([',', ' ', '"']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}

@@ -62,7 +62,8 @@ pub(crate) struct CreateAgent {
 
 /// Validates the body: the name grammar, the scope grammar and count, the lifetime syntax.
 fn validate(body: &CreateAgent) -> Result<(AgentName, Grants, Option<Duration>), ApiError> {
-    let name = AgentName::parse(&body.name).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let name =
+        AgentName::parse(&body.name).map_err(|e| ApiError::invalid_request(e.to_string()))?;
     if body.scopes.len() > MAX_SCOPES {
         return Err(ApiError::invalid_request(format!(
             "too many scopes ({}); an agent holds at most {MAX_SCOPES}",
@@ -70,8 +71,9 @@ fn validate(body: &CreateAgent) -> Result<(AgentName, Grants, Option<Duration>),
         )));
     }
     let scopes = Grants::parse(&body.scopes).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidScope, e.to_string())
-            .with_remedy("scopes look like 'daytona', 'daytona:workspaces:read' or 'admin:agents:read'")
+        ApiError::new(ErrorCode::InvalidScope, e.to_string()).with_remedy(
+            "scopes look like 'daytona', 'daytona:workspaces:read' or 'admin:agents:read'",
+        )
     })?;
     let lifetime = body
         .expires_in

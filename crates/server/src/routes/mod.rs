@@ -16,10 +16,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/v1/status", get(status::status))
-        .route(
-            "/v1/admin/agents",
-            get(agents::list).post(agents::create),
-        )
+        .route("/v1/admin/agents", get(agents::list).post(agents::create))
         .route(
             "/v1/admin/agents/{name}",
             get(agents::show).delete(agents::remove),

@@ -1,0 +1,124 @@
+//! The command line: every command, flag and environment variable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use creddy_server::LogFormat;
+
+/// creddy: short-lived, scoped credentials for AI agents, and an OIDC identity for them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "creddy",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Start a server:  creddy server\nCreate an agent: creddy agent create ci-agent --can daytona\nAs the agent:    CREDDY_TOKEN=ckr_… creddy status"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Server URL (admin commands: else CREDDY_ADMIN_URL; agent commands: else CREDDY_URL,
+    /// then the agent config; default http://127.0.0.1:8400)
+    #[arg(long, global = true, value_name = "URL")]
+    pub server: Option<String>,
+    /// Output format
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Data directory: where the server keeps state and the CLI finds the admin token
+    #[arg(long, global = true, env = "CREDDY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Verbose logs on stderr
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// No colours or symbols styling in output
+    #[arg(long, global = true)]
+    pub no_color: bool,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people
+    Table,
+    /// JSON, the same objects as the HTTP API
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the creddy server in the foreground
+    Server(ServerCmd),
+    /// Manage agents (admin)
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Show this agent's identity, scopes and credentials
+    Status,
+}
+
+/// `creddy server`.
+#[derive(Debug, Args)]
+pub struct ServerCmd {
+    /// Listener address [default: 127.0.0.1:8400]
+    #[arg(long, env = "CREDDY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// PostgreSQL URL for shared state (default: SQLite in the data directory)
+    #[arg(
+        long,
+        env = "CREDDY_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Configuration file [default: /etc/creddy/creddy.toml as root, else ~/.config/creddy/creddy.toml]
+    #[arg(long, env = "CREDDY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Public base URL and OIDC issuer [default: http://<listen>]
+    #[arg(long, env = "CREDDY_ISSUER", value_name = "URL")]
+    pub issuer: Option<String>,
+    /// Log line format
+    #[arg(long, env = "CREDDY_LOG_FORMAT", value_name = "FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<LogFormat>,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    s.parse()
+}
+
+/// `creddy agent …`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCmd {
+    /// Create an agent and print its credentials (shown once)
+    Create {
+        /// Agent name: letters, digits, '.', '_', '-'; up to 63 characters
+        name: String,
+        /// A scope the agent may request (repeatable), e.g. daytona or admin:agents:read
+        #[arg(long = "can", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Agent lifetime, e.g. 4h or 7d (default: no expiry)
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
+    /// List agents
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show one agent and its active credentials
+    Show {
+        /// Agent name
+        name: String,
+    },
+    /// Remove an agent and revoke its credentials
+    #[command(visible_alias = "remove", visible_alias = "delete")]
+    Rm {
+        /// Agent name
+        name: String,
+    },
+}

@@ -1,0 +1,195 @@
+//! A typed HTTP client for the creddy API.
+//!
+//! Redirects are never followed (a bearer token must not travel to a host the user did not
+//! name), every call has a timeout, and API errors become [`Failure`]s with the server's
+//! message and remedy and the documented exit code.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::failure::{EXIT_AUTH, EXIT_CONNECT, EXIT_OTHER, EXIT_USAGE, Failure, Result};
+
+/// A bearer token held by the CLI; never printed by `Debug`.
+#[derive(Clone)]
+pub struct Bearer(String);
+
+impl Bearer {
+    /// Wraps a token.
+    pub fn new(token: String) -> Self {
+        Self(token.trim().to_owned())
+    }
+}
+
+impl fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Bearer(********)")
+    }
+}
+
+/// The server's error body.
+#[derive(Debug, serde::Deserialize)]
+struct ErrorBody {
+    error: String,
+    code: String,
+    remedy: Option<String>,
+}
+
+/// A connection to one server.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    bearer: Option<Bearer>,
+}
+
+/// Parses and checks a server URL: http or https with a host.
+pub fn parse_server_url(text: &str) -> Result<Url> {
+    let bad = || {
+        Failure::usage(format!("invalid server URL '{text}'"))
+            .hint("use http://HOST:PORT or https://HOST, e.g. http://127.0.0.1:8400")
+    };
+    let url = Url::parse(text.trim_end_matches('/')).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad());
+    }
+    Ok(url)
+}
+
+/// True when the URL's host is this machine (`localhost`, 127.0.0.0/8 or `::1`).
+pub fn is_loopback(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Client {
+    /// A client for `base`, authenticating with `bearer` when given.
+    pub fn new(base: Url, bearer: Option<Bearer>) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("creddy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot set up HTTP: {e}")))?;
+        Ok(Self { http, base, bearer })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// The URL of `segments` under the base, each percent-encoded.
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// `GET`, decoding JSON.
+    pub async fn get<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T> {
+        self.call(Method::GET, segments, None::<&()>).await
+    }
+
+    /// `POST` with a JSON body, decoding JSON.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<T> {
+        self.call(Method::POST, segments, Some(body)).await
+    }
+
+    /// `DELETE`, ignoring any body.
+    pub async fn delete(&self, segments: &[&str]) -> Result<()> {
+        self.send(Method::DELETE, segments, None::<&()>)
+            .await
+            .map(drop)
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<T> {
+        let response = self.send(method, segments, body).await?;
+        response.json().await.map_err(|e| {
+            Failure::new(
+                EXIT_OTHER,
+                format!("unexpected answer from {}: {e}", self.base),
+            )
+        })
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<&B>,
+    ) -> Result<reqwest::Response> {
+        let mut request = self.http.request(method, self.url(segments));
+        if let Some(bearer) = &self.bearer {
+            request = request.bearer_auth(&bearer.0);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        if status.is_redirection() {
+            return Err(Failure::new(
+                EXIT_OTHER,
+                format!(
+                    "{} answered with a redirect ({status}), which creddy does not follow",
+                    self.base
+                ),
+            )
+            .hint("pass the server's final URL with --server"));
+        }
+        let body: Option<ErrorBody> = response.json().await.ok();
+        Err(api_failure(status, body))
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> Failure {
+        let what = if e.is_timeout() {
+            "timed out talking to"
+        } else {
+            "cannot connect to"
+        };
+        Failure::new(EXIT_CONNECT, format!("{what} the creddy server at {}", self.base)).hint(
+            "check that the server is running (creddy server) and that --server or CREDDY_URL names it",
+        )
+    }
+}
+
+/// Maps an API error to a failure with the documented exit code.
+fn api_failure(status: StatusCode, body: Option<ErrorBody>) -> Failure {
+    let exit = match status.as_u16() {
+        400 | 413 | 415 => EXIT_USAGE,
+        401 | 403 => EXIT_AUTH,
+        _ => EXIT_OTHER,
+    };
+    match body {
+        Some(body) => {
+            let mut failure = Failure::new(exit, body.error);
+            failure.hint = body.remedy;
+            failure.api_code = Some(body.code);
+            failure
+        }
+        None => Failure::new(exit, format!("the server answered {status}")),
+    }
+}

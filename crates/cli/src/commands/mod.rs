@@ -1,0 +1,17 @@
+//! The commands, one module per area.
+
+mod agent;
+mod server;
+mod status;
+
+use crate::cli::{Cli, Command};
+use crate::failure::Result;
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Server(cmd) => server::run(&cli.global, cmd).await,
+        Command::Agent(cmd) => agent::run(&cli.global, cmd).await,
+        Command::Status => status::run(&cli.global).await,
+    }
+}

@@ -1,0 +1,61 @@
+//! Failures as the user sees them: `Error: <message>`, `Hint: <remedy>`, and an exit code
+//! that scripts can rely on.
+//!
+//! Exit codes: 0 success; 1 other error (server or upstream); 2 invalid arguments or input;
+//! 3 cannot connect or timed out; 4 authentication or authorisation failure.
+
+/// Invalid arguments or input.
+pub const EXIT_USAGE: u8 = 2;
+/// Cannot connect or timed out.
+pub const EXIT_CONNECT: u8 = 3;
+/// Authentication or authorisation failure.
+pub const EXIT_AUTH: u8 = 4;
+/// Any other error.
+pub const EXIT_OTHER: u8 = 1;
+
+/// A command's failure.
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+    /// The process exit code.
+    pub exit_code: u8,
+    /// The server's error code, when the failure came from the API.
+    pub api_code: Option<String>,
+}
+
+impl Failure {
+    /// A failure with the given exit code.
+    pub fn new(exit_code: u8, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+            exit_code,
+            api_code: None,
+        }
+    }
+
+    /// Invalid input (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(EXIT_USAGE, message)
+    }
+
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Writes the failure to stderr.
+    pub fn print(&self) {
+        eprintln!("Error: {}", self.message);
+        if let Some(hint) = &self.hint {
+            eprintln!("Hint: {hint}");
+        }
+    }
+}
+
+/// Shorthand for command results.
+pub type Result<T, E = Failure> = std::result::Result<T, E>;

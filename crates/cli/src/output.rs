@@ -1,0 +1,87 @@
+//! Presenting results: aligned tables and JSON on stdout; confirmations on stderr; times
+//! shown relative to now ("3m ago", "in 4h").
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use creddy_core::{Clock, Duration, SystemClock, Timestamp};
+use serde::Serialize;
+
+use crate::failure::{EXIT_OTHER, Failure, Result};
+
+static COLOR: AtomicBool = AtomicBool::new(true);
+
+/// Turns the ✓ symbol styling on or off (`--no-color`).
+pub fn set_color(on: bool) {
+    COLOR.store(on, Ordering::Relaxed);
+}
+
+/// Prints a confirmation line on stderr.
+pub fn confirm(message: &str) {
+    let mark = if COLOR.load(Ordering::Relaxed) {
+        "\u{2713}"
+    } else {
+        "OK:"
+    };
+    eprintln!("{mark} {message}");
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Prints rows under a header with aligned columns.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// "in 9m12s", "3m ago", or "now", relative to the current time.
+pub fn relative(at: Timestamp) -> String {
+    let now = SystemClock.now();
+    let (seconds, future) = if at >= now {
+        (at.seconds_since(now), true)
+    } else {
+        (now.seconds_since(at), false)
+    };
+    match Duration::from_seconds(seconds) {
+        None => "now".to_owned(),
+        Some(d) if future => format!("in {d}"),
+        Some(d) => format!("{d} ago"),
+    }
+}
+
+/// Parses an RFC 3339 time from the API and shows it relative to now; `missing` otherwise.
+pub fn relative_text(at: Option<&str>, missing: &str) -> String {
+    at.and_then(Timestamp::parse_rfc3339)
+        .map(relative)
+        .unwrap_or_else(|| missing.to_owned())
+}
+
+/// A scope list for a table cell.
+pub fn scope_list(scopes: &[String]) -> String {
+    if scopes.is_empty() {
+        "-".to_owned()
+    } else {
+        scopes.join(",")
+    }
+}
