@@ -1,1 +1,6 @@
-//! tests
+//! End-to-end tests of the real `creddy` binary against real servers.
+
+mod kit;
+
+mod flow;
+mod server_cmd;

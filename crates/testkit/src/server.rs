@@ -128,13 +128,14 @@ pub struct ServerProcess {
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ServerProcess {
-    /// Starts `bin server --listen 127.0.0.1:0 ARGS…` with the given extra environment and
-    /// waits for its "listening on" line.
+    /// Starts `bin server --listen 127.0.0.1:0 ARGS…` in a cleared environment (only `PATH`
+    /// plus `envs`) and waits for its "listening on" line.
     pub fn start(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Self, String> {
         let mut child = Command::new(bin)
             .args(["server", "--listen", "127.0.0.1:0"])
             .args(args)
-            .env_remove("CREDDY_LOG")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use creddy_core::SystemClock;
 use creddy_server::config::Environment;
 use creddy_server::{Server, ServerArgs, Settings, logging};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::cli::{Global, ServerCmd};
 use crate::failure::{EXIT_OTHER, Failure, Result};
@@ -23,6 +23,9 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
     let settings = Settings::resolve(args, &Environment::current())
         .map_err(|e| Failure::usage(e.to_string()))?;
     logging::init(settings.log_format, global.debug);
+    // Watch signals before announcing the listener, so a signal sent as soon as the server
+    // says it is up still shuts it down gracefully.
+    let signals = ShutdownSignals::install()?;
     let server = Server::start(settings, Arc::new(SystemClock))
         .await
         .map_err(|e| {
@@ -31,24 +34,38 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
                 e.to_string(),
             )
         })?;
-    wait_for_shutdown_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_shutdown_signal() -> Result<()> {
-    let install = |kind| {
-        signal(kind).map_err(|e| Failure::new(EXIT_OTHER, format!("cannot watch signals: {e}")))
-    };
-    let mut interrupt = install(SignalKind::interrupt())?;
-    let mut terminate = install(SignalKind::terminate())?;
-    let mut hangup = install(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = interrupt.recv() => return Ok(()),
-            _ = terminate.recv() => return Ok(()),
-            _ = hangup.recv() => tracing::info!("SIGHUP received: nothing to reload yet"),
+/// SIGINT and SIGTERM stop the server; SIGHUP is acknowledged.
+struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self> {
+        let install = |kind| {
+            signal(kind).map_err(|e| Failure::new(EXIT_OTHER, format!("cannot watch signals: {e}")))
+        };
+        Ok(Self {
+            interrupt: install(SignalKind::interrupt())?,
+            terminate: install(SignalKind::terminate())?,
+            hangup: install(SignalKind::hangup())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return,
+                _ = self.terminate.recv() => return,
+                _ = self.hangup.recv() => tracing::info!("SIGHUP received: nothing to reload yet"),
+            }
         }
     }
 }

@@ -1,0 +1,153 @@
+//! Running the real binary: a server process on a fresh data directory (SQLite or a private
+//! PostgreSQL) and CLI invocations in a cleared environment with their own `HOME`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use creddy_testkit::postgres::PgCluster;
+use creddy_testkit::server::ServerProcess;
+use creddy_testkit::store::Dialect;
+use tempfile::TempDir;
+
+/// The binary under test.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_creddy"))
+}
+
+/// What a CLI run produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    pub fn ok(&self) -> &str {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Asserts the exit code and that stderr contains `text`.
+    pub fn fails(&self, code: i32, text: &str) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(text),
+            "expected {text:?} in stderr:\n{}",
+            self.stderr
+        );
+    }
+}
+
+/// Runs `creddy ARGS…` with `HOME` at `home`, only `PATH` inherited, plus `envs`.
+pub fn creddy(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    Command::new(bin())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("running creddy: {e}"))
+        .into()
+}
+
+/// A server process with its home, data directory and (for PostgreSQL) cluster.
+pub struct Site {
+    pub server: ServerProcess,
+    pub home: TempDir,
+    pub data_dir: PathBuf,
+    _cluster: Option<PgCluster>,
+}
+
+impl Site {
+    /// Starts a server on a fresh data directory with the given store.
+    pub async fn start(dialect: Dialect) -> Self {
+        tokio::task::spawn_blocking(move || Self::start_blocking(dialect, &[]))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a server with extra arguments.
+    pub fn start_blocking(dialect: Dialect, extra: &[&str]) -> Self {
+        let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let data_dir = home.path().join("data");
+        let cluster = (dialect == Dialect::Postgres).then(PgCluster::start);
+        let mut args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
+        if let Some(c) = &cluster {
+            args.extend(["--database-url".to_owned(), c.url()]);
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let home_text = home.path().display().to_string();
+        let server = ServerProcess::start(bin(), &args, &[("HOME", &home_text)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            server,
+            home,
+            data_dir,
+            _cluster: cluster,
+        }
+    }
+
+    /// Runs an admin command against this server, finding the admin token through
+    /// `--data-dir` as an operator on the same machine would.
+    pub fn admin(&self, args: &[&str]) -> Run {
+        let url = self.server.url();
+        let dir = self.data_dir.display().to_string();
+        let mut full = vec!["--server", &url, "--data-dir", &dir];
+        full.extend_from_slice(args);
+        creddy(self.home.path(), &full, &[])
+    }
+
+    /// Runs an agent command with the given vend token.
+    pub fn agent(&self, token: &str, args: &[&str]) -> Run {
+        let url = self.server.url();
+        creddy(
+            self.home.path(),
+            args,
+            &[("CREDDY_URL", &url), ("CREDDY_TOKEN", token)],
+        )
+    }
+
+    /// The admin token the server wrote.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+}
+
+/// The value of `export NAME=value` in a command's output.
+pub fn exported(stdout: &str, name: &str) -> String {
+    let prefix = format!("export {name}=");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in:\n{stdout}"))
+        .to_owned()
+}
