@@ -9,7 +9,7 @@
 //! `http://127.0.0.1:8400`; token `CREDDY_TOKEN` > `token` in the agent config
 //! (`CREDDY_AGENT_CONFIG`, default `~/.config/creddy/agent.toml`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -178,6 +178,7 @@ pub fn agent_client(global: &Global) -> Result<Client> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn sources(dir: &Path) -> AdminSources {
         AdminSources {
