@@ -317,16 +317,11 @@ async fn an_expired_agent_is_refused_at_once_and_removed_by_the_reaper(server: T
         api.get("/v1/admin/agents/temp", &admin).await.status,
         StatusCode::NOT_FOUND
     );
-    let events = server
-        .server()
-        .state()
-        .store()
-        .recent_events(1)
-        .await
-        .unwrap_or_default();
-    assert_eq!(events[0].action, "agent.deleted");
-    assert_eq!(events[0].details["reason"], "expired");
-    assert_eq!(events[0].actor["type"], "system");
+    let events = server.audit_events().await;
+    let last = events.last().unwrap_or_else(|| panic!("no events"));
+    assert_eq!(last.action, "agent.deleted");
+    assert_eq!(last.details["reason"], "expired");
+    assert_eq!(last.actor["type"], "system");
 }
 
 async fn removing_an_agent_revokes_its_token_and_is_audited(server: TestServer) {
@@ -349,14 +344,7 @@ async fn removing_an_agent_revokes_its_token_and_is_audited(server: TestServer) 
         api.delete("/v1/admin/agents/leaver", &admin).await.status,
         StatusCode::NOT_FOUND
     );
-    let mut events = server
-        .server()
-        .state()
-        .store()
-        .recent_events(10)
-        .await
-        .unwrap_or_default();
-    events.reverse();
+    let events = server.audit_events().await;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,

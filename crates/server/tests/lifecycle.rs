@@ -35,13 +35,7 @@ async fn the_admin_token_is_private_and_stable_across_restarts(mut server: TestS
         api.get("/v1/admin/agents", &before).await.status,
         StatusCode::OK
     );
-    let events = server
-        .server()
-        .state()
-        .store()
-        .recent_events(10)
-        .await
-        .unwrap_or_default();
+    let events = server.audit_events().await;
     let created = events
         .iter()
         .filter(|e| e.action == "admin_token.created")

@@ -82,6 +82,19 @@ impl TestServer {
             .to_owned()
     }
 
+    /// The audit trail, oldest event first.
+    pub async fn audit_events(&self) -> Vec<creddy_store::StoredEvent> {
+        let mut events = self
+            .running()
+            .state()
+            .store()
+            .recent_events(10_000)
+            .await
+            .unwrap_or_else(|e| panic!("reading the audit trail: {e}"));
+        events.reverse();
+        events
+    }
+
     /// A scratch directory that lives as long as the server.
     pub fn scratch(&self) -> &Path {
         self.dir.path()
