@@ -83,6 +83,8 @@ pub struct Settings {
     pub issuer: Option<String>,
     /// The log line format.
     pub log_format: LogFormat,
+    /// How long a client may take to send request headers.
+    pub header_read_timeout: std::time::Duration,
 }
 
 /// A configuration problem; the server exits 2 with this message.
@@ -180,6 +182,7 @@ impl Settings {
                 .log_format
                 .or(file.server.log_format)
                 .unwrap_or_default(),
+            header_read_timeout: crate::listener::HEADER_READ_TIMEOUT,
         })
     }
 
@@ -192,6 +195,7 @@ impl Settings {
             database_url: None,
             issuer: None,
             log_format: LogFormat::Text,
+            header_read_timeout: crate::listener::HEADER_READ_TIMEOUT,
         }
     }
 }

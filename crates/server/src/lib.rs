@@ -12,6 +12,7 @@ pub mod config;
 pub mod data_dir;
 mod error;
 mod http;
+pub mod listener;
 pub mod logging;
 mod routes;
 mod server;

@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use creddy_core::Clock;
 use creddy_core::audit::{Action, Actor, AuditEvent};
@@ -21,10 +20,7 @@ use tokio::task::JoinHandle;
 use crate::config::{ConfigError, Settings};
 use crate::data_dir::{DataDir, DataDirError};
 use crate::state::AppState;
-use crate::{VERSION, http, tasks};
-
-/// How long in-flight requests may run after shutdown begins.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::{VERSION, http, listener, tasks};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +65,7 @@ pub struct Server {
     addr: SocketAddr,
     state: AppState,
     shutdown: watch::Sender<bool>,
-    serve: JoinHandle<std::io::Result<()>>,
+    serve: JoinHandle<()>,
     tasks: JoinHandle<()>,
     data_dir: DataDir,
 }
@@ -119,15 +115,12 @@ impl Server {
         }
         let state = AppState::new(store, clock, admin_hash, issuer.clone());
         let (shutdown, signal) = watch::channel(false);
-        let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let mut serve_signal = signal.clone();
-        let serve = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = serve_signal.changed().await;
-                })
-                .await
-        });
+        let serve = tokio::spawn(listener::serve(
+            listener,
+            http::router(state.clone()),
+            signal.clone(),
+            settings.header_read_timeout,
+        ));
         let tasks = tokio::spawn(tasks::reap_expired_agents(state.clone(), signal));
         tracing::info!(
             "creddy {VERSION} listening on {addr}, issuer {issuer}, storage {}",
@@ -158,18 +151,12 @@ impl Server {
         self.data_dir.path()
     }
 
-    /// Stops accepting, drains in-flight requests (up to [`DRAIN_TIMEOUT`]), stops the
-    /// background tasks and closes the store.
+    /// Stops accepting, drains in-flight requests (up to
+    /// [`DRAIN_TIMEOUT`](crate::listener::DRAIN_TIMEOUT)), stops the background tasks and
+    /// closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let mut serve = self.serve;
-        if tokio::time::timeout(DRAIN_TIMEOUT, &mut serve)
-            .await
-            .is_err()
-        {
-            tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing them");
-            serve.abort();
-        }
+        let _ = self.serve.await;
         let _ = self.tasks.await;
         self.state.store().close().await;
         tracing::info!("creddy stopped");

@@ -118,3 +118,33 @@ async fn shutdown_lets_an_in_flight_request_finish(mut server: TestServer) {
     );
     drop(server);
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_disconnected() {
+    let server = TestServer::start_with(creddy_testkit::store::Dialect::Sqlite, |s| {
+        s.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = server.server().addr();
+    let mut slow = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the server kept a connection with unfinished headers open"
+    );
+    assert!(!String::from_utf8_lossy(&rest).contains("200 OK"));
+    let api = Api::new(&server.url());
+    assert_eq!(
+        api.call(reqwest::Method::GET, "/health", None, None)
+            .await
+            .status,
+        StatusCode::OK,
+        "other clients are served"
+    );
+}

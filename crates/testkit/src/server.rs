@@ -33,6 +33,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on a fresh data directory with the given store.
     pub async fn start(dialect: Dialect) -> Self {
+        Self::start_with(dialect, |_| {}).await
+    }
+
+    /// Starts a server after `adjust` has changed the default test settings.
+    pub async fn start_with(dialect: Dialect, adjust: impl FnOnce(&mut Settings)) -> Self {
         let dir = TempDir::new().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let cluster = match dialect {
             Dialect::Sqlite => None,
@@ -44,6 +49,7 @@ impl TestServer {
         };
         let mut settings = Settings::for_data_dir(&dir.path().join("data"));
         settings.database_url = cluster.as_ref().map(|c| c.url());
+        adjust(&mut settings);
         let clock = Arc::new(ManualClock::starting_now());
         let server = Server::start(settings.clone(), clock.clone())
             .await
@@ -161,11 +167,13 @@ impl ServerProcess {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = listening_addr(&line) {
-                    let _ = found.send(addr);
-                }
+                let addr = listening_addr(&line);
                 if let Ok(mut lines) = sink.lock() {
                     lines.push(line);
+                }
+                // Announce only after the line is in the log, so callers see it there.
+                if let Some(addr) = addr {
+                    let _ = found.send(addr);
                 }
             }
         });
