@@ -44,6 +44,7 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     bearer: Option<Bearer>,
+    debug: bool,
 }
 
 /// Parses and checks a server URL: http or https with a host.
@@ -70,8 +71,9 @@ pub fn is_loopback(url: &Url) -> bool {
 }
 
 impl Client {
-    /// A client for `base`, authenticating with `bearer` when given.
-    pub fn new(base: Url, bearer: Option<Bearer>) -> Result<Self> {
+    /// A client for `base`, authenticating with `bearer` when given; `debug` traces each
+    /// call (method, URL, status; never headers) on stderr.
+    pub fn new(base: Url, bearer: Option<Bearer>, debug: bool) -> Result<Self> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
@@ -79,7 +81,12 @@ impl Client {
             .user_agent(concat!("creddy/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot set up HTTP: {e}")))?;
-        Ok(Self { http, base, bearer })
+        Ok(Self {
+            http,
+            base,
+            bearer,
+            debug,
+        })
     }
 
     /// The server's base URL.
@@ -138,7 +145,11 @@ impl Client {
         segments: &[&str],
         body: Option<&B>,
     ) -> Result<reqwest::Response> {
-        let mut request = self.http.request(method, self.url(segments));
+        let url = self.url(segments);
+        if self.debug {
+            eprintln!("debug: {method} {url}");
+        }
+        let mut request = self.http.request(method, url);
         if let Some(bearer) = &self.bearer {
             request = request.bearer_auth(&bearer.0);
         }
@@ -147,6 +158,14 @@ impl Client {
         }
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         let status = response.status();
+        if self.debug {
+            let id = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            eprintln!("debug: {status} (request id {id})");
+        }
         if status.is_success() {
             return Ok(response);
         }

@@ -111,7 +111,7 @@ impl AdminSources {
 /// A client for admin commands.
 pub fn admin_client(global: &Global) -> Result<Client> {
     let (url, bearer) = AdminSources::current(global).resolve()?;
-    Client::new(url, Some(bearer))
+    Client::new(url, Some(bearer), global.debug)
 }
 
 /// The agent's saved configuration (written by `creddy enroll`; the fields the commands
@@ -172,7 +172,7 @@ pub fn agent_client(global: &Global) -> Result<Client> {
             "Warning: sending the agent token over plain http:// to {url}; use https:// outside a trusted network"
         );
     }
-    Client::new(url, Some(Bearer::new(token)))
+    Client::new(url, Some(Bearer::new(token)), global.debug)
 }
 
 #[cfg(test)]

@@ -69,6 +69,23 @@ async fn an_operator_creates_an_agent_that_sees_its_scopes(site: Site) {
             .unwrap_or_else(|e| panic!("status -o json: {e}"));
     assert_eq!(status_json["name"], "ci-agent");
 
+    let traced = site.admin(&["--debug", "agent", "ls"]);
+    traced.ok();
+    assert!(
+        traced.stderr.contains("debug: GET http://"),
+        "{}",
+        traced.stderr
+    );
+    assert!(
+        traced.stderr.contains("request id req_"),
+        "{}",
+        traced.stderr
+    );
+    assert!(
+        !traced.stderr.contains(&site.admin_token()),
+        "no token in debug output"
+    );
+
     let shown = site.admin(&["agent", "show", "ci-agent"]);
     assert!(shown.ok().contains("daytona:workspaces:read"));
 
