@@ -1,0 +1,368 @@
+//! The host side: one supervised plugin process per configured backend.
+//!
+//! [`PluginProcess::start`] verifies the binary (see [`verify`]), starts it with a cleared
+//! environment, says `hello`, checks the protocol and minimum creddy versions, `configure`s
+//! it and caches its `constraints`. If the process later exits or breaks the protocol, every
+//! call in flight fails at once with [`HostError::Unavailable`], calls made meanwhile fail the
+//! same way, and a supervisor restarts it (verifying and configuring again) after 1 s, 2 s,
+//! 4 s … up to 60 s. Every call has a timeout; a late answer is dropped.
+
+mod connection;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::protocol::{
+    AgentRef, ConfigSchema, ConfigureParams, Constraints, Credential, Empty, ErrorKind,
+    GetCredentialParams, HelloParams, HelloResult, HostInfo, MatchScopeParams, MatchScopeResult,
+    PROTOCOL_VERSIONS, RevokeParams, RevokeResult, RpcError, ScopesResult, ValidateResult,
+    default_timeout, method,
+};
+use crate::version::Version;
+use connection::Connection;
+pub use verify::IntegrityError;
+
+/// What can go wrong calling a plugin.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HostError {
+    /// The plugin is not running (crashed, restarting, or stopped mid-call).
+    #[error("plugin unavailable: {0}")]
+    Unavailable(String),
+    /// The plugin did not answer in time.
+    #[error("the plugin did not answer {method} within {after:?}")]
+    Timeout {
+        /// The method.
+        method: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The plugin broke the protocol.
+    #[error("plugin protocol error: {0}")]
+    Protocol(String),
+    /// The plugin answered with an error.
+    #[error("{message}")]
+    Plugin {
+        /// The error kind.
+        kind: ErrorKind,
+        /// The plugin's message.
+        message: String,
+        /// The plugin's remedy.
+        remedy: Option<String>,
+        /// Whether a retry may help.
+        retryable: bool,
+    },
+    /// The binary failed its integrity check.
+    #[error("plugin integrity check failed: {0}")]
+    Integrity(#[from] IntegrityError),
+    /// The plugin and this creddy cannot work together.
+    #[error("incompatible plugin: {0}")]
+    Incompatible(String),
+}
+
+impl HostError {
+    fn from_rpc(error: RpcError) -> Self {
+        let kind = error
+            .data
+            .as_ref()
+            .map(|d| d.kind)
+            .or_else(|| ErrorKind::from_code(error.code))
+            .unwrap_or(ErrorKind::InternalError);
+        let (remedy, retryable) = match error.data {
+            Some(d) => (d.remedy, d.retryable),
+            None => (None, kind.is_retryable()),
+        };
+        HostError::Plugin {
+            kind,
+            message: error.message.chars().take(1024).collect(),
+            remedy,
+            retryable,
+        }
+    }
+}
+
+/// The configuration handed to `configure`; it holds the master credential, so it never
+/// prints.
+#[derive(Clone, PartialEq)]
+pub struct SecretConfig(pub Value);
+
+impl std::fmt::Debug for SecretConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretConfig(********)")
+    }
+}
+
+/// Everything needed to run a backend's plugin.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// The backend's name, for logs and `configure`.
+    pub backend: String,
+    /// The plugin executable.
+    pub binary: PathBuf,
+    /// Its SHA-256 as recorded at installation.
+    pub sha256: String,
+    /// The configuration, defaults applied.
+    pub config: SecretConfig,
+    /// This creddy's version (checked against the plugin's minimum).
+    pub host_version: String,
+    /// `HOME` for the plugin (default: the server's).
+    pub home: Option<PathBuf>,
+    /// Caps every call's timeout (tests use short ones); `None` keeps the specified ones.
+    pub timeout_cap: Option<Duration>,
+    /// The first restart delay; doubles up to [`MAX_RESTART_DELAY`].
+    pub restart_delay: Duration,
+}
+
+/// The longest pause between restarts.
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
+
+impl LaunchSpec {
+    /// A spec with the specified timeouts and a 1 s first restart delay.
+    pub fn new(backend: &str, binary: PathBuf, sha256: &str, config: Value, host_version: &str) -> Self {
+        Self {
+            backend: backend.to_owned(),
+            binary,
+            sha256: sha256.to_owned(),
+            config: SecretConfig(config),
+            host_version: host_version.to_owned(),
+            home: None,
+            timeout_cap: None,
+            restart_delay: Duration::from_secs(1),
+        }
+    }
+
+    fn timeout(&self, method_name: &str) -> Duration {
+        let specified = default_timeout(method_name);
+        self.timeout_cap.map_or(specified, |cap| specified.min(cap))
+    }
+}
+
+/// What the host learned when the plugin started.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The `hello` answer.
+    pub hello: HelloResult,
+    /// The cached `constraints`.
+    pub constraints: Constraints,
+}
+
+#[derive(Debug)]
+struct Inner {
+    spec: LaunchSpec,
+    current: Mutex<Option<Arc<Connection>>>,
+    started: Mutex<Started>,
+    restarts: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A supervised plugin process for one backend.
+#[derive(Debug, Clone)]
+pub struct PluginProcess {
+    inner: Arc<Inner>,
+}
+
+impl PluginProcess {
+    /// Verifies, starts, greets and configures the plugin; fails when any step fails.
+    pub async fn start(spec: LaunchSpec) -> Result<Self, HostError> {
+        let (connection, started) = launch(&spec).await?;
+        let inner = Arc::new(Inner {
+            spec,
+            current: Mutex::new(Some(Arc::new(connection))),
+            started: Mutex::new(started),
+            restarts: watch::channel(0).0,
+            stop: watch::channel(false).0,
+        });
+        tokio::spawn(supervise(Arc::downgrade(&inner), inner.stop.subscribe()));
+        Ok(Self { inner })
+    }
+
+    /// The backend this process serves.
+    pub fn backend(&self) -> &str {
+        &self.inner.spec.backend
+    }
+
+    /// What the plugin said at its latest start.
+    pub fn started(&self) -> Started {
+        lock(&self.inner.started).clone()
+    }
+
+    /// Counts restarts; tests wait on it instead of sleeping.
+    pub fn restarts(&self) -> watch::Receiver<u64> {
+        self.inner.restarts.subscribe()
+    }
+
+    /// True while a plugin process is up.
+    pub fn is_running(&self) -> bool {
+        self.connection().is_some_and(|c| c.is_alive())
+    }
+
+    fn connection(&self) -> Option<Arc<Connection>> {
+        lock(&self.inner.current).clone()
+    }
+
+    /// Calls a method with its specified timeout.
+    pub async fn call<P: Serialize, R: DeserializeOwned>(&self, method_name: &str, params: &P) -> Result<R, HostError> {
+        let connection = self
+            .connection()
+            .filter(|c| c.is_alive())
+            .ok_or_else(|| HostError::Unavailable(format!("the plugin of backend '{}' is restarting", self.inner.spec.backend)))?;
+        connection.call(method_name, params, self.inner.spec.timeout(method_name)).await
+    }
+
+    /// `validate`.
+    pub async fn validate(&self) -> Result<Vec<String>, HostError> {
+        let result: ValidateResult = self.call(method::VALIDATE, &Empty {}).await?;
+        Ok(result.warnings)
+    }
+
+    /// `get_credential`.
+    pub async fn get_credential(&self, params: &GetCredentialParams) -> Result<Credential, HostError> {
+        self.call(method::GET_CREDENTIAL, params).await
+    }
+
+    /// `revoke_credential`.
+    pub async fn revoke_credential(&self, external_id: Option<String>, lease_id: &str, agent: AgentRef) -> Result<RevokeResult, HostError> {
+        let params = RevokeParams { external_id, lease_id: lease_id.to_owned(), agent };
+        self.call(method::REVOKE_CREDENTIAL, &params).await
+    }
+
+    /// `match_scope`.
+    pub async fn match_scope(&self, scope: &str) -> Result<MatchScopeResult, HostError> {
+        self.call(method::MATCH_SCOPE, &MatchScopeParams { scope: scope.to_owned() }).await
+    }
+
+    /// `scopes`.
+    pub async fn scopes(&self) -> Result<ScopesResult, HostError> {
+        self.call(method::SCOPES, &Empty {}).await
+    }
+
+    /// `config_schema`.
+    pub async fn config_schema(&self) -> Result<ConfigSchema, HostError> {
+        self.call(method::CONFIG_SCHEMA, &Empty {}).await
+    }
+
+    /// Stops the supervisor and the process (`shutdown`, then SIGKILL after 5 s).
+    pub async fn stop(&self) {
+        let _ = self.inner.stop.send(true);
+        let connection = lock(&self.inner.current).take();
+        if let Some(connection) = connection {
+            connection.stop(self.inner.spec.timeout(method::SHUTDOWN)).await;
+        }
+    }
+
+    /// Kills the process without ceremony, as a crash would (for tests of supervision).
+    pub async fn kill_for_test(&self) {
+        if let Some(connection) = self.connection() {
+            connection.kill().await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Verify, spawn, hello, version checks, configure, constraints.
+async fn launch(spec: &LaunchSpec) -> Result<(Connection, Started), HostError> {
+    let (binary, sha256) = (spec.binary.clone(), spec.sha256.clone());
+    tokio::task::spawn_blocking(move || verify::verify_binary(&binary, &sha256))
+        .await
+        .map_err(|e| HostError::Unavailable(e.to_string()))??;
+    let connection = Connection::spawn(&spec.binary, &spec.backend, spec.home.as_deref())?;
+    match handshake(spec, &connection).await {
+        Ok(started) => Ok((connection, started)),
+        Err(e) => {
+            connection.kill().await;
+            Err(e)
+        }
+    }
+}
+
+async fn handshake(spec: &LaunchSpec, connection: &Connection) -> Result<Started, HostError> {
+    let hello_params = HelloParams {
+        protocol_versions: PROTOCOL_VERSIONS.to_vec(),
+        host: HostInfo { name: "creddy".into(), version: spec.host_version.clone() },
+    };
+    let hello: HelloResult = connection
+        .call(method::HELLO, &hello_params, spec.timeout(method::HELLO))
+        .await
+        .map_err(|e| match e {
+            HostError::Plugin { kind: ErrorKind::UnsupportedProtocol, message, .. } => HostError::Incompatible(message),
+            other => other,
+        })?;
+    if !PROTOCOL_VERSIONS.contains(&hello.protocol_version) {
+        return Err(HostError::Incompatible(format!(
+            "the plugin chose protocol version {}, which this creddy does not speak ({PROTOCOL_VERSIONS:?})",
+            hello.protocol_version
+        )));
+    }
+    check_min_version(&hello.plugin.min_creddy_version, &spec.host_version)?;
+    let _: Empty = connection
+        .call(method::CONFIGURE, &ConfigureParams { backend: spec.backend.clone(), config: spec.config.0.clone() }, spec.timeout(method::CONFIGURE))
+        .await?;
+    let constraints: Constraints = connection.call(method::CONSTRAINTS, &Empty {}, spec.timeout(method::CONSTRAINTS)).await?;
+    Ok(Started { hello, constraints })
+}
+
+fn check_min_version(required: &str, host: &str) -> Result<(), HostError> {
+    let (Some(required_v), Some(host_v)) = (Version::parse(required), Version::parse(host)) else {
+        return Err(HostError::Incompatible(format!("unreadable versions (plugin needs '{required}', creddy is '{host}')")));
+    };
+    if required_v > host_v {
+        return Err(HostError::Incompatible(format!("the plugin needs creddy {required_v} or newer; this is {host_v}")));
+    }
+    Ok(())
+}
+
+/// Restarts the plugin whenever its process dies, until stopped or dropped.
+async fn supervise(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let Some(connection) = inner.upgrade().and_then(|i| lock(&i.current).clone()) else {
+            return;
+        };
+        tokio::select! {
+            () = connection.died() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        drop(connection);
+        let mut delay = match inner.upgrade() {
+            Some(i) => {
+                lock(&i.current).take();
+                i.spec.restart_delay
+            }
+            None => return,
+        };
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let Some(strong) = inner.upgrade() else { return };
+            match launch(&strong.spec).await {
+                Ok((connection, started)) => {
+                    *lock(&strong.current) = Some(Arc::new(connection));
+                    *lock(&strong.started) = started;
+                    strong.restarts.send_modify(|n| *n += 1);
+                    tracing::info!(backend = %strong.spec.backend, "plugin restarted");
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(backend = %strong.spec.backend, error = %e, "plugin restart failed; retrying in {:?}", delay.saturating_mul(2).min(MAX_RESTART_DELAY));
+                    delay = delay.saturating_mul(2).min(MAX_RESTART_DELAY);
+                }
+            }
+        }
+    }
+}
