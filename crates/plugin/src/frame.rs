@@ -77,10 +77,22 @@ mod tests {
     async fn lines_are_split_and_oversized_ones_skipped() {
         let input = format!("{{\"a\":1}}\n{}\n{{\"b\":2}}\nlast", "x".repeat(100));
         let mut reader = BufReader::with_capacity(8, input.as_bytes());
-        assert_eq!(read_frame(&mut reader, 50).await.ok().flatten(), Some(b"{\"a\":1}".to_vec()));
-        assert!(matches!(read_frame(&mut reader, 50).await, Err(FrameError::TooLarge { limit: 50 })));
-        assert_eq!(read_frame(&mut reader, 50).await.ok().flatten(), Some(b"{\"b\":2}".to_vec()));
-        assert_eq!(read_frame(&mut reader, 50).await.ok().flatten(), Some(b"last".to_vec()));
+        assert_eq!(
+            read_frame(&mut reader, 50).await.ok().flatten(),
+            Some(b"{\"a\":1}".to_vec())
+        );
+        assert!(matches!(
+            read_frame(&mut reader, 50).await,
+            Err(FrameError::TooLarge { limit: 50 })
+        ));
+        assert_eq!(
+            read_frame(&mut reader, 50).await.ok().flatten(),
+            Some(b"{\"b\":2}".to_vec())
+        );
+        assert_eq!(
+            read_frame(&mut reader, 50).await.ok().flatten(),
+            Some(b"last".to_vec())
+        );
         assert!(matches!(read_frame(&mut reader, 50).await, Ok(None)));
     }
 }

@@ -536,7 +536,8 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"result":{"protocol_version":1,"plugin":{"name":"daytona","version":"0.1.0","description":"Ephemeral Daytona API keys","min_creddy_version":"0.1.0"},"capabilities":{"revoke":true,"self_expiring":true}}}"#,
         )
         .expect("response");
-        let result: HelloResult = serde_json::from_value(response.result.expect("result")).expect("hello");
+        let result: HelloResult =
+            serde_json::from_value(response.result.expect("result")).expect("hello");
         assert!(result.capabilities.self_expiring);
     }
 
@@ -628,7 +629,12 @@ mod schema_tests {
     use super::*;
     use serde_json::json;
 
-    fn field(name: &str, field_type: FieldType, required: bool, default: Option<&str>) -> ConfigField {
+    fn field(
+        name: &str,
+        field_type: FieldType,
+        required: bool,
+        default: Option<&str>,
+    ) -> ConfigField {
         ConfigField {
             name: name.into(),
             field_type,
@@ -649,7 +655,10 @@ mod schema_tests {
                 field("on", FieldType::Bool, false, Some("true")),
             ],
         };
-        let mut config = json!({"url": "https://mine"}).as_object().cloned().unwrap_or_default();
+        let mut config = json!({"url": "https://mine"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         schema.apply_defaults(&mut config);
         assert_eq!(
             Value::Object(config.clone()),

@@ -26,11 +26,11 @@ use tokio::sync::{Mutex, RwLock, Semaphore};
 
 use crate::frame::{FrameError, read_frame, write_frame};
 use crate::protocol::{
-    AgentRef, Capabilities, ConfigField, ConfigSchema, ConfigureParams, Constraints,
-    Credential, Empty, ErrorData, ErrorKind, GetCredentialParams, HelloParams, HelloResult,
+    AgentRef, Capabilities, ConfigField, ConfigSchema, ConfigureParams, Constraints, Credential,
+    Empty, ErrorData, ErrorKind, GetCredentialParams, HelloParams, HelloResult,
     MAX_CONCURRENT_CALLS, MAX_FRAME, MatchScopeParams, MatchScopeResult, PROTOCOL_VERSIONS,
-    PluginInfo, Request, Response, RevokeParams, RevokeResult, RpcError, ScopeInfo,
-    ScopesResult, ValidateResult, method,
+    PluginInfo, Request, Response, RevokeParams, RevokeResult, RpcError, ScopeInfo, ScopesResult,
+    ValidateResult, method,
 };
 
 /// An error a plugin reports: a kind, a message for people, and optionally a remedy.
@@ -181,7 +181,10 @@ async fn serve<P: Plugin>(plugin: Arc<P>) -> ExitCode {
         let request: Request = match serde_json::from_slice(&line) {
             Ok(r) => r,
             Err(_) => {
-                let error = PluginError::new(ErrorKind::ParseError, "the message is not a JSON-RPC request");
+                let error = PluginError::new(
+                    ErrorKind::ParseError,
+                    "the message is not a JSON-RPC request",
+                );
                 send(&stdout, &Response::err(None, error.into_rpc())).await;
                 continue;
             }
@@ -204,7 +207,11 @@ async fn serve<P: Plugin>(plugin: Arc<P>) -> ExitCode {
                 Ok(response) => response,
                 Err(_) => Response::err(
                     Some(id),
-                    PluginError::new(ErrorKind::InternalError, "the plugin failed while handling the call").into_rpc(),
+                    PluginError::new(
+                        ErrorKind::InternalError,
+                        "the plugin failed while handling the call",
+                    )
+                    .into_rpc(),
                 ),
             };
             send(&stdout, &response).await;
@@ -227,7 +234,11 @@ fn params<T: DeserializeOwned>(request: &Request, describe: bool) -> Result<T, P
         request.params.clone()
     };
     serde_json::from_value(value).map_err(|e| {
-        let detail = if describe { format!(": {e}") } else { String::new() };
+        let detail = if describe {
+            format!(": {e}")
+        } else {
+            String::new()
+        };
         PluginError::new(
             ErrorKind::InvalidParams,
             format!("invalid parameters for {}{detail}", request.method),
@@ -236,8 +247,12 @@ fn params<T: DeserializeOwned>(request: &Request, describe: bool) -> Result<T, P
 }
 
 fn to_result<T: Serialize>(value: T) -> Result<Value, PluginError> {
-    serde_json::to_value(value)
-        .map_err(|e| PluginError::new(ErrorKind::InternalError, format!("cannot encode the result: {e}")))
+    serde_json::to_value(value).map_err(|e| {
+        PluginError::new(
+            ErrorKind::InternalError,
+            format!("cannot encode the result: {e}"),
+        )
+    })
 }
 
 async fn dispatch<P: Plugin>(served: Arc<Served<P>>, request: Request) -> Response {
@@ -250,8 +265,11 @@ async fn dispatch<P: Plugin>(served: Arc<Served<P>>, request: Request) -> Respon
 
 async fn configured<P: Plugin>(served: &Served<P>) -> Result<Arc<P::Backend>, PluginError> {
     served.backend.read().await.clone().ok_or_else(|| {
-        PluginError::new(ErrorKind::InvalidConfig, "the plugin has not been configured")
-            .with_remedy("the host must call configure first")
+        PluginError::new(
+            ErrorKind::InvalidConfig,
+            "the plugin has not been configured",
+        )
+        .with_remedy("the host must call configure first")
     })
 }
 
@@ -268,23 +286,34 @@ async fn call<P: Plugin>(served: &Served<P>, request: &Request) -> Result<Value,
         });
     }
     if !*served.greeted.read().await {
-        return Err(PluginError::new(ErrorKind::InvalidRequest, "hello must be the first call"));
+        return Err(PluginError::new(
+            ErrorKind::InvalidRequest,
+            "hello must be the first call",
+        ));
     }
     match request.method.as_str() {
         method::INFO => to_result(plugin.info()),
-        method::SCOPES => to_result(ScopesResult { scopes: plugin.scopes() }),
-        method::CONFIG_SCHEMA => to_result(ConfigSchema { fields: plugin.config_schema() }),
+        method::SCOPES => to_result(ScopesResult {
+            scopes: plugin.scopes(),
+        }),
+        method::CONFIG_SCHEMA => to_result(ConfigSchema {
+            fields: plugin.config_schema(),
+        }),
         method::CONSTRAINTS => to_result(plugin.constraints()),
         method::CONFIGURE => {
             // Never describe the parameters: they hold the master credential.
             let configure: ConfigureParams = params(request, false)?;
-            let backend = plugin.configure(&configure.backend, configure.config).await?;
+            let backend = plugin
+                .configure(&configure.backend, configure.config)
+                .await?;
             *served.backend.write().await = Some(Arc::new(backend));
             to_result(Empty {})
         }
         method::VALIDATE => {
             let backend = configured(served).await?;
-            to_result(ValidateResult { warnings: plugin.validate(&backend).await? })
+            to_result(ValidateResult {
+                warnings: plugin.validate(&backend).await?,
+            })
         }
         method::GET_CREDENTIAL => {
             let get: GetCredentialParams = params(request, true)?;
@@ -302,7 +331,10 @@ async fn call<P: Plugin>(served: &Served<P>, request: &Request) -> Result<Value,
         }
         other => Err(PluginError::new(
             ErrorKind::MethodNotFound,
-            format!("unknown method '{}'", other.chars().take(64).collect::<String>()),
+            format!(
+                "unknown method '{}'",
+                other.chars().take(64).collect::<String>()
+            ),
         )),
     }
 }
@@ -348,7 +380,11 @@ fn parse_flags(args: &[String]) -> Result<Flags, String> {
     let mut flags = Flags::default();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--config" => flags.config = Some(value()?),
             "--scope" => flags.scopes.push(value()?),
@@ -410,8 +446,16 @@ async fn standalone_command<P: Plugin>(
 ) -> Result<(), Failure> {
     match command {
         "info" => return print_json(&plugin.info()),
-        "scopes" => return print_json(&ScopesResult { scopes: plugin.scopes() }),
-        "schema" => return print_json(&ConfigSchema { fields: plugin.config_schema() }),
+        "scopes" => {
+            return print_json(&ScopesResult {
+                scopes: plugin.scopes(),
+            });
+        }
+        "schema" => {
+            return print_json(&ConfigSchema {
+                fields: plugin.config_schema(),
+            });
+        }
         "constraints" => return print_json(&plugin.constraints()),
         "help" | "--help" | "-h" => {
             eprintln!("{USAGE}");
@@ -423,12 +467,19 @@ async fn standalone_command<P: Plugin>(
     let flags = parse_flags(rest).map_err(Failure::Usage)?;
     let backend = configure_from_file(plugin, flags.config.as_deref()).await?;
     let agent = AgentRef {
-        id: flags.agent_id.clone().unwrap_or_else(|| "ag_standalone".into()),
-        name: flags.agent_name.clone().unwrap_or_else(|| "standalone".into()),
+        id: flags
+            .agent_id
+            .clone()
+            .unwrap_or_else(|| "ag_standalone".into()),
+        name: flags
+            .agent_name
+            .clone()
+            .unwrap_or_else(|| "standalone".into()),
         scopes: Vec::new(),
     };
     let lease_id = flags.lease_id.clone().unwrap_or_else(|| {
-        creddy_core::ids::LeaseId::generate(creddy_core::Clock::now(&creddy_core::SystemClock)).to_string()
+        creddy_core::ids::LeaseId::generate(creddy_core::Clock::now(&creddy_core::SystemClock))
+            .to_string()
     });
     match command {
         "validate" => {
@@ -442,10 +493,17 @@ async fn standalone_command<P: Plugin>(
             if flags.scopes.is_empty() {
                 return Err(Failure::Usage("get needs at least one --scope".into()));
             }
-            let ttl = flags.ttl.as_deref().ok_or_else(|| Failure::Usage("get needs --ttl".into()))?;
-            let ttl = creddy_core::Duration::parse(ttl).map_err(|e| Failure::Usage(e.to_string()))?;
+            let ttl = flags
+                .ttl
+                .as_deref()
+                .ok_or_else(|| Failure::Usage("get needs --ttl".into()))?;
+            let ttl =
+                creddy_core::Duration::parse(ttl).map_err(|e| Failure::Usage(e.to_string()))?;
             let request = GetCredentialParams {
-                agent: AgentRef { scopes: flags.scopes.clone(), ..agent },
+                agent: AgentRef {
+                    scopes: flags.scopes.clone(),
+                    ..agent
+                },
                 scopes: flags.scopes,
                 ttl: ttl.as_seconds(),
                 lease_id,
@@ -454,16 +512,32 @@ async fn standalone_command<P: Plugin>(
             print_json(&plugin.get_credential(&backend, request).await?)
         }
         _ => {
-            let id = flags.id.ok_or_else(|| Failure::Usage("revoke needs --id".into()))?;
-            let request = RevokeParams { external_id: Some(id), lease_id, agent };
+            let id = flags
+                .id
+                .ok_or_else(|| Failure::Usage("revoke needs --id".into()))?;
+            let request = RevokeParams {
+                external_id: Some(id),
+                lease_id,
+                agent,
+            };
             let result = plugin.revoke_credential(&backend, request).await?;
-            println!("{}", if result.already_gone { "already gone" } else { "revoked" });
+            println!(
+                "{}",
+                if result.already_gone {
+                    "already gone"
+                } else {
+                    "revoked"
+                }
+            );
             Ok(())
         }
     }
 }
 
-async fn configure_from_file<P: Plugin>(plugin: &P, path: Option<&str>) -> Result<P::Backend, Failure> {
+async fn configure_from_file<P: Plugin>(
+    plugin: &P,
+    path: Option<&str>,
+) -> Result<P::Backend, Failure> {
     let path = path.ok_or_else(|| Failure::Usage("--config FILE is required".into()))?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::Usage(format!("cannot read {path}: {e}")))?;
@@ -471,6 +545,11 @@ async fn configure_from_file<P: Plugin>(plugin: &P, path: Option<&str>) -> Resul
         Ok(Value::Object(map)) => map,
         _ => return Err(Failure::Usage(format!("{path} must hold a JSON object"))),
     };
-    ConfigSchema { fields: plugin.config_schema() }.apply_defaults(&mut config);
-    Ok(plugin.configure("standalone", Value::Object(config)).await?)
+    ConfigSchema {
+        fields: plugin.config_schema(),
+    }
+    .apply_defaults(&mut config);
+    Ok(plugin
+        .configure("standalone", Value::Object(config))
+        .await?)
 }

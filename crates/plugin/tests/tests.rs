@@ -1,1 +1,4 @@
-//! tests
+//! The plugin host against real plugin processes, and the SDK's standalone commands.
+
+mod host;
+mod standalone;

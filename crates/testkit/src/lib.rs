@@ -9,6 +9,7 @@
 //! [`ManualClock`]: creddy_core::ManualClock
 
 pub mod http;
+pub mod plugins;
 pub mod postgres;
 pub mod server;
 pub mod store;

@@ -24,7 +24,16 @@ use crate::frame::{FrameError, read_frame, write_frame};
 use crate::protocol::{MAX_FRAME, Request, Response, RpcError};
 
 /// Environment variables passed through from the server when set.
-const PASSED_THROUGH: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"];
+const PASSED_THROUGH: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
 /// The longest stderr line copied into the log.
 const MAX_LOG_LINE: usize = 4096;
 
@@ -37,19 +46,26 @@ pub(crate) struct Connection {
     stdin: AsyncMutex<ChildStdin>,
     pending: std::sync::Arc<Pending>,
     next_id: AtomicU64,
-    dead: watch::Receiver<bool>,
+    dead: watch::Receiver<Option<Death>>,
     alive: std::sync::Arc<AtomicBool>,
     backend: String,
 }
 
 impl Connection {
     /// Starts `binary serve` with a cleared environment and wires up its pipes.
-    pub(crate) fn spawn(binary: &Path, backend: &str, home: Option<&Path>) -> Result<Self, HostError> {
+    pub(crate) fn spawn(
+        binary: &Path,
+        backend: &str,
+        home: Option<&Path>,
+    ) -> Result<Self, HostError> {
         let mut command = Command::new(binary);
         command
             .arg("serve")
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+            )
             .env("TZ", "UTC")
             .env("LANG", "C.UTF-8")
             .env("CREDDY_PLUGIN_PROTOCOL", "1")
@@ -57,7 +73,11 @@ impl Connection {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        if let Some(home) = home.map(Path::as_os_str).or(std::env::var_os("HOME").as_deref()).map(ToOwned::to_owned) {
+        if let Some(home) = home
+            .map(Path::as_os_str)
+            .or(std::env::var_os("HOME").as_deref())
+            .map(ToOwned::to_owned)
+        {
             command.env("HOME", home);
         }
         for name in PASSED_THROUGH {
@@ -65,15 +85,28 @@ impl Connection {
                 command.env(name, value);
             }
         }
-        let mut child = command.spawn().map_err(|e| HostError::Unavailable(format!("cannot start {}: {e}", binary.display())))?;
-        let (stdin, stdout, stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
-            (Some(i), Some(o), Some(e)) => (i, o, e),
-            _ => return Err(HostError::Unavailable("the plugin's pipes could not be opened".into())),
-        };
+        let mut child = command.spawn().map_err(|e| {
+            HostError::Unavailable(format!("cannot start {}: {e}", binary.display()))
+        })?;
+        let (stdin, stdout, stderr) =
+            match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+                (Some(i), Some(o), Some(e)) => (i, o, e),
+                _ => {
+                    return Err(HostError::Unavailable(
+                        "the plugin's pipes could not be opened".into(),
+                    ));
+                }
+            };
         let pending: std::sync::Arc<Pending> = std::sync::Arc::default();
         let alive = std::sync::Arc::new(AtomicBool::new(true));
-        let (dead_tx, dead) = watch::channel(false);
-        tokio::spawn(read_answers(stdout, pending.clone(), alive.clone(), dead_tx, backend.to_owned()));
+        let (dead_tx, dead) = watch::channel(None);
+        tokio::spawn(read_answers(
+            stdout,
+            pending.clone(),
+            alive.clone(),
+            dead_tx,
+            backend.to_owned(),
+        ));
         tokio::spawn(forward_log(stderr, backend.to_owned()));
         Ok(Self {
             child: AsyncMutex::new(child),
@@ -94,20 +127,43 @@ impl Connection {
     /// Resolves when the connection dies.
     pub(crate) async fn died(&self) {
         let mut dead = self.dead.clone();
-        let _ = dead.wait_for(|d| *d).await;
+        let _ = dead.wait_for(Option::is_some).await;
+    }
+
+    /// Why the connection died, as the error for calls it took down.
+    fn death(&self) -> HostError {
+        match self.dead.borrow().clone() {
+            Some(Death::Violation(reason)) => HostError::Protocol(reason),
+            Some(Death::Exited(reason)) => HostError::Unavailable(reason),
+            None => HostError::Unavailable("the plugin stopped while handling the call".into()),
+        }
     }
 
     /// Calls `method` and waits up to `timeout` for the answer. A late answer is dropped.
-    pub(crate) async fn call<P: Serialize, R: DeserializeOwned>(&self, method: &str, params: &P, timeout: Duration) -> Result<R, HostError> {
+    pub(crate) async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+        timeout: Duration,
+    ) -> Result<R, HostError> {
         if !self.is_alive() {
             return Err(HostError::Unavailable("the plugin is not running".into()));
         }
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        let params = serde_json::to_value(params).map_err(|e| HostError::Protocol(format!("cannot encode {method} parameters: {e}")))?;
-        let request = Request { jsonrpc: "2.0".into(), id, method: method.to_owned(), params };
-        let text = serde_json::to_string(&request).map_err(|e| HostError::Protocol(e.to_string()))?;
+        let params = serde_json::to_value(params)
+            .map_err(|e| HostError::Protocol(format!("cannot encode {method} parameters: {e}")))?;
+        let request = Request {
+            jsonrpc: "2.0".into(),
+            id,
+            method: method.to_owned(),
+            params,
+        };
+        let text =
+            serde_json::to_string(&request).map_err(|e| HostError::Protocol(e.to_string()))?;
         if text.len() > MAX_FRAME {
-            return Err(HostError::Protocol(format!("the {method} call is larger than the frame limit")));
+            return Err(HostError::Protocol(format!(
+                "the {method} call is larger than the frame limit"
+            )));
         }
         let (tx, rx) = oneshot::channel();
         lock(&self.pending).insert(id, tx);
@@ -117,18 +173,27 @@ impl Connection {
         };
         if written.is_err() {
             lock(&self.pending).remove(&id);
-            return Err(HostError::Unavailable("the plugin stopped reading its input".into()));
+            return Err(HostError::Unavailable(
+                "the plugin stopped reading its input".into(),
+            ));
         }
         let answer = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => return Err(HostError::Unavailable("the plugin stopped while handling the call".into())),
+            Ok(Err(_)) => {
+                // The reader records the cause before it fails the calls in flight.
+                return Err(self.death());
+            }
             Err(_) => {
                 lock(&self.pending).remove(&id);
-                return Err(HostError::Timeout { method: method.to_owned(), after: timeout });
+                return Err(HostError::Timeout {
+                    method: method.to_owned(),
+                    after: timeout,
+                });
             }
         };
         match answer {
-            Ok(value) => serde_json::from_value(value).map_err(|e| HostError::Protocol(format!("malformed {method} result: {e}"))),
+            Ok(value) => serde_json::from_value(value)
+                .map_err(|e| HostError::Protocol(format!("malformed {method} result: {e}"))),
             Err(error) => Err(HostError::from_rpc(error)),
         }
     }
@@ -136,7 +201,13 @@ impl Connection {
     /// Stops the process: asks politely when it is alive, then kills it after `grace`.
     pub(crate) async fn stop(&self, grace: Duration) {
         if self.is_alive() {
-            let _: Result<Value, _> = self.call(crate::protocol::method::SHUTDOWN, &serde_json::json!({}), grace).await;
+            let _: Result<Value, _> = self
+                .call(
+                    crate::protocol::method::SHUTDOWN,
+                    &serde_json::json!({}),
+                    grace,
+                )
+                .await;
         }
         let mut child = self.child.lock().await;
         if tokio::time::timeout(grace, child.wait()).await.is_err() {
@@ -154,26 +225,54 @@ impl Connection {
     }
 }
 
-fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>> {
-    pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock(
+    pending: &Pending,
+) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>> {
+    pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Death {
+    /// The process exited or its output closed.
+    Exited(String),
+    /// The process broke the protocol.
+    Violation(String),
 }
 
 /// Reads answers until the process ends or breaks the protocol, then fails what is pending.
-async fn read_answers<R: AsyncRead + Unpin>(stdout: R, pending: std::sync::Arc<Pending>, alive: std::sync::Arc<AtomicBool>, dead: watch::Sender<bool>, backend: String) {
+async fn read_answers<R: AsyncRead + Unpin>(
+    stdout: R,
+    pending: std::sync::Arc<Pending>,
+    alive: std::sync::Arc<AtomicBool>,
+    dead: watch::Sender<Option<Death>>,
+    backend: String,
+) {
     let mut reader = BufReader::new(stdout);
-    let reason = loop {
+    let death = loop {
         let line = match read_frame(&mut reader, MAX_FRAME).await {
             Ok(Some(line)) => line,
-            Ok(None) => break "the plugin exited".to_owned(),
-            Err(FrameError::TooLarge { limit }) => break format!("the plugin sent a message over {limit} bytes"),
-            Err(FrameError::Io(e)) => break format!("reading from the plugin failed: {e}"),
+            Ok(None) => break Death::Exited("the plugin exited".to_owned()),
+            Err(FrameError::TooLarge { limit }) => {
+                break Death::Violation(format!("the plugin sent a message over {limit} bytes"));
+            }
+            Err(FrameError::Io(e)) => {
+                break Death::Exited(format!("reading from the plugin failed: {e}"));
+            }
         };
         let response: Response = match serde_json::from_slice(&line) {
             Ok(r) => r,
-            Err(_) => break "the plugin wrote something that is not a JSON-RPC response on stdout".to_owned(),
+            Err(_) => {
+                break Death::Violation(
+                    "the plugin wrote something that is not a JSON-RPC response on stdout"
+                        .to_owned(),
+                );
+            }
         };
         let Some(id) = response.id else {
-            break "the plugin could not parse a request".to_owned();
+            break Death::Violation("the plugin could not parse a request".to_owned());
         };
         let outcome = match (response.result, response.error) {
             (_, Some(error)) => Err(error),
@@ -184,14 +283,16 @@ async fn read_answers<R: AsyncRead + Unpin>(stdout: R, pending: std::sync::Arc<P
             Some(waiter) => {
                 let _ = waiter.send(outcome);
             }
-            None => tracing::debug!(%backend, id, "dropped a late or unknown answer from the plugin"),
+            None => {
+                tracing::debug!(%backend, id, "dropped a late or unknown answer from the plugin")
+            }
         }
     };
     alive.store(false, Ordering::SeqCst);
-    tracing::warn!(%backend, "plugin connection lost: {reason}");
+    tracing::warn!(%backend, "plugin connection lost: {death:?}");
+    let _ = dead.send(Some(death));
     // Dropping the senders fails every call in flight at once.
     lock(&pending).clear();
-    let _ = dead.send(true);
 }
 
 /// Copies the plugin's stderr into the log, one event per line, tagged with the backend.
@@ -204,7 +305,9 @@ async fn forward_log<R: AsyncRead + Unpin>(stderr: R, backend: String) {
                 tracing::info!(target: "creddy_plugin::log", %backend, "{}", text.trim_end());
             }
             Ok(None) | Err(FrameError::Io(_)) => return,
-            Err(FrameError::TooLarge { .. }) => tracing::info!(target: "creddy_plugin::log", %backend, "(a log line over {MAX_LOG_LINE} bytes was dropped)"),
+            Err(FrameError::TooLarge { .. }) => {
+                tracing::info!(target: "creddy_plugin::log", %backend, "(a log line over {MAX_LOG_LINE} bytes was dropped)")
+            }
         }
     }
 }

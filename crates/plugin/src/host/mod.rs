@@ -124,7 +124,13 @@ pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(60);
 
 impl LaunchSpec {
     /// A spec with the specified timeouts and a 1 s first restart delay.
-    pub fn new(backend: &str, binary: PathBuf, sha256: &str, config: Value, host_version: &str) -> Self {
+    pub fn new(
+        backend: &str,
+        binary: PathBuf,
+        sha256: &str,
+        config: Value,
+        host_version: &str,
+    ) -> Self {
         Self {
             backend: backend.to_owned(),
             binary,
@@ -213,12 +219,20 @@ impl PluginProcess {
     }
 
     /// Calls a method with its specified timeout.
-    pub async fn call<P: Serialize, R: DeserializeOwned>(&self, method_name: &str, params: &P) -> Result<R, HostError> {
-        let connection = self
-            .connection()
-            .filter(|c| c.is_alive())
-            .ok_or_else(|| HostError::Unavailable(format!("the plugin of backend '{}' is restarting", self.inner.spec.backend)))?;
-        connection.call(method_name, params, self.inner.spec.timeout(method_name)).await
+    pub async fn call<P: Serialize, R: DeserializeOwned>(
+        &self,
+        method_name: &str,
+        params: &P,
+    ) -> Result<R, HostError> {
+        let connection = self.connection().filter(|c| c.is_alive()).ok_or_else(|| {
+            HostError::Unavailable(format!(
+                "the plugin of backend '{}' is restarting",
+                self.inner.spec.backend
+            ))
+        })?;
+        connection
+            .call(method_name, params, self.inner.spec.timeout(method_name))
+            .await
     }
 
     /// `validate`.
@@ -228,19 +242,37 @@ impl PluginProcess {
     }
 
     /// `get_credential`.
-    pub async fn get_credential(&self, params: &GetCredentialParams) -> Result<Credential, HostError> {
+    pub async fn get_credential(
+        &self,
+        params: &GetCredentialParams,
+    ) -> Result<Credential, HostError> {
         self.call(method::GET_CREDENTIAL, params).await
     }
 
     /// `revoke_credential`.
-    pub async fn revoke_credential(&self, external_id: Option<String>, lease_id: &str, agent: AgentRef) -> Result<RevokeResult, HostError> {
-        let params = RevokeParams { external_id, lease_id: lease_id.to_owned(), agent };
+    pub async fn revoke_credential(
+        &self,
+        external_id: Option<String>,
+        lease_id: &str,
+        agent: AgentRef,
+    ) -> Result<RevokeResult, HostError> {
+        let params = RevokeParams {
+            external_id,
+            lease_id: lease_id.to_owned(),
+            agent,
+        };
         self.call(method::REVOKE_CREDENTIAL, &params).await
     }
 
     /// `match_scope`.
     pub async fn match_scope(&self, scope: &str) -> Result<MatchScopeResult, HostError> {
-        self.call(method::MATCH_SCOPE, &MatchScopeParams { scope: scope.to_owned() }).await
+        self.call(
+            method::MATCH_SCOPE,
+            &MatchScopeParams {
+                scope: scope.to_owned(),
+            },
+        )
+        .await
     }
 
     /// `scopes`.
@@ -258,7 +290,9 @@ impl PluginProcess {
         let _ = self.inner.stop.send(true);
         let connection = lock(&self.inner.current).take();
         if let Some(connection) = connection {
-            connection.stop(self.inner.spec.timeout(method::SHUTDOWN)).await;
+            connection
+                .stop(self.inner.spec.timeout(method::SHUTDOWN))
+                .await;
         }
     }
 
@@ -293,13 +327,20 @@ async fn launch(spec: &LaunchSpec) -> Result<(Connection, Started), HostError> {
 async fn handshake(spec: &LaunchSpec, connection: &Connection) -> Result<Started, HostError> {
     let hello_params = HelloParams {
         protocol_versions: PROTOCOL_VERSIONS.to_vec(),
-        host: HostInfo { name: "creddy".into(), version: spec.host_version.clone() },
+        host: HostInfo {
+            name: "creddy".into(),
+            version: spec.host_version.clone(),
+        },
     };
     let hello: HelloResult = connection
         .call(method::HELLO, &hello_params, spec.timeout(method::HELLO))
         .await
         .map_err(|e| match e {
-            HostError::Plugin { kind: ErrorKind::UnsupportedProtocol, message, .. } => HostError::Incompatible(message),
+            HostError::Plugin {
+                kind: ErrorKind::UnsupportedProtocol,
+                message,
+                ..
+            } => HostError::Incompatible(message),
             other => other,
         })?;
     if !PROTOCOL_VERSIONS.contains(&hello.protocol_version) {
@@ -310,18 +351,35 @@ async fn handshake(spec: &LaunchSpec, connection: &Connection) -> Result<Started
     }
     check_min_version(&hello.plugin.min_creddy_version, &spec.host_version)?;
     let _: Empty = connection
-        .call(method::CONFIGURE, &ConfigureParams { backend: spec.backend.clone(), config: spec.config.0.clone() }, spec.timeout(method::CONFIGURE))
+        .call(
+            method::CONFIGURE,
+            &ConfigureParams {
+                backend: spec.backend.clone(),
+                config: spec.config.0.clone(),
+            },
+            spec.timeout(method::CONFIGURE),
+        )
         .await?;
-    let constraints: Constraints = connection.call(method::CONSTRAINTS, &Empty {}, spec.timeout(method::CONSTRAINTS)).await?;
+    let constraints: Constraints = connection
+        .call(
+            method::CONSTRAINTS,
+            &Empty {},
+            spec.timeout(method::CONSTRAINTS),
+        )
+        .await?;
     Ok(Started { hello, constraints })
 }
 
 fn check_min_version(required: &str, host: &str) -> Result<(), HostError> {
     let (Some(required_v), Some(host_v)) = (Version::parse(required), Version::parse(host)) else {
-        return Err(HostError::Incompatible(format!("unreadable versions (plugin needs '{required}', creddy is '{host}')")));
+        return Err(HostError::Incompatible(format!(
+            "unreadable versions (plugin needs '{required}', creddy is '{host}')"
+        )));
     };
     if required_v > host_v {
-        return Err(HostError::Incompatible(format!("the plugin needs creddy {required_v} or newer; this is {host_v}")));
+        return Err(HostError::Incompatible(format!(
+            "the plugin needs creddy {required_v} or newer; this is {host_v}"
+        )));
     }
     Ok(())
 }
@@ -349,7 +407,9 @@ async fn supervise(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) {
                 () = tokio::time::sleep(delay) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
-            let Some(strong) = inner.upgrade() else { return };
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
             match launch(&strong.spec).await {
                 Ok((connection, started)) => {
                     *lock(&strong.current) = Some(Arc::new(connection));

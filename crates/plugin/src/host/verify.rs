@@ -44,20 +44,33 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 pub fn verify_binary(binary: &Path, expected_sha256: &str) -> Result<(), IntegrityError> {
     let dir = binary.parent().unwrap_or(Path::new("/"));
     for (path, what) in [(dir, "plugin directory"), (binary, "plugin binary")] {
-        let meta = std::fs::symlink_metadata(path).map_err(|e| refuse(path, format!("cannot read the {what}: {e}")))?;
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|e| refuse(path, format!("cannot read the {what}: {e}")))?;
         if meta.file_type().is_symlink() {
-            return Err(refuse(path, format!("the {what} is a symlink, which creddy refuses to run")));
+            return Err(refuse(
+                path,
+                format!("the {what} is a symlink, which creddy refuses to run"),
+            ));
         }
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o022 != 0 {
-            return Err(refuse(path, format!("the {what} is writable by group or others (mode {mode:o}); run: chmod go-w {}", path.display())));
+            return Err(refuse(
+                path,
+                format!(
+                    "the {what} is writable by group or others (mode {mode:o}); run: chmod go-w {}",
+                    path.display()
+                ),
+            ));
         }
     }
-    let actual = sha256_file(binary).map_err(|e| refuse(binary, format!("cannot read the plugin binary: {e}")))?;
+    let actual = sha256_file(binary)
+        .map_err(|e| refuse(binary, format!("cannot read the plugin binary: {e}")))?;
     if !actual.eq_ignore_ascii_case(expected_sha256) {
         return Err(refuse(
             binary,
-            format!("SHA-256 {actual} does not match the installed {expected_sha256}; the binary was modified after installation (reinstall the plugin)"),
+            format!(
+                "SHA-256 {actual} does not match the installed {expected_sha256}; the binary was modified after installation (reinstall the plugin)"
+            ),
         ));
     }
     Ok(())
@@ -71,7 +84,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let plugin_dir = dir.path().join("p");
         std::fs::create_dir(&plugin_dir).expect("mkdir");
-        std::fs::set_permissions(&plugin_dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(&plugin_dir, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         let bin = plugin_dir.join("creddy-x");
         std::fs::write(&bin, b"#!/bin/sh\n").expect("write");
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -84,7 +98,9 @@ mod tests {
         let (_dir, bin, hash) = setup();
         assert_eq!(verify_binary(&bin, &hash), Ok(()));
         std::fs::write(&bin, b"#!/bin/sh\necho evil\n").expect("write");
-        let err = verify_binary(&bin, &hash).expect_err("tampered").to_string();
+        let err = verify_binary(&bin, &hash)
+            .expect_err("tampered")
+            .to_string();
         assert!(err.contains("does not match"), "{err}");
     }
 
@@ -92,10 +108,20 @@ mod tests {
     fn writable_files_and_symlinks_are_refused() {
         let (dir, bin, hash) = setup();
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-        assert!(verify_binary(&bin, &hash).expect_err("writable").problem.contains("writable"));
+        assert!(
+            verify_binary(&bin, &hash)
+                .expect_err("writable")
+                .problem
+                .contains("writable")
+        );
         std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let link = dir.path().join("p/creddy-link");
         std::os::unix::fs::symlink(&bin, &link).expect("symlink");
-        assert!(verify_binary(&link, &hash).expect_err("symlink").problem.contains("symlink"));
+        assert!(
+            verify_binary(&link, &hash)
+                .expect_err("symlink")
+                .problem
+                .contains("symlink")
+        );
     }
 }

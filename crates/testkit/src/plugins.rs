@@ -1,0 +1,75 @@
+//! Plugins for tests: the scriptable test plugin, installed under any name.
+//!
+//! The binary `creddy-test-plugin` is built with the workspace; a test installs a copy as
+//! `<dir>/<name>/creddy-<name>` (mode 0755) and gets its SHA-256, exactly as an installed
+//! plugin is laid out. The name picks start-up misbehaviour (see the binary's docs).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use creddy_plugin::host::verify::sha256_file;
+
+/// The directory of the workspace's build output (`target/debug`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    // target/debug/deps/<test binary> → target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()))
+}
+
+/// A binary of the workspace, built on demand when a single crate's tests run alone.
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
+    let path = target_dir().join(name);
+    if !path.is_file() {
+        let lock_path = target_dir().join(format!(".{name}.build-lock"));
+        let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{e}"));
+        lock.lock().unwrap_or_else(|e| panic!("{e}"));
+        if !path.is_file() {
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "-p", package, "--bin", name])
+                .status()
+                .unwrap_or_else(|e| panic!("cargo build {name}: {e}"));
+            assert!(status.success(), "building {name} failed");
+        }
+    }
+    path
+}
+
+/// The scriptable test plugin.
+pub fn test_plugin_binary() -> PathBuf {
+    workspace_binary("creddy-testkit", "creddy-test-plugin")
+}
+
+/// An installed copy of a plugin binary.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// The executable.
+    pub binary: PathBuf,
+    /// Its SHA-256.
+    pub sha256: String,
+}
+
+/// Installs `source` as plugin `name` under `plugin_dir`, as `creddy plugin install` lays it
+/// out (without the registry files).
+pub fn install_as(source: &Path, plugin_dir: &Path, name: &str) -> Installed {
+    let dir = plugin_dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let binary = dir.join(format!("creddy-{name}"));
+    std::fs::copy(source, &binary).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sha256 = sha256_file(&binary).unwrap_or_else(|e| panic!("{e}"));
+    Installed { binary, sha256 }
+}
+
+/// Writes the test plugin's behaviour script for its next calls.
+pub fn script(state_dir: &Path, behavior: serde_json::Value) {
+    std::fs::create_dir_all(state_dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(state_dir.join("behavior.json"), behavior.to_string())
+        .unwrap_or_else(|e| panic!("{e}"));
+}
