@@ -31,6 +31,21 @@ pub enum Action {
     /// A node created its local admin token.
     #[serde(rename = "admin_token.created")]
     AdminTokenCreated,
+    /// A backend was configured.
+    #[serde(rename = "backend.added")]
+    BackendAdded,
+    /// A backend was removed.
+    #[serde(rename = "backend.removed")]
+    BackendRemoved,
+    /// A credential was issued (its lease committed).
+    #[serde(rename = "credential.issued")]
+    CredentialIssued,
+    /// A credential request was refused before minting.
+    #[serde(rename = "credential.denied")]
+    CredentialDenied,
+    /// Minting failed.
+    #[serde(rename = "credential.failed")]
+    CredentialFailed,
 }
 
 impl Action {
@@ -40,6 +55,11 @@ impl Action {
             Action::AgentCreated => "agent.created",
             Action::AgentDeleted => "agent.deleted",
             Action::AdminTokenCreated => "admin_token.created",
+            Action::BackendAdded => "backend.added",
+            Action::BackendRemoved => "backend.removed",
+            Action::CredentialIssued => "credential.issued",
+            Action::CredentialDenied => "credential.denied",
+            Action::CredentialFailed => "credential.failed",
         }
     }
 }
@@ -154,6 +174,19 @@ impl AuditEvent {
             request_id: None,
             details: json!({}),
         }
+    }
+
+    /// Names the backend and lease the event is about.
+    pub fn about_lease(mut self, backend: &str, lease_id: Option<&str>) -> Self {
+        self.backend = Some(backend.to_owned());
+        self.lease_id = lease_id.map(str::to_owned);
+        self
+    }
+
+    /// Marks the outcome.
+    pub fn with_outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
     }
 
     /// Names the agent the event is about.

@@ -16,6 +16,7 @@ pub mod names;
 pub mod scope;
 pub mod secret;
 pub mod timestamp;
+pub mod ttl;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use duration::Duration;

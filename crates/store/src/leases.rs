@@ -1,13 +1,17 @@
-//! Leases, as far as the agent views need them: the open leases of one agent.
+//! Leases: the record of each issued credential.
 //!
-//! Issuing and revoking leases arrive with the plugin host and the revocation engine; the
-//! table exists from the first schema so that agent removal already queues revocations.
+//! Issuing is intent, mint, commit: [`Store::create_lease`] records `pending` before the
+//! plugin is called; [`Store::activate_lease`] commits the result with its audit event, and
+//! only then may the credential reach the agent. The revocation engine comes later; agent
+//! removal already moves open leases to `revoking`.
 
 use creddy_core::Timestamp;
+use creddy_core::audit::AuditEvent;
 use creddy_core::ids::AgentId;
 use serde::Serialize;
 
-use crate::{Result, Store, decode_strings, with_pool};
+use crate::audit::append_event;
+use crate::{Result, Store, decode_strings, in_transaction, with_pool};
 
 /// One lease, as shown to its agent and in agent listings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,5 +64,125 @@ impl Store {
         .fetch_one(p)
         .await)?;
         Ok(n)
+    }
+}
+
+/// A lease intent: recorded as `pending` before the plugin is called.
+#[derive(Debug, Clone)]
+pub struct NewLease {
+    /// `cred_<ULID>`.
+    pub id: String,
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name (kept after the agent is gone).
+    pub agent_name: String,
+    /// The backend's name.
+    pub backend: String,
+    /// The authorised requested scopes.
+    pub scopes: Vec<String>,
+    /// The granted TTL.
+    pub ttl_seconds: u64,
+    /// When the intent was recorded.
+    pub created_at: Timestamp,
+    /// When the lease ends.
+    pub expires_at: Timestamp,
+}
+
+impl Store {
+    /// Records a lease intent in state `pending`. Nothing is issued yet, so there is nothing
+    /// to audit: `credential.issued` or `credential.failed` follows when the attempt ends.
+    pub async fn create_lease(&self, lease: &NewLease) -> Result<()> {
+        let scopes = serde_json::to_string(&lease.scopes)
+            .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+        let ttl = i64::try_from(lease.ttl_seconds).unwrap_or(i64::MAX);
+        with_pool!(self, |p| {
+            sqlx::query(
+            "INSERT INTO leases (id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, ttl_seconds) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)"
+        )
+        .bind(&lease.id)
+        .bind(&lease.agent_id)
+        .bind(&lease.agent_name)
+        .bind(&lease.backend)
+        .bind(&scopes)
+        .bind(lease.created_at.as_millis())
+        .bind(lease.expires_at.as_millis())
+        .bind(ttl)
+        .execute(p)
+        .await
+        .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Commits an issued credential: the pending lease becomes `active` with its sealed
+    /// revocation handle, the SHA-256 of the value and its final expiry, together with the
+    /// `credential.issued` event. Fails when the lease is no longer pending.
+    pub async fn activate_lease(
+        &self,
+        id: &str,
+        sealed_external_id: Option<&str>,
+        value_sha256: &str,
+        expires_at: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<()> {
+        in_transaction!(self, |tx| {
+            let n = sqlx::query(
+                "UPDATE leases SET state = 'active', external_id = $2, value_sha256 = $3, expires_at = $4 \
+                 WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(id)
+            .bind(sealed_external_id)
+            .bind(value_sha256)
+            .bind(expires_at.as_millis())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n != 1 {
+                return Err(crate::StoreError::Corrupt(format!(
+                    "lease {id} is no longer pending"
+                )));
+            }
+            append_event!(tx, event)?;
+        });
+        Ok(())
+    }
+
+    /// Marks a pending lease `failed` (the mint produced no credential) with the
+    /// `credential.failed` event.
+    pub async fn fail_lease(&self, id: &str, error: &str, event: &AuditEvent) -> Result<()> {
+        in_transaction!(self, |tx| {
+            sqlx::query(
+                "UPDATE leases SET state = 'failed', last_error = $2 WHERE id = $1 AND state = 'pending'",
+            )
+            .bind(id)
+            .bind(error)
+            .execute(&mut *tx)
+            .await?;
+            append_event!(tx, event)?;
+        });
+        Ok(())
+    }
+
+    /// The number of the agent's leases in `pending` or `active` (for the lease quota).
+    pub async fn count_open_leases_of(&self, agent: &AgentId) -> Result<i64> {
+        let (n,): (i64,) = with_pool!(self, |p| sqlx::query_as(
+            "SELECT COUNT(*) FROM leases WHERE agent_id = $1 AND state IN ('pending', 'active')"
+        )
+        .bind(agent.as_str())
+        .fetch_one(p)
+        .await)?;
+        Ok(n)
+    }
+
+    /// The state of a lease.
+    pub async fn lease_state(&self, id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT state FROM leases WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await)?;
+        Ok(row.map(|r| r.0))
     }
 }

@@ -13,6 +13,7 @@
 
 mod agents;
 mod audit;
+mod backends;
 mod leases;
 mod migrate;
 
@@ -27,7 +28,8 @@ use sqlx::sqlite::{
 
 pub use agents::AgentListing;
 pub use audit::StoredEvent;
-pub use leases::LeaseSummary;
+pub use backends::BackendRecord;
+pub use leases::{LeaseSummary, NewLease};
 
 /// Where the state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

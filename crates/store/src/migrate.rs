@@ -9,11 +9,18 @@ use creddy_core::{Clock, SystemClock};
 use crate::{Pool, Result, Store, StoreError, in_transaction};
 
 /// `(version, SQLite text, PostgreSQL text)`, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    include_str!("../migrations/sqlite/0001_init.sql"),
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../migrations/sqlite/0002_backends_leases.sql"),
+        include_str!("../migrations/postgres/0002_backends_leases.sql"),
+    ),
+];
 
 /// An arbitrary constant naming creddy's migration lock among PostgreSQL advisory locks.
 const PG_MIGRATION_LOCK: i64 = 0x0063_7265_6464_7901;

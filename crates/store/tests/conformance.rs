@@ -18,6 +18,9 @@ creddy_testkit::dialects!(TestStore::new =>
     expired_agents_are_listed_in_expiry_order,
     last_use_is_recorded_at_most_once_a_minute,
     concurrent_writers_on_two_handles_keep_the_chain_gap_free,
+    backends_are_stored_sealed_listed_and_removed_with_audit,
+    a_lease_goes_from_intent_to_active_or_failed_with_its_event,
+    shared_facts_are_set_once,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -50,7 +53,7 @@ async fn migrations_are_idempotent_and_a_newer_schema_is_refused(db: TestStore) 
     match Store::open(db.location.clone()).await {
         Err(StoreError::SchemaTooNew {
             found: 999,
-            supported: 1,
+            supported: 2,
         }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
@@ -315,4 +318,184 @@ async fn concurrent_writers_on_two_handles_keep_the_chain_gap_free(db: TestStore
         prev = e.hash.clone();
     }
     assert_eq!(db.store.count_agents().await.expect("count"), 24);
+}
+
+fn backend(name: &str) -> creddy_store::BackendRecord {
+    creddy_store::BackendRecord {
+        id: format!("be_{name}"),
+        name: name.into(),
+        plugin: "test".into(),
+        plugin_version: "0.1.0".into(),
+        sealed_config: "v1:abcd:sealed".into(),
+        state: "active".into(),
+        created_at: T0,
+        open_leases: 0,
+    }
+}
+
+async fn backends_are_stored_sealed_listed_and_removed_with_audit(db: TestStore) {
+    let added = || AuditEvent::new(Action::BackendAdded, Actor::local_admin(), T0);
+    db.store
+        .create_backend(&backend("zeta"), &added())
+        .await
+        .expect("create");
+    db.store
+        .create_backend(&backend("alpha"), &added())
+        .await
+        .expect("create");
+    assert!(matches!(
+        db.store.create_backend(&backend("alpha"), &added()).await,
+        Err(StoreError::NameTaken)
+    ));
+    let names: Vec<String> = db
+        .store
+        .list_backends()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
+    assert_eq!(names, ["alpha", "zeta"]);
+    let found = db
+        .store
+        .find_backend("zeta")
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found.sealed_config, "v1:abcd:sealed");
+    let removed = || AuditEvent::new(Action::BackendRemoved, Actor::local_admin(), T0);
+    assert!(
+        db.store
+            .delete_backend("zeta", &removed())
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !db.store
+            .delete_backend("zeta", &removed())
+            .await
+            .expect("delete")
+    );
+    let actions: Vec<String> = db
+        .store
+        .recent_events(10)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["backend.removed", "backend.added", "backend.added"]
+    );
+}
+
+fn lease(id: &str, agent: &NewAgent) -> creddy_store::NewLease {
+    creddy_store::NewLease {
+        id: id.into(),
+        agent_id: agent.id.as_str().into(),
+        agent_name: agent.name.as_str().into(),
+        backend: "alpha".into(),
+        scopes: vec!["alpha".into()],
+        ttl_seconds: 600,
+        created_at: T0,
+        expires_at: T0.plus_seconds(600),
+    }
+}
+
+async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestStore) {
+    let agent = new_agent("vendor", &["alpha"], None);
+    create(&db.store, &agent).await;
+    db.store
+        .create_lease(&lease("cred_ok", &agent))
+        .await
+        .expect("intent");
+    db.store
+        .create_lease(&lease("cred_bad", &agent))
+        .await
+        .expect("intent");
+    assert_eq!(
+        db.store
+            .lease_state("cred_ok")
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("pending")
+    );
+    assert_eq!(
+        db.store
+            .count_open_leases_of(&agent.id)
+            .await
+            .expect("count"),
+        2
+    );
+    let issued = AuditEvent::new(Action::CredentialIssued, Actor::system(), T0)
+        .about_lease("alpha", Some("cred_ok"));
+    db.store
+        .activate_lease(
+            "cred_ok",
+            Some("sealed"),
+            "abc123",
+            T0.plus_seconds(300),
+            &issued,
+        )
+        .await
+        .expect("activate");
+    assert!(
+        db.store
+            .activate_lease("cred_ok", None, "x", T0, &issued)
+            .await
+            .is_err(),
+        "only a pending lease can be activated"
+    );
+    let failed = AuditEvent::new(Action::CredentialFailed, Actor::system(), T0)
+        .about_lease("alpha", Some("cred_bad"));
+    db.store
+        .fail_lease("cred_bad", "upstream down", &failed)
+        .await
+        .expect("fail");
+    assert_eq!(
+        db.store
+            .lease_state("cred_ok")
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("active")
+    );
+    assert_eq!(
+        db.store
+            .lease_state("cred_bad")
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("failed")
+    );
+    let open = db.store.open_leases_of(&agent.id).await.expect("open");
+    assert_eq!(open.len(), 1);
+    assert_eq!(
+        open[0].expires_at,
+        T0.plus_seconds(300),
+        "the final expiry is recorded"
+    );
+    let events = db.store.recent_events(2).await.expect("events");
+    assert_eq!(events[0].lease_id.as_deref(), Some("cred_bad"));
+    assert_eq!(events[1].lease_id.as_deref(), Some("cred_ok"));
+}
+
+async fn shared_facts_are_set_once(db: TestStore) {
+    assert_eq!(db.store.meta("key_check").await.expect("meta"), None);
+    assert_eq!(
+        db.store
+            .meta_insert_if_absent("key_check", "first")
+            .await
+            .expect("set"),
+        "first"
+    );
+    assert_eq!(
+        db.store
+            .meta_insert_if_absent("key_check", "second")
+            .await
+            .expect("set"),
+        "first"
+    );
 }

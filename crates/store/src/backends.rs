@@ -1,0 +1,132 @@
+//! Backends: configured instances of plugins. The configuration is stored sealed; the store
+//! never sees it in the clear.
+
+use creddy_core::Timestamp;
+use creddy_core::audit::AuditEvent;
+
+use crate::audit::append_event;
+use crate::{Result, Store, in_transaction, with_pool};
+
+/// A backend as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendRecord {
+    /// `be_<ULID>`.
+    pub id: String,
+    /// The backend's name (`daytona`, `daytona-prod`).
+    pub name: String,
+    /// The plugin type.
+    pub plugin: String,
+    /// The plugin version it was configured with.
+    pub plugin_version: String,
+    /// The sealed configuration.
+    pub sealed_config: String,
+    /// `active` or `draining`.
+    pub state: String,
+    /// When it was added.
+    pub created_at: Timestamp,
+    /// Leases in `pending` or `active`.
+    pub open_leases: i64,
+}
+
+type BackendRow = (String, String, String, String, String, String, i64, i64);
+
+fn from_row(r: BackendRow) -> BackendRecord {
+    BackendRecord {
+        id: r.0,
+        name: r.1,
+        plugin: r.2,
+        plugin_version: r.3,
+        sealed_config: r.4,
+        state: r.5,
+        created_at: Timestamp::from_millis(r.6),
+        open_leases: r.7,
+    }
+}
+
+impl Store {
+    /// Stores a new backend and records `event`; a used name gives
+    /// [`StoreError::NameTaken`](crate::StoreError::NameTaken).
+    pub async fn create_backend(&self, backend: &BackendRecord, event: &AuditEvent) -> Result<()> {
+        in_transaction!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO backends (id, name, type, plugin_version, config, state, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&backend.id)
+            .bind(&backend.name)
+            .bind(&backend.plugin)
+            .bind(&backend.plugin_version)
+            .bind(&backend.sealed_config)
+            .bind(&backend.state)
+            .bind(backend.created_at.as_millis())
+            .execute(&mut *tx)
+            .await?;
+            append_event!(tx, event)?;
+        });
+        Ok(())
+    }
+
+    /// Every backend, by name, with its open lease count.
+    pub async fn list_backends(&self) -> Result<Vec<BackendRecord>> {
+        let rows: Vec<BackendRow> = with_pool!(self, |p| {
+            sqlx::query_as(
+            "SELECT b.id, b.name, b.type, b.plugin_version, b.config, b.state, b.created_at, \
+             (SELECT COUNT(*) FROM leases l WHERE l.backend = b.name AND l.state IN ('pending', 'active')) \
+             FROM backends b ORDER BY b.name"
+        )
+        .fetch_all(p)
+        .await
+        })?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
+    /// The backend of that name.
+    pub async fn find_backend(&self, name: &str) -> Result<Option<BackendRecord>> {
+        Ok(self
+            .list_backends()
+            .await?
+            .into_iter()
+            .find(|b| b.name == name))
+    }
+
+    /// Deletes the backend and records `event`; false when there was none.
+    pub async fn delete_backend(&self, name: &str, event: &AuditEvent) -> Result<bool> {
+        let deleted = in_transaction!(self, |tx| {
+            let n = sqlx::query("DELETE FROM backends WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Ok(false);
+            }
+            append_event!(tx, event)?;
+            true
+        });
+        Ok(deleted)
+    }
+
+    /// A value shared by every node, if set.
+    pub async fn meta(&self, key: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT value FROM meta WHERE key = $1"
+        )
+        .bind(key)
+        .fetch_optional(p)
+        .await)?;
+        Ok(row.map(|r| r.0))
+    }
+
+    /// Sets a shared value unless one is already there; returns the value in force.
+    pub async fn meta_insert_if_absent(&self, key: &str, value: &str) -> Result<String> {
+        with_pool!(self, |p| sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"
+        )
+        .bind(key)
+        .bind(value)
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+        Ok(self.meta(key).await?.unwrap_or_else(|| value.to_owned()))
+    }
+}
