@@ -13,6 +13,7 @@
 
 pub mod frame;
 pub mod host;
+pub mod installed;
 pub mod protocol;
 pub mod sdk;
 pub mod version;

@@ -325,6 +325,29 @@ async fn launch(spec: &LaunchSpec) -> Result<(Connection, Started), HostError> {
 }
 
 async fn handshake(spec: &LaunchSpec, connection: &Connection) -> Result<Started, HostError> {
+    let hello = greet(spec, connection).await?;
+    let _: Empty = connection
+        .call(
+            method::CONFIGURE,
+            &ConfigureParams {
+                backend: spec.backend.clone(),
+                config: spec.config.0.clone(),
+            },
+            spec.timeout(method::CONFIGURE),
+        )
+        .await?;
+    let constraints: Constraints = connection
+        .call(
+            method::CONSTRAINTS,
+            &Empty {},
+            spec.timeout(method::CONSTRAINTS),
+        )
+        .await?;
+    Ok(Started { hello, constraints })
+}
+
+/// `hello`, then the checks that the plugin and this creddy can work together.
+async fn greet(spec: &LaunchSpec, connection: &Connection) -> Result<HelloResult, HostError> {
     let hello_params = HelloParams {
         protocol_versions: PROTOCOL_VERSIONS.to_vec(),
         host: HostInfo {
@@ -350,24 +373,7 @@ async fn handshake(spec: &LaunchSpec, connection: &Connection) -> Result<Started
         )));
     }
     check_min_version(&hello.plugin.min_creddy_version, &spec.host_version)?;
-    let _: Empty = connection
-        .call(
-            method::CONFIGURE,
-            &ConfigureParams {
-                backend: spec.backend.clone(),
-                config: spec.config.0.clone(),
-            },
-            spec.timeout(method::CONFIGURE),
-        )
-        .await?;
-    let constraints: Constraints = connection
-        .call(
-            method::CONSTRAINTS,
-            &Empty {},
-            spec.timeout(method::CONSTRAINTS),
-        )
-        .await?;
-    Ok(Started { hello, constraints })
+    Ok(hello)
 }
 
 fn check_min_version(required: &str, host: &str) -> Result<(), HostError> {
@@ -425,4 +431,70 @@ async fn supervise(inner: Weak<Inner>, mut stop: watch::Receiver<bool>) {
             }
         }
     }
+}
+
+/// What a plugin says about itself, asked without configuring it (for `backend add`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Description {
+    /// `info`.
+    pub info: crate::protocol::PluginInfo,
+    /// `scopes`.
+    pub scopes: Vec<crate::protocol::ScopeInfo>,
+    /// `config_schema`.
+    pub config_schema: ConfigSchema,
+    /// `constraints`.
+    pub constraints: Constraints,
+}
+
+/// Starts the plugin (after the integrity check), asks `hello`, `info`, `scopes`,
+/// `config_schema` and `constraints`, and stops it again.
+pub async fn describe(
+    binary: &std::path::Path,
+    sha256: &str,
+    host_version: &str,
+) -> Result<Description, HostError> {
+    let spec = LaunchSpec::new(
+        "describe",
+        binary.to_owned(),
+        sha256,
+        Value::Null,
+        host_version,
+    );
+    let (bin, hash) = (spec.binary.clone(), spec.sha256.clone());
+    tokio::task::spawn_blocking(move || verify::verify_binary(&bin, &hash))
+        .await
+        .map_err(|e| HostError::Unavailable(e.to_string()))??;
+    let connection = Connection::spawn(&spec.binary, &spec.backend, None)?;
+    let result = async {
+        greet(&spec, &connection).await?;
+        let info = connection
+            .call(method::INFO, &Empty {}, spec.timeout(method::INFO))
+            .await?;
+        let scopes: ScopesResult = connection
+            .call(method::SCOPES, &Empty {}, spec.timeout(method::SCOPES))
+            .await?;
+        let config_schema = connection
+            .call(
+                method::CONFIG_SCHEMA,
+                &Empty {},
+                spec.timeout(method::CONFIG_SCHEMA),
+            )
+            .await?;
+        let constraints = connection
+            .call(
+                method::CONSTRAINTS,
+                &Empty {},
+                spec.timeout(method::CONSTRAINTS),
+            )
+            .await?;
+        Ok(Description {
+            info,
+            scopes: scopes.scopes,
+            config_schema,
+            constraints,
+        })
+    }
+    .await;
+    connection.stop(spec.timeout(method::SHUTDOWN)).await;
+    result
 }
