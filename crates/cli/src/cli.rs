@@ -87,6 +87,9 @@ pub struct ServerCmd {
     /// Log line format
     #[arg(long, env = "CREDDY_LOG_FORMAT", value_name = "FORMAT", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
+    /// Plugin directory [default: /usr/local/lib/creddy/plugins as root, else ~/.local/share/creddy/plugins]
+    #[arg(long, env = "CREDDY_PLUGIN_DIR", value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {

@@ -9,6 +9,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
+use creddy_core::Duration;
 use serde::Deserialize;
 
 /// How log lines are written.
@@ -48,6 +51,8 @@ pub struct ServerArgs {
     pub issuer: Option<String>,
     /// `--log-format` / `CREDDY_LOG_FORMAT`.
     pub log_format: Option<LogFormat>,
+    /// `--plugin-dir` / `CREDDY_PLUGIN_DIR`.
+    pub plugin_dir: Option<PathBuf>,
 }
 
 /// The `[server]` table of the configuration file.
@@ -61,12 +66,99 @@ struct FileServer {
     log_format: Option<LogFormat>,
 }
 
+/// `secrets = { key_file = "" }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecrets {
+    key_file: Option<PathBuf>,
+}
+
+/// `ttl.backends.<name>`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackendTtl {
+    max: Option<Duration>,
+}
+
+/// `ttl = { min, default, max, backends }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTtl {
+    min: Option<Duration>,
+    default: Option<Duration>,
+    max: Option<Duration>,
+    #[serde(default)]
+    backends: BTreeMap<String, FileBackendTtl>,
+}
+
+/// `plugins = { dir, registry, trusted_keys, allow_unsigned }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePlugins {
+    /// The plugin directory.
+    pub dir: Option<PathBuf>,
+    /// The registry the CLI installs from.
+    pub registry: Option<String>,
+    /// Extra minisign public keys trusted for plugin signatures.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// Whether unsigned plugins may run.
+    #[serde(default)]
+    pub allow_unsigned: bool,
+}
+
+/// `limits = { max_active_leases_per_agent }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_active_leases_per_agent: Option<u32>,
+}
+
 /// The configuration file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     #[serde(default)]
+    secrets: FileSecrets,
+    #[serde(default)]
+    ttl: FileTtl,
+    #[serde(default)]
+    plugins: FilePlugins,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
     server: FileServer,
+}
+
+/// Server-wide TTL limits in seconds (§6 of the specification).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TtlSettings {
+    /// `ttl.min` (1m).
+    pub min: u64,
+    /// `ttl.default` (10m).
+    pub default: u64,
+    /// `ttl.max` (24h).
+    pub max: u64,
+    /// `ttl.backends.<name>.max`.
+    pub backend_max: BTreeMap<String, u64>,
+}
+
+impl Default for TtlSettings {
+    fn default() -> Self {
+        Self {
+            min: 60,
+            default: 600,
+            max: 86_400,
+            backend_max: BTreeMap::new(),
+        }
+    }
+}
+
+impl TtlSettings {
+    /// The server's maximum for one backend.
+    pub fn max_for(&self, backend: &str) -> u64 {
+        self.backend_max.get(backend).copied().unwrap_or(self.max)
+    }
 }
 
 /// Validated settings the server runs with.
@@ -85,6 +177,16 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long a client may take to send request headers.
     pub header_read_timeout: std::time::Duration,
+    /// `master.key`, or `secrets.key_file`.
+    pub key_file: Option<PathBuf>,
+    /// Where plugins are installed.
+    pub plugin_dir: PathBuf,
+    /// Whether unsigned plugins may run.
+    pub allow_unsigned_plugins: bool,
+    /// TTL limits.
+    pub ttl: TtlSettings,
+    /// The most `pending` or `active` leases one agent may hold.
+    pub max_active_leases_per_agent: u32,
 }
 
 /// A configuration problem; the server exits 2 with this message.
@@ -119,6 +221,18 @@ impl Environment {
             Some(PathBuf::from("/var/lib/creddy"))
         } else {
             self.home.as_ref().map(|h| h.join(".local/share/creddy"))
+        }
+    }
+
+    /// The default plugin directory: `/usr/local/lib/creddy/plugins` for root, else
+    /// `~/.local/share/creddy/plugins`. The one rule the server and the CLI share.
+    pub fn default_plugin_dir(&self) -> Option<PathBuf> {
+        if self.is_root {
+            Some(PathBuf::from("/usr/local/lib/creddy/plugins"))
+        } else {
+            self.home
+                .as_ref()
+                .map(|h| h.join(".local/share/creddy/plugins"))
         }
     }
 
@@ -173,6 +287,17 @@ impl Settings {
             Some(issuer) => Some(check_issuer(&issuer, &source)?),
             None => None,
         };
+        let plugin_dir = args
+            .plugin_dir
+            .or(file
+                .plugins
+                .dir
+                .clone()
+                .filter(|d| !d.as_os_str().is_empty()))
+            .or_else(|| env.default_plugin_dir())
+            .ok_or_else(|| {
+                ConfigError("no plugin directory: HOME is not set; set CREDDY_PLUGIN_DIR".into())
+            })?;
         Ok(Self {
             listen,
             data_dir,
@@ -183,6 +308,11 @@ impl Settings {
                 .or(file.server.log_format)
                 .unwrap_or_default(),
             header_read_timeout: crate::listener::HEADER_READ_TIMEOUT,
+            key_file: file.secrets.key_file.filter(|k| !k.as_os_str().is_empty()),
+            plugin_dir,
+            allow_unsigned_plugins: file.plugins.allow_unsigned,
+            ttl: ttl_settings(file.ttl),
+            max_active_leases_per_agent: file.limits.max_active_leases_per_agent.unwrap_or(100),
         })
     }
 
@@ -196,7 +326,26 @@ impl Settings {
             issuer: None,
             log_format: LogFormat::Text,
             header_read_timeout: crate::listener::HEADER_READ_TIMEOUT,
+            key_file: None,
+            plugin_dir: data_dir.join("plugins"),
+            allow_unsigned_plugins: false,
+            ttl: TtlSettings::default(),
+            max_active_leases_per_agent: 100,
         }
+    }
+}
+
+fn ttl_settings(file: FileTtl) -> TtlSettings {
+    let defaults = TtlSettings::default();
+    TtlSettings {
+        min: file.min.map_or(defaults.min, Duration::as_seconds),
+        default: file.default.map_or(defaults.default, Duration::as_seconds),
+        max: file.max.map_or(defaults.max, Duration::as_seconds),
+        backend_max: file
+            .backends
+            .into_iter()
+            .filter_map(|(name, b)| b.max.map(|m| (name, m.as_seconds())))
+            .collect(),
     }
 }
 
@@ -266,6 +415,13 @@ mod tests {
         }
     }
 
+    fn env_with_home() -> Environment {
+        Environment {
+            is_root: false,
+            home: Some("/home/u".into()),
+        }
+    }
+
     fn write(text: &str) -> tempfile::NamedTempFile {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
@@ -307,7 +463,7 @@ mod tests {
             listen: Some("0.0.0.0:8500".into()),
             ..ServerArgs::default()
         };
-        let s = Settings::resolve(args, &env_without_home()).expect("valid");
+        let s = Settings::resolve(args, &env_with_home()).expect("valid");
         assert_eq!(s.listen.to_string(), "0.0.0.0:8500");
         assert_eq!(s.data_dir, PathBuf::from("/srv/creddy"));
         assert_eq!(s.issuer.as_deref(), Some("https://id.example.com"));
@@ -370,6 +526,42 @@ mod tests {
                 .to_string();
             assert!(err.contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn ttl_plugin_and_limit_sections_are_read() {
+        let file = write(
+            "ttl = { min = \"2m\", max = \"12h\", backends = { daytona = { max = \"8h\" } } }\n\
+             plugins = { dir = \"/opt/plugins\", allow_unsigned = true }\n\
+             limits = { max_active_leases_per_agent = 5 }\n\
+             secrets = { key_file = \"/etc/creddy/master.key\" }\n",
+        );
+        let args = ServerArgs {
+            config: Some(file.path().into()),
+            data_dir: Some("/tmp/d".into()),
+            ..ServerArgs::default()
+        };
+        let s = Settings::resolve(args, &env_without_home()).expect("valid");
+        assert_eq!((s.ttl.min, s.ttl.default, s.ttl.max), (120, 600, 43_200));
+        assert_eq!(s.ttl.max_for("daytona"), 8 * 3600);
+        assert_eq!(s.ttl.max_for("other"), 43_200);
+        assert_eq!(s.plugin_dir, PathBuf::from("/opt/plugins"));
+        assert!(s.allow_unsigned_plugins);
+        assert_eq!(s.max_active_leases_per_agent, 5);
+        assert_eq!(s.key_file, Some(PathBuf::from("/etc/creddy/master.key")));
+        let bad = write("ttl = { max = \"7 days\" }\n");
+        let args = ServerArgs {
+            config: Some(bad.path().into()),
+            data_dir: Some("/tmp/d".into()),
+            ..ServerArgs::default()
+        };
+        let err = Settings::resolve(args, &env_without_home())
+            .expect_err("bad duration")
+            .to_string();
+        assert!(
+            err.contains("invalid duration") && err.contains("line 1"),
+            "{err}"
+        );
     }
 
     #[test]

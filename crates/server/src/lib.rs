@@ -15,6 +15,7 @@ mod http;
 pub mod listener;
 pub mod logging;
 mod routes;
+pub mod sealing;
 mod server;
 mod state;
 mod tasks;

@@ -19,6 +19,7 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
         config: cmd.config,
         issuer: cmd.issuer,
         log_format: cmd.log_format,
+        plugin_dir: cmd.plugin_dir,
     };
     let settings = Settings::resolve(args, &Environment::current())
         .map_err(|e| Failure::usage(e.to_string()))?;
