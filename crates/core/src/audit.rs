@@ -46,6 +46,12 @@ pub enum Action {
     /// Minting failed.
     #[serde(rename = "credential.failed")]
     CredentialFailed,
+    /// The upstream confirmed a credential's deletion (or had no such credential).
+    #[serde(rename = "credential.revoked")]
+    CredentialRevoked,
+    /// A credential could not be revoked and needs attention.
+    #[serde(rename = "credential.irrevocable")]
+    CredentialIrrevocable,
 }
 
 impl Action {
@@ -60,6 +66,8 @@ impl Action {
             Action::CredentialIssued => "credential.issued",
             Action::CredentialDenied => "credential.denied",
             Action::CredentialFailed => "credential.failed",
+            Action::CredentialRevoked => "credential.revoked",
+            Action::CredentialIrrevocable => "credential.irrevocable",
         }
     }
 }

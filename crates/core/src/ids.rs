@@ -82,6 +82,11 @@ prefixed_id!(
     "ag_"
 );
 prefixed_id!(
+    /// A backend id, `be_<ULID>`.
+    BackendId,
+    "be_"
+);
+prefixed_id!(
     /// A lease (credential) id, `cred_<ULID>`.
     LeaseId,
     "cred_"

@@ -187,6 +187,8 @@ pub struct Settings {
     pub ttl: TtlSettings,
     /// The most `pending` or `active` leases one agent may hold.
     pub max_active_leases_per_agent: u32,
+    /// Caps every plugin call's timeout (tests use short ones); `None` keeps the specified.
+    pub plugin_timeout_cap: Option<std::time::Duration>,
 }
 
 /// A configuration problem; the server exits 2 with this message.
@@ -313,6 +315,7 @@ impl Settings {
             allow_unsigned_plugins: file.plugins.allow_unsigned,
             ttl: ttl_settings(file.ttl),
             max_active_leases_per_agent: file.limits.max_active_leases_per_agent.unwrap_or(100),
+            plugin_timeout_cap: None,
         })
     }
 
@@ -331,6 +334,7 @@ impl Settings {
             allow_unsigned_plugins: false,
             ttl: TtlSettings::default(),
             max_active_leases_per_agent: 100,
+            plugin_timeout_cap: None,
         }
     }
 }

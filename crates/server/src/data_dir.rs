@@ -16,6 +16,8 @@ use creddy_core::secret::{SecretToken, TokenKind};
 pub const LOCK_FILE: &str = "creddy.lock";
 /// The admin token file's name.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The master key's name.
+pub const MASTER_KEY_FILE: &str = "master.key";
 /// The SQLite database's name.
 pub const DATABASE_FILE: &str = "creddy.db";
 

@@ -20,12 +20,20 @@ pub enum ErrorCode {
     InvalidRequest,
     /// 400: a scope fails the grammar or names an admin scope where not allowed.
     InvalidScope,
+    /// 400: no configured backend or installed plugin of that name.
+    UnknownBackend,
+    /// 400: the TTL is unparsable or outside the allowed range.
+    InvalidTtl,
     /// 401: missing, unknown, expired or malformed bearer token.
     Unauthorized,
     /// 401: the agent's lifetime has ended.
     AgentExpired,
     /// 403: admin scope missing, or the wrong kind of caller.
     Forbidden,
+    /// 403: no grant covers the requested scope.
+    ScopeDenied,
+    /// 404: no backend of that name.
+    BackendNotFound,
     /// 404: unknown id, name or route.
     NotFound,
     /// 405: the route exists but not with this method.
@@ -34,12 +42,32 @@ pub enum ErrorCode {
     RequestTimeout,
     /// 409: the name is already used.
     NameTaken,
+    /// 409: the item was already processed, or is in use.
+    Conflict,
     /// 413: body over the limit.
     PayloadTooLarge,
     /// 415: the body is not JSON.
     UnsupportedMediaType,
+    /// 422: an organisation the backend is not configured for.
+    OrgNotConfigured,
+    /// 429: too many open leases.
+    QuotaExceeded,
     /// 500: unexpected server error.
     Internal,
+    /// 502: the upstream refused the master credential.
+    UpstreamAuthFailed,
+    /// 502: the upstream did not find the organisation.
+    UpstreamOrgNotFound,
+    /// 502: the master credential lacks a permission.
+    UpstreamPermissionDenied,
+    /// 502: the upstream refused the request.
+    UpstreamRejected,
+    /// 503: the upstream is down.
+    UpstreamUnavailable,
+    /// 503: the upstream is rate limiting.
+    UpstreamRateLimited,
+    /// 503: the backend's plugin is not running.
+    PluginUnavailable,
     /// 503: the audit trail cannot be written, so the change was refused.
     AuditUnavailable,
     /// 503: the database cannot be reached.
@@ -50,19 +78,30 @@ impl ErrorCode {
     /// The HTTP status of the code.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidRequest | ErrorCode::InvalidScope => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidScope
+            | ErrorCode::UnknownBackend
+            | ErrorCode::InvalidTtl => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized | ErrorCode::AgentExpired => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Forbidden | ErrorCode::ScopeDenied => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound | ErrorCode::BackendNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::NameTaken => StatusCode::CONFLICT,
+            ErrorCode::NameTaken | ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::OrgNotConfigured => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::UpstreamAuthFailed
+            | ErrorCode::UpstreamOrgNotFound
+            | ErrorCode::UpstreamPermissionDenied
+            | ErrorCode::UpstreamRejected => StatusCode::BAD_GATEWAY,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::AuditUnavailable | ErrorCode::StorageUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorCode::AuditUnavailable
+            | ErrorCode::StorageUnavailable
+            | ErrorCode::UpstreamUnavailable
+            | ErrorCode::UpstreamRateLimited
+            | ErrorCode::PluginUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -155,6 +194,58 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "storage error");
                 Self::new(ErrorCode::StorageUnavailable, "storage is unavailable")
                     .with_remedy("retry later; the server log has the cause")
+            }
+        }
+    }
+}
+
+impl From<creddy_plugin::host::HostError> for ApiError {
+    /// Maps plugin outcomes to API codes; the plugin's message and remedy pass through, but
+    /// protocol details and raw upstream bodies stay in the server log.
+    fn from(e: creddy_plugin::host::HostError) -> Self {
+        use creddy_plugin::host::HostError;
+        use creddy_plugin::protocol::ErrorKind;
+        match e {
+            HostError::Plugin {
+                kind,
+                message,
+                remedy,
+                ..
+            } => {
+                let code = match kind {
+                    ErrorKind::UpstreamAuth => ErrorCode::UpstreamAuthFailed,
+                    ErrorKind::UpstreamNotFound => ErrorCode::UpstreamOrgNotFound,
+                    ErrorKind::UpstreamPermission => ErrorCode::UpstreamPermissionDenied,
+                    ErrorKind::UpstreamRejected => ErrorCode::UpstreamRejected,
+                    ErrorKind::UpstreamRateLimited => ErrorCode::UpstreamRateLimited,
+                    ErrorKind::UpstreamUnavailable => ErrorCode::UpstreamUnavailable,
+                    ErrorKind::ScopeNotSupported => ErrorCode::InvalidScope,
+                    ErrorKind::OrgNotConfigured => ErrorCode::OrgNotConfigured,
+                    ErrorKind::InvalidConfig | ErrorKind::InvalidParams => {
+                        ErrorCode::InvalidRequest
+                    }
+                    _ => {
+                        tracing::error!(?kind, %message, "plugin reported an internal error");
+                        return Self::new(
+                            ErrorCode::PluginUnavailable,
+                            "the backend's plugin failed",
+                        )
+                        .with_remedy("retry later; the server log has the cause");
+                    }
+                };
+                let error = Self::new(code, message);
+                match remedy {
+                    Some(r) => error.with_remedy(r),
+                    None => error,
+                }
+            }
+            other => {
+                tracing::error!(error = %other, "plugin unavailable");
+                Self::new(
+                    ErrorCode::PluginUnavailable,
+                    "the backend's plugin is not available",
+                )
+                .with_remedy("retry later; an admin can check the server log and creddy backend ls")
             }
         }
     }

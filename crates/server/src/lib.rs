@@ -8,6 +8,7 @@
 //! [`Clock`]: creddy_core::Clock
 
 mod auth;
+pub mod backends;
 pub mod config;
 pub mod data_dir;
 mod error;
@@ -19,6 +20,7 @@ pub mod sealing;
 mod server;
 mod state;
 mod tasks;
+pub mod vend;
 
 pub use config::{LogFormat, ServerArgs, Settings};
 pub use error::{ApiError, ErrorCode};

@@ -17,9 +17,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::backends::Backends;
 use crate::config::{ConfigError, Settings};
 use crate::data_dir::{DataDir, DataDirError};
-use crate::state::AppState;
+use crate::sealing::Sealer;
+use crate::state::{AppState, StateParts, plugin_settings};
 use crate::{VERSION, http, listener, tasks};
 
 /// Why a server could not start.
@@ -39,6 +41,9 @@ pub enum StartError {
         /// Why it failed.
         source: StoreError,
     },
+    /// The master key is missing, unreadable, or not the key the data was sealed with.
+    #[error("{0}")]
+    Key(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -53,7 +58,7 @@ impl StartError {
     /// The process exit code: 2 for configuration and data directory problems, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::Config(_) | StartError::DataDir(_) => 2,
+            StartError::Config(_) | StartError::DataDir(_) | StartError::Key(_) => 2,
             StartError::Storage { .. } | StartError::Bind { .. } => 1,
         }
     }
@@ -113,7 +118,31 @@ impl Server {
                 "listening on a wildcard address without --issuer: the issuer {issuer} is not reachable by relying parties; pass --issuer with the public URL"
             );
         }
-        let state = AppState::new(store, clock, admin_hash, issuer.clone());
+        let sealer = open_sealer(&settings, &data_dir, &store)
+            .await
+            .map_err(|e| match e {
+                SealerError::Store(source) => StartError::Storage {
+                    location: location.describe(),
+                    source,
+                },
+                SealerError::Key(message) => StartError::Key(message),
+            })?;
+        let records = store
+            .list_backends()
+            .await
+            .map_err(|source| StartError::Storage {
+                location: location.describe(),
+                source,
+            })?;
+        let backends = Backends::start_all(&records, &sealer, &plugin_settings(&settings)).await;
+        let parts = StateParts {
+            admin_token_hash: admin_hash,
+            issuer: issuer.clone(),
+            sealer,
+            backends,
+            settings: settings.clone(),
+        };
+        let state = AppState::new(store, clock, parts);
         let (shutdown, signal) = watch::channel(false);
         let serve = tokio::spawn(listener::serve(
             listener,
@@ -158,6 +187,7 @@ impl Server {
         let _ = self.shutdown.send(true);
         let _ = self.serve.await;
         let _ = self.tasks.await;
+        self.state.backends().stop_all().await;
         self.state.store().close().await;
         tracing::info!("creddy stopped");
     }
@@ -194,4 +224,34 @@ async fn ensure_admin_token(
         .map_err(AdminTokenError::DataDir)?;
     tracing::info!("created the local admin token in {}", path.display());
     Ok(token.hash())
+}
+
+enum SealerError {
+    Store(StoreError),
+    Key(String),
+}
+
+/// Loads the master key (creating `master.key` in the data directory on first start) and
+/// checks it against the key check value every node shares through the store.
+async fn open_sealer(
+    settings: &Settings,
+    data_dir: &DataDir,
+    store: &Store,
+) -> Result<Sealer, SealerError> {
+    let (path, create) = match &settings.key_file {
+        Some(path) => (path.clone(), false),
+        None => (data_dir.path().join(crate::data_dir::MASTER_KEY_FILE), true),
+    };
+    let sealer = Sealer::load(&path, create).map_err(|e| SealerError::Key(e.to_string()))?;
+    let in_force = store
+        .meta_insert_if_absent("key_check", &sealer.key_check())
+        .await
+        .map_err(SealerError::Store)?;
+    if !sealer.matches_key_check(&in_force) {
+        return Err(SealerError::Key(format!(
+            "the master key {} is not the key this database was set up with; every node sharing a database must use the same master.key (copy it from an existing node or set secrets.key_file)",
+            path.display()
+        )));
+    }
+    Ok(sealer)
 }

@@ -7,6 +7,9 @@ use creddy_core::Clock;
 use creddy_core::secret::TokenHash;
 use creddy_store::Store;
 
+use crate::backends::{Backends, PluginSettings};
+use crate::config::Settings;
+use crate::sealing::Sealer;
 use crate::tasks::TaskSignals;
 
 /// Shared state of a running server; cheap to clone.
@@ -23,25 +26,56 @@ struct Inner {
     issuer: String,
     started: Instant,
     tasks: TaskSignals,
+    sealer: Sealer,
+    backends: Backends,
+    settings: Settings,
+}
+
+/// What the state is built from, besides the store and the clock.
+#[derive(Debug)]
+pub(crate) struct StateParts {
+    pub(crate) admin_token_hash: TokenHash,
+    pub(crate) issuer: String,
+    pub(crate) sealer: Sealer,
+    pub(crate) backends: Backends,
+    pub(crate) settings: Settings,
 }
 
 impl AppState {
-    pub(crate) fn new(
-        store: Store,
-        clock: Arc<dyn Clock>,
-        admin_token_hash: TokenHash,
-        issuer: String,
-    ) -> Self {
+    pub(crate) fn new(store: Store, clock: Arc<dyn Clock>, parts: StateParts) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
-                admin_token_hash,
-                issuer,
+                admin_token_hash: parts.admin_token_hash,
+                issuer: parts.issuer,
                 started: Instant::now(),
                 tasks: TaskSignals::default(),
+                sealer: parts.sealer,
+                backends: parts.backends,
+                settings: parts.settings,
             }),
         }
+    }
+
+    /// The master key.
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.inner.sealer
+    }
+
+    /// The live backends.
+    pub fn backends(&self) -> &Backends {
+        &self.inner.backends
+    }
+
+    /// The settings the server runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Where plugins are and how they run.
+    pub(crate) fn plugin_settings(&self) -> PluginSettings {
+        plugin_settings(&self.inner.settings)
     }
 
     /// The store.
@@ -72,5 +106,14 @@ impl AppState {
     /// Signals to and from the background tasks.
     pub fn tasks(&self) -> &TaskSignals {
         &self.inner.tasks
+    }
+}
+
+/// The plugin settings of `settings`.
+pub(crate) fn plugin_settings(settings: &Settings) -> PluginSettings {
+    PluginSettings {
+        dir: settings.plugin_dir.clone(),
+        allow_unsigned: settings.allow_unsigned_plugins,
+        timeout_cap: settings.plugin_timeout_cap,
     }
 }

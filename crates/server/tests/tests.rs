@@ -4,3 +4,4 @@
 mod agents;
 mod edge;
 mod lifecycle;
+mod vend;

@@ -33,14 +33,19 @@ pub struct LeaseSummary {
 impl Store {
     /// The agent's leases in `pending` or `active`, soonest expiry first.
     pub async fn open_leases_of(&self, agent: &AgentId) -> Result<Vec<LeaseSummary>> {
+        self.leases_of(agent, "('pending', 'active')").await
+    }
+
+    async fn leases_of(&self, agent: &AgentId, states: &str) -> Result<Vec<LeaseSummary>> {
+        let sql = format!(
+            "SELECT id, backend, scopes, state, created_at, expires_at FROM leases \
+             WHERE agent_id = $1 AND state IN {states} ORDER BY expires_at"
+        );
         let rows: Vec<(String, String, String, String, i64, i64)> = with_pool!(self, |p| {
-            sqlx::query_as(
-                "SELECT id, backend, scopes, state, created_at, expires_at FROM leases \
-                 WHERE agent_id = $1 AND state IN ('pending', 'active') ORDER BY expires_at",
-            )
-            .bind(agent.as_str())
-            .fetch_all(p)
-            .await
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(agent.as_str())
+                .fetch_all(p)
+                .await
         })?;
         rows.into_iter()
             .map(|r| {
@@ -184,5 +189,77 @@ impl Store {
         .fetch_optional(p)
         .await)?;
         Ok(row.map(|r| r.0))
+    }
+}
+
+/// An open lease with what revoking it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocableLease {
+    /// `cred_…`.
+    pub id: String,
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name.
+    pub agent_name: String,
+    /// The sealed revocation handle, if the mint got that far.
+    pub sealed_external_id: Option<String>,
+}
+
+impl Store {
+    /// The leases of a backend that still hold (or may hold) a live credential: `pending`,
+    /// `active` and `revoking`.
+    pub async fn revocable_leases_of_backend(&self, backend: &str) -> Result<Vec<RevocableLease>> {
+        let rows: Vec<(String, String, String, Option<String>)> =
+            with_pool!(self, |p| sqlx::query_as(
+                "SELECT id, agent_id, agent_name, external_id FROM leases \
+             WHERE backend = $1 AND state IN ('pending', 'active', 'revoking') ORDER BY id"
+            )
+            .bind(backend)
+            .fetch_all(p)
+            .await)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RevocableLease {
+                id: r.0,
+                agent_id: r.1,
+                agent_name: r.2,
+                sealed_external_id: r.3,
+            })
+            .collect())
+    }
+
+    /// Ends a lease that still holds a live credential in `to_state` (`revoked` or
+    /// `irrevocable`), with its event; false when the lease had already ended.
+    pub async fn settle_lease(
+        &self,
+        id: &str,
+        to_state: &str,
+        now: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<bool> {
+        let settled = in_transaction!(self, |tx| {
+            let n = sqlx::query(
+                "UPDATE leases SET state = $2, revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
+                 WHERE id = $1 AND state IN ('pending', 'active', 'revoking')",
+            )
+            .bind(id)
+            .bind(to_state)
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Ok(false);
+            }
+            append_event!(tx, event)?;
+            true
+        });
+        Ok(settled)
+    }
+
+    /// The agent's leases in `pending`, `active` or `revoking`, soonest expiry first.
+    pub async fn live_leases_of(&self, agent: &AgentId) -> Result<Vec<LeaseSummary>> {
+        self.leases_of(agent, "('pending', 'active', 'revoking')")
+            .await
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use creddy_plugin::host::verify::sha256_file;
+use creddy_plugin::installed::{InstallRecord, InstalledPlugin};
 
 /// The directory of the workspace's build output (`target/debug`).
 fn target_dir() -> PathBuf {
@@ -53,7 +54,7 @@ pub struct Installed {
 }
 
 /// Installs `source` as plugin `name` under `plugin_dir`, as `creddy plugin install` lays it
-/// out (without the registry files).
+/// out (an unsigned install, without the registry files).
 pub fn install_as(source: &Path, plugin_dir: &Path, name: &str) -> Installed {
     let dir = plugin_dir.join(name);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
@@ -64,6 +65,16 @@ pub fn install_as(source: &Path, plugin_dir: &Path, name: &str) -> Installed {
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("{e}"));
     let sha256 = sha256_file(&binary).unwrap_or_else(|e| panic!("{e}"));
+    let record = InstallRecord {
+        name: name.to_owned(),
+        version: "0.1.0".to_owned(),
+        sha256: sha256.clone(),
+        signed: false,
+        signer: None,
+        source: source.display().to_string(),
+        installed_at: "2026-01-01T00:00:00Z".to_owned(),
+    };
+    InstalledPlugin::write_record(&dir, &record).unwrap_or_else(|e| panic!("{e}"));
     Installed { binary, sha256 }
 }
 

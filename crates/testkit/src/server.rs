@@ -49,6 +49,9 @@ impl TestServer {
         };
         let mut settings = Settings::for_data_dir(&dir.path().join("data"));
         settings.database_url = cluster.as_ref().map(|c| c.url());
+        settings.plugin_dir = dir.path().join("plugins");
+        settings.allow_unsigned_plugins = true;
+        settings.plugin_timeout_cap = Some(Duration::from_secs(10));
         adjust(&mut settings);
         let clock = Arc::new(ManualClock::starting_now());
         let server = Server::start(settings.clone(), clock.clone())
@@ -99,6 +102,15 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("reading the audit trail: {e}"));
         events.reverse();
         events
+    }
+
+    /// Installs the scriptable test plugin as `name` in the server's plugin directory.
+    pub fn install_test_plugin(&self, name: &str) -> crate::plugins::Installed {
+        crate::plugins::install_as(
+            &crate::plugins::test_plugin_binary(),
+            &self.settings.plugin_dir,
+            name,
+        )
     }
 
     /// A scratch directory that lives as long as the server.

@@ -2,6 +2,8 @@
 //! the domain, and maps the result to the API's JSON.
 
 mod agents;
+mod backends;
+mod credentials;
 mod health;
 mod status;
 
@@ -21,4 +23,21 @@ pub(crate) fn router() -> Router<AppState> {
             "/v1/admin/agents/{name}",
             get(agents::show).delete(agents::remove),
         )
+        .route(
+            "/v1/admin/backends",
+            get(backends::list).post(backends::add),
+        )
+        .route(
+            "/v1/admin/backends/{name}",
+            get(backends::inspect).delete(backends::remove),
+        )
+        .route(
+            "/v1/admin/plugins/{name}",
+            get(backends::plugin_description),
+        )
+        .route(
+            "/v1/credentials/{backend}",
+            get(credentials::vend_get).post(credentials::vend_post),
+        )
+        .route("/v1/active", get(credentials::active))
 }

@@ -1,0 +1,404 @@
+//! `/v1/admin/backends` and `/v1/admin/plugins/{name}`: configuring backends.
+//!
+//! Adding a backend describes the plugin, checks the configuration against its schema,
+//! starts a plugin process with it (`configure`), asks the upstream (`validate`), and only
+//! then seals the configuration and stores it. A backend whose credentials the upstream
+//! rejects is never saved. Configuration values never appear in responses (secrets are
+//! masked), logs or audit records.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use creddy_core::Timestamp;
+use creddy_core::audit::{Action, AuditEvent, Outcome};
+use creddy_core::ids::BackendId;
+use creddy_core::names::check_backend_name;
+use creddy_plugin::host::{self, Description, PluginProcess};
+use creddy_plugin::installed::{InstalledError, InstalledPlugin};
+use creddy_plugin::protocol::{AgentRef, ConfigSchema, FieldType};
+use creddy_store::{BackendRecord, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::auth::Principal;
+use crate::backends::{LiveBackend, config_context};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::{ApiJson, RequestContext};
+use crate::state::AppState;
+
+/// A backend as the API shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct BackendView {
+    id: String,
+    name: String,
+    #[serde(rename = "type")]
+    plugin: String,
+    plugin_version: String,
+    state: String,
+    active_leases: i64,
+    created_at: Timestamp,
+}
+
+fn view(state: &AppState, record: &BackendRecord) -> BackendView {
+    let live_state = match state.backends().get(&record.name) {
+        _ if record.state == "draining" => "draining",
+        Some(live) => live.state(),
+        None => "error",
+    };
+    BackendView {
+        id: record.id.clone(),
+        name: record.name.clone(),
+        plugin: record.plugin.clone(),
+        plugin_version: record.plugin_version.clone(),
+        state: live_state.to_owned(),
+        active_leases: record.open_leases,
+        created_at: record.created_at,
+    }
+}
+
+/// The installed plugin `name`, or an error that says how to install it.
+fn installed(state: &AppState, name: &str) -> Result<InstalledPlugin, ApiError> {
+    let settings = state.plugin_settings();
+    InstalledPlugin::load(&settings.dir, name, settings.allow_unsigned).map_err(|e| match e {
+        InstalledError::NotInstalled(_) => ApiError::new(
+            ErrorCode::UnknownBackend,
+            format!("plugin '{name}' is not installed"),
+        )
+        .with_remedy(format!("install it with: creddy plugin install {name}")),
+        other => ApiError::invalid_request(other.to_string()),
+    })
+}
+
+async fn describe(state: &AppState, name: &str) -> Result<Description, ApiError> {
+    let plugin = installed(state, name)?;
+    Ok(host::describe(&plugin.binary, &plugin.record.sha256, crate::VERSION).await?)
+}
+
+/// `GET /v1/admin/plugins/{name}`: what `backend add` needs to prompt.
+pub(crate) async fn plugin_description(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Json<Description>, ApiError> {
+    principal.require_admin("admin:plugins:read")?;
+    Ok(Json(describe(&state, &name).await?))
+}
+
+/// `POST /v1/admin/backends` body.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AddBackend {
+    #[serde(rename = "type")]
+    plugin: String,
+    name: Option<String>,
+    #[serde(default)]
+    config: Map<String, Value>,
+    validate: Option<bool>,
+}
+
+/// Checks `config` against the schema: no unknown fields, required ones present, each of
+/// its type; applies the defaults.
+fn check_config(
+    schema: &ConfigSchema,
+    plugin: &str,
+    mut config: Map<String, Value>,
+) -> Result<Value, ApiError> {
+    let known: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
+    if let Some(unknown) = config.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(ApiError::invalid_request(format!(
+            "unknown configuration field '{unknown}' for plugin '{plugin}' (its fields: {})",
+            known.join(", ")
+        )));
+    }
+    for field in &schema.fields {
+        let Some(value) = config.get(&field.name) else {
+            continue;
+        };
+        let fits = match field.field_type {
+            FieldType::String | FieldType::Secret | FieldType::File => value.is_string(),
+            FieldType::Int => value.is_i64() || value.is_u64(),
+            FieldType::Bool => value.is_boolean(),
+            FieldType::Array => value
+                .as_array()
+                .is_some_and(|a| a.iter().all(Value::is_string)),
+        };
+        if !fits {
+            return Err(ApiError::invalid_request(format!(
+                "configuration field '{}' must be of type {}",
+                field.name,
+                serde_json::to_value(field.field_type)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )));
+        }
+    }
+    schema.apply_defaults(&mut config);
+    let missing = schema.missing_required(&config);
+    if !missing.is_empty() {
+        return Err(ApiError::invalid_request(format!(
+            "missing required configuration fields: {}",
+            missing.join(", ")
+        ))
+        .with_remedy("give them with --set KEY=VALUE, --set-file KEY=PATH or --config FILE.json"));
+    }
+    Ok(Value::Object(config))
+}
+
+/// Adds a backend.
+pub(crate) async fn add(
+    State(state): State<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    ApiJson(body): ApiJson<AddBackend>,
+) -> Result<Response, ApiError> {
+    principal.require_admin("admin:backends:write")?;
+    let name = body.name.clone().unwrap_or_else(|| body.plugin.clone());
+    check_backend_name(&name).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    if state.store().find_backend(&name).await?.is_some() {
+        return Err(backend_exists(&name));
+    }
+    let description = describe(&state, &body.plugin).await?;
+    let config = check_config(&description.config_schema, &body.plugin, body.config)?;
+    let (spec, version) = state
+        .plugin_settings()
+        .spec(&name, &body.plugin, config.clone())
+        .map_err(ApiError::invalid_request)?;
+    let process = PluginProcess::start(spec).await?;
+    let warnings = if body.validate.unwrap_or(true) {
+        match process.validate().await {
+            Ok(w) => w,
+            Err(e) => {
+                process.stop().await;
+                return Err(e.into());
+            }
+        }
+    } else {
+        vec!["validation skipped".to_owned()]
+    };
+    let now = state.clock().now();
+    let plain = serde_json::to_vec(&config).unwrap_or_default();
+    let record = BackendRecord {
+        id: BackendId::generate(now).to_string(),
+        name: name.clone(),
+        plugin: body.plugin.clone(),
+        plugin_version: version.clone(),
+        sealed_config: state.sealer().seal(&config_context(&name), &plain),
+        state: "active".into(),
+        created_at: now,
+        open_leases: 0,
+    };
+    let event = AuditEvent::new(Action::BackendAdded, principal.actor(), now)
+        .about_lease(&name, None)
+        .from_request(context.ip, context.request_id)
+        .with_details(json!({"type": body.plugin, "plugin_version": version, "validated": body.validate.unwrap_or(true)}));
+    if let Err(e) = state.store().create_backend(&record, &event).await {
+        process.stop().await;
+        return Err(match e {
+            StoreError::NameTaken => backend_exists(&name),
+            other => other.into(),
+        });
+    }
+    state.backends().insert(LiveBackend {
+        name: name.clone(),
+        plugin: body.plugin,
+        version,
+        process: Ok(process),
+    });
+    tracing::info!(backend = %name, "backend added");
+    let mut out = serde_json::to_value(view(&state, &record)).unwrap_or_default();
+    out["warnings"] = json!(warnings);
+    Ok(Json(out).into_response())
+}
+
+fn backend_exists(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NameTaken,
+        format!("a backend named '{name}' already exists"),
+    )
+    .with_remedy(format!(
+        "pick another name with --name, or remove it first: creddy backend rm {name}"
+    ))
+}
+
+/// Lists backends.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<BackendView>>, ApiError> {
+    principal.require_admin("admin:backends:read")?;
+    let records = state.store().list_backends().await?;
+    Ok(Json(records.iter().map(|r| view(&state, r)).collect()))
+}
+
+async fn find(state: &AppState, name: &str) -> Result<BackendRecord, ApiError> {
+    state.store().find_backend(name).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BackendNotFound,
+            format!("no backend named '{name}'"),
+        )
+        .with_remedy("list backends with: creddy backend ls")
+    })
+}
+
+/// Shows a backend with its configuration, secret fields masked.
+pub(crate) async fn inspect(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require_admin("admin:backends:read")?;
+    let record = find(&state, &name).await?;
+    let plain = state.sealer().open(&config_context(&name), &record.sealed_config).map_err(|e| {
+        tracing::error!(backend = %name, error = %e, "stored backend configuration cannot be opened");
+        ApiError::new(ErrorCode::Internal, "the stored configuration cannot be decrypted")
+    })?;
+    let config: Map<String, Value> = serde_json::from_slice(&plain).unwrap_or_default();
+    let schema = match describe(&state, &record.plugin).await {
+        Ok(d) => Some(d.config_schema),
+        Err(_) => None,
+    };
+    let masked: Map<String, Value> = config
+        .into_iter()
+        .map(|(key, value)| {
+            let is_secret = schema.as_ref().is_none_or(|s| {
+                s.fields
+                    .iter()
+                    .any(|f| f.name == key && f.field_type == FieldType::Secret)
+            });
+            (key, if is_secret { json!("********") } else { value })
+        })
+        .collect();
+    let mut out = serde_json::to_value(view(&state, &record)).unwrap_or_default();
+    out["config"] = Value::Object(masked);
+    Ok(Json(out))
+}
+
+/// `DELETE` query.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+/// Removes a backend after revoking its open credentials; with `force`, those that cannot
+/// be revoked are marked `irrevocable` and the backend goes at once.
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<Response, ApiError> {
+    principal.require_admin("admin:backends:write")?;
+    let record = find(&state, &name).await?;
+    let unrevoked = drain(&state, &principal, &context, &name).await?;
+    if unrevoked > 0 && !query.force {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("{unrevoked} credentials of backend '{name}' could not be revoked yet"),
+        )
+        .with_remedy("retry later, or remove it anyway with --force (the credentials are marked irrevocable)"));
+    }
+    if unrevoked > 0 {
+        mark_irrevocable(&state, &principal, &name).await?;
+    }
+    let event = AuditEvent::new(
+        Action::BackendRemoved,
+        principal.actor(),
+        state.clock().now(),
+    )
+    .about_lease(&name, None)
+    .from_request(context.ip, context.request_id)
+    .with_details(json!({"type": record.plugin, "forced": query.force, "irrevocable": unrevoked}));
+    state.store().delete_backend(&name, &event).await?;
+    state.backends().remove(&name).await;
+    tracing::info!(backend = %name, "backend removed");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Revokes every live credential of the backend through its plugin; returns how many could
+/// not be revoked.
+async fn drain(
+    state: &AppState,
+    principal: &Principal,
+    context: &RequestContext,
+    name: &str,
+) -> Result<usize, ApiError> {
+    let leases = state.store().revocable_leases_of_backend(name).await?;
+    let live = state.backends().get(name);
+    let mut unrevoked = 0;
+    for lease in leases {
+        let process = live.as_ref().and_then(|l| l.process.as_ref().ok());
+        let external_id = lease
+            .sealed_external_id
+            .as_deref()
+            .and_then(|s| {
+                state
+                    .sealer()
+                    .open(&crate::vend::external_id_context(&lease.id), s)
+                    .ok()
+            })
+            .map(|p| String::from_utf8_lossy(&p).into_owned());
+        let agent = AgentRef {
+            id: lease.agent_id.clone(),
+            name: lease.agent_name.clone(),
+            scopes: vec![],
+        };
+        let outcome = match process {
+            Some(p) => p
+                .revoke_credential(external_id, &lease.id, agent)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err("the backend's plugin is not running".to_owned()),
+        };
+        match outcome {
+            Ok(result) => {
+                let event = AuditEvent::new(
+                    Action::CredentialRevoked,
+                    principal.actor(),
+                    state.clock().now(),
+                )
+                .about_agent(&lease.agent_id, &lease.agent_name)
+                .about_lease(name, Some(&lease.id))
+                .from_request(context.ip.clone(), context.request_id.clone())
+                .with_details(
+                    json!({"reason": "backend_removed", "already_gone": result.already_gone}),
+                );
+                state
+                    .store()
+                    .settle_lease(&lease.id, "revoked", state.clock().now(), &event)
+                    .await?;
+            }
+            Err(error) => {
+                tracing::warn!(backend = %name, lease = %lease.id, %error, "revocation during backend removal failed");
+                unrevoked += 1;
+            }
+        }
+    }
+    Ok(unrevoked)
+}
+
+async fn mark_irrevocable(
+    state: &AppState,
+    principal: &Principal,
+    name: &str,
+) -> Result<(), ApiError> {
+    for lease in state.store().revocable_leases_of_backend(name).await? {
+        let event = AuditEvent::new(
+            Action::CredentialIrrevocable,
+            principal.actor(),
+            state.clock().now(),
+        )
+        .about_agent(&lease.agent_id, &lease.agent_name)
+        .about_lease(name, Some(&lease.id))
+        .with_outcome(Outcome::Failure)
+        .with_details(json!({"reason": "backend_removed_by_force"}));
+        state
+            .store()
+            .settle_lease(&lease.id, "irrevocable", state.clock().now(), &event)
+            .await?;
+        tracing::error!(backend = %name, lease = %lease.id, "credential left irrevocable by a forced backend removal");
+    }
+    Ok(())
+}

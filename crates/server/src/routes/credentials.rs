@@ -1,0 +1,130 @@
+//! `/v1/credentials/{backend}` (vend) and `/v1/active` (the agent's live credentials).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use creddy_store::LeaseSummary;
+use serde::Deserialize;
+
+use crate::auth::Principal;
+use crate::error::{ApiError, no_store};
+use crate::http::RequestContext;
+use crate::state::AppState;
+use crate::vend::{VendRequest, vend};
+
+/// The JSON body form of a vend request.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct VendBody {
+    ttl: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// `ttl` and repeated `scope` from a query string.
+fn from_query(query: Option<&str>) -> Result<VendRequest, ApiError> {
+    let mut request = VendRequest::default();
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value).ok_or_else(|| {
+            ApiError::invalid_request(format!(
+                "query parameter '{key}' is not valid percent-encoded UTF-8"
+            ))
+        })?;
+        match key {
+            "ttl" => request.ttl = Some(value),
+            "scope" => request.scopes.push(value),
+            _ => {}
+        }
+    }
+    Ok(request)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn respond(
+    state: AppState,
+    principal: Principal,
+    context: RequestContext,
+    backend: String,
+    request: VendRequest,
+) -> Result<Response, ApiError> {
+    let agent = principal.into_agent()?;
+    let issued = vend(&state, &agent, &backend, request, context).await?;
+    Ok((no_store(), Json(issued)).into_response())
+}
+
+/// `GET /v1/credentials/{backend}?ttl=…&scope=…`.
+pub(crate) async fn vend_get(
+    State(state): State<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    Path(backend): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let request = from_query(query.as_deref())?;
+    respond(state, principal, context, backend, request).await
+}
+
+/// `POST /v1/credentials/{backend}` with a query or a JSON body (not both).
+pub(crate) async fn vend_post(
+    State(state): State<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    Path(backend): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let from_url = from_query(query.as_deref())?;
+    let has_query = from_url.ttl.is_some() || !from_url.scopes.is_empty();
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        from_url
+    } else if has_query {
+        return Err(ApiError::invalid_request(
+            "give ttl and scopes either in the query or in the JSON body, not both",
+        ));
+    } else {
+        let body: VendBody = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?;
+        VendRequest {
+            ttl: body.ttl,
+            scopes: body.scopes,
+        }
+    };
+    respond(state, principal, context, backend, request).await
+}
+
+/// `GET /v1/active`: the caller's leases in `pending`, `active` or `revoking`.
+pub(crate) async fn active(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<LeaseSummary>>, ApiError> {
+    let agent = principal.into_agent()?;
+    Ok(Json(state.store().live_leases_of(&agent.id).await?))
+}

@@ -1,0 +1,401 @@
+//! Issuing a credential: authorise, size, intend, mint, commit.
+//!
+//! **A credential is returned to an agent only after its lease is durable**: the lease is
+//! recorded `pending` before the plugin is called, and the credential leaves this module only
+//! after the lease is `active` and its `credential.issued` event is committed. If that commit
+//! fails, the new credential is revoked at once. If the plugin call timed out or the plugin
+//! died mid-call, the lease stays `pending` for reconciliation, since a credential may exist.
+//!
+//! **Deny by default**: every requested scope must be covered by one of the agent's grants
+//! and accepted by the plugin's `match_scope`.
+
+use std::collections::BTreeMap;
+
+use creddy_core::agent::Agent;
+use creddy_core::audit::{Action, AuditEvent, Outcome};
+use creddy_core::ids::LeaseId;
+use creddy_core::scope::Scope;
+use creddy_core::ttl::TtlInputs;
+use creddy_core::{Duration, Timestamp};
+use creddy_plugin::host::{HostError, PluginProcess};
+use creddy_plugin::protocol::{AgentRef, Credential, EnvSource, GetCredentialParams};
+use creddy_store::NewLease;
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::http::RequestContext;
+use crate::state::AppState;
+
+/// The most scopes one request may name.
+pub const MAX_REQUESTED_SCOPES: usize = 16;
+
+/// The context under which a lease's revocation handle is sealed.
+pub fn external_id_context(lease_id: &str) -> String {
+    format!("lease-external-id:{lease_id}")
+}
+
+/// What the agent asked for.
+#[derive(Debug, Default)]
+pub(crate) struct VendRequest {
+    pub(crate) ttl: Option<String>,
+    pub(crate) scopes: Vec<String>,
+}
+
+/// The issued credential, as returned to the agent.
+#[derive(Serialize)]
+pub(crate) struct Issued {
+    id: String,
+    backend: String,
+    token: String,
+    expires_at: Timestamp,
+    ttl: String,
+    ttl_seconds: u64,
+    scopes: Vec<String>,
+    metadata: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// `scope` with its first segment (the backend's name) replaced by the plugin's name.
+fn for_plugin(scope: &str, plugin: &str) -> String {
+    match scope.split_once(':') {
+        Some((_, rest)) => format!("{plugin}:{rest}"),
+        None => plugin.to_owned(),
+    }
+}
+
+/// The agent's grants that concern `backend`, as scopes of that backend (`*` becomes the
+/// backend; a trailing `:*` is dropped).
+fn default_scopes(agent: &Agent, backend: &str) -> Vec<String> {
+    let mut scopes: Vec<String> = agent
+        .scopes
+        .as_slice()
+        .iter()
+        .filter_map(|grant| match grant.as_str() {
+            "*" => Some(backend.to_owned()),
+            g if grant.backend() == backend => Some(g.strip_suffix(":*").unwrap_or(g).to_owned()),
+            _ => None,
+        })
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
+/// The scopes of an authorised request.
+struct Authorised {
+    /// As the agent asked (backend-named), for the lease and the response.
+    requested: Vec<String>,
+    /// The plugin's normalised forms, plugin-named, for `get_credential`.
+    for_plugin: Vec<String>,
+    /// The agent's grants for this backend, plugin-named.
+    grants: Vec<String>,
+}
+
+/// Checks each requested scope: grammar, backend, a covering grant, the plugin's consent.
+async fn authorise(
+    agent: &Agent,
+    backend: &str,
+    plugin: &str,
+    process: &PluginProcess,
+    requested: Vec<String>,
+) -> Result<Authorised, ApiError> {
+    if requested.len() > MAX_REQUESTED_SCOPES {
+        return Err(ApiError::invalid_request(format!(
+            "too many scopes ({}); at most {MAX_REQUESTED_SCOPES} per request",
+            requested.len()
+        )));
+    }
+    let grants = default_scopes(agent, backend);
+    let requested = if requested.is_empty() {
+        grants.clone()
+    } else {
+        requested
+    };
+    if requested.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::ScopeDenied,
+            format!(
+                "agent '{}' holds no scope for backend '{backend}'",
+                agent.name
+            ),
+        )
+        .with_remedy(format!(
+            "ask an admin for a '{backend}' scope (creddy request --can {backend})"
+        )));
+    }
+    let mut for_plugin_scopes = Vec::new();
+    for text in &requested {
+        let scope = Scope::parse(text)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidScope, e.to_string()))?;
+        if scope.backend() != backend {
+            return Err(ApiError::new(
+                ErrorCode::InvalidScope,
+                format!("scope '{scope}' is not a scope of backend '{backend}'"),
+            ));
+        }
+        if !agent.scopes.covers(&scope) {
+            return Err(ApiError::new(
+                ErrorCode::ScopeDenied,
+                format!("agent '{}' holds no grant covering '{scope}'", agent.name),
+            )
+            .with_remedy("request it with: creddy request --can SCOPE"));
+        }
+        let verdict = process.match_scope(&for_plugin(text, plugin)).await?;
+        if !verdict.matches {
+            return Err(ApiError::new(
+                ErrorCode::InvalidScope,
+                format!("backend '{backend}' does not support the scope '{scope}'"),
+            )
+            .with_remedy(format!(
+                "see the scopes of its plugin: creddy plugin info {plugin}"
+            )));
+        }
+        for_plugin_scopes.push(verdict.normalized);
+    }
+    Ok(Authorised {
+        requested,
+        for_plugin: for_plugin_scopes,
+        grants: grants.iter().map(|g| for_plugin(g, plugin)).collect(),
+    })
+}
+
+/// The TTL for the request, by the rules of [`creddy_core::ttl`].
+fn choose_ttl(
+    state: &AppState,
+    agent: &Agent,
+    backend: &str,
+    process: &PluginProcess,
+    requested: Option<&str>,
+    now: Timestamp,
+) -> Result<u64, ApiError> {
+    let invalid = |message: String| {
+        ApiError::new(ErrorCode::InvalidTtl, message)
+            .with_remedy("use a duration such as 30m, 1h or 2h30m within the allowed range")
+    };
+    let requested = requested
+        .map(|t| Duration::parse(t).map_err(|e| invalid(format!("invalid TTL: {e}"))))
+        .transpose()?;
+    let constraints = process.started().constraints;
+    let ttl = &state.settings().ttl;
+    let inputs = TtlInputs {
+        plugin_min: constraints.min_ttl,
+        plugin_max: constraints.max_ttl,
+        plugin_default: constraints.default_ttl,
+        server_min: ttl.min,
+        server_max: ttl.max_for(backend),
+        server_default: ttl.default,
+        policy_max: None,
+        agent_remaining: agent.expires_at.map(|at| at.seconds_since(now)),
+    };
+    inputs
+        .range()
+        .choose(requested, backend)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// Issues a credential of `backend` to `agent`.
+pub(crate) async fn vend(
+    state: &AppState,
+    agent: &Agent,
+    backend: &str,
+    request: VendRequest,
+    context: RequestContext,
+) -> Result<Issued, ApiError> {
+    let live = state.backends().get(backend).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::BackendNotFound,
+            format!("no backend named '{backend}'"),
+        )
+        .with_remedy("check the name; an admin lists backends with: creddy backend ls")
+    })?;
+    let process = live.process.as_ref().map_err(|reason| {
+        tracing::error!(%backend, %reason, "vend refused: backend not available");
+        ApiError::new(
+            ErrorCode::PluginUnavailable,
+            format!("backend '{backend}' is not available"),
+        )
+        .with_remedy("retry later; an admin can check creddy backend ls and the server log")
+    })?;
+    let scopes = authorise(agent, backend, &live.plugin, process, request.scopes).await?;
+    let now = state.clock().now();
+    let ttl = choose_ttl(state, agent, backend, process, request.ttl.as_deref(), now)?;
+    let open = state.store().count_open_leases_of(&agent.id).await?;
+    if open >= i64::from(state.settings().max_active_leases_per_agent) {
+        return Err(ApiError::new(
+            ErrorCode::QuotaExceeded,
+            format!(
+                "agent '{}' already holds {open} open credentials, the most allowed",
+                agent.name
+            ),
+        )
+        .with_remedy(
+            "revoke credentials you no longer need (creddy revoke ID) or wait for them to expire",
+        ));
+    }
+    let lease_id = LeaseId::generate(now).to_string();
+    let lease = NewLease {
+        id: lease_id.clone(),
+        agent_id: agent.id.to_string(),
+        agent_name: agent.name.clone(),
+        backend: backend.to_owned(),
+        scopes: scopes.requested.clone(),
+        ttl_seconds: ttl,
+        created_at: now,
+        expires_at: now.plus_seconds(ttl),
+    };
+    state.store().create_lease(&lease).await?;
+    let params = GetCredentialParams {
+        agent: AgentRef {
+            id: agent.id.to_string(),
+            name: agent.name.clone(),
+            scopes: scopes.grants,
+        },
+        scopes: scopes.for_plugin,
+        ttl,
+        lease_id: lease_id.clone(),
+        parameters: BTreeMap::new(),
+    };
+    let credential = match process.get_credential(&params).await {
+        Ok(c) => c,
+        Err(e) => return Err(record_failure(state, agent, &lease, &context, e).await),
+    };
+    commit(state, agent, &lease, credential, process, &context).await
+}
+
+/// Records a failed mint (unless a credential may exist) and maps the error.
+async fn record_failure(
+    state: &AppState,
+    agent: &Agent,
+    lease: &NewLease,
+    context: &RequestContext,
+    error: HostError,
+) -> ApiError {
+    let credential_may_exist = matches!(
+        error,
+        HostError::Timeout { .. } | HostError::Unavailable(_) | HostError::Protocol(_)
+    );
+    if credential_may_exist {
+        tracing::warn!(lease = %lease.id, %error, "mint outcome unknown; the lease stays pending for reconciliation");
+        return error.into();
+    }
+    let kind = match &error {
+        HostError::Plugin { kind, .. } => serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        _ => None,
+    };
+    let event = AuditEvent::new(
+        Action::CredentialFailed,
+        creddy_core::audit::Actor::agent(agent.id.as_str(), &agent.name),
+        state.clock().now(),
+    )
+    .about_agent(agent.id.as_str(), &agent.name)
+    .about_lease(&lease.backend, Some(&lease.id))
+    .with_outcome(Outcome::Failure)
+    .from_request(context.ip.clone(), context.request_id.clone())
+    .with_details(json!({"scopes": lease.scopes, "ttl": lease.ttl_seconds, "error_kind": kind}));
+    if let Err(e) = state
+        .store()
+        .fail_lease(&lease.id, kind.as_deref().unwrap_or("error"), &event)
+        .await
+    {
+        return e.into();
+    }
+    error.into()
+}
+
+/// Commits the lease, then hands out the credential; revokes it if the commit fails.
+async fn commit(
+    state: &AppState,
+    agent: &Agent,
+    lease: &NewLease,
+    credential: Credential,
+    process: &PluginProcess,
+    context: &RequestContext,
+) -> Result<Issued, ApiError> {
+    let now = state.clock().now();
+    let expires_at = Timestamp::parse_rfc3339(&credential.expires_at)
+        .filter(|t| *t < lease.expires_at)
+        .unwrap_or(lease.expires_at);
+    let ttl_seconds = expires_at.seconds_since(lease.created_at).max(1);
+    let value_sha256 = sha256_hex(&credential.value);
+    let sealed = credential.external_id.as_deref().map(|id| {
+        state
+            .sealer()
+            .seal(&external_id_context(&lease.id), id.as_bytes())
+    });
+    let event = AuditEvent::new(
+        Action::CredentialIssued,
+        creddy_core::audit::Actor::agent(agent.id.as_str(), &agent.name),
+        now,
+    )
+    .about_agent(agent.id.as_str(), &agent.name)
+    .about_lease(&lease.backend, Some(&lease.id))
+    .from_request(context.ip.clone(), context.request_id.clone())
+    .with_details(json!({
+        "scopes": lease.scopes,
+        "ttl": ttl_seconds,
+        "expires_at": expires_at,
+        "value_sha256": value_sha256,
+        "external_id_sha256": credential.external_id.as_deref().map(sha256_hex),
+    }));
+    if let Err(e) = state
+        .store()
+        .activate_lease(
+            &lease.id,
+            sealed.as_deref(),
+            &value_sha256,
+            expires_at,
+            &event,
+        )
+        .await
+    {
+        tracing::error!(lease = %lease.id, error = %e, "could not commit an issued credential; revoking it");
+        let agent_ref = AgentRef {
+            id: agent.id.to_string(),
+            name: agent.name.clone(),
+            scopes: vec![],
+        };
+        if let Err(revoke) = process
+            .revoke_credential(credential.external_id.clone(), &lease.id, agent_ref)
+            .await
+        {
+            tracing::error!(lease = %lease.id, error = %revoke, "revoking the uncommitted credential failed; the pending lease will be reconciled");
+        }
+        return Err(e.into());
+    }
+    tracing::info!(lease = %lease.id, backend = %lease.backend, agent = %agent.name, ttl = ttl_seconds, "credential issued");
+    let env = credential
+        .env
+        .iter()
+        .filter_map(|var| {
+            let value = match var.source {
+                EnvSource::Value => Some(credential.value.clone()),
+                EnvSource::Metadata => var
+                    .key
+                    .as_ref()
+                    .and_then(|k| credential.metadata.get(k).cloned()),
+            };
+            value.map(|v| (var.name.clone(), v))
+        })
+        .collect();
+    Ok(Issued {
+        id: lease.id.clone(),
+        backend: lease.backend.clone(),
+        ttl: Duration::from_seconds(ttl_seconds)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        ttl_seconds,
+        expires_at,
+        scopes: lease.scopes.clone(),
+        metadata: credential.metadata.clone(),
+        env,
+        token: credential.value,
+    })
+}

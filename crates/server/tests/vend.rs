@@ -1,0 +1,502 @@
+//! Backends and the vend path, with the scriptable test plugin as a real child process.
+
+use creddy_testkit::http::{Answer, Api};
+use creddy_testkit::plugins::script;
+use creddy_testkit::server::TestServer;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+creddy_testkit::dialects!(TestServer::start =>
+    an_agent_vends_a_credential_through_a_backend,
+    ttl_scope_and_backend_refusals_name_the_problem,
+    a_backend_is_saved_only_when_its_configuration_works,
+    plugin_failures_during_a_mint_are_recorded_and_mapped,
+    backends_come_back_after_a_restart,
+    removing_a_backend_revokes_its_credentials_first,
+    no_secret_reaches_the_audit_trail_or_an_error_body,
+);
+
+const MASTER_KEY: &str = "master-key-of-the-test-upstream";
+
+struct Site {
+    server: TestServer,
+    api: Api,
+    admin: String,
+}
+
+impl Site {
+    async fn new(server: TestServer) -> Self {
+        server.install_test_plugin("test");
+        let api = Api::new(&server.url());
+        let admin = server.admin_token();
+        Self { server, api, admin }
+    }
+
+    fn upstream(&self) -> std::path::PathBuf {
+        self.server.scratch().join("upstream")
+    }
+
+    async fn add_backend(&self, name: &str, api_key: &str) -> Answer {
+        let body = json!({"type": "test", "name": name, "config": {"api_key": api_key, "state_dir": self.upstream()}});
+        self.api.post("/v1/admin/backends", &self.admin, body).await
+    }
+
+    async fn agent(&self, name: &str, scopes: &[&str]) -> String {
+        let answer = self
+            .api
+            .post(
+                "/v1/admin/agents",
+                &self.admin,
+                json!({"name": name, "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        answer.body["token"].as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn vend(&self, token: &str, query: &str) -> Answer {
+        self.api
+            .call(
+                Method::POST,
+                &format!("/v1/credentials/test{query}"),
+                Some(token),
+                None,
+            )
+            .await
+    }
+
+    fn revoked_upstream(&self) -> usize {
+        std::fs::read_dir(self.upstream().join("revoked"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+async fn ready(server: TestServer) -> (Site, String) {
+    let site = Site::new(server).await;
+    let added = site.add_backend("test", MASTER_KEY).await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    let token = site.agent("ci-agent", &["test"]).await;
+    (site, token)
+}
+
+async fn an_agent_vends_a_credential_through_a_backend(server: TestServer) {
+    let (site, token) = ready(server).await;
+    let answer = site.vend(&token, "").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.header("cache-control"), Some("no-store"));
+    let issued = &answer.body;
+    let value = issued["token"].as_str().unwrap_or_default();
+    assert!(value.starts_with("tp_"), "{issued}");
+    assert!(
+        issued["id"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("cred_")
+    );
+    assert_eq!(issued["ttl"], "10m", "the plugin's default");
+    assert_eq!(issued["ttl_seconds"], 600);
+    assert_eq!(issued["scopes"], json!(["test"]));
+    assert_eq!(issued["env"]["TEST_PLUGIN_TOKEN"], value);
+    assert_eq!(issued["env"]["TEST_PLUGIN_URL"], "http://upstream.test");
+
+    let by_get = site
+        .api
+        .get("/v1/credentials/test?ttl=1h&scope=test%3Aread", &token)
+        .await;
+    assert_eq!(by_get.status, StatusCode::OK, "{}", by_get.text);
+    assert_eq!(
+        (by_get.body["ttl"].as_str(), by_get.body["scopes"].clone()),
+        (Some("1h"), json!(["test:read"]))
+    );
+    let by_body = site
+        .api
+        .post(
+            "/v1/credentials/test",
+            &token,
+            json!({"ttl": "2h", "scopes": ["test"]}),
+        )
+        .await;
+    assert_eq!(by_body.body["ttl_seconds"], 7200, "{}", by_body.text);
+
+    let active = site.api.get("/v1/active", &token).await;
+    assert_eq!(active.body.as_array().map(Vec::len), Some(3));
+    assert!(
+        active
+            .body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|l| l["state"] == "active")
+    );
+    let events = site.server.audit_events().await;
+    let issued_events: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "credential.issued")
+        .collect();
+    assert_eq!(issued_events.len(), 3);
+    assert_eq!(issued_events[0].lease_id.as_deref(), issued["id"].as_str());
+    assert_eq!(issued_events[0].backend.as_deref(), Some("test"));
+    assert!(
+        issued_events[0].details["value_sha256"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64)
+    );
+    let issued_upstream = std::fs::read_dir(site.upstream().join("issued"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(issued_upstream, 3, "each vend minted one real credential");
+}
+
+async fn ttl_scope_and_backend_refusals_name_the_problem(server: TestServer) {
+    let (site, token) = ready(server).await;
+    let short = site.vend(&token, "?ttl=30s").await;
+    assert_eq!(
+        (short.status, short.code()),
+        (StatusCode::BAD_REQUEST, "invalid_ttl")
+    );
+    assert!(
+        short.error().contains("allowed: 1m to 1d"),
+        "{}",
+        short.error()
+    );
+    let long = site.vend(&token, "?ttl=25h").await;
+    assert_eq!(long.code(), "invalid_ttl");
+    assert!(
+        long.error().contains("exceeds the maximum 1d") && long.error().contains("plugin limit"),
+        "{}",
+        long.error()
+    );
+    assert_eq!(site.vend(&token, "?ttl=soon").await.code(), "invalid_ttl");
+
+    let stranger = site.agent("stranger", &["other"]).await;
+    let denied = site.vend(&stranger, "").await;
+    assert_eq!(
+        (denied.status, denied.code()),
+        (StatusCode::FORBIDDEN, "scope_denied")
+    );
+    let reader = site.agent("reader", &["test:read"]).await;
+    let broader = site.vend(&reader, "?scope=test").await;
+    assert_eq!(
+        broader.code(),
+        "scope_denied",
+        "a grant never covers a broader scope"
+    );
+    let unsupported = site.vend(&token, "?scope=test%3Awrite").await;
+    assert_eq!(
+        (unsupported.status, unsupported.code()),
+        (StatusCode::BAD_REQUEST, "invalid_scope")
+    );
+    let foreign = site.vend(&token, "?scope=other").await;
+    assert_eq!(foreign.code(), "invalid_scope");
+    let missing = site
+        .api
+        .post("/v1/credentials/nothing", &token, json!({}))
+        .await;
+    assert_eq!(
+        (missing.status, missing.code()),
+        (StatusCode::NOT_FOUND, "backend_not_found")
+    );
+    let both = site
+        .api
+        .send(
+            site.api
+                .request(Method::POST, "/v1/credentials/test?ttl=1h")
+                .bearer_auth(&token)
+                .json(&json!({"ttl": "2h"})),
+        )
+        .await;
+    assert_eq!(both.code(), "invalid_request");
+    let admin = site.vend(&site.admin, "").await;
+    assert_eq!(
+        admin.status,
+        StatusCode::FORBIDDEN,
+        "the admin token is not an agent"
+    );
+    let leases = site.api.get("/v1/active", &token).await;
+    assert_eq!(leases.body, json!([]), "no refusal left a lease behind");
+}
+
+async fn a_backend_is_saved_only_when_its_configuration_works(server: TestServer) {
+    let site = Site::new(server).await;
+    let rejected = site.add_backend("test", "wrong").await;
+    assert_eq!(
+        (rejected.status, rejected.code()),
+        (StatusCode::BAD_GATEWAY, "upstream_auth_failed")
+    );
+    assert_eq!(rejected.error(), "invalid API key");
+    assert_eq!(rejected.body["remedy"], "use a valid key");
+    let missing = site
+        .api
+        .post(
+            "/v1/admin/backends",
+            &site.admin,
+            json!({"type": "test", "config": {"state_dir": "/tmp"}}),
+        )
+        .await;
+    assert_eq!(missing.code(), "invalid_request");
+    assert!(
+        missing
+            .error()
+            .contains("missing required configuration fields: api_key"),
+        "{}",
+        missing.error()
+    );
+    let unknown = site
+        .api
+        .post("/v1/admin/backends", &site.admin, json!({"type": "test", "config": {"api_key": "k", "state_dir": "/tmp", "colour": "red"}}))
+        .await;
+    assert!(
+        unknown
+            .error()
+            .contains("unknown configuration field 'colour'"),
+        "{}",
+        unknown.error()
+    );
+    let typed = site
+        .api
+        .post(
+            "/v1/admin/backends",
+            &site.admin,
+            json!({"type": "test", "config": {"api_key": 5, "state_dir": "/tmp"}}),
+        )
+        .await;
+    assert!(
+        typed.error().contains("'api_key' must be of type secret"),
+        "{}",
+        typed.error()
+    );
+    let absent = site
+        .api
+        .post(
+            "/v1/admin/backends",
+            &site.admin,
+            json!({"type": "nope", "config": {}}),
+        )
+        .await;
+    assert_eq!(
+        (absent.code(), absent.body["remedy"].as_str()),
+        (
+            "unknown_backend",
+            Some("install it with: creddy plugin install nope")
+        )
+    );
+    let bad_name = site
+        .api
+        .post(
+            "/v1/admin/backends",
+            &site.admin,
+            json!({"type": "test", "name": "Bad_Name", "config": {}}),
+        )
+        .await;
+    assert_eq!(bad_name.code(), "invalid_request");
+    assert_eq!(
+        site.api.get("/v1/admin/backends", &site.admin).await.body,
+        json!([]),
+        "nothing was saved"
+    );
+
+    let added = site.add_backend("prod-test", MASTER_KEY).await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    assert_eq!(added.body["warnings"], json!(["this is a test plugin"]));
+    assert_eq!(
+        site.add_backend("prod-test", MASTER_KEY).await.code(),
+        "name_taken"
+    );
+    let listed = site.api.get("/v1/admin/backends", &site.admin).await;
+    assert_eq!(listed.body[0]["name"], "prod-test");
+    assert_eq!(listed.body[0]["type"], "test");
+    assert_eq!(listed.body[0]["state"], "ready");
+    let inspected = site
+        .api
+        .get("/v1/admin/backends/prod-test", &site.admin)
+        .await;
+    assert_eq!(inspected.body["config"]["api_key"], "********");
+    assert_eq!(
+        inspected.body["config"]["note"], "hello",
+        "defaults were applied"
+    );
+    let described = site.api.get("/v1/admin/plugins/test", &site.admin).await;
+    assert_eq!(
+        described.body["config_schema"]["fields"][0]["type"],
+        "secret"
+    );
+    assert_eq!(described.body["constraints"]["max_ttl"], 86_400);
+}
+
+async fn plugin_failures_during_a_mint_are_recorded_and_mapped(server: TestServer) {
+    let (site, token) = ready(server).await;
+    script(
+        &site.upstream(),
+        json!({"get_credential": "fail:upstream_unavailable"}),
+    );
+    let unavailable = site.vend(&token, "").await;
+    assert_eq!(
+        (unavailable.status, unavailable.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable")
+    );
+    let events = site.server.audit_events().await;
+    let failed = events.iter().find(|e| e.action == "credential.failed");
+    assert_eq!(
+        failed.map(|e| e.details["error_kind"].clone()),
+        Some(json!("upstream_unavailable"))
+    );
+    script(
+        &site.upstream(),
+        json!({"get_credential": "fail:upstream_permission"}),
+    );
+    assert_eq!(
+        site.vend(&token, "").await.code(),
+        "upstream_permission_denied"
+    );
+    script(&site.upstream(), json!({"get_credential": "crash"}));
+    let crashed = site.vend(&token, "").await;
+    assert_eq!(
+        (crashed.status, crashed.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "plugin_unavailable")
+    );
+    let pending = site.api.get("/v1/active", &token).await;
+    let states: Vec<&str> = pending
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["state"].as_str())
+        .collect();
+    assert_eq!(
+        states,
+        ["pending"],
+        "a crashed mint leaves its lease for reconciliation; failed ones are closed"
+    );
+}
+
+async fn backends_come_back_after_a_restart(server: TestServer) {
+    let (mut site, token) = ready(server).await;
+    site.server.restart().await;
+    site.api = Api::new(&site.server.url());
+    let answer = site.vend(&token, "").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    let key = site.server.settings.data_dir.join("master.key");
+    std::fs::write(&key, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    site.server.stop().await;
+    let refused = site
+        .server
+        .start_twin()
+        .await
+        .map(|_| ())
+        .expect_err("wrong master key");
+    assert_eq!(refused.exit_code(), 2);
+    assert!(
+        refused
+            .to_string()
+            .contains("not the key this database was set up with"),
+        "{refused}"
+    );
+}
+
+async fn removing_a_backend_revokes_its_credentials_first(server: TestServer) {
+    let (site, token) = ready(server).await;
+    let first = site.vend(&token, "").await;
+    site.vend(&token, "").await;
+    assert_eq!(
+        site.api
+            .delete("/v1/admin/backends/nope", &site.admin)
+            .await
+            .code(),
+        "backend_not_found"
+    );
+    script(
+        &site.upstream(),
+        json!({"revoke_credential": "fail:upstream_unavailable"}),
+    );
+    let refused = site
+        .api
+        .delete("/v1/admin/backends/test", &site.admin)
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+    assert!(
+        refused.error().contains("2 credentials"),
+        "{}",
+        refused.error()
+    );
+    script(&site.upstream(), json!({}));
+    let removed = site
+        .api
+        .delete("/v1/admin/backends/test", &site.admin)
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    assert_eq!(
+        site.revoked_upstream(),
+        2,
+        "both credentials were deleted upstream"
+    );
+    assert_eq!(site.api.get("/v1/active", &token).await.body, json!([]));
+    let events = site.server.audit_events().await;
+    let revoked = events
+        .iter()
+        .filter(|e| e.action == "credential.revoked")
+        .count();
+    assert_eq!(revoked, 2);
+    assert!(events.iter().any(|e| e.action == "backend.removed"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.lease_id.as_deref() == first.body["id"].as_str()
+                && e.action == "credential.revoked")
+    );
+
+    site.add_backend("test", MASTER_KEY).await;
+    site.vend(&token, "").await;
+    script(
+        &site.upstream(),
+        json!({"revoke_credential": "fail:upstream_unavailable"}),
+    );
+    let forced = site
+        .api
+        .delete("/v1/admin/backends/test?force=true", &site.admin)
+        .await;
+    assert_eq!(forced.status, StatusCode::NO_CONTENT);
+    let events = site.server.audit_events().await;
+    assert!(
+        events.iter().any(|e| e.action == "credential.irrevocable"),
+        "a forced removal leaves a visible trace"
+    );
+}
+
+async fn no_secret_reaches_the_audit_trail_or_an_error_body(server: TestServer) {
+    let (site, token) = ready(server).await;
+    let issued = site.vend(&token, "").await;
+    let value = issued.body["token"].as_str().unwrap_or_default().to_owned();
+    script(
+        &site.upstream(),
+        json!({"get_credential": "fail:upstream_auth"}),
+    );
+    let error = site.vend(&token, "").await;
+    let rejected = site.add_backend("second", "wrong").await;
+    for secret in [
+        MASTER_KEY,
+        value.as_str(),
+        token.as_str(),
+        site.admin.as_str(),
+    ] {
+        for event in site.server.audit_events().await {
+            let text = serde_json::to_string(&event).unwrap_or_default();
+            assert!(!text.contains(secret), "a secret in {}", event.action);
+        }
+        assert!(!error.text.contains(secret) && !rejected.text.contains(secret));
+    }
+    let db = site.server.settings.data_dir.join("creddy.db");
+    if site.server.settings.database_url.is_none() {
+        let bytes = String::from_utf8_lossy(&std::fs::read(db).unwrap_or_default()).into_owned();
+        assert!(
+            !bytes.contains(MASTER_KEY),
+            "the backend configuration is sealed at rest"
+        );
+        assert!(!bytes.contains(&value), "issued values are never stored");
+    }
+    let _: Value = issued.body;
+}
