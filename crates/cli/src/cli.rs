@@ -30,9 +30,18 @@ pub struct Global {
     /// then the agent config; default http://127.0.0.1:8400)
     #[arg(long, global = true, value_name = "URL")]
     pub server: Option<String>,
-    /// Output format
-    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
-    pub output: Format,
+    /// Output format: table (lists) or text (get) by default; json everywhere; env for get
+    #[arg(
+        short = 'o',
+        long = "output",
+        global = true,
+        value_enum,
+        hide_possible_values = true
+    )]
+    pub output: Option<Format>,
+    /// Same as -o json
+    #[arg(long, global = true)]
+    pub json: bool,
     /// Data directory: where the server keeps state and the CLI finds the admin token
     #[arg(long, global = true, env = "CREDDY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -51,6 +60,39 @@ pub enum Format {
     Table,
     /// JSON, the same objects as the HTTP API
     Json,
+    /// The secret alone (creddy get)
+    Text,
+    /// NAME=value lines (creddy get)
+    Env,
+}
+
+impl Global {
+    /// The output format for a command that offers `allowed`, `default` when none is given.
+    pub fn format(&self, allowed: &[Format], default: Format) -> crate::failure::Result<Format> {
+        let chosen = if self.json {
+            Format::Json
+        } else {
+            self.output.unwrap_or(default)
+        };
+        if allowed.contains(&chosen) {
+            Ok(chosen)
+        } else {
+            let names: Vec<String> = allowed
+                .iter()
+                .map(|f| format!("{f:?}").to_lowercase())
+                .collect();
+            Err(crate::failure::Failure::usage(format!(
+                "this command does not offer -o {}; use one of: {}",
+                format!("{chosen:?}").to_lowercase(),
+                names.join(", ")
+            )))
+        }
+    }
+
+    /// The format of list and detail commands: table or json.
+    pub fn list_format(&self) -> crate::failure::Result<Format> {
+        self.format(&[Format::Table, Format::Json], Format::Table)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +104,65 @@ pub enum Command {
     Agent(AgentCmd),
     /// Show this agent's identity, scopes and credentials
     Status,
+    /// Manage backends: configured instances of plugins (admin)
+    #[command(subcommand)]
+    Backend(BackendCmd),
+    /// Get a credential from a backend (prints the secret alone by default)
+    Get {
+        /// Backend name, e.g. daytona
+        backend: String,
+        /// Lifetime, e.g. 30m or 1h (default: the backend's default, usually 10m)
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        /// A scope to request (repeatable); 'workspaces:read' means '<backend>:workspaces:read'
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
+    /// List this agent's live credentials
+    #[command(visible_alias = "list")]
+    Ls,
+}
+
+/// `creddy backend …`.
+#[derive(Debug, Subcommand)]
+pub enum BackendCmd {
+    /// Configure a backend of an installed plugin; prompts for missing fields on a terminal
+    Add {
+        /// Plugin type, e.g. daytona
+        plugin: String,
+        /// Backend name [default: the plugin type]
+        #[arg(long)]
+        name: Option<String>,
+        /// A JSON file with the configuration object (the plugin's field names)
+        #[arg(long, value_name = "FILE.json")]
+        config: Option<PathBuf>,
+        /// Set a field (repeatable)
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Set a field to a file's contents (repeatable), e.g. api_key=/run/secrets/key
+        #[arg(long = "set-file", value_name = "KEY=PATH")]
+        set_file: Vec<String>,
+        /// Save without asking the upstream to validate the credentials
+        #[arg(long)]
+        skip_validate: bool,
+    },
+    /// List backends
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show a backend and its configuration (secrets masked), as JSON
+    Inspect {
+        /// Backend name
+        name: String,
+    },
+    /// Revoke a backend's credentials, then remove it
+    #[command(visible_alias = "remove", visible_alias = "delete")]
+    Rm {
+        /// Backend name
+        name: String,
+        /// Remove now; credentials that cannot be revoked are marked irrevocable
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `creddy server`.

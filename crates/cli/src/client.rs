@@ -119,7 +119,12 @@ impl Client {
 
     /// `DELETE`, ignoring any body.
     pub async fn delete(&self, segments: &[&str]) -> Result<()> {
-        self.send(Method::DELETE, segments, None::<&()>)
+        self.delete_with_query(segments, &[]).await
+    }
+
+    /// `DELETE` with query parameters, ignoring any body.
+    pub async fn delete_with_query(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<()> {
+        self.send_with_query(Method::DELETE, segments, query, None::<&()>)
             .await
             .map(drop)
     }
@@ -145,7 +150,20 @@ impl Client {
         segments: &[&str],
         body: Option<&B>,
     ) -> Result<reqwest::Response> {
-        let url = self.url(segments);
+        self.send_with_query(method, segments, &[], body).await
+    }
+
+    async fn send_with_query<B: Serialize>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<reqwest::Response> {
+        let mut url = self.url(segments);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         if self.debug {
             eprintln!("debug: {method} {url}");
         }

@@ -96,7 +96,18 @@ impl Site {
         let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
         let data_dir = home.path().join("data");
         let cluster = (dialect == Dialect::Postgres).then(PgCluster::start);
-        let mut args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
+        // Explicit config and plugin directory: as root the defaults are system paths.
+        let config = home.path().join("creddy.toml");
+        std::fs::write(&config, "plugins = { allow_unsigned = true }\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut args = vec![
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+            "--config".to_owned(),
+            config.display().to_string(),
+            "--plugin-dir".to_owned(),
+            home.path().join("plugins").display().to_string(),
+        ];
         if let Some(c) = &cluster {
             args.extend(["--database-url".to_owned(), c.url()]);
         }
@@ -131,6 +142,20 @@ impl Site {
             args,
             &[("CREDDY_URL", &url), ("CREDDY_TOKEN", token)],
         )
+    }
+
+    /// Installs the scriptable test plugin as `name`.
+    pub fn install_test_plugin(&self, name: &str) {
+        creddy_testkit::plugins::install_as(
+            &creddy_testkit::plugins::test_plugin_binary(),
+            &self.home.path().join("plugins"),
+            name,
+        );
+    }
+
+    /// The fake upstream of the test plugin.
+    pub fn upstream(&self) -> PathBuf {
+        self.home.path().join("upstream")
     }
 
     /// The admin token the server wrote.

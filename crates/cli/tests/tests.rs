@@ -4,3 +4,4 @@ mod kit;
 
 mod flow;
 mod server_cmd;
+mod vend;

@@ -11,6 +11,7 @@
 pub mod http;
 pub mod plugins;
 pub mod postgres;
+pub mod pty;
 pub mod server;
 pub mod store;
 

@@ -71,26 +71,28 @@ pub async fn run(global: &Global, cmd: AgentCmd) -> Result<()> {
                 expires_in: expires_in.as_deref(),
             };
             let value: Value = client.post(&["v1", "admin", "agents"], &body).await?;
-            show_created(global.output, &value)
+            show_created(global.list_format()?, &value)
         }
         AgentCmd::Ls => {
             let value: Value = client.get(&["v1", "admin", "agents"]).await?;
-            match global.output {
-                Format::Json => print_json(&value),
-                Format::Table => print_agents(decode(value)?),
+            if global.list_format()? == Format::Json {
+                print_json(&value)
+            } else {
+                print_agents(decode(value)?)
             }
         }
         AgentCmd::Show { name } => {
             let value: Value = client.get(&["v1", "admin", "agents", &name]).await?;
-            match global.output {
-                Format::Json => print_json(&value),
-                Format::Table => print_agent(decode(value)?),
+            if global.list_format()? == Format::Json {
+                print_json(&value)
+            } else {
+                print_agent(decode(value)?)
             }
         }
         AgentCmd::Rm { name } => {
             let agent: AgentView = client.get(&["v1", "admin", "agents", &name]).await?;
             client.delete(&["v1", "admin", "agents", &name]).await?;
-            if global.output == Format::Json {
+            if global.list_format()? == Format::Json {
                 print_json(
                     &json!({"name": agent.name, "id": agent.id, "removed": true, "queued_for_revocation": agent.active_leases}),
                 )?;

@@ -1,6 +1,8 @@
 //! The commands, one module per area.
 
 mod agent;
+mod backend;
+mod credentials;
 mod server;
 mod status;
 
@@ -13,5 +15,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Server(cmd) => server::run(&cli.global, cmd).await,
         Command::Agent(cmd) => agent::run(&cli.global, cmd).await,
         Command::Status => status::run(&cli.global).await,
+        Command::Backend(cmd) => backend::run(&cli.global, cmd).await,
+        Command::Get {
+            backend,
+            ttl,
+            scopes,
+        } => credentials::get(&cli.global, &backend, ttl, scopes).await,
+        Command::Ls => credentials::list(&cli.global).await,
     }
 }

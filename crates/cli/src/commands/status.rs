@@ -39,7 +39,7 @@ pub async fn run(global: &Global) -> Result<()> {
             f
         }
     })?;
-    if global.output == Format::Json {
+    if global.list_format()? == Format::Json {
         return print_json(&value);
     }
     let status: Status = serde_json::from_value(value).map_err(|e| {

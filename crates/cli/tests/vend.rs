@@ -1,0 +1,235 @@
+//! Backends and credentials with the real binary: `backend add|ls|inspect|rm`, `get`, `ls`.
+
+use creddy_testkit::plugins::script;
+use serde_json::{Value, json};
+
+use crate::kit::{Site, exported};
+
+creddy_testkit::dialects!(Site::start =>
+    an_operator_adds_a_backend_and_an_agent_gets_credentials,
+    backend_add_refuses_incomplete_or_rejected_configurations,
+);
+
+const MASTER_KEY: &str = "upstream-master-key-cli";
+
+fn add_backend(site: &Site) {
+    site.install_test_plugin("test");
+    let state = format!("state_dir={}", site.upstream().display());
+    let key_file = site.home.path().join("key");
+    std::fs::write(&key_file, format!("{MASTER_KEY}\n")).unwrap_or_else(|e| panic!("{e}"));
+    let key_arg = format!("api_key={}", key_file.display());
+    let added = site.admin(&[
+        "backend",
+        "add",
+        "test",
+        "--set-file",
+        &key_arg,
+        "--set",
+        &state,
+        "--set",
+        "items=x,y",
+    ]);
+    added.ok();
+    assert!(
+        added
+            .stderr
+            .contains("Adding backend 'test' (plugin test 0.1.0)"),
+        "{}",
+        added.stderr
+    );
+    assert!(
+        added.stderr.contains("Validating with test... ok"),
+        "{}",
+        added.stderr
+    );
+    assert!(
+        added.stderr.contains("Backend 'test' added (type: test)"),
+        "{}",
+        added.stderr
+    );
+}
+
+async fn an_operator_adds_a_backend_and_an_agent_gets_credentials(site: Site) {
+    add_backend(&site);
+    let listed = site.admin(&["backend", "ls"]);
+    assert!(
+        listed.ok().contains("test") && listed.stdout.contains("ready"),
+        "{}",
+        listed.stdout
+    );
+    let inspected: Value =
+        serde_json::from_str(site.admin(&["backend", "inspect", "test"]).ok()).unwrap_or_default();
+    assert_eq!(inspected["config"]["api_key"], "********");
+    assert_eq!(inspected["config"]["items"], json!(["x", "y"]));
+
+    let created = site.admin(&["agent", "create", "ci-agent", "--can", "test"]);
+    let token = exported(created.ok(), "CREDDY_TOKEN");
+    let text = site.agent(&token, &["get", "test"]);
+    let secret = text.ok().strip_suffix('\n').unwrap_or_default().to_owned();
+    assert!(
+        secret.starts_with("tp_") && !secret.contains(char::is_whitespace),
+        "stdout is the secret alone: {:?}",
+        text.stdout
+    );
+    let env = site.agent(&token, &["get", "test", "--ttl", "1h", "-o", "env"]);
+    let lines: Vec<&str> = env.ok().lines().collect();
+    assert_eq!(lines.len(), 2, "{}", env.stdout);
+    assert!(lines[0].starts_with("TEST_PLUGIN_TOKEN=tp_"));
+    assert_eq!(lines[1], "TEST_PLUGIN_URL=http://upstream.test");
+    let json: Value = serde_json::from_str(
+        site.agent(&token, &["get", "test", "--scope", "read", "--json"])
+            .ok(),
+    )
+    .unwrap_or_default();
+    assert_eq!(json["scopes"], json!(["test:read"]));
+    site.agent(&token, &["get", "test", "--ttl", "30s"])
+        .fails(2, "allowed: 1m to 1d");
+    site.agent(&token, &["get", "test", "--ttl", "25h"])
+        .fails(2, "exceeds the maximum 1d");
+    site.agent(&token, &["get", "test", "-o", "table"])
+        .fails(2, "does not offer -o table");
+    let stranger = exported(
+        site.admin(&["agent", "create", "stranger", "--can", "other"])
+            .ok(),
+        "CREDDY_TOKEN",
+    );
+    site.agent(&stranger, &["get", "test"])
+        .fails(4, "holds no scope for backend 'test'");
+
+    let ls = site.agent(&token, &["ls"]);
+    assert_eq!(
+        ls.ok().lines().count(),
+        4,
+        "a header and three credentials:\n{}",
+        ls.stdout
+    );
+    assert!(
+        ls.stdout.contains("active") && ls.stdout.contains("in "),
+        "{}",
+        ls.stdout
+    );
+
+    site.admin(&["backend", "rm", "test"]).ok();
+    let revoked = std::fs::read_dir(site.upstream().join("revoked"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(
+        revoked, 3,
+        "removing the backend revoked its credentials upstream"
+    );
+    assert!(
+        !site.server.log().contains(MASTER_KEY),
+        "the master key never reaches the log"
+    );
+    assert!(
+        !site.server.log().contains(&secret),
+        "issued secrets never reach the log"
+    );
+}
+
+async fn backend_add_refuses_incomplete_or_rejected_configurations(site: Site) {
+    site.install_test_plugin("test");
+    let state = format!("state_dir={}", site.upstream().display());
+    site.admin(&["backend", "add", "test", "--set", &state])
+        .fails(2, "missing required configuration fields: api_key");
+    site.admin(&["backend", "add", "test", "--set", "colour=red"])
+        .fails(2, "has no configuration field 'colour'");
+    site.admin(&["backend", "add", "nope"])
+        .fails(2, "plugin 'nope' is not installed");
+    let rejected = site.admin(&[
+        "backend",
+        "add",
+        "test",
+        "--set",
+        "api_key=wrong",
+        "--set",
+        &state,
+    ]);
+    rejected.fails(1, "Error: invalid API key");
+    assert!(
+        rejected.stderr.contains("Validating with test... failed"),
+        "{}",
+        rejected.stderr
+    );
+    assert!(
+        rejected.stderr.contains("Hint: use a valid key"),
+        "{}",
+        rejected.stderr
+    );
+    let config = site.home.path().join("backend.json");
+    std::fs::write(
+        &config,
+        json!({"api_key": MASTER_KEY, "state_dir": site.upstream()}).to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let config_text = config.display().to_string();
+    script(
+        &site.upstream(),
+        json!({"validate": "fail:upstream_unavailable"}),
+    );
+    site.admin(&["backend", "add", "test", "--config", &config_text])
+        .fails(1, "scripted");
+    site.admin(&[
+        "backend",
+        "add",
+        "test",
+        "--config",
+        &config_text,
+        "--skip-validate",
+    ])
+    .ok();
+    let listed: Value =
+        serde_json::from_str(site.admin(&["backend", "ls", "-o", "json"]).ok()).unwrap_or_default();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn backend_add_prompts_for_missing_fields_on_a_terminal() {
+    let site = Site::start_blocking(creddy_testkit::store::Dialect::Sqlite, &[]);
+    site.install_test_plugin("test");
+    let url = site.server.url();
+    let dir = site.data_dir.display().to_string();
+    let home = site.home.path().display().to_string();
+    let upstream = site.upstream().display().to_string();
+    let mut terminal = creddy_testkit::pty::Terminal::spawn(
+        crate::kit::bin(),
+        &[
+            "--server",
+            &url,
+            "--data-dir",
+            &dir,
+            "backend",
+            "add",
+            "test",
+            "--name",
+            "prompted",
+        ],
+        &[("HOME", &home)],
+    );
+    terminal.expect("the api_key [api_key, required, hidden]", 1);
+    terminal.send_line("");
+    terminal.expect("api_key is required", 1);
+    terminal.expect("the api_key [api_key, required, hidden]", 2);
+    terminal.send_line(MASTER_KEY);
+    terminal.expect("the state_dir [state_dir, required]", 1);
+    terminal.send_line(&upstream);
+    terminal.expect("the note [note, default hello]", 1);
+    terminal.send_line("");
+    terminal.expect("the items [items, default a,b, comma-separated]", 1);
+    terminal.send_line("p, q");
+    let (code, screen) = terminal.finish();
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("Validating with test... ok"), "{screen}");
+    assert!(
+        !screen.contains(MASTER_KEY),
+        "the secret was not echoed:\n{screen}"
+    );
+    let inspected: Value =
+        serde_json::from_str(site.admin(&["backend", "inspect", "prompted"]).ok())
+            .unwrap_or_default();
+    assert_eq!(inspected["config"]["items"], json!(["p", "q"]));
+    assert_eq!(
+        inspected["config"]["note"], "hello",
+        "Enter kept the default"
+    );
+}
