@@ -121,6 +121,51 @@ pub enum Command {
     /// List this agent's live credentials
     #[command(visible_alias = "list")]
     Ls,
+    /// Install and manage plugins (admin)
+    #[command(subcommand)]
+    Plugin(PluginCmd),
+}
+
+/// `creddy plugin …`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCmd {
+    /// Install plugins: NAME[@VERSION] from the registry, or a local binary PATH
+    #[command(visible_alias = "add")]
+    Install {
+        /// What to install
+        #[arg(required = true, value_name = "SPEC")]
+        specs: Vec<String>,
+        /// Registry URL or directory [default: CREDDY_PLUGIN_REGISTRY, plugins.registry, the bundled registry]
+        #[arg(long, env = "CREDDY_PLUGIN_REGISTRY", value_name = "URL|DIR")]
+        registry: Option<String>,
+        /// Install a binary that has no signature
+        #[arg(long)]
+        allow_unsigned: bool,
+        /// Replace a newer installed version with an older one
+        #[arg(long)]
+        allow_downgrade: bool,
+    },
+    /// List plugins: installed ones and what the registry offers
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only installed plugins; do not read the registry
+        #[arg(long)]
+        installed: bool,
+        /// Registry URL or directory
+        #[arg(long, env = "CREDDY_PLUGIN_REGISTRY", value_name = "URL|DIR")]
+        registry: Option<String>,
+    },
+    /// Show an installed plugin: version, signer, SHA-256, scopes, TTL limits, config fields
+    Info {
+        /// Plugin name
+        name: String,
+    },
+    /// Remove an installed plugin
+    #[command(visible_alias = "remove", visible_alias = "delete")]
+    Rm {
+        /// Plugin name
+        name: String,
+    },
 }
 
 /// `creddy backend …`.

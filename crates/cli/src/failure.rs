@@ -2,7 +2,8 @@
 //! that scripts can rely on.
 //!
 //! Exit codes: 0 success; 1 other error (server or upstream); 2 invalid arguments or input;
-//! 3 cannot connect or timed out; 4 authentication or authorisation failure.
+//! 3 cannot connect or timed out; 4 authentication or authorisation failure; 6 integrity
+//! failure (a signature or checksum does not match).
 
 /// Invalid arguments or input.
 pub const EXIT_USAGE: u8 = 2;
@@ -12,6 +13,8 @@ pub const EXIT_CONNECT: u8 = 3;
 pub const EXIT_AUTH: u8 = 4;
 /// Any other error.
 pub const EXIT_OTHER: u8 = 1;
+/// Integrity failure: a signature or checksum does not match.
+pub const EXIT_INTEGRITY: u8 = 6;
 
 /// A command's failure.
 #[derive(Debug)]

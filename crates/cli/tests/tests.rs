@@ -3,5 +3,6 @@
 mod kit;
 
 mod flow;
+mod plugins;
 mod server_cmd;
 mod vend;

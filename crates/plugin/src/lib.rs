@@ -15,5 +15,7 @@ pub mod frame;
 pub mod host;
 pub mod installed;
 pub mod protocol;
+pub mod registry;
 pub mod sdk;
+pub mod signing;
 pub mod version;

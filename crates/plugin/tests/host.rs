@@ -314,3 +314,57 @@ async fn sixteen_calls_run_at_once() {
     assert_eq!(issued, 16);
     plugin.stop().await;
 }
+
+#[tokio::test]
+async fn a_signed_installation_is_reverified_before_every_start() {
+    use creddy_plugin::signing::TrustedKey;
+    use creddy_testkit::registry::install_signed;
+    use creddy_testkit::signing::DevKey;
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let key = DevKey::generate();
+    let installed = install_signed(
+        &test_plugin_binary(),
+        &dir.path().join("registry"),
+        &dir.path().join("plugins"),
+        "signed",
+        &key,
+    );
+    let config = json!({"api_key": "k", "state_dir": dir.path().join("up")});
+    let mut spec = LaunchSpec::new(
+        "b",
+        installed.binary.clone(),
+        &installed.sha256,
+        config,
+        "0.1.0",
+    );
+    spec.manifest_keys = Some(vec![
+        TrustedKey::parse(&key.public_key()).unwrap_or_else(|e| panic!("{e}")),
+    ]);
+    let plugin = PluginProcess::start(spec.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    plugin.stop().await;
+
+    let mut untrusted = spec.clone();
+    untrusted.manifest_keys = Some(vec![
+        TrustedKey::parse(&DevKey::generate().public_key()).unwrap_or_else(|e| panic!("{e}")),
+    ]);
+    let err = PluginProcess::start(untrusted)
+        .await
+        .map(|_| ())
+        .expect_err("untrusted")
+        .to_string();
+    assert!(err.contains("not trusted"), "{err}");
+
+    let manifest = installed.binary.with_file_name("manifest.json");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap_or_default()
+        .replace("signed test plugin", "swapped");
+    std::fs::write(&manifest, text).unwrap_or_else(|e| panic!("{e}"));
+    match PluginProcess::start(spec).await {
+        Err(HostError::Integrity(e)) => {
+            assert!(e.problem.contains("does not match its content"), "{e}")
+        }
+        other => panic!("expected an integrity failure, got {other:?}"),
+    }
+}

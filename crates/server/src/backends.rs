@@ -60,6 +60,8 @@ pub struct PluginSettings {
     pub allow_unsigned: bool,
     /// Caps call timeouts (tests).
     pub timeout_cap: Option<std::time::Duration>,
+    /// Keys trusted for signed plugin manifests.
+    pub trusted_keys: Vec<creddy_plugin::signing::TrustedKey>,
 }
 
 impl PluginSettings {

@@ -53,6 +53,8 @@ pub struct ServerArgs {
     pub log_format: Option<LogFormat>,
     /// `--plugin-dir` / `CREDDY_PLUGIN_DIR`.
     pub plugin_dir: Option<PathBuf>,
+    /// `CREDDY_PLUGIN_TRUSTED_KEYS`: comma-separated minisign public keys.
+    pub trusted_keys: Option<String>,
 }
 
 /// The `[server]` table of the configuration file.
@@ -189,6 +191,8 @@ pub struct Settings {
     pub max_active_leases_per_agent: u32,
     /// Caps every plugin call's timeout (tests use short ones); `None` keeps the specified.
     pub plugin_timeout_cap: Option<std::time::Duration>,
+    /// Minisign public keys whose signatures on plugin manifests are trusted.
+    pub trusted_plugin_keys: Vec<String>,
 }
 
 /// A configuration problem; the server exits 2 with this message.
@@ -316,6 +320,11 @@ impl Settings {
             ttl: ttl_settings(file.ttl),
             max_active_leases_per_agent: file.limits.max_active_leases_per_agent.unwrap_or(100),
             plugin_timeout_cap: None,
+            trusted_plugin_keys: trusted_keys(
+                &file.plugins,
+                args.trusted_keys.as_deref(),
+                &source,
+            )?,
         })
     }
 
@@ -335,8 +344,34 @@ impl Settings {
             ttl: TtlSettings::default(),
             max_active_leases_per_agent: 100,
             plugin_timeout_cap: None,
+            trusted_plugin_keys: Vec::new(),
         }
     }
+}
+
+/// The configured and environment keys, each checked to be a minisign public key.
+fn trusted_keys(
+    plugins: &FilePlugins,
+    from_env: Option<&str>,
+    source: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let keys: Vec<String> = plugins
+        .trusted_keys
+        .iter()
+        .map(|k| k.trim().to_owned())
+        .chain(
+            from_env
+                .unwrap_or_default()
+                .split(',')
+                .map(|k| k.trim().to_owned()),
+        )
+        .filter(|k| !k.is_empty())
+        .collect();
+    for key in &keys {
+        creddy_plugin::signing::TrustedKey::parse(key)
+            .map_err(|e| ConfigError(format!("plugins.trusted_keys{source}: {e}")))?;
+    }
+    Ok(keys)
 }
 
 fn ttl_settings(file: FileTtl) -> TtlSettings {
@@ -351,6 +386,19 @@ fn ttl_settings(file: FileTtl) -> TtlSettings {
             .filter_map(|(name, b)| b.max.map(|m| (name, m.as_seconds())))
             .collect(),
     }
+}
+
+/// The `plugins` section of the configuration file (`config`, else the default path), for the
+/// CLI's plugin commands, which read the same file as the server.
+pub fn plugin_config(
+    config: Option<PathBuf>,
+    env: &Environment,
+) -> Result<FilePlugins, ConfigError> {
+    let args = ServerArgs {
+        config,
+        ..ServerArgs::default()
+    };
+    Ok(load_file(&args, env)?.0.plugins)
 }
 
 /// Reads the configuration file; returns its contents and a " (in FILE)" suffix for

@@ -115,5 +115,11 @@ pub(crate) fn plugin_settings(settings: &Settings) -> PluginSettings {
         dir: settings.plugin_dir.clone(),
         allow_unsigned: settings.allow_unsigned_plugins,
         timeout_cap: settings.plugin_timeout_cap,
+        // Keys were checked when the settings were resolved.
+        trusted_keys: settings
+            .trusted_plugin_keys
+            .iter()
+            .filter_map(|k| creddy_plugin::signing::TrustedKey::parse(k).ok())
+            .collect(),
     }
 }

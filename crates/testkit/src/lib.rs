@@ -12,7 +12,9 @@ pub mod http;
 pub mod plugins;
 pub mod postgres;
 pub mod pty;
+pub mod registry;
 pub mod server;
+pub mod signing;
 pub mod store;
 
 /// Instantiates each named async test function for SQLite and for PostgreSQL:

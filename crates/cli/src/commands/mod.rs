@@ -3,6 +3,7 @@
 mod agent;
 mod backend;
 mod credentials;
+mod plugin;
 mod server;
 mod status;
 
@@ -22,5 +23,6 @@ pub async fn run(cli: Cli) -> Result<()> {
             scopes,
         } => credentials::get(&cli.global, &backend, ttl, scopes).await,
         Command::Ls => credentials::list(&cli.global).await,
+        Command::Plugin(cmd) => plugin::run(&cli.global, cmd).await,
     }
 }

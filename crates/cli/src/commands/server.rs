@@ -20,6 +20,7 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
         issuer: cmd.issuer,
         log_format: cmd.log_format,
         plugin_dir: cmd.plugin_dir,
+        trusted_keys: std::env::var("CREDDY_PLUGIN_TRUSTED_KEYS").ok(),
     };
     let settings = Settings::resolve(args, &Environment::current())
         .map_err(|e| Failure::usage(e.to_string()))?;

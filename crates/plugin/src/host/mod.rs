@@ -117,6 +117,9 @@ pub struct LaunchSpec {
     pub timeout_cap: Option<Duration>,
     /// The first restart delay; doubles up to [`MAX_RESTART_DELAY`].
     pub restart_delay: Duration,
+    /// For a signed installation, the keys its stored manifest must verify with before every
+    /// start; `None` for an unsigned one.
+    pub manifest_keys: Option<Vec<crate::signing::TrustedKey>>,
 }
 
 /// The longest pause between restarts.
@@ -140,6 +143,7 @@ impl LaunchSpec {
             home: None,
             timeout_cap: None,
             restart_delay: Duration::from_secs(1),
+            manifest_keys: None,
         }
     }
 
@@ -308,12 +312,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The integrity checks run before every start: the binary's hash and, for signed
+/// installations, the stored manifest's signature.
+async fn check_integrity(spec: &LaunchSpec) -> Result<(), HostError> {
+    let (binary, sha256, keys) = (
+        spec.binary.clone(),
+        spec.sha256.clone(),
+        spec.manifest_keys.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        verify::verify_binary(&binary, &sha256)?;
+        if let Some(keys) = keys {
+            crate::registry::verify_manifest(&binary, &sha256, &keys).map_err(|e| {
+                IntegrityError {
+                    path: binary.display().to_string(),
+                    problem: e.to_string(),
+                }
+            })?;
+        }
+        Ok::<(), IntegrityError>(())
+    })
+    .await
+    .map_err(|e| HostError::Unavailable(e.to_string()))??;
+    Ok(())
+}
+
 /// Verify, spawn, hello, version checks, configure, constraints.
 async fn launch(spec: &LaunchSpec) -> Result<(Connection, Started), HostError> {
-    let (binary, sha256) = (spec.binary.clone(), spec.sha256.clone());
-    tokio::task::spawn_blocking(move || verify::verify_binary(&binary, &sha256))
-        .await
-        .map_err(|e| HostError::Unavailable(e.to_string()))??;
+    check_integrity(spec).await?;
     let connection = Connection::spawn(&spec.binary, &spec.backend, spec.home.as_deref())?;
     match handshake(spec, &connection).await {
         Ok(started) => Ok((connection, started)),

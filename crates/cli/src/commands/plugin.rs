@@ -1,0 +1,501 @@
+//! `creddy plugin install|ls|info|rm`.
+//!
+//! Plugins are installed into the plugin directory (one rule with the server:
+//! `CREDDY_PLUGIN_DIR` > `plugins.dir` > `/usr/local/lib/creddy/plugins` as root >
+//! `~/.local/share/creddy/plugins`). A registry install verifies the index's and the
+//! manifest's signatures against the trusted keys, the manifest's name and version, and the
+//! binary's size and SHA-256, before anything is written; a mismatch exits 6.
+
+use std::path::{Path, PathBuf};
+
+use creddy_core::{Clock, SystemClock};
+use creddy_plugin::host::describe;
+use creddy_plugin::installed::InstalledPlugin;
+use creddy_plugin::registry::{self, Index, Manifest, RegistryError, Release, current_platform};
+use creddy_plugin::signing::TrustedKey;
+use creddy_plugin::version::Version;
+use creddy_server::config::{Environment, plugin_config};
+use serde_json::json;
+
+use crate::cli::{Format, Global, PluginCmd};
+use crate::failure::{EXIT_INTEGRITY, EXIT_OTHER, Failure, Result};
+use crate::output::{confirm, print_json, print_table};
+
+/// The official signing keys built into creddy. None is published yet; until then, trust
+/// keys explicitly with `plugins.trusted_keys` or `CREDDY_PLUGIN_TRUSTED_KEYS`.
+const OFFICIAL_KEYS: &[&str] = &[];
+/// The public registry.
+const DEFAULT_REGISTRY: &str = "https://plugins.creddy.dev";
+
+/// Where plugins come from and go.
+struct PluginEnv {
+    dir: PathBuf,
+    registry: String,
+    trusted: Vec<TrustedKey>,
+    allow_unsigned: bool,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The registry bundled beside the binary, when a build or release placed one there.
+fn bundled_registry() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.join("registry");
+    dir.join("index.json")
+        .is_file()
+        .then(|| dir.display().to_string())
+}
+
+fn plugin_env(registry_flag: Option<String>) -> Result<PluginEnv> {
+    let environment = Environment::current();
+    let file = plugin_config(env("CREDDY_CONFIG").map(PathBuf::from), &environment)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let dir = env("CREDDY_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .or(file.dir.clone().filter(|d| !d.as_os_str().is_empty()))
+        .or_else(|| environment.default_plugin_dir())
+        .ok_or_else(|| {
+            Failure::usage("no plugin directory: HOME is not set; set CREDDY_PLUGIN_DIR")
+        })?;
+    let registry = registry_flag
+        .or(file.registry.clone().filter(|r| !r.is_empty()))
+        .or_else(bundled_registry)
+        .unwrap_or_else(|| DEFAULT_REGISTRY.to_owned());
+    let mut keys: Vec<String> = OFFICIAL_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    keys.extend(file.trusted_keys.iter().cloned());
+    keys.extend(env("CREDDY_PLUGIN_TRUSTED_KEYS").into_iter().flat_map(|v| {
+        v.split(',')
+            .map(str::trim)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    }));
+    let trusted = keys
+        .iter()
+        .filter(|k| !k.is_empty())
+        .map(|k| TrustedKey::parse(k).map_err(|e| Failure::usage(e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(PluginEnv {
+        dir,
+        registry,
+        trusted,
+        allow_unsigned: file.allow_unsigned,
+    })
+}
+
+/// Runs a plugin subcommand.
+pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
+    match cmd {
+        PluginCmd::Install {
+            specs,
+            registry,
+            allow_unsigned,
+            allow_downgrade,
+        } => {
+            let env = plugin_env(registry)?;
+            for spec in specs {
+                install(&env, &spec, allow_unsigned, allow_downgrade).await?;
+            }
+            Ok(())
+        }
+        PluginCmd::Ls {
+            installed,
+            registry,
+        } => list(global, &plugin_env(registry)?, installed).await,
+        PluginCmd::Info { name } => info(global, &plugin_env(None)?, &name).await,
+        PluginCmd::Rm { name } => {
+            let env = plugin_env(None)?;
+            InstalledPlugin::load(&env.dir, &name, true)
+                .map_err(|e| Failure::new(EXIT_OTHER, e.to_string()))?;
+            std::fs::remove_dir_all(env.dir.join(&name)).map_err(|e| {
+                Failure::new(
+                    EXIT_OTHER,
+                    format!("cannot remove {}: {e}", env.dir.join(&name).display()),
+                )
+            })?;
+            confirm(&format!("Removed plugin '{name}'"));
+            Ok(())
+        }
+    }
+}
+
+fn registry_failure(e: RegistryError) -> Failure {
+    let code = match e {
+        RegistryError::Signature(_) | RegistryError::Checksum(_) => EXIT_INTEGRITY,
+        _ => EXIT_OTHER,
+    };
+    let hint = match &e {
+        RegistryError::Signature(_) => Some(
+            "the registry's files are not signed by a key you trust; do not install from it unless you trust its signer",
+        ),
+        RegistryError::Checksum(_) => {
+            Some("the download does not match its signed manifest; do not use this registry")
+        }
+        _ => None,
+    };
+    let failure = Failure::new(code, e.to_string());
+    match hint {
+        Some(h) => failure.hint(h),
+        None => failure,
+    }
+}
+
+/// Reads one file of a registry (directory, `file://` or `http(s)://`), at most `limit` bytes.
+async fn fetch(registry: &str, relative: &str, limit: u64) -> Result<Vec<u8>> {
+    let location = format!("{}/{relative}", registry.trim_end_matches('/'));
+    if let Some(rest) = registry
+        .strip_prefix("https://")
+        .or_else(|| registry.strip_prefix("http://"))
+    {
+        let _ = rest;
+        return download(&location, limit).await;
+    }
+    let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(&location));
+    let size = std::fs::metadata(&path)
+        .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot read {}: {e}", path.display())))?
+        .len();
+    if size > limit {
+        return Err(Failure::new(
+            EXIT_OTHER,
+            format!("{} is larger than {limit} bytes", path.display()),
+        ));
+    }
+    std::fs::read(&path)
+        .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot read {}: {e}", path.display())))
+}
+
+async fn download(url: &str, limit: u64) -> Result<Vec<u8>> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(300))
+        .connect_timeout(std::time::Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .build()
+        .map_err(|e| Failure::new(EXIT_OTHER, e.to_string()))?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| {
+            Failure::new(
+                crate::failure::EXIT_CONNECT,
+                format!("cannot download {url}: {e}"),
+            )
+        })?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        Failure::new(
+            crate::failure::EXIT_CONNECT,
+            format!("downloading {url}: {e}"),
+        )
+    })? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() as u64 > limit {
+            return Err(Failure::new(
+                EXIT_OTHER,
+                format!("{url} is larger than {limit} bytes"),
+            ));
+        }
+    }
+    Ok(bytes)
+}
+
+const SMALL_FILE: u64 = 1024 * 1024;
+
+async fn fetch_text(registry: &str, relative: &str) -> Result<String> {
+    String::from_utf8(fetch(registry, relative, SMALL_FILE).await?)
+        .map_err(|_| Failure::new(EXIT_OTHER, format!("{relative} is not text")))
+}
+
+async fn index(env: &PluginEnv) -> Result<(Index, String)> {
+    let bytes = fetch(&env.registry, "index.json", SMALL_FILE).await?;
+    let signature = fetch_text(&env.registry, "index.json.minisig").await?;
+    Index::verified(&bytes, &signature, &env.trusted).map_err(registry_failure)
+}
+
+fn is_path(spec: &str) -> bool {
+    spec.contains('/') || spec.starts_with('.') || spec.ends_with(".tar.gz")
+}
+
+async fn install(
+    env: &PluginEnv,
+    spec: &str,
+    allow_unsigned: bool,
+    allow_downgrade: bool,
+) -> Result<()> {
+    let release = if is_path(spec) && !spec.starts_with("http") {
+        local_release(spec, allow_unsigned || env.allow_unsigned)?
+    } else {
+        registry_release(env, spec).await?
+    };
+    let name = release.manifest.name.clone();
+    if let Ok(current) = InstalledPlugin::load(&env.dir, &name, true) {
+        let older =
+            Version::parse(&release.manifest.version) < Version::parse(&current.record.version);
+        if older && !allow_downgrade {
+            return Err(Failure::usage(format!(
+                "{name} {} is installed; {} is older",
+                current.record.version, release.manifest.version
+            ))
+            .hint("pass --allow-downgrade to install the older version anyway"));
+        }
+    }
+    let now = SystemClock.now().to_rfc3339();
+    registry::install(&env.dir, &release, &now).map_err(registry_failure)?;
+    confirm(&format!("Installed {name} {}", release.manifest.version));
+    eprintln!("Next: creddy backend add {name}");
+    Ok(())
+}
+
+async fn registry_release(env: &PluginEnv, spec: &str) -> Result<Release> {
+    let (name, version) = match spec.split_once('@') {
+        Some((n, v)) => (n, Some(v)),
+        None => (spec, None),
+    };
+    eprintln!(
+        "Resolving {name}@{} from {}",
+        version.unwrap_or("latest"),
+        env.registry
+    );
+    let (index, _) = index(env).await?;
+    let version = index.resolve(name, version).map_err(registry_failure)?;
+    let base = format!("{name}/{version}");
+    let manifest_bytes = fetch(&env.registry, &format!("{base}/manifest.json"), SMALL_FILE).await?;
+    let manifest_signature =
+        fetch_text(&env.registry, &format!("{base}/manifest.json.minisig")).await?;
+    let (manifest, signer) = Manifest::verified(
+        &manifest_bytes,
+        &manifest_signature,
+        &env.trusted,
+        name,
+        &version,
+        creddy_server::VERSION,
+    )
+    .map_err(registry_failure)?;
+    confirm(&format!("Signature verified (key {signer})"));
+    let binary = manifest
+        .binary_for_this_platform()
+        .map_err(registry_failure)?
+        .clone();
+    if binary.size > registry::MAX_BINARY_SIZE {
+        return Err(Failure::new(
+            EXIT_OTHER,
+            format!("{} is larger than 256 MiB", binary.filename),
+        ));
+    }
+    let bytes = match &binary.url {
+        Some(url) => download(url, binary.size).await?,
+        None => {
+            fetch(
+                &env.registry,
+                &format!("{base}/{}", binary.filename),
+                binary.size,
+            )
+            .await?
+        }
+    };
+    binary.check(&bytes).map_err(registry_failure)?;
+    let (os, arch) = current_platform();
+    confirm(&format!(
+        "SHA-256 verified for creddy-{name} {version} ({os}/{arch})"
+    ));
+    Ok(Release {
+        manifest,
+        manifest_bytes,
+        manifest_signature,
+        binary: bytes,
+        signer: Some(signer),
+        source: env.registry.clone(),
+    })
+}
+
+/// A bare binary from a path: unsigned, so only with `--allow-unsigned`.
+fn local_release(spec: &str, allow_unsigned: bool) -> Result<Release> {
+    if spec.ends_with(".tar.gz") {
+        return Err(Failure::usage(
+            "installing .tar.gz bundles is not supported yet; install the binary or use a registry",
+        ));
+    }
+    let path = Path::new(spec);
+    let file = path
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
+    let name = file
+        .strip_prefix("creddy-")
+        .filter(|n| creddy_plugin::installed::is_plugin_name(n))
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "'{file}' is not a plugin binary name; plugin binaries are named creddy-<name>"
+            ))
+        })?;
+    if !allow_unsigned {
+        return Err(Failure::new(
+            EXIT_INTEGRITY,
+            format!("{spec} is a bare binary without a signature"),
+        )
+        .hint("install from a signed registry, or pass --allow-unsigned if you trust this file"));
+    }
+    let binary =
+        std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {spec}: {e}")))?;
+    eprintln!(
+        "Warning: installing an unsigned plugin; the server runs it only with plugins.allow_unsigned = true"
+    );
+    Ok(Release {
+        manifest: Manifest {
+            schema: 1,
+            name: name.to_owned(),
+            version: "0.0.0-local".to_owned(),
+            description: String::new(),
+            protocol_version: 1,
+            min_creddy_version: "0.0.0".to_owned(),
+            released_at: String::new(),
+            binaries: vec![],
+        },
+        manifest_bytes: vec![],
+        manifest_signature: String::new(),
+        binary,
+        signer: None,
+        source: std::fs::canonicalize(path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| spec.to_owned()),
+    })
+}
+
+async fn list(global: &Global, env: &PluginEnv, installed_only: bool) -> Result<()> {
+    let format = global.list_format()?;
+    let installed: Vec<InstalledPlugin> = InstalledPlugin::list(&env.dir, true)
+        .into_iter()
+        .filter_map(|p| p.ok())
+        .collect();
+    let index = if installed_only {
+        None
+    } else {
+        index(env).await.ok().map(|(i, _)| i)
+    };
+    let mut names: Vec<String> = installed.iter().map(|p| p.record.name.clone()).collect();
+    if let Some(index) = &index {
+        names.extend(index.plugins.keys().cloned());
+    }
+    names.sort();
+    names.dedup();
+    let rows: Vec<serde_json::Value> = names
+        .iter()
+        .map(|name| {
+            let here = installed.iter().find(|p| &p.record.name == name);
+            let offered = index.as_ref().and_then(|i| i.plugins.get(name));
+            json!({
+                "name": name,
+                "installed": here.map(|p| p.record.version.clone()),
+                "latest": offered.map(|o| o.latest.clone()),
+                "description": offered.map(|o| o.description.clone()).unwrap_or_default(),
+                "signed": here.map(|p| p.record.signed),
+            })
+        })
+        .collect();
+    if format == Format::Json {
+        return print_json(&rows);
+    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                text(&r["name"]),
+                text(&r["installed"]),
+                text(&r["latest"]),
+                text(&r["description"]),
+            ]
+        })
+        .collect();
+    print_table(&["NAME", "INSTALLED", "LATEST", "DESCRIPTION"], &table);
+    Ok(())
+}
+
+async fn info(global: &Global, env: &PluginEnv, name: &str) -> Result<()> {
+    let format = global.list_format()?;
+    let plugin = InstalledPlugin::load(&env.dir, name, true)
+        .map_err(|e| Failure::new(EXIT_OTHER, e.to_string()))?;
+    creddy_plugin::host::verify::verify_binary(&plugin.binary, &plugin.record.sha256).map_err(
+        |e| {
+            Failure::new(EXIT_INTEGRITY, e.to_string())
+                .hint(format!("reinstall it: creddy plugin install {name}"))
+        },
+    )?;
+    registry::verify_installed(&plugin, &env.trusted).map_err(registry_failure)?;
+    let description = describe(
+        &plugin.binary,
+        &plugin.record.sha256,
+        creddy_server::VERSION,
+    )
+    .await
+    .map_err(|e| {
+        Failure::new(
+            EXIT_OTHER,
+            format!("cannot ask the plugin about itself: {e}"),
+        )
+    })?;
+    let value = json!({
+        "name": name,
+        "version": plugin.record.version,
+        "description": description.info.description,
+        "protocol_version": 1,
+        "min_creddy_version": description.info.min_creddy_version,
+        "signed": plugin.record.signed,
+        "signer": plugin.record.signer,
+        "sha256": plugin.record.sha256,
+        "directory": env.dir.join(name),
+        "source": plugin.record.source,
+        "scopes": description.scopes,
+        "constraints": description.constraints,
+        "config_fields": description.config_schema.fields,
+    });
+    if format == Format::Json {
+        return print_json(&value);
+    }
+    let line = |k: &str, v: &serde_json::Value| {
+        println!(
+            "{k:<19}{}",
+            v.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string())
+        )
+    };
+    for key in [
+        "name",
+        "version",
+        "description",
+        "protocol_version",
+        "min_creddy_version",
+        "signer",
+        "sha256",
+        "directory",
+        "source",
+    ] {
+        line(&format!("{key}:"), &value[key]);
+    }
+    println!(
+        "ttl:               min {}s, default {}s, max {}s",
+        value["constraints"]["min_ttl"],
+        value["constraints"]["default_ttl"],
+        value["constraints"]["max_ttl"]
+    );
+    println!("scopes:");
+    for scope in &description.scopes {
+        println!("  {:<28}{}", scope.pattern, scope.description);
+    }
+    println!("config fields:");
+    for field in &description.config_schema.fields {
+        let required = if field.required {
+            "required"
+        } else {
+            "optional"
+        };
+        println!(
+            "  {:<24}{:?} {required}  {}",
+            field.name, field.field_type, field.description
+        );
+    }
+    Ok(())
+}

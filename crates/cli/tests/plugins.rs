@@ -1,0 +1,200 @@
+//! Installing plugins from a signed registry with the real binary, as users do.
+
+use creddy_testkit::plugins::test_plugin_binary;
+use creddy_testkit::registry::{Publish, publish};
+use creddy_testkit::signing::DevKey;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::kit::{Run, creddy};
+
+struct Setup {
+    home: TempDir,
+    key: DevKey,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let setup = Self {
+            home: TempDir::new().unwrap_or_else(|e| panic!("{e}")),
+            key: DevKey::generate(),
+        };
+        std::fs::write(setup.home.path().join("empty.toml"), "").unwrap_or_else(|e| panic!("{e}"));
+        setup.publish("0.1.0");
+        setup
+    }
+
+    fn registry(&self) -> std::path::PathBuf {
+        self.home.path().join("registry")
+    }
+
+    fn plugins(&self) -> std::path::PathBuf {
+        self.home.path().join("plugins")
+    }
+
+    fn publish(&self, version: &str) {
+        let binary = test_plugin_binary();
+        let release = Publish {
+            name: "sample",
+            version,
+            description: "A sample plugin",
+            binary: &binary,
+        };
+        publish(&self.registry(), &self.key, &[release]).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn run(&self, args: &[&str], trusted: &str) -> Run {
+        let registry = self.registry().display().to_string();
+        let plugins = self.plugins().display().to_string();
+        let config = self.home.path().join("empty.toml").display().to_string();
+        creddy(
+            self.home.path(),
+            args,
+            &[
+                ("CREDDY_PLUGIN_REGISTRY", &registry),
+                ("CREDDY_PLUGIN_DIR", &plugins),
+                ("CREDDY_PLUGIN_TRUSTED_KEYS", trusted),
+                ("CREDDY_CONFIG", &config),
+            ],
+        )
+    }
+
+    fn trusted(&self) -> String {
+        self.key.public_key()
+    }
+}
+
+#[test]
+fn a_plugin_installs_from_a_signed_registry_and_describes_itself() {
+    let setup = Setup::new();
+    let installed = setup.run(&["plugin", "install", "sample"], &setup.trusted());
+    installed.ok();
+    for line in [
+        "Resolving sample@latest from",
+        "Signature verified (key ",
+        "SHA-256 verified for creddy-sample 0.1.0",
+        "Installed sample 0.1.0",
+        "Next: creddy backend add sample",
+    ] {
+        assert!(
+            installed.stderr.contains(line),
+            "{line}:\n{}",
+            installed.stderr
+        );
+    }
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(setup.plugins().join("sample/install.json")).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    assert_eq!(record["signed"], true);
+    assert_eq!(record["version"], "0.1.0");
+    let info = setup.run(
+        &["plugin", "info", "sample", "-o", "json"],
+        &setup.trusted(),
+    );
+    let info: Value = serde_json::from_str(info.ok()).unwrap_or_default();
+    assert_eq!(info["constraints"]["max_ttl"], 86_400);
+    assert_eq!(info["config_fields"][0]["name"], "api_key");
+    let listed = setup.run(&["plugin", "ls"], &setup.trusted());
+    assert!(
+        listed.ok().contains("sample") && listed.stdout.contains("0.1.0"),
+        "{}",
+        listed.stdout
+    );
+
+    setup.publish("0.2.0");
+    setup
+        .run(&["plugin", "install", "sample"], &setup.trusted())
+        .ok();
+    setup
+        .run(&["plugin", "install", "sample@v0.1.0"], &setup.trusted())
+        .fails(2, "--allow-downgrade");
+    setup
+        .run(
+            &["plugin", "install", "sample@0.1.0", "--allow-downgrade"],
+            &setup.trusted(),
+        )
+        .ok();
+    setup
+        .run(&["plugin", "install", "sample@9.9.9"], &setup.trusted())
+        .fails(1, "no version 9.9.9");
+    setup
+        .run(&["plugin", "rm", "sample"], &setup.trusted())
+        .ok();
+    assert!(!setup.plugins().join("sample").exists());
+}
+
+#[test]
+fn bad_signatures_and_checksums_refuse_the_install_with_exit_6() {
+    let setup = Setup::new();
+    let stranger = DevKey::generate().public_key();
+    setup
+        .run(&["plugin", "install", "sample"], &stranger)
+        .fails(6, "not trusted");
+    setup
+        .run(&["plugin", "install", "sample"], "")
+        .fails(6, "not trusted");
+
+    let binary = setup
+        .registry()
+        .join("sample/0.1.0")
+        .read_dir()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("creddy-sample"))
+        .map(|e| e.path())
+        .unwrap_or_default();
+    let mut bytes = std::fs::read(&binary).unwrap_or_default();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&binary, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    setup
+        .run(&["plugin", "install", "sample"], &setup.trusted())
+        .fails(6, "SHA-256 mismatch");
+
+    let manifest = setup.registry().join("sample/0.1.0/manifest.json");
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap_or_default()
+        .replace("A sample plugin", "An evil plugin");
+    std::fs::write(&manifest, text).unwrap_or_else(|e| panic!("{e}"));
+    setup
+        .run(&["plugin", "install", "sample"], &setup.trusted())
+        .fails(6, "does not match its content");
+    assert!(
+        !setup.plugins().join("sample").exists(),
+        "nothing was installed"
+    );
+}
+
+#[test]
+fn a_local_binary_needs_allow_unsigned() {
+    let setup = Setup::new();
+    let dir = setup.home.path().join("build");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let binary = dir.join("creddy-local");
+    std::fs::copy(test_plugin_binary(), &binary).unwrap_or_else(|e| panic!("{e}"));
+    let path = binary.display().to_string();
+    setup
+        .run(&["plugin", "install", &path], "")
+        .fails(6, "without a signature");
+    let installed = setup.run(&["plugin", "install", &path, "--allow-unsigned"], "");
+    installed.ok();
+    assert!(
+        installed.stderr.contains("unsigned"),
+        "{}",
+        installed.stderr
+    );
+    let listed = setup.run(&["plugin", "ls", "--installed", "-o", "json"], "");
+    let listed: Value = serde_json::from_str(listed.ok()).unwrap_or_default();
+    assert_eq!(listed[0]["name"], "local");
+    assert_eq!(listed[0]["signed"], false);
+    std::fs::write(
+        setup.plugins().join("local/creddy-local"),
+        b"#!/bin/sh\necho tampered\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    setup
+        .run(&["plugin", "info", "local"], "")
+        .fails(6, "does not match the installed");
+}
