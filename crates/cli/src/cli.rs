@@ -160,11 +160,31 @@ pub enum PluginCmd {
         /// Plugin name
         name: String,
     },
+    /// List installed plugins that have a newer release in the registry
+    Outdated {
+        /// Registry URL or directory
+        #[arg(long, env = "CREDDY_PLUGIN_REGISTRY", value_name = "URL|DIR")]
+        registry: Option<String>,
+    },
+    /// Install the latest release of installed plugins (never downgrades)
+    Upgrade {
+        /// Plugins to upgrade
+        names: Vec<String>,
+        /// Upgrade every installed plugin
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// Registry URL or directory
+        #[arg(long, env = "CREDDY_PLUGIN_REGISTRY", value_name = "URL|DIR")]
+        registry: Option<String>,
+    },
     /// Remove an installed plugin
     #[command(visible_alias = "remove", visible_alias = "delete")]
     Rm {
         /// Plugin name
         name: String,
+        /// Remove it even while backends use it (they go to state error)
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -198,3 +198,108 @@ fn a_local_binary_needs_allow_unsigned() {
         .run(&["plugin", "info", "local"], "")
         .fails(6, "does not match the installed");
 }
+
+/// Serves a directory over HTTP on loopback with Python's standard library server.
+struct StaticServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl StaticServer {
+    fn start(dir: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("python3 is needed to serve a registry over HTTP: {e}"));
+        // Wait until it accepts connections (bounded; no fixed sleep).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the HTTP server did not start"
+            );
+            std::thread::yield_now();
+        }
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_http_registry_serves_installs_and_upgrades() {
+    let setup = Setup::new();
+    let http = StaticServer::start(&setup.registry());
+    let install = setup.run(
+        &["plugin", "install", "sample", "--registry", &http.url],
+        &setup.trusted(),
+    );
+    install.ok();
+    assert!(
+        install.stderr.contains(&format!("from {}", http.url)),
+        "{}",
+        install.stderr
+    );
+    let current = setup.run(
+        &["plugin", "outdated", "--registry", &http.url],
+        &setup.trusted(),
+    );
+    assert_eq!(
+        current.ok().lines().count(),
+        1,
+        "only the header: {}",
+        current.stdout
+    );
+    setup.publish("0.3.0");
+    let outdated = setup.run(
+        &["plugin", "outdated", "--registry", &http.url, "-o", "json"],
+        &setup.trusted(),
+    );
+    let outdated: Value = serde_json::from_str(outdated.ok()).unwrap_or_default();
+    assert_eq!(outdated[0]["installed"], "0.1.0");
+    assert_eq!(outdated[0]["latest"], "0.3.0");
+    setup
+        .run(
+            &["plugin", "upgrade", "--registry", &http.url],
+            &setup.trusted(),
+        )
+        .fails(2, "--all");
+    setup
+        .run(
+            &["plugin", "upgrade", "--all", "--registry", &http.url],
+            &setup.trusted(),
+        )
+        .ok();
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(setup.plugins().join("sample/install.json")).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    assert_eq!(record["version"], "0.3.0");
+    let again = setup.run(
+        &["plugin", "upgrade", "sample", "--registry", &http.url],
+        &setup.trusted(),
+    );
+    assert!(again.stderr.contains("up to date"), "{}", again.stderr);
+}

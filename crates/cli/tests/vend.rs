@@ -109,7 +109,30 @@ async fn an_operator_adds_a_backend_and_an_agent_gets_credentials(site: Site) {
         ls.stdout
     );
 
+    let plugins = site.home.path().join("plugins").display().to_string();
+    let (url, dir) = (site.server.url(), site.data_dir.display().to_string());
+    let config = site.home.path().join("creddy.toml").display().to_string();
+    let plugin_rm = |extra: &[&str]| {
+        let mut args = vec![
+            "--server",
+            url.as_str(),
+            "--data-dir",
+            dir.as_str(),
+            "plugin",
+            "rm",
+            "test",
+        ];
+        args.extend_from_slice(extra);
+        crate::kit::creddy(
+            site.home.path(),
+            &args,
+            &[("CREDDY_PLUGIN_DIR", &plugins), ("CREDDY_CONFIG", &config)],
+        )
+    };
+    plugin_rm(&[]).fails(1, "used by backends: test");
+
     site.admin(&["backend", "rm", "test"]).ok();
+    plugin_rm(&[]).ok();
     let revoked = std::fs::read_dir(site.upstream().join("revoked"))
         .map(|d| d.count())
         .unwrap_or(0);
@@ -206,16 +229,14 @@ fn backend_add_prompts_for_missing_fields_on_a_terminal() {
         ],
         &[("HOME", &home)],
     );
-    terminal.expect("the api_key [api_key, required, hidden]", 1);
-    terminal.send_line("");
-    terminal.expect("api_key is required", 1);
-    terminal.expect("the api_key [api_key, required, hidden]", 2);
-    terminal.send_line(MASTER_KEY);
-    terminal.expect("the state_dir [state_dir, required]", 1);
+    terminal.expect("the api_key [api_key, required, hidden]");
+    terminal.answer_hidden("", "api_key is required");
+    terminal.expect("the api_key [api_key, required, hidden]");
+    terminal.answer_hidden(MASTER_KEY, "the state_dir [state_dir, required]");
     terminal.send_line(&upstream);
-    terminal.expect("the note [note, default hello]", 1);
+    terminal.expect("the note [note, default hello]");
     terminal.send_line("");
-    terminal.expect("the items [items, default a,b, comma-separated]", 1);
+    terminal.expect("the items [items, default a,b, comma-separated]");
     terminal.send_line("p, q");
     let (code, screen) = terminal.finish();
     assert_eq!(code, Some(0), "{screen}");

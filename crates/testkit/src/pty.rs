@@ -15,6 +15,8 @@ pub struct Terminal {
     child: Child,
     stdin: ChildStdin,
     screen: Arc<(Mutex<String>, Condvar)>,
+    /// How much of the screen earlier expectations consumed.
+    cursor: usize,
 }
 
 fn quote(arg: &str) -> String {
@@ -62,27 +64,50 @@ impl Terminal {
             child,
             stdin,
             screen,
+            cursor: 0,
         }
     }
 
-    /// Waits until `text` has appeared on the terminal `occurrence` times (from 1), up to a
-    /// generous limit; panics with the screen if it does not.
-    pub fn expect(&self, text: &str, occurrence: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+    /// Waits until `text` appears on the terminal after what earlier expectations matched
+    /// (as `expect` does), up to a generous limit; panics with the screen if it does not.
+    pub fn expect(&mut self, text: &str) {
+        if !self.expect_within(text, Duration::from_secs(60)) {
+            let screen = self.screen.0.lock().map(|s| s.clone()).unwrap_or_default();
+            panic!("{text:?} never appeared; the terminal shows:\n{screen}");
+        }
+    }
+
+    /// Like [`Terminal::expect`], but reports whether `text` appeared within `limit`.
+    pub fn expect_within(&mut self, text: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
         let (lock, changed) = &*self.screen;
         let mut screen = lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while screen.matches(text).count() < occurrence {
+        loop {
+            if let Some(at) = screen.get(self.cursor..).and_then(|rest| rest.find(text)) {
+                self.cursor += at + text.len();
+                return true;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "{text:?} never appeared; the terminal shows:\n{screen}"
-            );
+            if left.is_zero() {
+                return false;
+            }
             screen = changed
                 .wait_timeout(screen, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+    }
+
+    /// Answers a hidden (password) prompt and waits for `next`. A password prompt switches
+    /// the terminal's mode with TCSAFLUSH, which discards input that arrived a moment too
+    /// early; if `next` does not follow, the answer was discarded and is typed once more.
+    pub fn answer_hidden(&mut self, line: &str, next: &str) {
+        self.send_line(line);
+        if !self.expect_within(next, Duration::from_secs(5)) {
+            self.send_line(line);
+            self.expect(next);
         }
     }
 

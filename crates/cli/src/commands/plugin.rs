@@ -104,10 +104,47 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
             registry,
         } => list(global, &plugin_env(registry)?, installed).await,
         PluginCmd::Info { name } => info(global, &plugin_env(None)?, &name).await,
-        PluginCmd::Rm { name } => {
+        PluginCmd::Outdated { registry } => {
+            let env = plugin_env(registry)?;
+            let rows = outdated(&env).await?;
+            if global.list_format()? == Format::Json {
+                let json: Vec<_> = rows
+                    .iter()
+                    .map(|(n, i, l)| json!({"name": n, "installed": i, "latest": l}))
+                    .collect();
+                return print_json(&json);
+            }
+            let table: Vec<Vec<String>> = rows.into_iter().map(|(n, i, l)| vec![n, i, l]).collect();
+            print_table(&["NAME", "INSTALLED", "LATEST"], &table);
+            Ok(())
+        }
+        PluginCmd::Upgrade {
+            names,
+            all,
+            registry,
+        } => {
+            let env = plugin_env(registry)?;
+            if names.is_empty() && !all {
+                return Err(Failure::usage("name the plugins to upgrade, or pass --all"));
+            }
+            let candidates = outdated(&env).await?;
+            let chosen: Vec<_> = candidates
+                .into_iter()
+                .filter(|(n, _, _)| all || names.contains(n))
+                .collect();
+            if chosen.is_empty() {
+                confirm("Everything is up to date");
+            }
+            for (name, _, latest) in chosen {
+                install(&env, &format!("{name}@{latest}"), false, false).await?;
+            }
+            Ok(())
+        }
+        PluginCmd::Rm { name, force } => {
             let env = plugin_env(None)?;
             InstalledPlugin::load(&env.dir, &name, true)
                 .map_err(|e| Failure::new(EXIT_OTHER, e.to_string()))?;
+            refuse_while_in_use(global, &name, force).await?;
             std::fs::remove_dir_all(env.dir.join(&name)).map_err(|e| {
                 Failure::new(
                     EXIT_OTHER,
@@ -118,6 +155,48 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `(name, installed, latest)` for installed plugins with a newer release.
+async fn outdated(env: &PluginEnv) -> Result<Vec<(String, String, String)>> {
+    let (index, _) = index(env).await?;
+    Ok(InstalledPlugin::list(&env.dir, true)
+        .into_iter()
+        .filter_map(|p| p.ok())
+        .filter_map(|p| {
+            let latest = index.plugins.get(&p.record.name)?.latest.clone();
+            (Version::parse(&latest) > Version::parse(&p.record.version))
+                .then(|| (p.record.name, p.record.version, latest))
+        })
+        .collect())
+}
+
+/// Asks the local server which backends use the plugin; refuses unless forced. A server that
+/// cannot be asked does not block the removal.
+async fn refuse_while_in_use(global: &Global, name: &str, force: bool) -> Result<()> {
+    let Ok(client) = crate::credentials::admin_client(global) else {
+        return Ok(());
+    };
+    let backends: Vec<serde_json::Value> = match client.get(&["v1", "admin", "backends"]).await {
+        Ok(b) => b,
+        Err(_) => {
+            eprintln!("Warning: could not ask the server whether backends use '{name}'");
+            return Ok(());
+        }
+    };
+    let users: Vec<&str> = backends
+        .iter()
+        .filter(|b| b["type"] == name)
+        .filter_map(|b| b["name"].as_str())
+        .collect();
+    if users.is_empty() || force {
+        return Ok(());
+    }
+    Err(Failure::new(
+        EXIT_OTHER,
+        format!("plugin '{name}' is used by backends: {}", users.join(", ")),
+    )
+    .hint("remove those backends first (creddy backend rm NAME), or pass --force"))
 }
 
 fn registry_failure(e: RegistryError) -> Failure {
@@ -183,6 +262,7 @@ async fn download(url: &str, limit: u64) -> Result<Vec<u8>> {
                 format!("cannot download {url}: {e}"),
             )
         })?;
+    let progress = progress_bar(response.content_length(), url);
     let mut bytes = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| {
         Failure::new(
@@ -191,6 +271,9 @@ async fn download(url: &str, limit: u64) -> Result<Vec<u8>> {
         )
     })? {
         bytes.extend_from_slice(&chunk);
+        if let Some(bar) = &progress {
+            bar.set_position(bytes.len() as u64);
+        }
         if bytes.len() as u64 > limit {
             return Err(Failure::new(
                 EXIT_OTHER,
@@ -198,7 +281,30 @@ async fn download(url: &str, limit: u64) -> Result<Vec<u8>> {
             ));
         }
     }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
     Ok(bytes)
+}
+
+/// A progress bar on stderr for downloads of a known size over 64 KiB, only on a terminal.
+fn progress_bar(length: Option<u64>, url: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    let length = length.filter(|l| *l > 64 * 1024)?;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(length);
+    let style =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(format!(
+        "Downloading {}",
+        url.rsplit('/').next().unwrap_or(url)
+    ));
+    Some(bar)
 }
 
 const SMALL_FILE: u64 = 1024 * 1024;
