@@ -165,8 +165,11 @@ async fn outdated(env: &PluginEnv) -> Result<Vec<(String, String, String)>> {
         .filter_map(|p| p.ok())
         .filter_map(|p| {
             let latest = index.plugins.get(&p.record.name)?.latest.clone();
-            (Version::parse(&latest) > Version::parse(&p.record.version))
-                .then(|| (p.record.name, p.record.version, latest))
+            (Version::parse(&latest) > Version::parse(&p.record.version)).then_some((
+                p.record.name,
+                p.record.version,
+                latest,
+            ))
         })
         .collect())
 }
