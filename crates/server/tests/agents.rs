@@ -47,6 +47,18 @@ async fn an_admin_creates_an_agent_that_sees_its_scopes(server: TestServer) {
         "sorted, unique"
     );
     assert_eq!(created["expires_at"], Value::Null);
+    let warnings = created["warnings"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning per unconfigured backend: {warnings:?}"
+    );
+    assert!(
+        warnings[0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("backend 'daytona' is not configured yet")
+    );
 
     let status = api.get("/v1/status", token).await;
     assert_eq!(status.status, StatusCode::OK, "{}", status.text);

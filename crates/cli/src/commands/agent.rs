@@ -122,6 +122,14 @@ fn show_created(format: Format, value: &Value) -> Result<()> {
     let agent: AgentView = decode(value.clone())?;
     let created: Created = decode(value.clone())?;
     confirm(&format!("Agent '{}' created", agent.name));
+    for warning in value["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        eprintln!("Warning: {warning}");
+    }
     println!("id:            {}", agent.id);
     println!("scopes:        {}", scope_list(&agent.scopes));
     println!(

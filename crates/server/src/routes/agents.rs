@@ -119,6 +119,7 @@ pub(crate) async fn create(
             other => other.into(),
         })?;
     tracing::info!(agent = %agent.name, agent_id = %agent.id, "agent created");
+    let warnings = unconfigured_backends(&state, &agent.scopes);
     let mut view = serde_json::to_value(AgentView::new(agent, 0)).unwrap_or_default();
     if let Some(map) = view.as_object_mut() {
         map.insert("token".into(), json!(secrets.token.expose()));
@@ -127,8 +128,26 @@ pub(crate) async fn create(
             json!({"client_id": new.client_id, "client_secret": secrets.client_secret.expose()}),
         );
         map.insert("server_url".into(), json!(state.issuer()));
+        map.insert("warnings".into(), json!(warnings));
     }
     Ok((no_store(), Json(view)).into_response())
+}
+
+/// Warnings for granted scopes that name no configured backend: admins may prepare agents
+/// before adding backends, but should know.
+fn unconfigured_backends(state: &AppState, scopes: &Grants) -> Vec<String> {
+    let mut backends: Vec<&str> = scopes
+        .as_slice()
+        .iter()
+        .filter(|s| !s.is_admin() && s.as_str() != "*")
+        .map(|s| s.backend())
+        .filter(|b| state.backends().get(b).is_none())
+        .collect();
+    backends.dedup();
+    backends
+        .into_iter()
+        .map(|b| format!("backend '{b}' is not configured yet; add it with: creddy backend add <type> --name {b}"))
+        .collect()
 }
 
 /// Lists every agent.
