@@ -85,3 +85,35 @@ pub fn scope_list(scopes: &[String]) -> String {
         scopes.join(",")
     }
 }
+
+/// A lease as the API returns it, for tables.
+#[derive(Debug, serde::Deserialize)]
+pub struct LeaseRow {
+    /// `cred_…`.
+    pub id: String,
+    /// The backend.
+    pub backend: String,
+    /// The scopes.
+    pub scopes: Vec<String>,
+    /// The state.
+    pub state: String,
+    /// RFC 3339 expiry.
+    pub expires_at: String,
+}
+
+/// Prints leases as `ID BACKEND SCOPES STATE EXPIRES`.
+pub fn print_leases(leases: &[LeaseRow]) {
+    let rows: Vec<Vec<String>> = leases
+        .iter()
+        .map(|l| {
+            vec![
+                l.id.clone(),
+                l.backend.clone(),
+                scope_list(&l.scopes),
+                l.state.clone(),
+                relative_text(Some(&l.expires_at), "-"),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "BACKEND", "SCOPES", "STATE", "EXPIRES"], &rows);
+}

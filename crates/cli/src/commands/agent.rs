@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use crate::cli::{AgentCmd, Format, Global};
 use crate::credentials::admin_client;
 use crate::failure::{EXIT_OTHER, Failure, Result};
-use crate::output::{confirm, print_json, print_table, relative_text, scope_list};
+use crate::output::{
+    LeaseRow, confirm, print_json, print_leases, print_table, relative_text, scope_list,
+};
 
 /// An agent as the API returns it.
 #[derive(Debug, Deserialize)]
@@ -21,17 +23,7 @@ struct AgentView {
     expires_at: Option<String>,
     active_leases: i64,
     #[serde(default)]
-    leases: Vec<LeaseView>,
-}
-
-/// A lease as the API returns it.
-#[derive(Debug, Deserialize)]
-struct LeaseView {
-    id: String,
-    backend: String,
-    scopes: Vec<String>,
-    state: String,
-    expires_at: String,
+    leases: Vec<LeaseRow>,
 }
 
 /// The secrets of a newly created agent.
@@ -197,20 +189,4 @@ fn print_agent(agent: AgentView) -> Result<()> {
         print_leases(&agent.leases);
     }
     Ok(())
-}
-
-fn print_leases(leases: &[LeaseView]) {
-    let rows: Vec<Vec<String>> = leases
-        .iter()
-        .map(|l| {
-            vec![
-                l.id.clone(),
-                l.backend.clone(),
-                scope_list(&l.scopes),
-                l.state.clone(),
-                relative_text(Some(&l.expires_at), "-"),
-            ]
-        })
-        .collect();
-    print_table(&["ID", "BACKEND", "SCOPES", "STATE", "EXPIRES"], &rows);
 }

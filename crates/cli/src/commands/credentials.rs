@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::cli::{Format, Global};
 use crate::credentials::agent_client;
 use crate::failure::{EXIT_OTHER, Failure, Result};
-use crate::output::{print_json, print_table, relative_text, scope_list};
+use crate::output::{LeaseRow, print_json, print_leases};
 
 #[derive(Debug, Serialize)]
 struct VendBody {
@@ -73,15 +73,6 @@ fn decode<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T> {
     })
 }
 
-#[derive(Debug, Deserialize)]
-struct Lease {
-    id: String,
-    backend: String,
-    scopes: Vec<String>,
-    state: String,
-    expires_at: String,
-}
-
 /// Lists the agent's live credentials.
 pub async fn list(global: &Global) -> Result<()> {
     let format = global.list_format()?;
@@ -90,20 +81,8 @@ pub async fn list(global: &Global) -> Result<()> {
     if format == Format::Json {
         return print_json(&value);
     }
-    let leases: Vec<Lease> = decode(value)?;
-    let rows: Vec<Vec<String>> = leases
-        .iter()
-        .map(|l| {
-            vec![
-                l.id.clone(),
-                l.backend.clone(),
-                scope_list(&l.scopes),
-                l.state.clone(),
-                relative_text(Some(&l.expires_at), "-"),
-            ]
-        })
-        .collect();
-    print_table(&["ID", "BACKEND", "SCOPES", "STATE", "EXPIRES"], &rows);
+    let leases: Vec<LeaseRow> = decode(value)?;
+    print_leases(&leases);
     Ok(())
 }
 
