@@ -75,6 +75,7 @@ fn a_plugin_installs_from_a_signed_registry_and_describes_itself() {
         "SHA-256 verified for creddy-sample 0.1.0",
         "Installed sample 0.1.0",
         "Next: creddy backend add sample",
+        "Server not reachable; the plugin loads at next start",
     ] {
         assert!(
             installed.stderr.contains(line),

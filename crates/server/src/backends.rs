@@ -135,6 +135,36 @@ impl Backends {
         }
     }
 
+    /// Starts a new plugin process for every stored backend (re-reading the installed
+    /// plugins), swaps it in, and only then stops the old one. Returns the names reloaded and
+    /// those whose plugin version changed.
+    pub async fn reload(
+        &self,
+        records: &[BackendRecord],
+        sealer: &Sealer,
+        plugins: &PluginSettings,
+    ) -> (Vec<String>, Vec<String>) {
+        let (mut loaded, mut upgraded) = (Vec::new(), Vec::new());
+        for record in records {
+            let mut live = start(record, sealer, plugins).await;
+            if let Ok(process) = &live.process {
+                live.version = process.started().hello.plugin.version;
+            }
+            let old = lock_write(&self.live).insert(live.name.clone(), Arc::new(live));
+            let new = self.get(&record.name);
+            if let (Some(old), Some(new)) = (&old, &new) {
+                if old.version != new.version {
+                    upgraded.push(record.name.clone());
+                }
+                if let Ok(process) = &old.process {
+                    process.stop().await;
+                }
+            }
+            loaded.push(record.name.clone());
+        }
+        (loaded, upgraded)
+    }
+
     /// Stops every plugin.
     pub async fn stop_all(&self) {
         let all: Vec<Arc<LiveBackend>> = std::mem::take(&mut *lock_write(&self.live))

@@ -12,6 +12,7 @@ creddy_testkit::dialects!(TestServer::start =>
     a_backend_is_saved_only_when_its_configuration_works,
     plugin_failures_during_a_mint_are_recorded_and_mapped,
     backends_come_back_after_a_restart,
+    a_plugin_reload_restarts_backends_from_the_installed_binaries,
     removing_a_backend_revokes_its_credentials_first,
     no_secret_reaches_the_audit_trail_or_an_error_body,
 );
@@ -499,4 +500,36 @@ async fn no_secret_reaches_the_audit_trail_or_an_error_body(server: TestServer) 
         assert!(!bytes.contains(&value), "issued values are never stored");
     }
     let _: Value = issued.body;
+}
+
+async fn a_plugin_reload_restarts_backends_from_the_installed_binaries(server: TestServer) {
+    let (site, token) = ready(server).await;
+    let before = site
+        .server
+        .server()
+        .state()
+        .backends()
+        .get("test")
+        .and_then(|b| b.process.clone().ok());
+    let reloaded = site
+        .api
+        .post("/v1/admin/plugins/reload", &site.admin, json!({}))
+        .await;
+    assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text);
+    assert_eq!(reloaded.body["loaded"], json!(["test"]));
+    assert!(
+        before.is_some_and(|p| !p.is_running()),
+        "the old process was retired"
+    );
+    assert_eq!(
+        site.vend(&token, "").await.status,
+        StatusCode::OK,
+        "the new process serves"
+    );
+    let agent = site.agent("plain-agent", &[]).await;
+    let refused = site
+        .api
+        .post("/v1/admin/plugins/reload", &agent, json!({}))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
 }

@@ -97,6 +97,7 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
             for spec in specs {
                 install(&env, &spec, allow_unsigned, allow_downgrade).await?;
             }
+            ask_server_to_reload(global).await;
             Ok(())
         }
         PluginCmd::Ls {
@@ -135,8 +136,12 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
             if chosen.is_empty() {
                 confirm("Everything is up to date");
             }
+            let any = !chosen.is_empty();
             for (name, _, latest) in chosen {
                 install(&env, &format!("{name}@{latest}"), false, false).await?;
+            }
+            if any {
+                ask_server_to_reload(global).await;
             }
             Ok(())
         }
@@ -154,6 +159,22 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
             confirm(&format!("Removed plugin '{name}'"));
             Ok(())
         }
+    }
+}
+
+/// Asks the local server to restart its plugins from the new binaries.
+async fn ask_server_to_reload(global: &Global) {
+    let reloaded = match crate::credentials::admin_client(global) {
+        Ok(client) => client
+            .post::<_, serde_json::Value>(&["v1", "admin", "plugins", "reload"], &json!({}))
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    if reloaded {
+        confirm("Server reloaded its plugins");
+    } else {
+        eprintln!("Server not reachable; the plugin loads at next start");
     }
 }
 

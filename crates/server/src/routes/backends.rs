@@ -85,6 +85,24 @@ pub(crate) async fn plugin_description(
     Ok(Json(describe(&state, &name).await?))
 }
 
+/// `POST /v1/admin/plugins/reload`: restarts every backend's plugin from the installed
+/// binaries (after `plugin install` or `upgrade`).
+pub(crate) async fn reload_plugins(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    principal.require_admin("admin:plugins:write")?;
+    let records = state.store().list_backends().await?;
+    let (loaded, upgraded) = state
+        .backends()
+        .reload(&records, state.sealer(), &state.plugin_settings())
+        .await;
+    tracing::info!(?loaded, ?upgraded, "plugins reloaded");
+    Ok(Json(
+        json!({"loaded": loaded, "removed": [], "upgraded": upgraded}),
+    ))
+}
+
 /// `POST /v1/admin/backends` body.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AddBackend {

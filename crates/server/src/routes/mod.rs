@@ -8,7 +8,7 @@ mod health;
 mod status;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::state::AppState;
 
@@ -35,6 +35,7 @@ pub(crate) fn router() -> Router<AppState> {
             "/v1/admin/plugins/{name}",
             get(backends::plugin_description),
         )
+        .route("/v1/admin/plugins/reload", post(backends::reload_plugins))
         .route(
             "/v1/credentials/{backend}",
             get(credentials::vend_get).post(credentials::vend_post),
