@@ -1,0 +1,43 @@
+//! A stand-in for Daytona's API, for tests and the demo: the only stand-in in creddy's tests,
+//! for the one part that cannot be reached from here (Daytona's cloud).
+//!
+//! It follows `shared/reference/daytona-api/`: paths under `/api`, `POST /api-keys` answering
+//! 201 and `POST /sandbox` 200, masked key values in lists, Daytona's error envelope
+//! `{path, timestamp, statusCode, error, message}` with the messages Daytona uses, and the
+//! rules the README there describes: a key is refused after its `expiresAt`, an organisation
+//! header that does not match the key's organisation is `Invalid authentication context`,
+//! creating keys needs `manage:api_keys` and may grant only permissions the caller holds,
+//! creating sandboxes needs `write:sandboxes` and deleting them `delete:sandboxes` (reading
+//! is implicit). State is kept in a JSON file when one is given. Faults (latency, 5xx, 429
+//! with `Retry-After`, failing deletes, down) are switched with `POST /_standin/faults`.
+
+mod api;
+mod state;
+
+pub use api::{Faults, router};
+pub use state::{Key, State};
+
+/// Every permission Daytona's hosted API knows (the `CreateApiKey` enum of v0.205).
+pub const PERMISSIONS: [&str; 21] = [
+    "write:registries",
+    "delete:registries",
+    "write:snapshots",
+    "delete:snapshots",
+    "write:sandboxes",
+    "delete:sandboxes",
+    "read:volumes",
+    "write:volumes",
+    "delete:volumes",
+    "write:regions",
+    "delete:regions",
+    "read:runners",
+    "write:runners",
+    "delete:runners",
+    "read:audit_logs",
+    "manage:api_keys",
+    "manage:secrets",
+    "read:limits",
+    "manage:sso",
+    "read:billing",
+    "manage:billing",
+];
