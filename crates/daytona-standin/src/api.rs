@@ -45,7 +45,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The stand-in's router over `state`, reading time from `clock`.
 pub fn router(state: State, clock: Arc<dyn Clock>) -> Router {
-    let app: App = Arc::new(Shared { state: Mutex::new(state), faults: Mutex::new(Faults::default()), clock });
+    let app: App = Arc::new(Shared {
+        state: Mutex::new(state),
+        faults: Mutex::new(Faults::default()),
+        clock,
+    });
     Router::new()
         .route("/api/api-keys", post(create_key).get(list_keys))
         .route("/api/api-keys/current", get(current_key))
@@ -66,7 +70,11 @@ struct DaytonaError {
 }
 
 fn fail(status: StatusCode, message: impl Into<String>) -> DaytonaError {
-    DaytonaError { status, message: message.into(), retry_after: None }
+    DaytonaError {
+        status,
+        message: message.into(),
+        retry_after: None,
+    }
 }
 
 impl DaytonaError {
@@ -100,17 +108,34 @@ fn millis_rfc3339(t: Timestamp) -> String {
 type Outcome = Result<Response, DaytonaError>;
 
 /// Applies the faults, then runs `handler`, and renders errors in Daytona's envelope.
-async fn guarded(app: &App, uri: &Uri, is_delete_key: bool, handler: impl FnOnce() -> Outcome) -> Response {
+async fn guarded(
+    app: &App,
+    uri: &Uri,
+    is_delete_key: bool,
+    handler: impl FnOnce() -> Outcome,
+) -> Response {
     let faults = lock(&app.faults).clone();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
     let outcome = if let Some(status) = faults.fail_status {
-        Err(fail(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), "An unexpected error occurred."))
+        Err(fail(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "An unexpected error occurred.",
+        ))
     } else if let Some(seconds) = faults.rate_limit_retry_after {
-        Err(DaytonaError { retry_after: Some(seconds), ..fail(StatusCode::TOO_MANY_REQUESTS, "ThrottlerException: Too Many Requests") })
+        Err(DaytonaError {
+            retry_after: Some(seconds),
+            ..fail(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlerException: Too Many Requests",
+            )
+        })
     } else if is_delete_key && faults.fail_deletes {
-        Err(fail(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred."))
+        Err(fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "An unexpected error occurred.",
+        ))
     } else {
         handler()
     };
@@ -128,13 +153,23 @@ fn caller(app: &App, state: &mut State, headers: &HeaderMap) -> Result<Key, Dayt
         .ok_or_else(invalid)?;
     let now = app.clock.now();
     let key = state.key_by_value(value).cloned().ok_or_else(invalid)?;
-    let expired = key.expires_at.as_deref().and_then(Timestamp::parse_rfc3339).is_some_and(|at| at <= now);
+    let expired = key
+        .expires_at
+        .as_deref()
+        .and_then(Timestamp::parse_rfc3339)
+        .is_some_and(|at| at <= now);
     if expired {
         return Err(invalid());
     }
-    if let Some(org) = headers.get("x-daytona-organization-id").and_then(|v| v.to_str().ok()) {
+    if let Some(org) = headers
+        .get("x-daytona-organization-id")
+        .and_then(|v| v.to_str().ok())
+    {
         if org != key.organization_id {
-            return Err(fail(StatusCode::FORBIDDEN, "Invalid authentication context"));
+            return Err(fail(
+                StatusCode::FORBIDDEN,
+                "Invalid authentication context",
+            ));
         }
     }
     if let Some(stored) = state.keys.get_mut(&key.name) {
@@ -177,36 +212,72 @@ fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
-async fn create_key(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap, body: Option<Json<CreateKey>>) -> Response {
+async fn create_key(
+    AxState(app): AxState<App>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Option<Json<CreateKey>>,
+) -> Response {
     let app2 = app.clone();
     guarded(&app2, &uri, false, move || {
         let mut state = lock(&app.state);
         let key = caller(&app, &mut state, &headers)?;
         require(&key, "manage:api_keys")?;
-        let Json(body) = body.ok_or_else(|| fail(StatusCode::BAD_REQUEST, "name must be a string"))?;
-        let name = body.name.filter(|n| !n.is_empty()).ok_or_else(|| fail(StatusCode::BAD_REQUEST, "name must be a string"))?;
+        let Json(body) =
+            body.ok_or_else(|| fail(StatusCode::BAD_REQUEST, "name must be a string"))?;
+        let name = body
+            .name
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| fail(StatusCode::BAD_REQUEST, "name must be a string"))?;
         let requested: Vec<String> = match body.permissions {
-            Some(Value::Array(items)) => items.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<_>>(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<_>>(),
             _ => None,
         }
         .filter(|p: &Vec<String>| p.iter().all(|p| PERMISSIONS.contains(&p.as_str())))
         .ok_or_else(|| {
-            fail(StatusCode::BAD_REQUEST, format!("each value in permissions must be one of the following values: {}", PERMISSIONS.join(", ")))
+            fail(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "each value in permissions must be one of the following values: {}",
+                    PERMISSIONS.join(", ")
+                ),
+            )
         })?;
         let expires_at = match body.expires_at {
             Some(text) => Some(
                 Timestamp::parse_rfc3339(&text)
                     .map(millis_rfc3339)
-                    .ok_or_else(|| fail(StatusCode::BAD_REQUEST, "expiresAt must be a valid ISO 8601 date string"))?,
+                    .ok_or_else(|| {
+                        fail(
+                            StatusCode::BAD_REQUEST,
+                            "expiresAt must be a valid ISO 8601 date string",
+                        )
+                    })?,
             ),
             None => None,
         };
-        let missing: Vec<&str> = requested.iter().filter(|p| !key.permissions.contains(p)).map(String::as_str).collect();
+        let missing: Vec<&str> = requested
+            .iter()
+            .filter(|p| !key.permissions.contains(p))
+            .map(String::as_str)
+            .collect();
         if !missing.is_empty() {
-            return Err(fail(StatusCode::FORBIDDEN, format!("Insufficient permissions for assigning: {}", missing.join(", "))));
+            return Err(fail(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Insufficient permissions for assigning: {}",
+                    missing.join(", ")
+                ),
+            ));
         }
         if state.keys.contains_key(&name) {
-            return Err(fail(StatusCode::CONFLICT, "API key with this name already exists"));
+            return Err(fail(
+                StatusCode::CONFLICT,
+                "API key with this name already exists",
+            ));
         }
         let value = format!("dtn_{}", random_hex(32));
         let now = millis_rfc3339(app.clock.now());
@@ -223,7 +294,8 @@ async fn create_key(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap, bo
         };
         state.keys.insert(name.clone(), created);
         state.save();
-        let mut body = json!({"name": name, "value": value, "createdAt": now, "permissions": requested});
+        let mut body =
+            json!({"name": name, "value": value, "createdAt": now, "permissions": requested});
         if let Some(at) = expires_at {
             body["expiresAt"] = json!(at);
         }
@@ -237,7 +309,12 @@ async fn list_keys(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap) -> 
     guarded(&app2, &uri, false, move || {
         let mut state = lock(&app.state);
         let key = caller(&app, &mut state, &headers)?;
-        let keys: Vec<Value> = state.keys.values().filter(|k| k.organization_id == key.organization_id).map(masked).collect();
+        let keys: Vec<Value> = state
+            .keys
+            .values()
+            .filter(|k| k.organization_id == key.organization_id)
+            .map(masked)
+            .collect();
         Ok(Json(keys).into_response())
     })
     .await
@@ -254,24 +331,42 @@ async fn current_key(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap) -
     .await
 }
 
-async fn get_key(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap, Path(name): Path<String>) -> Response {
+async fn get_key(
+    AxState(app): AxState<App>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     let app2 = app.clone();
     guarded(&app2, &uri, false, move || {
         let mut state = lock(&app.state);
         let key = caller(&app, &mut state, &headers)?;
-        let found = state.keys.get(&name).filter(|k| k.organization_id == key.organization_id);
-        found.map(|k| Json(masked(k)).into_response()).ok_or_else(|| fail(StatusCode::NOT_FOUND, "API key not found"))
+        let found = state
+            .keys
+            .get(&name)
+            .filter(|k| k.organization_id == key.organization_id);
+        found
+            .map(|k| Json(masked(k)).into_response())
+            .ok_or_else(|| fail(StatusCode::NOT_FOUND, "API key not found"))
     })
     .await
 }
 
-async fn delete_key(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap, Path(name): Path<String>) -> Response {
+async fn delete_key(
+    AxState(app): AxState<App>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
     let app2 = app.clone();
     guarded(&app2, &uri, true, move || {
         let mut state = lock(&app.state);
         let key = caller(&app, &mut state, &headers)?;
         require(&key, "manage:api_keys")?;
-        let exists = state.keys.get(&name).is_some_and(|k| k.organization_id == key.organization_id);
+        let exists = state
+            .keys
+            .get(&name)
+            .is_some_and(|k| k.organization_id == key.organization_id);
         if !exists {
             return Err(fail(StatusCode::NOT_FOUND, "API key not found"));
         }
@@ -288,7 +383,12 @@ async fn list_sandboxes(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap
     guarded(&app2, &uri, false, move || {
         let mut state = lock(&app.state);
         let key = caller(&app, &mut state, &headers)?;
-        let items: Vec<Value> = state.sandboxes.values().filter(|s| s["organizationId"] == key.organization_id).cloned().collect();
+        let items: Vec<Value> = state
+            .sandboxes
+            .values()
+            .filter(|s| s["organizationId"] == key.organization_id)
+            .cloned()
+            .collect();
         Ok(Json(json!({"items": items, "nextCursor": null})).into_response())
     })
     .await
@@ -296,10 +396,22 @@ async fn list_sandboxes(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap
 
 fn uuid_like() -> String {
     let h = random_hex(16);
-    format!("{}-{}-4{}-8{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
-async fn create_sandbox(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap, body: Option<Json<Value>>) -> Response {
+async fn create_sandbox(
+    AxState(app): AxState<App>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Response {
     let app2 = app.clone();
     guarded(&app2, &uri, false, move || {
         let mut state = lock(&app.state);
@@ -308,7 +420,9 @@ async fn create_sandbox(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap
         let body = body.map(|Json(b)| b).unwrap_or_else(|| json!({}));
         let id = uuid_like();
         let now = millis_rfc3339(app.clock.now());
-        let name = body["name"].as_str().map_or_else(|| id.clone(), str::to_owned);
+        let name = body["name"]
+            .as_str()
+            .map_or_else(|| id.clone(), str::to_owned);
         let sandbox = json!({
             "id": id, "organizationId": key.organization_id, "name": name,
             "snapshot": body["snapshot"].as_str().unwrap_or("daytonaio/sandbox:0.5.0"),
@@ -330,16 +444,32 @@ async fn create_sandbox(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap
     .await
 }
 
-fn find_sandbox(state: &State, org: &str, id_or_name: &str) -> Result<(String, Value), DaytonaError> {
+fn find_sandbox(
+    state: &State,
+    org: &str,
+    id_or_name: &str,
+) -> Result<(String, Value), DaytonaError> {
     state
         .sandboxes
         .iter()
-        .find(|(id, s)| s["organizationId"] == org && (id.as_str() == id_or_name || s["name"] == id_or_name))
+        .find(|(id, s)| {
+            s["organizationId"] == org && (id.as_str() == id_or_name || s["name"] == id_or_name)
+        })
         .map(|(id, s)| (id.clone(), s.clone()))
-        .ok_or_else(|| fail(StatusCode::NOT_FOUND, format!("Sandbox with ID or name {id_or_name} not found")))
+        .ok_or_else(|| {
+            fail(
+                StatusCode::NOT_FOUND,
+                format!("Sandbox with ID or name {id_or_name} not found"),
+            )
+        })
 }
 
-async fn get_sandbox(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_sandbox(
+    AxState(app): AxState<App>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let app2 = app.clone();
     guarded(&app2, &uri, false, move || {
         let mut state = lock(&app.state);
@@ -350,7 +480,12 @@ async fn get_sandbox(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap, P
     .await
 }
 
-async fn delete_sandbox(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn delete_sandbox(
+    AxState(app): AxState<App>,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let app2 = app.clone();
     guarded(&app2, &uri, false, move || {
         let mut state = lock(&app.state);
@@ -393,6 +528,12 @@ struct Seed {
 async fn seed(AxState(app): AxState<App>, Json(seed): Json<Seed>) -> StatusCode {
     let now = millis_rfc3339(app.clock.now());
     let permissions: Vec<&str> = seed.permissions.iter().map(String::as_str).collect();
-    lock(&app.state).seed_key(&seed.name, &seed.value, &permissions, &seed.organization_id, &now);
+    lock(&app.state).seed_key(
+        &seed.name,
+        &seed.value,
+        &permissions,
+        &seed.organization_id,
+        &now,
+    );
     StatusCode::NO_CONTENT
 }

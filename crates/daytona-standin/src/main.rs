@@ -15,7 +15,9 @@ async fn main() -> std::io::Result<()> {
             "--listen" => listen = args.next().unwrap_or(listen),
             "--state" => state_file = args.next().map(std::path::PathBuf::from),
             other => {
-                eprintln!("unknown option '{other}'\nusage: daytona-standin [--listen ADDR] [--state FILE]");
+                eprintln!(
+                    "unknown option '{other}'\nusage: daytona-standin [--listen ADDR] [--state FILE]"
+                );
                 std::process::exit(2);
             }
         }
@@ -23,5 +25,9 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}/api");
-    axum::serve(listener, router(State::load(state_file), Arc::new(SystemClock))).await
+    axum::serve(
+        listener,
+        router(State::load(state_file), Arc::new(SystemClock)),
+    )
+    .await
 }

@@ -75,13 +75,27 @@ impl State {
     }
 
     /// Adds a key with a known value (how a test or the demo seeds the master key).
-    pub fn seed_key(&mut self, name: &str, value: &str, permissions: &[&str], organization_id: &str, now: &str) {
+    pub fn seed_key(
+        &mut self,
+        name: &str,
+        value: &str,
+        permissions: &[&str],
+        organization_id: &str,
+        now: &str,
+    ) {
         self.keys.insert(
             name.to_owned(),
             Key {
                 name: name.to_owned(),
                 value_sha256: hash(value),
-                tail: value.chars().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect(),
+                tail: value
+                    .chars()
+                    .rev()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect(),
                 permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
                 created_at: now.to_owned(),
                 expires_at: None,

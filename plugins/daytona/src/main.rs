@@ -1,0 +1,8 @@
+//! `creddy-daytona`: the Daytona plugin's executable.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    creddy_plugin::sdk::run(creddy_daytona::Daytona)
+}
