@@ -1,1 +1,3 @@
-//! tests
+//! The Daytona plugin as a real child process against the Daytona stand-in.
+
+mod flow;

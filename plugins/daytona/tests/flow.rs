@@ -1,0 +1,384 @@
+//! Minting, scoping, revoking and error mapping, end to end through the host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use creddy_core::ManualClock;
+use creddy_daytona_standin::{State, router};
+use creddy_plugin::host::{HostError, LaunchSpec, PluginProcess};
+use creddy_plugin::protocol::{AgentRef, ErrorKind, GetCredentialParams};
+use creddy_testkit::plugins::{install_as, workspace_binary};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+const MASTER: &str = "dtn_master_key_for_tests";
+const ORG: &str = "org-acme";
+
+struct Daytona {
+    url: String,
+    clock: Arc<ManualClock>,
+    http: reqwest::Client,
+    _dir: TempDir,
+    binary: std::path::PathBuf,
+    sha256: String,
+}
+
+async fn standin(master_permissions: &[&str]) -> Daytona {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let clock = Arc::new(ManualClock::starting_now());
+    let mut state = State::default();
+    state.seed_key(
+        "master",
+        MASTER,
+        master_permissions,
+        ORG,
+        "2026-01-01T00:00:00.000Z",
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let app = router(state, clock.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let installed = install_as(
+        &workspace_binary("creddy-daytona", "creddy-daytona"),
+        &dir.path().join("plugins"),
+        "daytona",
+    );
+    Daytona {
+        url: format!("http://{addr}/api"),
+        clock,
+        http: reqwest::Client::new(),
+        _dir: dir,
+        binary: installed.binary,
+        sha256: installed.sha256,
+    }
+}
+
+const FULL: [&str; 9] = [
+    "manage:api_keys",
+    "write:sandboxes",
+    "delete:sandboxes",
+    "write:snapshots",
+    "delete:snapshots",
+    "write:volumes",
+    "delete:volumes",
+    "write:registries",
+    "delete:registries",
+];
+
+impl Daytona {
+    async fn plugin(&self, config: Value) -> Result<PluginProcess, HostError> {
+        let mut spec = LaunchSpec::new(
+            "daytona",
+            self.binary.clone(),
+            &self.sha256,
+            config,
+            "0.1.0",
+        );
+        spec.timeout_cap = Some(Duration::from_secs(20));
+        PluginProcess::start(spec).await
+    }
+
+    async fn configured(&self) -> PluginProcess {
+        self.plugin(json!({"api_key": MASTER, "base_url": self.url, "organization_id": ORG}))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, key: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn faults(&self, faults: Value) {
+        let base = self.url.trim_end_matches("/api");
+        self.http
+            .post(format!("{base}/_standin/faults"))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    async fn state(&self) -> Value {
+        let base = self.url.trim_end_matches("/api");
+        let response = self
+            .http
+            .get(format!("{base}/_standin/state"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        response.json().await.unwrap_or(Value::Null)
+    }
+}
+
+fn request(scopes: &[&str], lease: &str, ttl: u64) -> GetCredentialParams {
+    GetCredentialParams {
+        agent: AgentRef {
+            id: "ag_1".into(),
+            name: "CI Agent".into(),
+            scopes: vec!["daytona".into()],
+        },
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        ttl,
+        lease_id: lease.into(),
+        parameters: Default::default(),
+    }
+}
+
+fn plugin_error(result: Result<impl std::fmt::Debug, HostError>) -> (ErrorKind, String) {
+    match result {
+        Err(HostError::Plugin { kind, message, .. }) => (kind, message),
+        other => panic!("expected a plugin error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_minted_key_carries_the_scope_permissions_and_the_lease_expiry() {
+    let daytona = standin(&FULL).await;
+    let plugin = daytona.configured().await;
+    assert_eq!(
+        plugin.validate().await.unwrap_or_else(|e| panic!("{e}")),
+        Vec::<String>::new()
+    );
+    let full = plugin
+        .get_credential(&request(
+            &["daytona"],
+            "cred_01AAAAAAAAAAAAAAAAAAAAAAAA",
+            3600,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        full.value.starts_with("dtn_") && full.value.len() == 68,
+        "{}",
+        full.value
+    );
+    assert_eq!(
+        full.external_id.as_deref(),
+        Some("creddy-ci-agent-01aaaaaaaaaaaaaaaaaaaaaaaa")
+    );
+    assert_eq!(full.metadata["api_url"], daytona.url);
+    assert_eq!(full.metadata["organization_id"], ORG);
+    let names: Vec<&str> = full.env.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["DAYTONA_API_KEY", "DAYTONA_API_URL"]);
+    let state = daytona.state().await;
+    let key = state["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["name"] == "creddy-ci-agent-01aaaaaaaaaaaaaaaaaaaaaaaa")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(key["permissions"].as_array().map(Vec::len), Some(8));
+    assert_eq!(
+        key["expiresAt"],
+        json!(full.expires_at),
+        "Daytona itself expires the key with the lease"
+    );
+    let (created, _) = daytona
+        .call(reqwest::Method::POST, "/sandbox", &full.value)
+        .await;
+    assert_eq!(created, 200, "the key works on the sandbox endpoints");
+
+    let read = plugin
+        .get_credential(&request(&["daytona:workspaces:read"], "cred_02", 600))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        daytona
+            .call(reqwest::Method::GET, "/sandbox", &read.value)
+            .await
+            .0,
+        200
+    );
+    let (refused, body) = daytona
+        .call(reqwest::Method::POST, "/sandbox", &read.value)
+        .await;
+    assert_eq!(
+        (refused, body["message"].as_str()),
+        (403, Some("Access denied")),
+        "read-only means read-only"
+    );
+
+    let expiry =
+        creddy_core::Timestamp::parse_rfc3339(&read.expires_at).unwrap_or_else(|| panic!("expiry"));
+    let now = creddy_core::Clock::now(daytona.clock.as_ref());
+    daytona.clock.advance_seconds(expiry.seconds_since(now));
+    assert_eq!(
+        daytona
+            .call(reqwest::Method::GET, "/sandbox", &read.value)
+            .await
+            .0,
+        200,
+        "alive until its expiry"
+    );
+    daytona.clock.advance_seconds(1);
+    assert_eq!(
+        daytona
+            .call(reqwest::Method::GET, "/sandbox", &read.value)
+            .await
+            .0,
+        401,
+        "expired upstream at the lease's end"
+    );
+    plugin.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_deletes_the_key_and_not_found_counts_as_gone() {
+    let daytona = standin(&FULL).await;
+    let plugin = daytona.configured().await;
+    let credential = plugin
+        .get_credential(&request(&["daytona:workspaces"], "cred_03", 600))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let agent = AgentRef {
+        id: "ag_1".into(),
+        name: "CI Agent".into(),
+        scopes: vec![],
+    };
+    let first = plugin
+        .revoke_credential(credential.external_id.clone(), "cred_03", agent.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(first.revoked && !first.already_gone);
+    assert_eq!(
+        daytona
+            .call(reqwest::Method::GET, "/sandbox", &credential.value)
+            .await
+            .0,
+        401,
+        "the key is dead"
+    );
+    let again = plugin
+        .revoke_credential(None, "cred_03", agent.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.already_gone, "found by lease id, already gone");
+    assert_eq!(
+        daytona.state().await["deleted_keys"],
+        json!(["creddy-ci-agent-03"])
+    );
+
+    let other = plugin
+        .get_credential(&request(&["daytona"], "cred_04", 600))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    daytona.faults(json!({"fail_deletes": true})).await;
+    match plugin
+        .revoke_credential(other.external_id.clone(), "cred_04", agent)
+        .await
+    {
+        Err(HostError::Plugin {
+            kind: ErrorKind::UpstreamUnavailable,
+            retryable: true,
+            ..
+        }) => {}
+        other => panic!("a failed delete is retryable: {other:?}"),
+    }
+    plugin.stop().await;
+}
+
+#[tokio::test]
+async fn the_troubleshooting_messages_of_the_specification() {
+    let daytona = standin(&FULL).await;
+    let bad_key = daytona
+        .plugin(json!({"api_key": "dtn_wrong", "base_url": daytona.url}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plugin_error(bad_key.validate().await),
+        (ErrorKind::UpstreamAuth, "invalid API key".into())
+    );
+    let bad_org = daytona
+        .plugin(json!({"api_key": MASTER, "base_url": daytona.url, "organization_id": "org-ACME"}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        plugin_error(bad_org.validate().await),
+        (ErrorKind::UpstreamNotFound, "organization not found".into())
+    );
+    let plugin = daytona.configured().await;
+    let (kind, message) = plugin_error(
+        plugin
+            .get_credential(&request(&["daytona:org:other"], "cred_05", 600))
+            .await,
+    );
+    assert_eq!(
+        (kind, message.as_str()),
+        (
+            ErrorKind::OrgNotConfigured,
+            "backend 'daytona' is not configured for organization 'other'"
+        )
+    );
+    daytona.faults(json!({"fail_status": 503})).await;
+    let (kind, message) = plugin_error(
+        plugin
+            .get_credential(&request(&["daytona"], "cred_06", 600))
+            .await,
+    );
+    assert_eq!(kind, ErrorKind::UpstreamUnavailable);
+    assert!(
+        message.starts_with("Daytona unavailable at http://127.0.0.1:"),
+        "{message}"
+    );
+    daytona.faults(json!({"rate_limit_retry_after": 0})).await;
+    let (kind, _) = plugin_error(
+        plugin
+            .get_credential(&request(&["daytona"], "cred_07", 600))
+            .await,
+    );
+    assert_eq!(kind, ErrorKind::UpstreamRateLimited);
+    plugin.stop().await;
+    for p in [bad_key, bad_org] {
+        p.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn permissions_the_master_key_lacks_are_named() {
+    let daytona = standin(&["manage:api_keys", "write:sandboxes", "delete:sandboxes"]).await;
+    let plugin = daytona.configured().await;
+    let (kind, message) = plugin_error(
+        plugin
+            .get_credential(&request(&["daytona"], "cred_08", 600))
+            .await,
+    );
+    assert_eq!(kind, ErrorKind::UpstreamPermission);
+    assert!(
+        message.starts_with(
+            "permission denied: Insufficient permissions for assigning: write:snapshots"
+        ),
+        "{message}"
+    );
+    assert!(
+        plugin
+            .get_credential(&request(&["daytona:workspaces"], "cred_09", 600))
+            .await
+            .is_ok(),
+        "a narrower scope still works"
+    );
+    let no_manage = standin(&["write:sandboxes"]).await;
+    let plugin2 = no_manage.configured().await;
+    let (kind, message) = plugin_error(plugin2.validate().await);
+    assert_eq!(
+        (kind, message.as_str()),
+        (
+            ErrorKind::UpstreamPermission,
+            "permission denied: Access denied"
+        )
+    );
+    plugin.stop().await;
+    plugin2.stop().await;
+}
