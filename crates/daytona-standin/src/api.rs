@@ -87,10 +87,10 @@ impl DaytonaError {
             "message": self.message,
         });
         let mut response = (self.status, Json(body)).into_response();
-        if let Some(seconds) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert("retry-after", v);
-            }
+        if let Some(seconds) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert("retry-after", v);
         }
         response
     }
@@ -164,13 +164,12 @@ fn caller(app: &App, state: &mut State, headers: &HeaderMap) -> Result<Key, Dayt
     if let Some(org) = headers
         .get("x-daytona-organization-id")
         .and_then(|v| v.to_str().ok())
+        && org != key.organization_id
     {
-        if org != key.organization_id {
-            return Err(fail(
-                StatusCode::FORBIDDEN,
-                "Invalid authentication context",
-            ));
-        }
+        return Err(fail(
+            StatusCode::FORBIDDEN,
+            "Invalid authentication context",
+        ));
     }
     if let Some(stored) = state.keys.get_mut(&key.name) {
         stored.last_used_at = Some(millis_rfc3339(now));

@@ -64,12 +64,12 @@ impl State {
 
     /// Writes the state file, if there is one.
     pub fn save(&self) {
-        if let Some(file) = &self.file {
-            if let Ok(text) = serde_json::to_vec_pretty(self) {
-                let temp = file.with_extension("tmp");
-                if std::fs::write(&temp, text).is_ok() {
-                    let _ = std::fs::rename(&temp, file);
-                }
+        if let Some(file) = &self.file
+            && let Ok(text) = serde_json::to_vec_pretty(self)
+        {
+            let temp = file.with_extension("tmp");
+            if std::fs::write(&temp, text).is_ok() {
+                let _ = std::fs::rename(&temp, file);
             }
         }
     }

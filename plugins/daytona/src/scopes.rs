@@ -79,14 +79,14 @@ pub fn permissions(scopes: &[String], config: &DaytonaConfig) -> Result<Vec<Stri
                 format!("the Daytona plugin does not support the scope '{scope}'"),
             )
         })?;
-        if let Some(org) = &parsed.org {
-            if config.organization_id.as_deref() != Some(org.as_str()) {
-                return Err(PluginError::new(
+        if let Some(org) = &parsed.org
+            && config.organization_id.as_deref() != Some(org.as_str())
+        {
+            return Err(PluginError::new(
                     ErrorKind::OrgNotConfigured,
                     format!("backend '{}' is not configured for organization '{org}'", config.backend),
                 )
                 .with_remedy("request a scope of the backend's organisation, or ask an admin to configure a backend for that organisation"));
-            }
         }
         let granted: Vec<String> = match parsed.access {
             Access::Full => config.delegated_permissions.clone(),
