@@ -93,6 +93,11 @@ impl Site {
 
     /// Starts a server with extra arguments.
     pub fn start_blocking(dialect: Dialect, extra: &[&str]) -> Self {
+        Self::start_with_env(dialect, extra, &[])
+    }
+
+    /// Starts a server with extra arguments and environment.
+    pub fn start_with_env(dialect: Dialect, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
         let data_dir = home.path().join("data");
         let cluster = (dialect == Dialect::Postgres).then(PgCluster::start);
@@ -114,8 +119,10 @@ impl Site {
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let home_text = home.path().display().to_string();
-        let server = ServerProcess::start(bin(), &args, &[("HOME", &home_text)])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut all_envs = vec![("HOME", home_text.as_str())];
+        all_envs.extend_from_slice(envs);
+        let server =
+            ServerProcess::start(bin(), &args, &all_envs).unwrap_or_else(|e| panic!("{e}"));
         Self {
             server,
             home,

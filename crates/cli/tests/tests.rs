@@ -2,6 +2,7 @@
 
 mod kit;
 
+mod daytona;
 mod flow;
 mod plugins;
 mod server_cmd;

@@ -232,3 +232,48 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     let end = rest.find([',', ' ', '"']).unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
+
+/// The Daytona stand-in binary, killed on drop.
+#[derive(Debug)]
+pub struct StandinProcess {
+    child: Child,
+    /// The API base URL, e.g. `http://127.0.0.1:40000/api`.
+    pub api_url: String,
+}
+
+impl StandinProcess {
+    /// Starts `daytona-standin` on a free loopback port, keeping state in `state_file`.
+    pub fn start(binary: &Path, state_file: &Path) -> Self {
+        let mut child = Command::new(binary)
+            .args(["--listen", "127.0.0.1:0", "--state"])
+            .arg(state_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the Daytona stand-in: {e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+        let mut first = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let api_url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected stand-in output: {first}"))
+            .to_owned();
+        Self { child, api_url }
+    }
+
+    /// The base URL of the stand-in's control routes.
+    pub fn control_url(&self) -> String {
+        self.api_url.trim_end_matches("/api").to_owned()
+    }
+}
+
+impl Drop for StandinProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
