@@ -1,9 +1,10 @@
 //! Background tasks. Each has an owner (the [`Server`](crate::Server)) and a shutdown path,
 //! and sleeps until its next deadline, a kick, or shutdown.
 //!
-//! The agent reaper removes agents whose lifetime has ended (they are already refused at
-//! every request by the authentication check); removal queues their leases for revocation
-//! and writes `agent.deleted` with reason `expired`.
+//! The reaper removes agents whose lifetime has ended (they are already refused at every
+//! request by the authentication check; removal queues their leases for revocation and
+//! writes `agent.deleted` with reason `expired`), then revokes the credentials of leases that
+//! expired or were queued, through their plugins (see [`crate::revocation`]).
 
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use crate::state::AppState;
 /// The longest the reaper sleeps between sweeps, so a removal happens within a minute even
 /// when an agent is created by another node.
 const MAX_IDLE: Duration = Duration::from_secs(30);
+/// The shortest pause between sweeps, so a failing upstream is not hammered.
+const RETRY_PACE: Duration = Duration::from_secs(1);
 /// How long to back off after a storage error.
 const ERROR_BACKOFF: Duration = Duration::from_secs(5);
 /// Agents removed per sweep; a larger backlog is worked through in consecutive sweeps.
@@ -68,6 +71,24 @@ pub(crate) async fn reap_expired_agents(state: AppState, mut shutdown: watch::Re
 }
 
 async fn sweep(state: &AppState) -> Result<(), creddy_store::StoreError> {
+    expire_agents(state).await?;
+    revoke_due_leases(state).await
+}
+
+/// Revokes the credentials of expired leases and of leases queued by agent removal.
+async fn revoke_due_leases(state: &AppState) -> Result<(), creddy_store::StoreError> {
+    let now = state.clock().now();
+    for lease in state.store().due_leases(now, SWEEP_BATCH).await? {
+        if let Err(e) =
+            crate::revocation::revoke(state, &lease, Actor::system(), "expired", None).await
+        {
+            tracing::error!(lease = %lease.id, error = ?e, "recording a revocation failed");
+        }
+    }
+    Ok(())
+}
+
+async fn expire_agents(state: &AppState) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
     for agent in state.store().expired_agents(now, SWEEP_BATCH).await? {
         let event = AuditEvent::new(Action::AgentDeleted, Actor::system(), now)
@@ -81,12 +102,20 @@ async fn sweep(state: &AppState) -> Result<(), creddy_store::StoreError> {
 }
 
 async fn next_wait(state: &AppState) -> Duration {
-    match state.store().next_agent_expiry().await {
-        Ok(Some(at)) => {
-            let millis = at.as_millis() - state.clock().now().as_millis();
-            Duration::from_millis(u64::try_from(millis).unwrap_or(0)).min(MAX_IDLE)
-        }
-        Ok(None) => MAX_IDLE,
-        Err(_) => ERROR_BACKOFF,
+    let now = state.clock().now();
+    let (agents, leases) = (
+        state.store().next_agent_expiry().await,
+        state.store().next_lease_due(now).await,
+    );
+    match (agents, leases) {
+        (Ok(a), Ok(l)) => match a.into_iter().chain(l).min() {
+            // A lease whose revocation just failed is due again at once; pace retries.
+            Some(at) => {
+                Duration::from_millis(u64::try_from(at.as_millis() - now.as_millis()).unwrap_or(0))
+                    .clamp(RETRY_PACE, MAX_IDLE)
+            }
+            None => MAX_IDLE,
+        },
+        _ => ERROR_BACKOFF,
     }
 }

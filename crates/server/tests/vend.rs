@@ -13,6 +13,7 @@ creddy_testkit::dialects!(TestServer::start =>
     plugin_failures_during_a_mint_are_recorded_and_mapped,
     backends_come_back_after_a_restart,
     a_plugin_reload_restarts_backends_from_the_installed_binaries,
+    expired_and_orphaned_credentials_are_revoked_upstream,
     removing_a_backend_revokes_its_credentials_first,
     no_secret_reaches_the_audit_trail_or_an_error_body,
 );
@@ -532,4 +533,65 @@ async fn a_plugin_reload_restarts_backends_from_the_installed_binaries(server: T
         .post("/v1/admin/plugins/reload", &agent, json!({}))
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
+
+async fn expired_and_orphaned_credentials_are_revoked_upstream(server: TestServer) {
+    let (site, token) = ready(server).await;
+    let short = site.vend(&token, "?ttl=1m").await;
+    let long = site.vend(&token, "?ttl=1h").await;
+    assert_eq!(
+        (short.status, long.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    site.server.clock.advance_seconds(59);
+    site.server.server().state().tasks().sweep_now().await;
+    assert_eq!(site.revoked_upstream(), 0, "nothing is due yet");
+    site.server.clock.advance_seconds(1);
+    site.server.server().state().tasks().sweep_now().await;
+    assert_eq!(
+        site.revoked_upstream(),
+        1,
+        "the expired credential was deleted upstream"
+    );
+    let active = site.api.get("/v1/active", &token).await;
+    assert_eq!(active.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(active.body[0]["id"], long.body["id"]);
+    let events = site.server.audit_events().await;
+    let revoked = events
+        .iter()
+        .find(|e| e.action == "credential.revoked")
+        .cloned();
+    assert_eq!(
+        revoked.as_ref().and_then(|e| e.lease_id.clone()).as_deref(),
+        short.body["id"].as_str()
+    );
+    assert_eq!(
+        revoked.map(|e| e.details["reason"].clone()),
+        Some(json!("expired"))
+    );
+
+    script(
+        &site.upstream(),
+        json!({"revoke_credential": "fail:upstream_unavailable"}),
+    );
+    assert_eq!(
+        site.api
+            .delete("/v1/admin/agents/ci-agent", &site.admin)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    site.server.server().state().tasks().sweep_now().await;
+    assert_eq!(
+        site.revoked_upstream(),
+        1,
+        "a failing upstream leaves the lease to be retried"
+    );
+    script(&site.upstream(), json!({}));
+    site.server.server().state().tasks().sweep_now().await;
+    assert_eq!(
+        site.revoked_upstream(),
+        2,
+        "the removed agent's credential is revoked once the upstream answers"
+    );
 }

@@ -195,6 +195,8 @@ impl Store {
 /// An open lease with what revoking it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocableLease {
+    /// The backend's name.
+    pub backend: String,
     /// `cred_…`.
     pub id: String,
     /// The agent's id.
@@ -205,27 +207,58 @@ pub struct RevocableLease {
     pub sealed_external_id: Option<String>,
 }
 
+type RevocableRow = (String, String, String, Option<String>, String);
+
+fn revocable(r: RevocableRow) -> RevocableLease {
+    RevocableLease {
+        id: r.0,
+        agent_id: r.1,
+        agent_name: r.2,
+        sealed_external_id: r.3,
+        backend: r.4,
+    }
+}
+
 impl Store {
     /// The leases of a backend that still hold (or may hold) a live credential: `pending`,
     /// `active` and `revoking`.
     pub async fn revocable_leases_of_backend(&self, backend: &str) -> Result<Vec<RevocableLease>> {
-        let rows: Vec<(String, String, String, Option<String>)> =
-            with_pool!(self, |p| sqlx::query_as(
-                "SELECT id, agent_id, agent_name, external_id FROM leases \
+        let rows: Vec<RevocableRow> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT id, agent_id, agent_name, external_id, backend FROM leases \
              WHERE backend = $1 AND state IN ('pending', 'active', 'revoking') ORDER BY id"
-            )
-            .bind(backend)
-            .fetch_all(p)
-            .await)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RevocableLease {
-                id: r.0,
-                agent_id: r.1,
-                agent_name: r.2,
-                sealed_external_id: r.3,
-            })
-            .collect())
+        )
+        .bind(backend)
+        .fetch_all(p)
+        .await)?;
+        Ok(rows.into_iter().map(revocable).collect())
+    }
+
+    /// Leases whose credential is due for revocation at `now`: `active` ones past their
+    /// expiry and every `revoking` one, oldest due first, at most `limit`.
+    pub async fn due_leases(&self, now: Timestamp, limit: i64) -> Result<Vec<RevocableLease>> {
+        let rows: Vec<RevocableRow> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT id, agent_id, agent_name, external_id, backend FROM leases \
+             WHERE state = 'revoking' OR (state = 'active' AND expires_at <= $1) \
+             ORDER BY expires_at LIMIT $2"
+        )
+        .bind(now.as_millis())
+        .bind(limit)
+        .fetch_all(p)
+        .await)?;
+        Ok(rows.into_iter().map(revocable).collect())
+    }
+
+    /// When the next lease falls due: now for `revoking` ones, else the earliest expiry of
+    /// an `active` one.
+    pub async fn next_lease_due(&self, now: Timestamp) -> Result<Option<Timestamp>> {
+        let (next,): (Option<i64>,) = with_pool!(self, |p| sqlx::query_as(
+            "SELECT MIN(CASE WHEN state = 'revoking' THEN $1 ELSE expires_at END) FROM leases \
+             WHERE state IN ('active', 'revoking')"
+        )
+        .bind(now.as_millis())
+        .fetch_one(p)
+        .await)?;
+        Ok(next.map(Timestamp::from_millis))
     }
 
     /// Ends a lease that still holds a live credential in `to_state` (`revoked` or

@@ -16,7 +16,7 @@ use creddy_core::ids::BackendId;
 use creddy_core::names::check_backend_name;
 use creddy_plugin::host::{self, Description, PluginProcess};
 use creddy_plugin::installed::{InstalledError, InstalledPlugin};
-use creddy_plugin::protocol::{AgentRef, ConfigSchema, FieldType};
+use creddy_plugin::protocol::{ConfigSchema, FieldType};
 use creddy_store::{BackendRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -343,55 +343,18 @@ async fn drain(
     context: &RequestContext,
     name: &str,
 ) -> Result<usize, ApiError> {
-    let leases = state.store().revocable_leases_of_backend(name).await?;
-    let live = state.backends().get(name);
     let mut unrevoked = 0;
-    for lease in leases {
-        let process = live.as_ref().and_then(|l| l.process.as_ref().ok());
-        let external_id = lease
-            .sealed_external_id
-            .as_deref()
-            .and_then(|s| {
-                state
-                    .sealer()
-                    .open(&crate::vend::external_id_context(&lease.id), s)
-                    .ok()
-            })
-            .map(|p| String::from_utf8_lossy(&p).into_owned());
-        let agent = AgentRef {
-            id: lease.agent_id.clone(),
-            name: lease.agent_name.clone(),
-            scopes: vec![],
-        };
-        let outcome = match process {
-            Some(p) => p
-                .revoke_credential(external_id, &lease.id, agent)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Err("the backend's plugin is not running".to_owned()),
-        };
-        match outcome {
-            Ok(result) => {
-                let event = AuditEvent::new(
-                    Action::CredentialRevoked,
-                    principal.actor(),
-                    state.clock().now(),
-                )
-                .about_agent(&lease.agent_id, &lease.agent_name)
-                .about_lease(name, Some(&lease.id))
-                .from_request(context.ip.clone(), context.request_id.clone())
-                .with_details(
-                    json!({"reason": "backend_removed", "already_gone": result.already_gone}),
-                );
-                state
-                    .store()
-                    .settle_lease(&lease.id, "revoked", state.clock().now(), &event)
-                    .await?;
-            }
-            Err(error) => {
-                tracing::warn!(backend = %name, lease = %lease.id, %error, "revocation during backend removal failed");
-                unrevoked += 1;
-            }
+    for lease in state.store().revocable_leases_of_backend(name).await? {
+        if !crate::revocation::revoke(
+            state,
+            &lease,
+            principal.actor(),
+            "backend_removed",
+            Some(context),
+        )
+        .await?
+        {
+            unrevoked += 1;
         }
     }
     Ok(unrevoked)
