@@ -11,14 +11,20 @@ use std::process::Command;
 use creddy_plugin::host::verify::sha256_file;
 use creddy_plugin::installed::{InstallRecord, InstalledPlugin};
 
-/// The directory of the workspace's build output (`target/debug`).
+/// The directory of the workspace's build output (`target/debug` or `target/release`): the
+/// parent of `deps/` for a test binary, the binary's own directory otherwise.
 fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-    // target/debug/deps/<test binary> → target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| panic!("unexpected test binary location {}", exe.display()))
+    let dir = exe
+        .parent()
+        .unwrap_or_else(|| panic!("unexpected binary location {}", exe.display()));
+    if dir.ends_with("deps") {
+        dir.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.to_path_buf())
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// A binary of the workspace, built on demand when a single crate's tests run alone.
@@ -29,8 +35,12 @@ pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
         let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{e}"));
         lock.lock().unwrap_or_else(|e| panic!("{e}"));
         if !path.is_file() {
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "-p", package, "--bin", name])
+            let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            build.args(["build", "-p", package, "--bin", name]);
+            if target_dir().ends_with("release") {
+                build.arg("--release");
+            }
+            let status = build
                 .status()
                 .unwrap_or_else(|e| panic!("cargo build {name}: {e}"));
             assert!(status.success(), "building {name} failed");
