@@ -304,3 +304,92 @@ fn an_http_registry_serves_installs_and_upgrades() {
     );
     assert!(again.stderr.contains("up to date"), "{}", again.stderr);
 }
+
+/// Packs files into a `.tar.gz`.
+fn bundle(path: &std::path::Path, files: &[(&str, Vec<u8>)]) {
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{e}"));
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::fast(),
+    ));
+    for (name, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o755);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, name, content.as_slice())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    builder
+        .into_inner()
+        .and_then(|gz| gz.finish())
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn bundles_install_signed_and_urls_serve_bare_binaries() {
+    let setup = Setup::new();
+    let release = setup.registry().join("sample/0.1.0");
+    let binary_name = std::fs::read_dir(&release)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("creddy-sample"))
+        .unwrap_or_default();
+    let read = |name: &str| std::fs::read(release.join(name)).unwrap_or_default();
+    let files = [
+        ("manifest.json", read("manifest.json")),
+        ("manifest.json.minisig", read("manifest.json.minisig")),
+        (binary_name.as_str(), read(&binary_name)),
+    ];
+    let signed = setup.home.path().join("sample.tar.gz");
+    bundle(&signed, &files);
+    let installed = setup.run(
+        &["plugin", "install", &signed.display().to_string()],
+        &setup.trusted(),
+    );
+    installed.ok();
+    assert!(
+        installed.stderr.contains("Signature verified"),
+        "{}",
+        installed.stderr
+    );
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(setup.plugins().join("sample/install.json")).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    assert_eq!(record["signed"], true);
+
+    let mut tampered = files.clone();
+    tampered[2].1.push(0);
+    let bad = setup.home.path().join("tampered.tgz");
+    bundle(&bad, &tampered);
+    setup
+        .run(
+            &["plugin", "install", &bad.display().to_string()],
+            &setup.trusted(),
+        )
+        .fails(6, "the download is incomplete or altered");
+    setup
+        .run(
+            &["plugin", "install", &signed.display().to_string()],
+            &DevKey::generate().public_key(),
+        )
+        .fails(6, "not trusted");
+
+    let served = setup.home.path().join("served");
+    std::fs::create_dir_all(&served).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(test_plugin_binary(), served.join("creddy-fetched"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let http = StaticServer::start(&served);
+    let url = format!("{}/creddy-fetched", http.url);
+    setup
+        .run(&["plugin", "install", &url], "")
+        .fails(6, "without a signature");
+    setup
+        .run(&["plugin", "install", &url, "--allow-unsigned"], "")
+        .ok();
+    assert!(setup.plugins().join("fetched/creddy-fetched").is_file());
+}

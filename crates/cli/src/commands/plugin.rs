@@ -6,7 +6,7 @@
 //! manifest's signatures against the trusted keys, the manifest's name and version, and the
 //! binary's size and SHA-256, before anything is written; a mismatch exits 6.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use creddy_core::{Clock, SystemClock};
 use creddy_plugin::host::describe;
@@ -354,8 +354,8 @@ async fn install(
     allow_unsigned: bool,
     allow_downgrade: bool,
 ) -> Result<()> {
-    let release = if is_path(spec) && !spec.starts_with("http") {
-        local_release(spec, allow_unsigned || env.allow_unsigned)?
+    let release = if is_path(spec) || is_url(spec) {
+        file_release(env, spec, allow_unsigned || env.allow_unsigned).await?
     } else {
         registry_release(env, spec).await?
     };
@@ -440,18 +440,149 @@ async fn registry_release(env: &PluginEnv, spec: &str) -> Result<Release> {
     })
 }
 
-/// A bare binary from a path: unsigned, so only with `--allow-unsigned`.
-fn local_release(spec: &str, allow_unsigned: bool) -> Result<Release> {
-    if spec.ends_with(".tar.gz") {
-        return Err(Failure::usage(
-            "installing .tar.gz bundles is not supported yet; install the binary or use a registry",
-        ));
+fn is_url(spec: &str) -> bool {
+    ["https://", "http://", "file://"]
+        .iter()
+        .any(|p| spec.starts_with(p))
+}
+
+fn is_bundle(name: &str) -> bool {
+    name.ends_with(".tar.gz") || name.ends_with(".tgz")
+}
+
+/// A plugin from a path or URL: a `.tar.gz` bundle (signed when it holds `manifest.json` and
+/// its `.minisig`) or a bare binary (unsigned).
+async fn file_release(env: &PluginEnv, spec: &str, allow_unsigned: bool) -> Result<Release> {
+    let bytes = if spec.starts_with("https://") || spec.starts_with("http://") {
+        download(spec, registry::MAX_BINARY_SIZE).await?
+    } else {
+        let path = spec.strip_prefix("file://").unwrap_or(spec);
+        let size = std::fs::metadata(path)
+            .map_err(|e| Failure::usage(format!("cannot read {path}: {e}")))?
+            .len();
+        if size > registry::MAX_BINARY_SIZE {
+            return Err(Failure::usage(format!("{path} is larger than 256 MiB")));
+        }
+        std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {path}: {e}")))?
+    };
+    let file_name = spec.rsplit('/').next().unwrap_or(spec).to_owned();
+    let source = if is_url(spec) {
+        spec.to_owned()
+    } else {
+        std::fs::canonicalize(spec)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| spec.to_owned())
+    };
+    if is_bundle(&file_name) {
+        bundle_release(env, &bytes, source, allow_unsigned)
+    } else {
+        unsigned_release(&file_name, bytes, source, allow_unsigned)
     }
-    let path = Path::new(spec);
-    let file = path
-        .file_name()
-        .and_then(|f| f.to_str())
-        .unwrap_or_default();
+}
+
+/// The regular files of a `.tar.gz`, by base name, at most 256 MiB in all.
+fn unpack(bytes: &[u8]) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    use std::io::Read;
+    let bad =
+        |e: std::io::Error| Failure::usage(format!("the bundle is not a readable .tar.gz: {e}"));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut files = std::collections::BTreeMap::new();
+    let mut total = 0u64;
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        total += entry.size();
+        if total > registry::MAX_BINARY_SIZE {
+            return Err(Failure::usage("the bundle unpacks to more than 256 MiB"));
+        }
+        let name = entry
+            .path()
+            .map_err(bad)?
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content).map_err(bad)?;
+        files.insert(name, content);
+    }
+    Ok(files)
+}
+
+/// A bundle: treated like a registry release when signed, like a bare binary otherwise.
+fn bundle_release(
+    env: &PluginEnv,
+    bytes: &[u8],
+    source: String,
+    allow_unsigned: bool,
+) -> Result<Release> {
+    let mut files = unpack(bytes)?;
+    let (Some(manifest_bytes), Some(signature)) = (
+        files.remove("manifest.json"),
+        files.remove("manifest.json.minisig"),
+    ) else {
+        let binaries: Vec<String> = files
+            .keys()
+            .filter(|n| n.starts_with("creddy-"))
+            .cloned()
+            .collect();
+        let [only] = binaries.as_slice() else {
+            return Err(Failure::usage(
+                "the bundle holds neither a signed manifest nor exactly one creddy-<name> binary",
+            ));
+        };
+        let binary = files.remove(only).unwrap_or_default();
+        return unsigned_release(&only.clone(), binary, source, allow_unsigned);
+    };
+    let signature = String::from_utf8(signature)
+        .map_err(|_| Failure::new(EXIT_INTEGRITY, "the bundle's signature is not text"))?;
+    let claimed: Manifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| Failure::usage(format!("the bundle's manifest.json is unreadable: {e}")))?;
+    let (manifest, signer) = Manifest::verified(
+        &manifest_bytes,
+        &signature,
+        &env.trusted,
+        &claimed.name,
+        &claimed.version,
+        creddy_server::VERSION,
+    )
+    .map_err(registry_failure)?;
+    confirm(&format!("Signature verified (key {signer})"));
+    let entry = manifest
+        .binary_for_this_platform()
+        .map_err(registry_failure)?
+        .clone();
+    let binary = files.remove(&entry.filename).ok_or_else(|| {
+        Failure::usage(format!(
+            "the bundle lacks {}, which its manifest lists",
+            entry.filename
+        ))
+    })?;
+    entry.check(&binary).map_err(registry_failure)?;
+    let (os, arch) = current_platform();
+    confirm(&format!(
+        "SHA-256 verified for creddy-{} {} ({os}/{arch})",
+        manifest.name, manifest.version
+    ));
+    Ok(Release {
+        manifest,
+        manifest_bytes,
+        manifest_signature: signature,
+        binary,
+        signer: Some(signer),
+        source,
+    })
+}
+
+/// A bare binary: unsigned, so only with `--allow-unsigned`.
+fn unsigned_release(
+    file: &str,
+    binary: Vec<u8>,
+    source: String,
+    allow_unsigned: bool,
+) -> Result<Release> {
     let name = file
         .strip_prefix("creddy-")
         .filter(|n| creddy_plugin::installed::is_plugin_name(n))
@@ -461,14 +592,9 @@ fn local_release(spec: &str, allow_unsigned: bool) -> Result<Release> {
             ))
         })?;
     if !allow_unsigned {
-        return Err(Failure::new(
-            EXIT_INTEGRITY,
-            format!("{spec} is a bare binary without a signature"),
-        )
-        .hint("install from a signed registry, or pass --allow-unsigned if you trust this file"));
+        return Err(Failure::new(EXIT_INTEGRITY, format!("{source} is a bare binary without a signature"))
+            .hint("install from a signed registry or bundle, or pass --allow-unsigned if you trust this file"));
     }
-    let binary =
-        std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {spec}: {e}")))?;
     eprintln!(
         "Warning: installing an unsigned plugin; the server runs it only with plugins.allow_unsigned = true"
     );
@@ -487,9 +613,7 @@ fn local_release(spec: &str, allow_unsigned: bool) -> Result<Release> {
         manifest_signature: String::new(),
         binary,
         signer: None,
-        source: std::fs::canonicalize(path)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| spec.to_owned()),
+        source,
     })
 }
 
