@@ -33,20 +33,9 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
         &home.join("daytona.json"),
     );
     let client = http();
-    let all: Vec<&str> = vec![
-        "manage:api_keys",
-        "write:sandboxes",
-        "delete:sandboxes",
-        "write:snapshots",
-        "delete:snapshots",
-        "write:volumes",
-        "delete:volumes",
-        "write:registries",
-        "delete:registries",
-    ];
     client
         .post(format!("{}/_standin/seed", standin.control_url()))
-        .json(&json!({"name": "master", "value": MASTER, "permissions": all, "organization_id": "org-1"}))
+        .json(&creddy_daytona_standin::master_seed(MASTER, "org-1"))
         .send()
         .unwrap_or_else(|e| panic!("{e}"));
 

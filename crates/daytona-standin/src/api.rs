@@ -142,6 +142,23 @@ async fn guarded(
     outcome.unwrap_or_else(|e| e.into_response_for(uri, app.clock.now()))
 }
 
+/// Like [`guarded`], for routes that need a valid key: runs `handler` with the state locked
+/// and the caller's key.
+async fn authed(
+    app: &App,
+    uri: &Uri,
+    headers: &HeaderMap,
+    is_delete_key: bool,
+    handler: impl FnOnce(&mut State, Key) -> Outcome,
+) -> Response {
+    guarded(app, uri, is_delete_key, || {
+        let mut state = lock(&app.state);
+        let key = caller(app, &mut state, headers)?;
+        handler(&mut state, key)
+    })
+    .await
+}
+
 /// The calling key: a valid bearer value, not expired, of the organisation named in
 /// `X-Daytona-Organization-ID` when that header is sent.
 fn caller(app: &App, state: &mut State, headers: &HeaderMap) -> Result<Key, DaytonaError> {
@@ -217,10 +234,7 @@ async fn create_key(
     headers: HeaderMap,
     body: Option<Json<CreateKey>>,
 ) -> Response {
-    let app2 = app.clone();
-    guarded(&app2, &uri, false, move || {
-        let mut state = lock(&app.state);
-        let key = caller(&app, &mut state, &headers)?;
+    authed(&app, &uri, &headers, false, |state, key| {
         require(&key, "manage:api_keys")?;
         let Json(body) =
             body.ok_or_else(|| fail(StatusCode::BAD_REQUEST, "name must be a string"))?;
@@ -304,10 +318,7 @@ async fn create_key(
 }
 
 async fn list_keys(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap) -> Response {
-    let app2 = app.clone();
-    guarded(&app2, &uri, false, move || {
-        let mut state = lock(&app.state);
-        let key = caller(&app, &mut state, &headers)?;
+    authed(&app, &uri, &headers, false, |state, key| {
         let keys: Vec<Value> = state
             .keys
             .values()
@@ -320,10 +331,7 @@ async fn list_keys(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap) -> 
 }
 
 async fn current_key(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap) -> Response {
-    let app2 = app.clone();
-    guarded(&app2, &uri, false, move || {
-        let mut state = lock(&app.state);
-        let key = caller(&app, &mut state, &headers)?;
+    authed(&app, &uri, &headers, false, |state, key| {
         let current = state.keys.get(&key.name).map(masked).unwrap_or(Value::Null);
         Ok(Json(current).into_response())
     })
@@ -336,10 +344,7 @@ async fn get_key(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let app2 = app.clone();
-    guarded(&app2, &uri, false, move || {
-        let mut state = lock(&app.state);
-        let key = caller(&app, &mut state, &headers)?;
+    authed(&app, &uri, &headers, false, |state, key| {
         let found = state
             .keys
             .get(&name)
@@ -357,10 +362,7 @@ async fn delete_key(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let app2 = app.clone();
-    guarded(&app2, &uri, true, move || {
-        let mut state = lock(&app.state);
-        let key = caller(&app, &mut state, &headers)?;
+    authed(&app, &uri, &headers, true, |state, key| {
         require(&key, "manage:api_keys")?;
         let exists = state
             .keys
@@ -378,10 +380,7 @@ async fn delete_key(
 }
 
 async fn list_sandboxes(AxState(app): AxState<App>, uri: Uri, headers: HeaderMap) -> Response {
-    let app2 = app.clone();
-    guarded(&app2, &uri, false, move || {
-        let mut state = lock(&app.state);
-        let key = caller(&app, &mut state, &headers)?;
+    authed(&app, &uri, &headers, false, |state, key| {
         let items: Vec<Value> = state
             .sandboxes
             .values()
@@ -411,10 +410,7 @@ async fn create_sandbox(
     headers: HeaderMap,
     body: Option<Json<Value>>,
 ) -> Response {
-    let app2 = app.clone();
-    guarded(&app2, &uri, false, move || {
-        let mut state = lock(&app.state);
-        let key = caller(&app, &mut state, &headers)?;
+    authed(&app, &uri, &headers, false, |state, key| {
         require(&key, "write:sandboxes")?;
         let body = body.map(|Json(b)| b).unwrap_or_else(|| json!({}));
         let id = uuid_like();
@@ -469,11 +465,8 @@ async fn get_sandbox(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let app2 = app.clone();
-    guarded(&app2, &uri, false, move || {
-        let mut state = lock(&app.state);
-        let key = caller(&app, &mut state, &headers)?;
-        let (_, sandbox) = find_sandbox(&state, &key.organization_id, &id)?;
+    authed(&app, &uri, &headers, false, |state, key| {
+        let (_, sandbox) = find_sandbox(state, &key.organization_id, &id)?;
         Ok(Json(sandbox).into_response())
     })
     .await
@@ -485,12 +478,9 @@ async fn delete_sandbox(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let app2 = app.clone();
-    guarded(&app2, &uri, false, move || {
-        let mut state = lock(&app.state);
-        let key = caller(&app, &mut state, &headers)?;
+    authed(&app, &uri, &headers, false, |state, key| {
         require(&key, "delete:sandboxes")?;
-        let (found, mut sandbox) = find_sandbox(&state, &key.organization_id, &id)?;
+        let (found, mut sandbox) = find_sandbox(state, &key.organization_id, &id)?;
         state.sandboxes.remove(&found);
         state.save();
         sandbox["state"] = json!("destroying");

@@ -17,6 +17,26 @@ mod state;
 pub use api::{Faults, router};
 pub use state::{Key, State};
 
+/// What a master key needs so creddy can delegate its default permissions: creating and
+/// deleting keys, and every permission of the plain `daytona` scope.
+pub const MASTER_PERMISSIONS: [&str; 9] = [
+    "manage:api_keys",
+    "write:sandboxes",
+    "delete:sandboxes",
+    "write:snapshots",
+    "delete:snapshots",
+    "write:volumes",
+    "delete:volumes",
+    "write:registries",
+    "delete:registries",
+];
+
+/// The body of `POST /_standin/seed` for a master key of `organization_id` holding
+/// [`MASTER_PERMISSIONS`].
+pub fn master_seed(value: &str, organization_id: &str) -> serde_json::Value {
+    serde_json::json!({"name": "master", "value": value, "permissions": MASTER_PERMISSIONS, "organization_id": organization_id})
+}
+
 /// Every permission Daytona's hosted API knows (the `CreateApiKey` enum of v0.205).
 pub const PERMISSIONS: [&str; 21] = [
     "write:registries",

@@ -56,17 +56,7 @@ async fn standin(master_permissions: &[&str]) -> Daytona {
     }
 }
 
-const FULL: [&str; 9] = [
-    "manage:api_keys",
-    "write:sandboxes",
-    "delete:sandboxes",
-    "write:snapshots",
-    "delete:snapshots",
-    "write:volumes",
-    "delete:volumes",
-    "write:registries",
-    "delete:registries",
-];
+const FULL: [&str; 9] = creddy_daytona_standin::MASTER_PERMISSIONS;
 
 impl Daytona {
     async fn plugin(&self, config: Value) -> Result<PluginProcess, HostError> {

@@ -91,19 +91,8 @@ async fn run() -> Result<(), String> {
 
     step("Starting a local Daytona stand-in (Daytona's cloud cannot be reached from here)");
     let standin = StandinProcess::start(&standin_bin, &home.join("daytona-state.json"));
-    let permissions = [
-        "manage:api_keys",
-        "write:sandboxes",
-        "delete:sandboxes",
-        "write:snapshots",
-        "delete:snapshots",
-        "write:volumes",
-        "delete:volumes",
-        "write:registries",
-        "delete:registries",
-    ];
     http.post(format!("{}/_standin/seed", standin.control_url()))
-        .json(&json!({"name": "master", "value": MASTER, "permissions": permissions, "organization_id": "org-demo"}))
+        .json(&creddy_daytona_standin::master_seed(MASTER, "org-demo"))
         .send()
         .await
         .map_err(|e| e.to_string())?;
