@@ -221,3 +221,70 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
         "the master key never reaches the log"
     );
 }
+
+#[test]
+fn backend_add_daytona_prompts_like_the_specification() {
+    let key = DevKey::generate();
+    let trusted = key.public_key();
+    let site = Site::start_with_env(
+        Dialect::Sqlite,
+        &[],
+        &[("CREDDY_PLUGIN_TRUSTED_KEYS", &trusted)],
+    );
+    let home = site.home.path();
+    let standin = StandinProcess::start(
+        &workspace_binary("creddy-daytona-standin", "daytona-standin"),
+        &home.join("daytona.json"),
+    );
+    http()
+        .post(format!("{}/_standin/seed", standin.control_url()))
+        .json(&creddy_daytona_standin::master_seed(MASTER, "org-1"))
+        .send()
+        .unwrap_or_else(|e| panic!("{e}"));
+    creddy_testkit::registry::install_signed(
+        &workspace_binary("creddy-daytona", "creddy-daytona"),
+        &home.join("registry"),
+        &home.join("plugins"),
+        "daytona",
+        &key,
+    );
+    let (url, dir) = (site.server.url(), site.data_dir.display().to_string());
+    let home_text = home.display().to_string();
+    let mut terminal = creddy_testkit::pty::Terminal::spawn(
+        crate::kit::bin(),
+        &[
+            "--server",
+            &url,
+            "--data-dir",
+            &dir,
+            "backend",
+            "add",
+            "daytona",
+        ],
+        &[("HOME", &home_text)],
+    );
+    terminal.expect("Adding backend 'daytona' (plugin daytona");
+    terminal.expect("Daytona API key used to mint agent keys [api_key, required, hidden]");
+    terminal.answer_hidden(
+        MASTER,
+        "Daytona API base URL [base_url, default https://app.daytona.io/api]",
+    );
+    terminal.send_line(&standin.api_url);
+    terminal.expect("Organization ID of the API key [organization_id, optional]");
+    terminal.send_line("org-1");
+    terminal.expect("Permissions granted by the plain 'daytona' scope [delegated_permissions, default write:sandboxes,delete:sandboxes");
+    terminal.send_line("");
+    terminal.expect("Prefix of minted key names [key_prefix, default creddy]");
+    terminal.send_line("");
+    terminal.expect("Validating with daytona... ok");
+    terminal.expect("Backend 'daytona' added (type: daytona)");
+    let (code, screen) = terminal.finish();
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(!screen.contains(MASTER), "the key was not echoed");
+    let inspected: Value =
+        serde_json::from_str(site.admin(&["backend", "inspect", "daytona"]).ok())
+            .unwrap_or_default();
+    assert_eq!(inspected["config"]["api_key"], "********");
+    assert_eq!(inspected["config"]["base_url"], json!(standin.api_url));
+    assert_eq!(inspected["config"]["key_prefix"], "creddy");
+}
