@@ -14,6 +14,7 @@ creddy_testkit::dialects!(TestServer::start =>
     backends_come_back_after_a_restart,
     a_plugin_reload_restarts_backends_from_the_installed_binaries,
     expired_and_orphaned_credentials_are_revoked_upstream,
+    explicit_revocation_is_idempotent_and_limited_to_the_owner,
     removing_a_backend_revokes_its_credentials_first,
     no_secret_reaches_the_audit_trail_or_an_error_body,
 );
@@ -593,5 +594,83 @@ async fn expired_and_orphaned_credentials_are_revoked_upstream(server: TestServe
         site.revoked_upstream(),
         2,
         "the removed agent's credential is revoked once the upstream answers"
+    );
+}
+
+async fn explicit_revocation_is_idempotent_and_limited_to_the_owner(server: TestServer) {
+    let (site, token) = ready(server).await;
+    let other = site.agent("other-agent", &["test"]).await;
+    let first = site.vend(&token, "").await;
+    let id = first.body["id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/v1/active/{id}");
+    assert_eq!(
+        site.api.delete(&path, &other).await.status,
+        StatusCode::NOT_FOUND,
+        "another agent's lease is invisible"
+    );
+    assert_eq!(
+        site.api.delete("/v1/active/cred_nope", &token).await.code(),
+        "not_found"
+    );
+    let revoked = site.api.delete(&path, &token).await;
+    assert_eq!(
+        (revoked.status, revoked.body["state"].as_str()),
+        (StatusCode::OK, Some("revoked"))
+    );
+    assert_eq!(site.revoked_upstream(), 1);
+    let again = site.api.delete(&path, &token).await;
+    assert_eq!(
+        (again.status, again.body["state"].as_str()),
+        (StatusCode::OK, Some("revoked")),
+        "repeating changes nothing"
+    );
+    assert_eq!(site.revoked_upstream(), 1);
+
+    let second = site.vend(&token, "").await;
+    let second_id = second.body["id"].as_str().unwrap_or_default().to_owned();
+    script(
+        &site.upstream(),
+        json!({"revoke_credential": "fail:upstream_unavailable"}),
+    );
+    let queued = site
+        .api
+        .delete(&format!("/v1/admin/tokens/{second_id}"), &site.admin)
+        .await;
+    assert_eq!(
+        (queued.status, queued.body["state"].as_str()),
+        (StatusCode::ACCEPTED, Some("revoking"))
+    );
+    let listed = site
+        .api
+        .get(
+            "/v1/admin/tokens?agent=ci-agent&state=revoking",
+            &site.admin,
+        )
+        .await;
+    assert_eq!(
+        listed.body.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.text
+    );
+    assert_eq!(listed.body[0]["id"], json!(second_id));
+    let revoked_list = site
+        .api
+        .get("/v1/admin/tokens?state=revoked", &site.admin)
+        .await;
+    assert_eq!(revoked_list.body[0]["id"], json!(id));
+    script(&site.upstream(), json!({}));
+    site.server.server().state().tasks().sweep_now().await;
+    let shown = site
+        .api
+        .get(&format!("/v1/admin/tokens/{second_id}"), &site.admin)
+        .await;
+    assert_eq!(
+        shown.body["state"], "revoked",
+        "the reaper finished the queued revocation"
+    );
+    assert_eq!(
+        site.api.get("/v1/admin/tokens", &token).await.status,
+        StatusCode::FORBIDDEN
     );
 }

@@ -296,3 +296,147 @@ impl Store {
             .await
     }
 }
+
+/// A lease as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseRecord {
+    /// `cred_…`.
+    pub id: String,
+    /// The agent's id.
+    pub agent_id: String,
+    /// The agent's name.
+    pub agent_name: String,
+    /// The backend.
+    pub backend: String,
+    /// The scopes.
+    pub scopes: Vec<String>,
+    /// The state.
+    pub state: String,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it expires.
+    pub expires_at: Timestamp,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// Revocation attempts so far.
+    pub attempts: i64,
+    /// The last error.
+    pub last_error: Option<String>,
+}
+
+type LeaseRecordRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    Option<String>,
+);
+
+/// Filters for [`Store::find_leases`].
+#[derive(Debug, Clone, Default)]
+pub struct LeaseFilter {
+    /// Only this lease.
+    pub id: Option<String>,
+    /// Only this agent's (by name).
+    pub agent_name: Option<String>,
+    /// Only this backend's.
+    pub backend: Option<String>,
+    /// Only these states (default: pending, active, revoking, irrevocable).
+    pub states: Vec<String>,
+}
+
+impl Store {
+    /// Leases matching `filter`, newest first, at most 1000. Unknown state names match
+    /// nothing.
+    pub async fn find_leases(&self, filter: &LeaseFilter) -> Result<Vec<LeaseRecord>> {
+        const KNOWN: [&str; 8] = [
+            "pending",
+            "active",
+            "revoking",
+            "revoked",
+            "failed",
+            "irrevocable",
+            "lapsed",
+            "forgotten",
+        ];
+        let wanted: Vec<&str> = if filter.states.is_empty() {
+            vec!["pending", "active", "revoking", "irrevocable"]
+        } else {
+            KNOWN
+                .iter()
+                .copied()
+                .filter(|k| filter.states.iter().any(|s| s == k))
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only names from KNOWN reach the SQL text.
+        let states = wanted
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, revoked_at, attempts, last_error \
+             FROM leases WHERE state IN ({states}) AND ($1 IS NULL OR id = $1) AND ($2 IS NULL OR agent_name = $2) \
+             AND ($3 IS NULL OR backend = $3) ORDER BY created_at DESC LIMIT 1000"
+        );
+        let rows: Vec<LeaseRecordRow> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(filter.id.as_deref())
+                .bind(filter.agent_name.as_deref())
+                .bind(filter.backend.as_deref())
+                .fetch_all(p)
+                .await)?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(LeaseRecord {
+                    scopes: decode_strings("leases.scopes", &r.4)?,
+                    id: r.0,
+                    agent_id: r.1,
+                    agent_name: r.2,
+                    backend: r.3,
+                    state: r.5,
+                    created_at: Timestamp::from_millis(r.6),
+                    expires_at: Timestamp::from_millis(r.7),
+                    revoked_at: r.8.map(Timestamp::from_millis),
+                    attempts: r.9,
+                    last_error: r.10,
+                })
+            })
+            .collect()
+    }
+
+    /// Queues a lease for revocation: `pending` or `active` becomes `revoking`. Returns the
+    /// lease's state afterwards, `None` when there is no such lease.
+    pub async fn queue_revocation(&self, id: &str) -> Result<Option<String>> {
+        with_pool!(self, |p| sqlx::query(
+            "UPDATE leases SET state = 'revoking' WHERE id = $1 AND state IN ('pending', 'active')"
+        )
+        .bind(id)
+        .execute(p)
+        .await
+        .map(|_| ()))?;
+        self.lease_state(id).await
+    }
+}
+
+impl Store {
+    /// The sealed revocation handle of a lease, if it has one.
+    pub async fn sealed_external_id(&self, id: &str) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT external_id FROM leases WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await)?;
+        Ok(row.and_then(|r| r.0))
+    }
+}

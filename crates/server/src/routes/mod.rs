@@ -5,10 +5,11 @@ mod agents;
 mod backends;
 mod credentials;
 mod health;
+mod leases;
 mod status;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::state::AppState;
 
@@ -41,4 +42,10 @@ pub(crate) fn router() -> Router<AppState> {
             get(credentials::vend_get).post(credentials::vend_post),
         )
         .route("/v1/active", get(credentials::active))
+        .route("/v1/active/{id}", delete(leases::revoke_own))
+        .route("/v1/admin/tokens", get(leases::list))
+        .route(
+            "/v1/admin/tokens/{id}",
+            get(leases::show).delete(leases::revoke_any),
+        )
 }
