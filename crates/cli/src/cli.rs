@@ -124,6 +124,49 @@ pub enum Command {
     /// Install and manage plugins (admin)
     #[command(subcommand)]
     Plugin(PluginCmd),
+    /// Revoke one of this agent's credentials now
+    Revoke {
+        /// The credential's id (cred_…)
+        id: String,
+    },
+    /// Run a command with credentials in its environment, revoked when it exits
+    Run {
+        /// A backend, optionally with a scope: daytona or daytona:workspaces:read (repeatable)
+        #[arg(long = "with", value_name = "BACKEND[:SCOPE]", required = true)]
+        with: Vec<String>,
+        /// Lifetime of each credential (default: the backend's default)
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        /// The command and its arguments
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// All credentials, for admins
+    #[command(subcommand)]
+    Credentials(CredentialsCmd),
+}
+
+/// `creddy credentials …`.
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCmd {
+    /// List credentials (default states: pending, active, revoking, irrevocable)
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only this agent's
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only this backend's
+        #[arg(long)]
+        backend: Option<String>,
+        /// Only these states (comma-separated)
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Revoke any credential now
+    Revoke {
+        /// The credential's id (cred_…)
+        id: String,
+    },
 }
 
 /// `creddy plugin …`.

@@ -108,6 +108,24 @@ impl Client {
         self.call(Method::GET, segments, None::<&()>).await
     }
 
+    /// `GET` with query parameters, decoding JSON.
+    pub async fn get_with_query<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let response = self
+            .send_with_query(Method::GET, segments, &pairs, None::<&()>)
+            .await?;
+        response.json().await.map_err(|e| {
+            Failure::new(
+                EXIT_OTHER,
+                format!("unexpected answer from {}: {e}", self.base),
+            )
+        })
+    }
+
     /// `POST` with a JSON body, decoding JSON.
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
@@ -120,6 +138,11 @@ impl Client {
     /// `DELETE`, ignoring any body.
     pub async fn delete(&self, segments: &[&str]) -> Result<()> {
         self.delete_with_query(segments, &[]).await
+    }
+
+    /// `DELETE`, decoding a JSON answer.
+    pub async fn delete_json<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T> {
+        self.call(Method::DELETE, segments, None::<&()>).await
     }
 
     /// `DELETE` with query parameters, ignoring any body.

@@ -40,6 +40,11 @@ impl Failure {
         }
     }
 
+    /// An exit code without a message (`creddy run` passing on its command's status).
+    pub fn silent(exit_code: u8) -> Self {
+        Self::new(exit_code, "")
+    }
+
     /// Invalid input (exit 2).
     pub fn usage(message: impl Into<String>) -> Self {
         Self::new(EXIT_USAGE, message)
@@ -51,8 +56,11 @@ impl Failure {
         self
     }
 
-    /// Writes the failure to stderr.
+    /// Writes the failure to stderr (nothing for a silent one).
     pub fn print(&self) {
+        if self.message.is_empty() {
+            return;
+        }
         eprintln!("Error: {}", self.message);
         if let Some(hint) = &self.hint {
             eprintln!("Hint: {hint}");

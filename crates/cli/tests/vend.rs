@@ -254,3 +254,101 @@ fn backend_add_prompts_for_missing_fields_on_a_terminal() {
         "Enter kept the default"
     );
 }
+
+#[test]
+fn run_injects_credentials_forwards_signals_and_revokes_on_exit() {
+    let site = Site::start_blocking(creddy_testkit::store::Dialect::Sqlite, &[]);
+    add_backend(&site);
+    let token = exported(
+        site.admin(&["agent", "create", "runner", "--can", "test"])
+            .ok(),
+        "CREDDY_TOKEN",
+    );
+    let revoked = || {
+        std::fs::read_dir(site.upstream().join("revoked"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+
+    let ran = site.agent(
+        &token,
+        &[
+            "run",
+            "--with",
+            "test",
+            "--",
+            "sh",
+            "-c",
+            "test -n \"$TEST_PLUGIN_TOKEN\" && echo \"url=$TEST_PLUGIN_URL\" && exit 3",
+        ],
+    );
+    assert_eq!(ran.code, Some(3), "the command's exit code: {}", ran.stderr);
+    assert_eq!(ran.stdout, "url=http://upstream.test\n");
+    assert_eq!(revoked(), 1, "revoked as soon as the command ended");
+    assert_eq!(
+        site.agent(&token, &["ls"]).ok().lines().count(),
+        1,
+        "only the header: nothing live"
+    );
+
+    let signalled = site.agent(
+        &token,
+        &[
+            "run",
+            "--with",
+            "test:read",
+            "--",
+            "sh",
+            "-c",
+            "kill -TERM $PPID; exec sleep 30",
+        ],
+    );
+    assert_eq!(
+        signalled.code,
+        Some(143),
+        "SIGTERM was forwarded to the command: {}",
+        signalled.stderr
+    );
+    assert_eq!(revoked(), 2);
+
+    site.agent(
+        &token,
+        &["run", "--with", "test", "--", "/nonexistent/command"],
+    )
+    .fails(127, "command not found");
+    assert_eq!(
+        revoked(),
+        3,
+        "credentials are revoked even when the command cannot start"
+    );
+    let unscoped = exported(
+        site.admin(&["agent", "create", "unscoped", "--can", "other"])
+            .ok(),
+        "CREDDY_TOKEN",
+    );
+    site.agent(&unscoped, &["run", "--with", "test", "--", "true"])
+        .fails(4, "holds no scope");
+
+    let id = site.agent(&token, &["get", "test", "-o", "json"]);
+    let id: Value = serde_json::from_str(id.ok()).unwrap_or_default();
+    let id = id["id"].as_str().unwrap_or_default().to_owned();
+    let listed = site.admin(&["credentials", "ls", "--agent", "runner"]);
+    assert!(listed.ok().contains(&id), "{}", listed.stdout);
+    let revoke = site.agent(&token, &["revoke", &id]);
+    revoke.ok();
+    assert!(
+        revoke.stderr.contains(&format!("Revoked {id}")),
+        "{}",
+        revoke.stderr
+    );
+    let again = site.admin(&["credentials", "revoke", &id, "-o", "json"]);
+    let again: Value = serde_json::from_str(again.ok()).unwrap_or_default();
+    assert_eq!(again["state"], "revoked", "repeating is harmless");
+    let stranger = exported(
+        site.admin(&["agent", "create", "stranger-agent", "--can", "test"])
+            .ok(),
+        "CREDDY_TOKEN",
+    );
+    site.agent(&stranger, &["revoke", &id])
+        .fails(1, "no credential with id");
+}

@@ -24,6 +24,81 @@ struct Issued {
     env: BTreeMap<String, String>,
 }
 
+/// Prints the outcome of a revocation: `✓ Revoked ID` or `Revocation of ID queued`.
+fn report_revocation(global: &Global, answer: &Value) -> Result<()> {
+    if global.list_format()? == Format::Json {
+        return print_json(answer);
+    }
+    let id = answer["id"].as_str().unwrap_or_default();
+    match answer["state"].as_str() {
+        Some("revoking") => eprintln!("Revocation of {id} queued"),
+        Some("revoked") => crate::output::confirm(&format!("Revoked {id}")),
+        other => eprintln!("{id} is {}", other.unwrap_or("unknown")),
+    }
+    Ok(())
+}
+
+/// `creddy revoke ID`: one of the agent's own credentials.
+pub async fn revoke_own(global: &Global, id: &str) -> Result<()> {
+    let client = agent_client(global)?;
+    let answer: Value = client.delete_json(&["v1", "active", id]).await?;
+    report_revocation(global, &answer)
+}
+
+/// `creddy credentials ls|revoke`, for admins.
+pub async fn admin(global: &Global, cmd: crate::cli::CredentialsCmd) -> Result<()> {
+    let client = crate::credentials::admin_client(global)?;
+    match cmd {
+        crate::cli::CredentialsCmd::Revoke { id } => {
+            let answer: Value = client.delete_json(&["v1", "admin", "tokens", &id]).await?;
+            report_revocation(global, &answer)
+        }
+        crate::cli::CredentialsCmd::Ls {
+            agent,
+            backend,
+            state,
+        } => {
+            let format = global.list_format()?;
+            let mut query = Vec::new();
+            query.extend(agent.map(|a| ("agent", a)));
+            query.extend(backend.map(|b| ("backend", b)));
+            query.extend(state.map(|s| ("state", s)));
+            let value: Value = client
+                .get_with_query(&["v1", "admin", "tokens"], &query)
+                .await?;
+            if format == Format::Json {
+                return print_json(&value);
+            }
+            let rows: Vec<Value> = decode(value)?;
+            let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|l| {
+                    let scopes: Vec<String> = l["scopes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect();
+                    vec![
+                        text(&l["id"]),
+                        text(&l["agent_name"]),
+                        text(&l["backend"]),
+                        crate::output::scope_list(&scopes),
+                        text(&l["state"]),
+                        crate::output::relative_text(l["expires_at"].as_str(), "-"),
+                    ]
+                })
+                .collect();
+            crate::output::print_table(
+                &["ID", "AGENT", "BACKEND", "SCOPES", "STATE", "EXPIRES"],
+                &table,
+            );
+            Ok(())
+        }
+    }
+}
+
 /// `--scope` values not naming the backend are taken as relative to it.
 fn qualify(backend: &str, scope: &str) -> String {
     if scope == backend || scope.starts_with(&format!("{backend}:")) {
@@ -31,6 +106,20 @@ fn qualify(backend: &str, scope: &str) -> String {
     } else {
         format!("{backend}:{scope}")
     }
+}
+
+/// Asks the server for a credential of `backend`.
+pub async fn request_credential(
+    client: &crate::client::Client,
+    backend: &str,
+    ttl: Option<String>,
+    scopes: &[String],
+) -> Result<Value> {
+    let body = VendBody {
+        ttl,
+        scopes: scopes.iter().map(|s| qualify(backend, s)).collect(),
+    };
+    client.post(&["v1", "credentials", backend], &body).await
 }
 
 /// Gets a credential; stdout holds only the requested output.
@@ -42,11 +131,7 @@ pub async fn get(
 ) -> Result<()> {
     let format = global.format(&[Format::Text, Format::Json, Format::Env], Format::Text)?;
     let client = agent_client(global)?;
-    let body = VendBody {
-        ttl,
-        scopes: scopes.iter().map(|s| qualify(backend, s)).collect(),
-    };
-    let value: Value = client.post(&["v1", "credentials", backend], &body).await?;
+    let value = request_credential(&client, backend, ttl, &scopes).await?;
     match format {
         Format::Json => print_json(&value),
         Format::Env => {

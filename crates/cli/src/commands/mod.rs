@@ -4,6 +4,7 @@ mod agent;
 mod backend;
 mod credentials;
 mod plugin;
+mod run;
 mod server;
 mod status;
 
@@ -24,5 +25,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => credentials::get(&cli.global, &backend, ttl, scopes).await,
         Command::Ls => credentials::list(&cli.global).await,
         Command::Plugin(cmd) => plugin::run(&cli.global, cmd).await,
+        Command::Revoke { id } => credentials::revoke_own(&cli.global, &id).await,
+        Command::Credentials(cmd) => credentials::admin(&cli.global, cmd).await,
+        Command::Run { with, ttl, command } => run::run(&cli.global, &with, ttl, &command).await,
     }
 }
