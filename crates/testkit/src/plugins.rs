@@ -29,24 +29,37 @@ fn target_dir() -> PathBuf {
 
 /// A binary of the workspace, built on demand when a single crate's tests run alone.
 pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
-    let path = target_dir().join(name);
-    if !path.is_file() {
-        let lock_path = target_dir().join(format!(".{name}.build-lock"));
-        let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{e}"));
-        lock.lock().unwrap_or_else(|e| panic!("{e}"));
-        if !path.is_file() {
-            let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-            build.args(["build", "-p", package, "--bin", name]);
-            if target_dir().ends_with("release") {
-                build.arg("--release");
-            }
-            let status = build
-                .status()
-                .unwrap_or_else(|e| panic!("cargo build {name}: {e}"));
-            assert!(status.success(), "building {name} failed");
-        }
+    workspace_binaries(&[(package, name)]).remove(0)
+}
+
+/// Binaries of the workspace, building the missing ones in one cargo invocation (one
+/// invocation keeps features unified, so nothing is compiled twice).
+pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Vec<PathBuf> {
+    let paths: Vec<PathBuf> = wanted
+        .iter()
+        .map(|(_, name)| target_dir().join(name))
+        .collect();
+    if paths.iter().all(|p| p.is_file()) {
+        return paths;
     }
-    path
+    let lock_path = target_dir().join(".workspace-binaries.build-lock");
+    let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{e}"));
+    lock.lock().unwrap_or_else(|e| panic!("{e}"));
+    if !paths.iter().all(|p| p.is_file()) {
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build.arg("build");
+        for (package, name) in wanted {
+            build.args(["-p", package, "--bin", name]);
+        }
+        if target_dir().ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .unwrap_or_else(|e| panic!("cargo build: {e}"));
+        assert!(status.success(), "building {wanted:?} failed");
+    }
+    paths
 }
 
 /// The scriptable test plugin.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use creddy_testkit::plugins::workspace_binary;
+use creddy_testkit::plugins::workspace_binaries;
 use creddy_testkit::registry::{Publish, publish};
 use creddy_testkit::server::{ServerProcess, StandinProcess};
 use creddy_testkit::signing::DevKey;
@@ -85,9 +85,13 @@ async fn run() -> Result<(), String> {
     let home = dir.path();
     let http = reqwest::Client::new();
     step("Building creddy, the Daytona plugin and the Daytona stand-in (first run takes a while)");
-    let creddy_bin = workspace_binary("creddy", "creddy");
-    let plugin_bin = workspace_binary("creddy-daytona", "creddy-daytona");
-    let standin_bin = workspace_binary("creddy-daytona-standin", "daytona-standin");
+    let built = workspace_binaries(&[
+        ("creddy", "creddy"),
+        ("creddy-daytona", "creddy-daytona"),
+        ("creddy-daytona-standin", "daytona-standin"),
+    ]);
+    let (creddy_bin, plugin_bin, standin_bin) =
+        (built[0].clone(), built[1].clone(), built[2].clone());
 
     step("Starting a local Daytona stand-in (Daytona's cloud cannot be reached from here)");
     let standin = StandinProcess::start(&standin_bin, &home.join("daytona-state.json"));
