@@ -27,6 +27,8 @@ pub struct Faults {
     pub rate_limit_retry_after: Option<u64>,
     /// Answer `DELETE /api/api-keys/…` with 500.
     pub fail_deletes: bool,
+    /// Behave like Daytona behind a gateway with Daytona down: 502 with a non-JSON body.
+    pub down: bool,
 }
 
 /// The shared state of a running stand-in.
@@ -115,6 +117,13 @@ async fn guarded(
     handler: impl FnOnce() -> Outcome,
 ) -> Response {
     let faults = lock(&app.faults).clone();
+    if faults.down {
+        return (
+            StatusCode::BAD_GATEWAY,
+            "<html><body>502 Bad Gateway</body></html>",
+        )
+            .into_response();
+    }
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }

@@ -9,7 +9,8 @@
 //! creating keys needs `manage:api_keys` and may grant only permissions the caller holds,
 //! creating sandboxes needs `write:sandboxes` and deleting them `delete:sandboxes` (reading
 //! is implicit). State is kept in a JSON file when one is given. Faults (latency, 5xx, 429
-//! with `Retry-After`, failing deletes, down) are switched with `POST /_standin/faults`.
+//! with `Retry-After`, failing deletes, down behind a gateway) are switched with
+//! `POST /_standin/faults`; a Daytona that refuses connections is a stopped stand-in.
 
 mod api;
 mod state;

@@ -323,6 +323,35 @@ async fn the_troubleshooting_messages_of_the_specification() {
         message.starts_with("Daytona unavailable at http://127.0.0.1:"),
         "{message}"
     );
+    daytona.faults(json!({"down": true})).await;
+    assert_eq!(
+        plugin_error(
+            plugin
+                .get_credential(&request(&["daytona"], "cred_down", 600))
+                .await
+        )
+        .0,
+        ErrorKind::UpstreamUnavailable
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(1);
+    let refused = daytona
+        .plugin(json!({"api_key": MASTER, "base_url": format!("http://127.0.0.1:{closed}/api")}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (kind, message) = plugin_error(refused.validate().await);
+    assert_eq!(
+        kind,
+        ErrorKind::UpstreamUnavailable,
+        "a refused connection is an unavailable upstream"
+    );
+    assert!(
+        message.contains(&format!("127.0.0.1:{closed}")),
+        "{message}"
+    );
+    refused.stop().await;
     daytona.faults(json!({"rate_limit_retry_after": 0})).await;
     let (kind, _) = plugin_error(
         plugin
