@@ -15,7 +15,9 @@ use crate::http::RequestContext;
 use crate::state::AppState;
 use crate::vend::external_id_context;
 
-/// Revokes `lease` upstream and marks it `revoked` with a `credential.revoked` event.
+/// Revokes `lease` upstream and marks it `revoked` with a `credential.revoked` event; a
+/// `pending` lease (an intent whose mint had an unknown outcome) is reconciled instead: once
+/// the upstream confirms nothing of it remains, it ends `failed` with `credential.failed`.
 /// `Ok(false)` means the upstream could not be asked or refused; the lease stays open.
 pub(crate) async fn revoke(
     state: &AppState,
@@ -52,15 +54,20 @@ pub(crate) async fn revoke(
     let (ip, request_id) = context
         .map(|c| (c.ip.clone(), c.request_id.clone()))
         .unwrap_or_default();
-    let event = AuditEvent::new(Action::CredentialRevoked, actor, state.clock().now())
+    let (action, to_state, reason) = if lease.state == "pending" {
+        (Action::CredentialFailed, "failed", "reconciled")
+    } else {
+        (Action::CredentialRevoked, "revoked", reason)
+    };
+    let event = AuditEvent::new(action, actor, state.clock().now())
         .about_agent(&lease.agent_id, &lease.agent_name)
         .about_lease(&lease.backend, Some(&lease.id))
         .from_request(ip, request_id)
         .with_details(json!({"reason": reason, "already_gone": result.already_gone}));
     state
         .store()
-        .settle_lease(&lease.id, "revoked", state.clock().now(), &event)
+        .settle_lease(&lease.id, to_state, state.clock().now(), &event)
         .await?;
-    tracing::info!(lease = %lease.id, backend = %lease.backend, reason, "credential revoked");
+    tracing::info!(lease = %lease.id, backend = %lease.backend, reason, to_state, "lease settled");
     Ok(true)
 }

@@ -15,6 +15,7 @@ creddy_testkit::dialects!(TestServer::start =>
     a_plugin_reload_restarts_backends_from_the_installed_binaries,
     expired_and_orphaned_credentials_are_revoked_upstream,
     explicit_revocation_is_idempotent_and_limited_to_the_owner,
+    a_mint_with_an_unknown_outcome_is_reconciled_after_two_minutes,
     removing_a_backend_revokes_its_credentials_first,
     no_secret_reaches_the_audit_trail_or_an_error_body,
 );
@@ -672,5 +673,64 @@ async fn explicit_revocation_is_idempotent_and_limited_to_the_owner(server: Test
     assert_eq!(
         site.api.get("/v1/admin/tokens", &token).await.status,
         StatusCode::FORBIDDEN
+    );
+}
+
+async fn a_mint_with_an_unknown_outcome_is_reconciled_after_two_minutes(server: TestServer) {
+    let (site, token) = ready(server).await;
+    script(&site.upstream(), json!({"get_credential": "crash"}));
+    assert_eq!(site.vend(&token, "").await.code(), "plugin_unavailable");
+    let pending = site
+        .api
+        .get("/v1/admin/tokens?state=pending", &site.admin)
+        .await;
+    let id = pending.body[0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(id.starts_with("cred_"), "{}", pending.text);
+    script(&site.upstream(), json!({}));
+    let mut restarts = site
+        .server
+        .server()
+        .state()
+        .backends()
+        .get("test")
+        .and_then(|b| b.process.clone().ok())
+        .map(|p| p.restarts());
+    if let Some(r) = restarts.as_mut() {
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(30), r.wait_for(|n| *n >= 1)).await;
+    }
+    site.server.clock.advance_seconds(119);
+    site.server.server().state().tasks().sweep_now().await;
+    let still = site
+        .api
+        .get(&format!("/v1/admin/tokens/{id}"), &site.admin)
+        .await;
+    assert_eq!(
+        still.body["state"], "pending",
+        "within its grace a mint may still be running"
+    );
+    site.server.clock.advance_seconds(1);
+    site.server.server().state().tasks().sweep_now().await;
+    let settled = site
+        .api
+        .get(&format!("/v1/admin/tokens/{id}"), &site.admin)
+        .await;
+    assert_eq!(settled.body["state"], "failed", "{}", settled.text);
+    let events = site.server.audit_events().await;
+    let failed = events
+        .iter()
+        .rev()
+        .find(|e| e.lease_id.as_deref() == Some(id.as_str()))
+        .cloned();
+    assert_eq!(
+        failed.as_ref().map(|e| e.action.as_str()),
+        Some("credential.failed")
+    );
+    assert_eq!(
+        failed.map(|e| e.details["reason"].clone()),
+        Some(json!("reconciled"))
     );
 }

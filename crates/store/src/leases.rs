@@ -205,9 +205,15 @@ pub struct RevocableLease {
     pub agent_name: String,
     /// The sealed revocation handle, if the mint got that far.
     pub sealed_external_id: Option<String>,
+    /// `pending` (an intent whose outcome is unknown), `active` or `revoking`.
+    pub state: String,
 }
 
-type RevocableRow = (String, String, String, Option<String>, String);
+/// How long a lease may stay `pending` before it is reconciled (a mint takes at most a
+/// minute; the rest is margin for a crash in between).
+pub const PENDING_GRACE_MILLIS: i64 = 120_000;
+
+type RevocableRow = (String, String, String, Option<String>, String, String);
 
 fn revocable(r: RevocableRow) -> RevocableLease {
     RevocableLease {
@@ -216,6 +222,7 @@ fn revocable(r: RevocableRow) -> RevocableLease {
         agent_name: r.2,
         sealed_external_id: r.3,
         backend: r.4,
+        state: r.5,
     }
 }
 
@@ -224,7 +231,7 @@ impl Store {
     /// `active` and `revoking`.
     pub async fn revocable_leases_of_backend(&self, backend: &str) -> Result<Vec<RevocableLease>> {
         let rows: Vec<RevocableRow> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT id, agent_id, agent_name, external_id, backend FROM leases \
+            "SELECT id, agent_id, agent_name, external_id, backend, state FROM leases \
              WHERE backend = $1 AND state IN ('pending', 'active', 'revoking') ORDER BY id"
         )
         .bind(backend)
@@ -234,30 +241,36 @@ impl Store {
     }
 
     /// Leases whose credential is due for revocation at `now`: `active` ones past their
-    /// expiry and every `revoking` one, oldest due first, at most `limit`.
+    /// expiry, every `revoking` one, and `pending` ones older than [`PENDING_GRACE_MILLIS`]
+    /// (a crash or timeout left their outcome unknown), oldest due first, at most `limit`.
     pub async fn due_leases(&self, now: Timestamp, limit: i64) -> Result<Vec<RevocableLease>> {
         let rows: Vec<RevocableRow> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT id, agent_id, agent_name, external_id, backend FROM leases \
+            "SELECT id, agent_id, agent_name, external_id, backend, state FROM leases \
              WHERE state = 'revoking' OR (state = 'active' AND expires_at <= $1) \
+             OR (state = 'pending' AND created_at <= $3) \
              ORDER BY expires_at LIMIT $2"
         )
         .bind(now.as_millis())
         .bind(limit)
+        .bind(now.as_millis() - PENDING_GRACE_MILLIS)
         .fetch_all(p)
         .await)?;
         Ok(rows.into_iter().map(revocable).collect())
     }
 
-    /// When the next lease falls due: now for `revoking` ones, else the earliest expiry of
-    /// an `active` one.
+    /// When the next lease falls due: now for `revoking` ones, the expiry of `active` ones,
+    /// the end of the grace of `pending` ones.
     pub async fn next_lease_due(&self, now: Timestamp) -> Result<Option<Timestamp>> {
-        let (next,): (Option<i64>,) = with_pool!(self, |p| sqlx::query_as(
-            "SELECT MIN(CASE WHEN state = 'revoking' THEN $1 ELSE expires_at END) FROM leases \
-             WHERE state IN ('active', 'revoking')"
+        let (next,): (Option<i64>,) = with_pool!(self, |p| {
+            sqlx::query_as(
+            "SELECT MIN(CASE WHEN state = 'revoking' THEN $1 WHEN state = 'pending' THEN created_at + $2 \
+             ELSE expires_at END) FROM leases WHERE state IN ('pending', 'active', 'revoking')"
         )
         .bind(now.as_millis())
+        .bind(PENDING_GRACE_MILLIS)
         .fetch_one(p)
-        .await)?;
+        .await
+        })?;
         Ok(next.map(Timestamp::from_millis))
     }
 

@@ -64,6 +64,7 @@ async fn revoke(
             agent_id: lease.agent_id.clone(),
             agent_name: lease.agent_name.clone(),
             sealed_external_id: state.store().sealed_external_id(&lease.id).await?,
+            state: "revoking".to_owned(),
         };
         if crate::revocation::revoke(
             state,
