@@ -52,6 +52,12 @@ pub enum Action {
     /// A credential could not be revoked and needs attention.
     #[serde(rename = "credential.irrevocable")]
     CredentialIrrevocable,
+    /// One revocation attempt failed (details: attempt number, error kind).
+    #[serde(rename = "credential.revoke_failed")]
+    CredentialRevokeFailed,
+    /// A self-expiring credential passed its expiry without a confirmed deletion.
+    #[serde(rename = "credential.lapsed")]
+    CredentialLapsed,
 }
 
 impl Action {
@@ -68,6 +74,8 @@ impl Action {
             Action::CredentialFailed => "credential.failed",
             Action::CredentialRevoked => "credential.revoked",
             Action::CredentialIrrevocable => "credential.irrevocable",
+            Action::CredentialRevokeFailed => "credential.revoke_failed",
+            Action::CredentialLapsed => "credential.lapsed",
         }
     }
 }

@@ -109,6 +109,37 @@ pub struct FilePlugins {
     pub allow_unsigned: bool,
 }
 
+/// `revocation = { horizon, base_delay, max_delay }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRevocation {
+    horizon: Option<Duration>,
+    base_delay: Option<Duration>,
+    max_delay: Option<Duration>,
+}
+
+/// The revocation schedule: retries after `min(max_delay, base_delay × 2^(n−1))` times a
+/// random factor in [0.5, 1.5], until `horizon` after the first failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevocationSettings {
+    /// Seconds from the first failure to giving up (then `irrevocable`, retried daily).
+    pub horizon: u64,
+    /// The first retry delay, in seconds.
+    pub base_delay: u64,
+    /// The longest retry delay, in seconds.
+    pub max_delay: u64,
+}
+
+impl Default for RevocationSettings {
+    fn default() -> Self {
+        Self {
+            horizon: 86_400,
+            base_delay: 10,
+            max_delay: 3_600,
+        }
+    }
+}
+
 /// `limits = { max_active_leases_per_agent }`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +159,8 @@ struct FileConfig {
     plugins: FilePlugins,
     #[serde(default)]
     limits: FileLimits,
+    #[serde(default)]
+    revocation: FileRevocation,
     #[serde(default)]
     server: FileServer,
 }
@@ -193,6 +226,8 @@ pub struct Settings {
     pub plugin_timeout_cap: Option<std::time::Duration>,
     /// Minisign public keys whose signatures on plugin manifests are trusted.
     pub trusted_plugin_keys: Vec<String>,
+    /// The revocation schedule.
+    pub revocation: RevocationSettings,
 }
 
 /// A configuration problem; the server exits 2 with this message.
@@ -325,6 +360,14 @@ impl Settings {
                 args.trusted_keys.as_deref(),
                 &source,
             )?,
+            revocation: RevocationSettings {
+                horizon: file.revocation.horizon.map_or(86_400, Duration::as_seconds),
+                base_delay: file.revocation.base_delay.map_or(10, Duration::as_seconds),
+                max_delay: file
+                    .revocation
+                    .max_delay
+                    .map_or(3_600, Duration::as_seconds),
+            },
         })
     }
 
@@ -345,6 +388,7 @@ impl Settings {
             max_active_leases_per_agent: 100,
             plugin_timeout_cap: None,
             trusted_plugin_keys: Vec::new(),
+            revocation: RevocationSettings::default(),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! again. **No lease disappears silently**: a lease only ends `revoked` when the upstream
 //! confirmed the deletion or had nothing to delete.
 
-use creddy_core::audit::{Action, Actor, AuditEvent};
+use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
+use creddy_plugin::host::HostError;
 use creddy_plugin::protocol::AgentRef;
 use creddy_store::RevocableLease;
 use serde_json::json;
@@ -27,10 +28,7 @@ pub(crate) async fn revoke(
     context: Option<&RequestContext>,
 ) -> Result<bool, ApiError> {
     let live = state.backends().get(&lease.backend);
-    let Some(process) = live.as_ref().and_then(|l| l.process.as_ref().ok()) else {
-        tracing::warn!(lease = %lease.id, backend = %lease.backend, "cannot revoke: the backend's plugin is not running");
-        return Ok(false);
-    };
+    let process = live.as_ref().and_then(|l| l.process.as_ref().ok());
     let external_id = lease
         .sealed_external_id
         .as_deref()
@@ -41,13 +39,34 @@ pub(crate) async fn revoke(
         name: lease.agent_name.clone(),
         scopes: vec![],
     };
-    let result = match process
-        .revoke_credential(external_id, &lease.id, agent)
-        .await
-    {
+    let outcome = match process {
+        Some(p) => p
+            .revoke_credential(external_id, &lease.id, agent)
+            .await
+            .map_err(|e| {
+                let kind = match &e {
+                    HostError::Plugin { kind, .. } => serde_json::to_value(kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned)),
+                    _ => None,
+                };
+                (
+                    kind.unwrap_or_else(|| "plugin_unavailable".to_owned()),
+                    e.to_string(),
+                )
+            }),
+        None => Err((
+            "plugin_unavailable".to_owned(),
+            "the backend's plugin is not running".to_owned(),
+        )),
+    };
+    let result = match outcome {
         Ok(result) => result,
-        Err(error) => {
-            tracing::warn!(lease = %lease.id, backend = %lease.backend, %error, "revocation attempt failed; it will be retried");
+        Err((kind, message)) => {
+            tracing::warn!(lease = %lease.id, backend = %lease.backend, %message, "revocation attempt failed");
+            let self_expiring =
+                process.is_some_and(|p| p.started().hello.capabilities.self_expiring);
+            schedule_retry(state, lease, &kind, self_expiring).await?;
             return Ok(false);
         }
     };
@@ -70,4 +89,91 @@ pub(crate) async fn revoke(
         .await?;
     tracing::info!(lease = %lease.id, backend = %lease.backend, reason, to_state, "lease settled");
     Ok(true)
+}
+
+/// One day, the pace of retries for `irrevocable` leases.
+const DAILY: u64 = 86_400;
+
+/// The delay before attempt `n + 1` after `n` failures: `min(max, base × 2^(n−1))` times a
+/// random factor in [0.5, 1.5].
+fn backoff(failures: i64, base: u64, max: u64) -> u64 {
+    let exponent = u32::try_from(failures.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let delay = base.saturating_mul(1u64 << exponent).min(max);
+    let mut random = [0u8; 2];
+    creddy_core::secret::fill_random(&mut random);
+    let factor = 0.5 + f64::from(u16::from_le_bytes(random)) / f64::from(u16::MAX);
+    // Delays are far below 2^52 seconds, so the float round trip is exact enough.
+    ((delay as f64) * factor).round().max(1.0) as u64
+}
+
+/// Records a failed attempt: the next one is scheduled with backoff until the horizon, then
+/// the lease becomes `irrevocable` (retried daily, with an error in the log and an audit
+/// record) or, for a self-expiring credential already past its expiry, `lapsed`.
+async fn schedule_retry(
+    state: &AppState,
+    lease: &RevocableLease,
+    kind: &str,
+    self_expiring: bool,
+) -> Result<(), ApiError> {
+    let settings = state.settings().revocation;
+    let now = state.clock().now();
+    let failures = lease.attempts + 1;
+    let first_failure = lease.first_failed_at.unwrap_or(now);
+    let past_horizon = now.seconds_since(first_failure) >= settings.horizon;
+    let (action, give_up, next) = if lease.state == "irrevocable" {
+        (
+            Action::CredentialRevokeFailed,
+            None,
+            Some(now.plus_seconds(DAILY)),
+        )
+    } else if past_horizon && self_expiring && now >= lease.expires_at {
+        (Action::CredentialLapsed, Some("lapsed"), None)
+    } else if past_horizon {
+        tracing::error!(lease = %lease.id, backend = %lease.backend, failures, "credential could not be revoked within the horizon; it is now irrevocable and retried daily");
+        (
+            Action::CredentialIrrevocable,
+            Some("irrevocable"),
+            Some(now.plus_seconds(DAILY)),
+        )
+    } else {
+        let delay = backoff(failures, settings.base_delay, settings.max_delay);
+        (
+            Action::CredentialRevokeFailed,
+            None,
+            Some(now.plus_seconds(delay)),
+        )
+    };
+    let outcome = if action == Action::CredentialRevokeFailed {
+        Outcome::Failure
+    } else {
+        Outcome::Denied
+    };
+    let event = AuditEvent::new(action, Actor::system(), now)
+        .about_agent(&lease.agent_id, &lease.agent_name)
+        .about_lease(&lease.backend, Some(&lease.id))
+        .with_outcome(outcome)
+        .with_details(json!({"attempt": failures, "error_kind": kind, "next_attempt_at": next}));
+    state
+        .store()
+        .record_revoke_failure(&lease.id, now, kind, next, give_up, &event)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap_with_jitter() {
+        for (failures, centre) in [(1, 10u64), (2, 20), (3, 40), (10, 3_600), (40, 3_600)] {
+            for _ in 0..50 {
+                let delay = backoff(failures, 10, 3_600);
+                assert!(
+                    delay >= centre / 2 && delay <= centre * 3 / 2,
+                    "{failures}: {delay}"
+                );
+            }
+        }
+    }
 }

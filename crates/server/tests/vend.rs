@@ -16,6 +16,7 @@ creddy_testkit::dialects!(TestServer::start =>
     expired_and_orphaned_credentials_are_revoked_upstream,
     explicit_revocation_is_idempotent_and_limited_to_the_owner,
     a_mint_with_an_unknown_outcome_is_reconciled_after_two_minutes,
+    failing_revocations_back_off_then_become_irrevocable_and_are_retried_daily,
     removing_a_backend_revokes_its_credentials_first,
     no_secret_reaches_the_audit_trail_or_an_error_body,
 );
@@ -593,6 +594,13 @@ async fn expired_and_orphaned_credentials_are_revoked_upstream(server: TestServe
     site.server.server().state().tasks().sweep_now().await;
     assert_eq!(
         site.revoked_upstream(),
+        1,
+        "not before the backoff delay (5 to 15 s)"
+    );
+    site.server.clock.advance_seconds(16);
+    site.server.server().state().tasks().sweep_now().await;
+    assert_eq!(
+        site.revoked_upstream(),
         2,
         "the removed agent's credential is revoked once the upstream answers"
     );
@@ -661,6 +669,7 @@ async fn explicit_revocation_is_idempotent_and_limited_to_the_owner(server: Test
         .await;
     assert_eq!(revoked_list.body[0]["id"], json!(id));
     script(&site.upstream(), json!({}));
+    site.server.clock.advance_seconds(16);
     site.server.server().state().tasks().sweep_now().await;
     let shown = site
         .api
@@ -733,4 +742,69 @@ async fn a_mint_with_an_unknown_outcome_is_reconciled_after_two_minutes(server: 
         failed.map(|e| e.details["reason"].clone()),
         Some(json!("reconciled"))
     );
+}
+
+async fn failing_revocations_back_off_then_become_irrevocable_and_are_retried_daily(
+    server: TestServer,
+) {
+    let (site, token) = ready(server).await;
+    let issued = site.vend(&token, "?ttl=1m").await;
+    let id = issued.body["id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/v1/admin/tokens/{id}");
+    let lease = || async { site.api.get(&path, &site.admin).await.body };
+    let sweep = || async { site.server.server().state().tasks().sweep_now().await };
+    script(
+        &site.upstream(),
+        json!({"revoke_credential": "fail:upstream_unavailable"}),
+    );
+    site.server.clock.advance_seconds(60);
+    sweep().await;
+    assert_eq!(lease().await["attempts"], 1);
+    sweep().await;
+    assert_eq!(
+        lease().await["attempts"],
+        1,
+        "no attempt before the backoff delay"
+    );
+    site.server.clock.advance_seconds(16);
+    sweep().await;
+    assert_eq!(lease().await["attempts"], 2);
+    site.server.clock.advance_seconds(86_400);
+    sweep().await;
+    let given_up = lease().await;
+    assert_eq!(given_up["state"], "irrevocable", "{given_up}");
+    let listed = site
+        .api
+        .get("/v1/admin/tokens?state=irrevocable", &site.admin)
+        .await;
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(1));
+    let events = site.server.audit_events().await;
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "credential.revoke_failed")
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[1].details["attempt"], 2);
+    assert_eq!(failed[1].details["error_kind"], "upstream_unavailable");
+    assert!(
+        events.iter().any(|e| e.action == "credential.irrevocable"),
+        "giving up is audited"
+    );
+
+    script(&site.upstream(), json!({}));
+    site.server.clock.advance_seconds(3_600);
+    sweep().await;
+    assert_eq!(
+        lease().await["state"],
+        "irrevocable",
+        "retried daily, not hourly"
+    );
+    site.server.clock.advance_seconds(86_400);
+    sweep().await;
+    assert_eq!(
+        lease().await["state"],
+        "revoked",
+        "the daily retry succeeded"
+    );
+    assert_eq!(site.revoked_upstream(), 1);
 }

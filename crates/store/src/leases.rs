@@ -205,15 +205,35 @@ pub struct RevocableLease {
     pub agent_name: String,
     /// The sealed revocation handle, if the mint got that far.
     pub sealed_external_id: Option<String>,
-    /// `pending` (an intent whose outcome is unknown), `active` or `revoking`.
+    /// `pending` (an intent whose outcome is unknown), `active`, `revoking` or `irrevocable`.
     pub state: String,
+    /// Failed revocation attempts so far.
+    pub attempts: i64,
+    /// When the first attempt failed (the retry horizon counts from here).
+    pub first_failed_at: Option<Timestamp>,
+    /// When the lease expires.
+    pub expires_at: Timestamp,
 }
 
 /// How long a lease may stay `pending` before it is reconciled (a mint takes at most a
 /// minute; the rest is margin for a crash in between).
 pub const PENDING_GRACE_MILLIS: i64 = 120_000;
 
-type RevocableRow = (String, String, String, Option<String>, String, String);
+type RevocableRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+);
+
+/// The columns of a [`RevocableRow`].
+const REVOCABLE_COLUMNS: &str =
+    "id, agent_id, agent_name, external_id, backend, state, attempts, first_failed_at, expires_at";
 
 fn revocable(r: RevocableRow) -> RevocableLease {
     RevocableLease {
@@ -223,6 +243,9 @@ fn revocable(r: RevocableRow) -> RevocableLease {
         sealed_external_id: r.3,
         backend: r.4,
         state: r.5,
+        attempts: r.6,
+        first_failed_at: r.7.map(Timestamp::from_millis),
+        expires_at: Timestamp::from_millis(r.8),
     }
 }
 
@@ -230,13 +253,14 @@ impl Store {
     /// The leases of a backend that still hold (or may hold) a live credential: `pending`,
     /// `active` and `revoking`.
     pub async fn revocable_leases_of_backend(&self, backend: &str) -> Result<Vec<RevocableLease>> {
-        let rows: Vec<RevocableRow> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT id, agent_id, agent_name, external_id, backend, state FROM leases \
-             WHERE backend = $1 AND state IN ('pending', 'active', 'revoking') ORDER BY id"
-        )
-        .bind(backend)
-        .fetch_all(p)
-        .await)?;
+        let sql = format!(
+            "SELECT {REVOCABLE_COLUMNS} FROM leases WHERE backend = $1 AND state IN ('pending', 'active', 'revoking') ORDER BY id"
+        );
+        let rows: Vec<RevocableRow> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(backend)
+                .fetch_all(p)
+                .await)?;
         Ok(rows.into_iter().map(revocable).collect())
     }
 
@@ -244,17 +268,20 @@ impl Store {
     /// expiry, every `revoking` one, and `pending` ones older than [`PENDING_GRACE_MILLIS`]
     /// (a crash or timeout left their outcome unknown), oldest due first, at most `limit`.
     pub async fn due_leases(&self, now: Timestamp, limit: i64) -> Result<Vec<RevocableLease>> {
-        let rows: Vec<RevocableRow> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT id, agent_id, agent_name, external_id, backend, state FROM leases \
-             WHERE state = 'revoking' OR (state = 'active' AND expires_at <= $1) \
-             OR (state = 'pending' AND created_at <= $3) \
+        let sql = format!(
+            "SELECT {REVOCABLE_COLUMNS} FROM leases \
+             WHERE (next_attempt_at IS NULL OR next_attempt_at <= $1) AND (state = 'revoking' \
+             OR (state = 'active' AND expires_at <= $1) OR (state = 'pending' AND created_at <= $3) \
+             OR (state = 'irrevocable' AND next_attempt_at IS NOT NULL)) \
              ORDER BY expires_at LIMIT $2"
-        )
-        .bind(now.as_millis())
-        .bind(limit)
-        .bind(now.as_millis() - PENDING_GRACE_MILLIS)
-        .fetch_all(p)
-        .await)?;
+        );
+        let rows: Vec<RevocableRow> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(now.as_millis())
+                .bind(limit)
+                .bind(now.as_millis() - PENDING_GRACE_MILLIS)
+                .fetch_all(p)
+                .await)?;
         Ok(rows.into_iter().map(revocable).collect())
     }
 
@@ -263,8 +290,9 @@ impl Store {
     pub async fn next_lease_due(&self, now: Timestamp) -> Result<Option<Timestamp>> {
         let (next,): (Option<i64>,) = with_pool!(self, |p| {
             sqlx::query_as(
-            "SELECT MIN(CASE WHEN state = 'revoking' THEN $1 WHEN state = 'pending' THEN created_at + $2 \
-             ELSE expires_at END) FROM leases WHERE state IN ('pending', 'active', 'revoking')"
+            "SELECT MIN(CASE WHEN next_attempt_at IS NOT NULL THEN next_attempt_at \
+             WHEN state = 'revoking' THEN $1 WHEN state = 'pending' THEN created_at + $2 \
+             ELSE expires_at END) FROM leases WHERE state IN ('pending', 'active', 'revoking', 'irrevocable')"
         )
         .bind(now.as_millis())
         .bind(PENDING_GRACE_MILLIS)
@@ -285,8 +313,9 @@ impl Store {
     ) -> Result<bool> {
         let settled = in_transaction!(self, |tx| {
             let n = sqlx::query(
-                "UPDATE leases SET state = $2, revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
-                 WHERE id = $1 AND state IN ('pending', 'active', 'revoking')",
+                "UPDATE leases SET state = $2, next_attempt_at = NULL, \
+                 revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
+                 WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
             )
             .bind(id)
             .bind(to_state)
@@ -442,14 +471,46 @@ impl Store {
 }
 
 impl Store {
-    /// The sealed revocation handle of a lease, if it has one.
-    pub async fn sealed_external_id(&self, id: &str) -> Result<Option<String>> {
-        let row: Option<(Option<String>,)> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT external_id FROM leases WHERE id = $1"
-        )
-        .bind(id)
-        .fetch_optional(p)
-        .await)?;
-        Ok(row.and_then(|r| r.0))
+    /// One lease with what revoking it needs.
+    pub async fn revocable_lease(&self, id: &str) -> Result<Option<RevocableLease>> {
+        let sql = format!("SELECT {REVOCABLE_COLUMNS} FROM leases WHERE id = $1");
+        let row: Option<RevocableRow> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(id)
+                .fetch_optional(p)
+                .await)?;
+        Ok(row.map(revocable))
+    }
+}
+
+impl Store {
+    /// Records a failed revocation attempt with its `credential.revoke_failed` event and
+    /// schedules the next one; with `give_up`, the lease moves to that state instead
+    /// (`irrevocable`, retried from `next_attempt_at`, or `lapsed`, final).
+    pub async fn record_revoke_failure(
+        &self,
+        id: &str,
+        now: Timestamp,
+        error: &str,
+        next_attempt_at: Option<Timestamp>,
+        give_up: Option<&str>,
+        event: &AuditEvent,
+    ) -> Result<()> {
+        in_transaction!(self, |tx| {
+            sqlx::query(
+                "UPDATE leases SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, \
+                 first_failed_at = COALESCE(first_failed_at, $4), state = COALESCE($5, state) \
+                 WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(next_attempt_at.map(Timestamp::as_millis))
+            .bind(now.as_millis())
+            .bind(give_up)
+            .execute(&mut *tx)
+            .await?;
+            append_event!(tx, event)?;
+        });
+        Ok(())
     }
 }

@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_backends_leases.sql"),
         include_str!("../migrations/postgres/0002_backends_leases.sql"),
     ),
+    (
+        3,
+        include_str!("../migrations/sqlite/0003_revocation_schedule.sql"),
+        include_str!("../migrations/postgres/0003_revocation_schedule.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming creddy's migration lock among PostgreSQL advisory locks.

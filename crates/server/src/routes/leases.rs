@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use creddy_store::{LeaseFilter, LeaseRecord, RevocableLease};
+use creddy_store::{LeaseFilter, LeaseRecord};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -58,14 +58,11 @@ async fn revoke(
             .queue_revocation(&lease.id)
             .await?
             .unwrap_or(current);
-        let revocable = RevocableLease {
-            backend: lease.backend.clone(),
-            id: lease.id.clone(),
-            agent_id: lease.agent_id.clone(),
-            agent_name: lease.agent_name.clone(),
-            sealed_external_id: state.store().sealed_external_id(&lease.id).await?,
-            state: "revoking".to_owned(),
-        };
+        let revocable = state
+            .store()
+            .revocable_lease(&lease.id)
+            .await?
+            .ok_or_else(|| no_such_lease(&lease.id))?;
         if crate::revocation::revoke(
             state,
             &revocable,
