@@ -242,7 +242,11 @@ fn backend_add_prompts_for_missing_fields_on_a_terminal() {
     assert_eq!(code, Some(0), "{screen}");
     assert!(screen.contains("Validating with test... ok"), "{screen}");
     assert!(
-        !screen.contains(MASTER_KEY),
+        screen.contains(": [hidden]"),
+        "the secret was read hidden:\n{screen}"
+    );
+    assert!(
+        !creddy_testkit::pty::Terminal::after_hidden_answers(&screen).contains(MASTER_KEY),
         "the secret was not echoed:\n{screen}"
     );
     let inspected: Value =

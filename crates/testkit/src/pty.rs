@@ -119,6 +119,14 @@ impl Terminal {
             .unwrap_or_else(|e| panic!("typing: {e}"));
     }
 
+    /// Everything shown after the last completed hidden prompt (dialoguer writes
+    /// `…: [hidden]` when it accepts one): a secret typed into a hidden prompt must never
+    /// appear there. (Before it, the terminal may have echoed an answer typed a moment before
+    /// the prompt turned echo off; that answer was discarded and typed again.)
+    pub fn after_hidden_answers(screen: &str) -> &str {
+        screen.rsplit(": [hidden]").next().unwrap_or(screen)
+    }
+
     /// Waits for the program to end; returns its exit code and everything it showed.
     pub fn finish(mut self) -> (Option<i32>, String) {
         let status = self.child.wait().ok().and_then(|s| s.code());
