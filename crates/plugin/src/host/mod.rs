@@ -113,7 +113,8 @@ pub struct LaunchSpec {
     pub host_version: String,
     /// `HOME` for the plugin (default: the server's).
     pub home: Option<PathBuf>,
-    /// Caps every call's timeout (tests use short ones); `None` keeps the specified ones.
+    /// Caps the timeout of calls after start-up (tests use short ones); `None` keeps the
+    /// specified ones.
     pub timeout_cap: Option<Duration>,
     /// The first restart delay; doubles up to [`MAX_RESTART_DELAY`].
     pub restart_delay: Duration,
@@ -147,9 +148,23 @@ impl LaunchSpec {
         }
     }
 
+    /// The timeout of a call: the specified one, capped by `timeout_cap` except for the
+    /// start-up exchange, which a busy machine must not fail.
     fn timeout(&self, method_name: &str) -> Duration {
         let specified = default_timeout(method_name);
-        self.timeout_cap.map_or(specified, |cap| specified.min(cap))
+        let start_up = matches!(
+            method_name,
+            method::HELLO
+                | method::CONFIGURE
+                | method::CONSTRAINTS
+                | method::INFO
+                | method::SCOPES
+                | method::CONFIG_SCHEMA
+        );
+        match self.timeout_cap {
+            Some(cap) if !start_up => specified.min(cap),
+            _ => specified,
+        }
     }
 }
 
