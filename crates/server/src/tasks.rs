@@ -21,6 +21,8 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 const RETRY_PACE: Duration = Duration::from_secs(1);
 /// How long to back off after a storage error.
 const ERROR_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a node holds the leases it claimed; a node that dies releases them this late.
+const CLAIM_MILLIS: i64 = 60_000;
 /// Agents removed per sweep; a larger backlog is worked through in consecutive sweeps.
 const SWEEP_BATCH: i64 = 100;
 
@@ -78,7 +80,11 @@ async fn sweep(state: &AppState) -> Result<(), creddy_store::StoreError> {
 /// Revokes the credentials of expired leases and of leases queued by agent removal.
 async fn revoke_due_leases(state: &AppState) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
-    for lease in state.store().due_leases(now, SWEEP_BATCH).await? {
+    for lease in state
+        .store()
+        .claim_due_leases(now, CLAIM_MILLIS, SWEEP_BATCH)
+        .await?
+    {
         if let Err(e) =
             crate::revocation::revoke(state, &lease, Actor::system(), "expired", None).await
         {

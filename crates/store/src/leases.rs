@@ -264,24 +264,40 @@ impl Store {
         Ok(rows.into_iter().map(revocable).collect())
     }
 
-    /// Leases whose credential is due for revocation at `now`: `active` ones past their
-    /// expiry, every `revoking` one, and `pending` ones older than [`PENDING_GRACE_MILLIS`]
-    /// (a crash or timeout left their outcome unknown), oldest due first, at most `limit`.
-    pub async fn due_leases(&self, now: Timestamp, limit: i64) -> Result<Vec<RevocableLease>> {
+    /// Claims, for `claim_millis`, the leases whose credential is due for revocation at
+    /// `now` and that no other node holds: `active` ones past their expiry, every `revoking`
+    /// one, `pending` ones older than [`PENDING_GRACE_MILLIS`] (a crash or timeout left their
+    /// outcome unknown), and `irrevocable` ones at their daily retry; oldest due first, at
+    /// most `limit`. Several nodes sharing a database each get disjoint leases; a claim of a
+    /// node that died lapses after `claim_millis`.
+    pub async fn claim_due_leases(
+        &self,
+        now: Timestamp,
+        claim_millis: i64,
+        limit: i64,
+    ) -> Result<Vec<RevocableLease>> {
+        // The claim condition is repeated in the outer WHERE so that PostgreSQL re-checks it
+        // on the newest row version when two nodes race for the same rows.
         let sql = format!(
-            "SELECT {REVOCABLE_COLUMNS} FROM leases \
-             WHERE (next_attempt_at IS NULL OR next_attempt_at <= $1) AND (state = 'revoking' \
+            "UPDATE leases SET claimed_until = $4 WHERE id IN (SELECT id FROM leases \
+             WHERE (claimed_until IS NULL OR claimed_until <= $1) \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= $1) AND (state = 'revoking' \
              OR (state = 'active' AND expires_at <= $1) OR (state = 'pending' AND created_at <= $3) \
              OR (state = 'irrevocable' AND next_attempt_at IS NOT NULL)) \
-             ORDER BY expires_at LIMIT $2"
+             ORDER BY expires_at LIMIT $2) \
+             AND (claimed_until IS NULL OR claimed_until <= $1) \
+             RETURNING {REVOCABLE_COLUMNS}"
         );
-        let rows: Vec<RevocableRow> =
+        let mut rows: Vec<RevocableRow> =
             with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(now.as_millis())
                 .bind(limit)
                 .bind(now.as_millis() - PENDING_GRACE_MILLIS)
+                .bind(now.as_millis() + claim_millis)
                 .fetch_all(p)
                 .await)?;
+        // RETURNING does not keep the subquery's order.
+        rows.sort_by_key(|r| r.8);
         Ok(rows.into_iter().map(revocable).collect())
     }
 
@@ -313,7 +329,7 @@ impl Store {
     ) -> Result<bool> {
         let settled = in_transaction!(self, |tx| {
             let n = sqlx::query(
-                "UPDATE leases SET state = $2, next_attempt_at = NULL, \
+                "UPDATE leases SET state = $2, next_attempt_at = NULL, claimed_until = NULL, \
                  revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
                  WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
             )
@@ -498,7 +514,7 @@ impl Store {
     ) -> Result<()> {
         in_transaction!(self, |tx| {
             sqlx::query(
-                "UPDATE leases SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, \
+                "UPDATE leases SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, claimed_until = NULL, \
                  first_failed_at = COALESCE(first_failed_at, $4), state = COALESCE($5, state) \
                  WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
             )

@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_revocation_schedule.sql"),
         include_str!("../migrations/postgres/0003_revocation_schedule.sql"),
     ),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_claims.sql"),
+        include_str!("../migrations/postgres/0004_claims.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming creddy's migration lock among PostgreSQL advisory locks.

@@ -21,6 +21,7 @@ creddy_testkit::dialects!(TestStore::new =>
     backends_are_stored_sealed_listed_and_removed_with_audit,
     a_lease_goes_from_intent_to_active_or_failed_with_its_event,
     shared_facts_are_set_once,
+    due_leases_are_claimed_by_one_node_at_a_time,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -53,7 +54,7 @@ async fn migrations_are_idempotent_and_a_newer_schema_is_refused(db: TestStore) 
     match Store::open(db.location.clone()).await {
         Err(StoreError::SchemaTooNew {
             found: 999,
-            supported: 3,
+            supported: 4,
         }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
@@ -497,5 +498,70 @@ async fn shared_facts_are_set_once(db: TestStore) {
             .await
             .expect("set"),
         "first"
+    );
+}
+
+async fn due_leases_are_claimed_by_one_node_at_a_time(db: TestStore) {
+    let agent = new_agent("claimer", &["alpha"], None);
+    create(&db.store, &agent).await;
+    for i in 0..12 {
+        let mut intent = lease(&format!("cred_{i:02}"), &agent);
+        intent.expires_at = T0.plus_seconds(60);
+        db.store.create_lease(&intent).await.expect("intent");
+        let issued = AuditEvent::new(Action::CredentialIssued, Actor::system(), T0);
+        db.store
+            .activate_lease(&intent.id, None, "h", T0.plus_seconds(60), &issued)
+            .await
+            .expect("activate");
+    }
+    let now = T0.plus_seconds(61);
+    assert!(
+        db.store
+            .claim_due_leases(T0.plus_seconds(59), 60_000, 100)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "nothing due yet"
+    );
+    let other = Store::open(db.location.clone()).await.expect("second node");
+    let (a, b) = tokio::join!(
+        db.store.claim_due_leases(now, 60_000, 8),
+        other.claim_due_leases(now, 60_000, 8)
+    );
+    let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+    let mut all: Vec<String> = a.iter().chain(&b).map(|l| l.id.clone()).collect();
+    assert_eq!(
+        all.len(),
+        12,
+        "every due lease claimed: {} + {}",
+        a.len(),
+        b.len()
+    );
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 12, "no lease claimed twice");
+    assert!(
+        db.store
+            .claim_due_leases(now, 60_000, 100)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "claims hold"
+    );
+    let revoked = AuditEvent::new(Action::CredentialRevoked, Actor::system(), now);
+    db.store
+        .settle_lease("cred_00", "revoked", now, &revoked)
+        .await
+        .expect("settle");
+    let after_expiry = now.plus_seconds(61);
+    let reclaimed = db
+        .store
+        .claim_due_leases(after_expiry, 60_000, 100)
+        .await
+        .expect("claim");
+    assert_eq!(
+        reclaimed.len(),
+        11,
+        "a lapsed claim (a dead node's) is taken over; a settled lease is not"
     );
 }
