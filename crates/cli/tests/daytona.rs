@@ -18,26 +18,52 @@ fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::new()
 }
 
+/// A creddy server trusting a fresh development key, and a Daytona stand-in with a master key
+/// of organisation `org-1`.
+struct Daytona {
+    key: DevKey,
+    trusted: String,
+    site: Site,
+    standin: StandinProcess,
+}
+
+impl Daytona {
+    fn start() -> Self {
+        let key = DevKey::generate();
+        let trusted = key.public_key();
+        let site = Site::start_with_env(
+            Dialect::Sqlite,
+            &[],
+            &[("CREDDY_PLUGIN_TRUSTED_KEYS", &trusted)],
+        );
+        let standin = StandinProcess::start(
+            &workspace_binary("creddy-daytona-standin", "daytona-standin"),
+            &site.home.path().join("daytona.json"),
+        );
+        http()
+            .post(format!("{}/_standin/seed", standin.control_url()))
+            .json(&creddy_daytona_standin::master_seed(MASTER, "org-1"))
+            .send()
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            key,
+            trusted,
+            site,
+            standin,
+        }
+    }
+}
+
 #[test]
 fn the_daytona_flow_from_install_to_expiring_keys() {
-    let key = DevKey::generate();
-    let trusted = key.public_key();
-    let site = Site::start_with_env(
-        Dialect::Sqlite,
-        &[],
-        &[("CREDDY_PLUGIN_TRUSTED_KEYS", &trusted)],
-    );
+    let Daytona {
+        key,
+        trusted,
+        site,
+        standin,
+    } = Daytona::start();
     let home = site.home.path();
-    let standin = StandinProcess::start(
-        &workspace_binary("creddy-daytona-standin", "daytona-standin"),
-        &home.join("daytona.json"),
-    );
     let client = http();
-    client
-        .post(format!("{}/_standin/seed", standin.control_url()))
-        .json(&creddy_daytona_standin::master_seed(MASTER, "org-1"))
-        .send()
-        .unwrap_or_else(|e| panic!("{e}"));
 
     // Step 2: install the plugin from a signed registry.
     let registry = home.join("registry");
@@ -224,23 +250,10 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
 
 #[test]
 fn backend_add_daytona_prompts_like_the_specification() {
-    let key = DevKey::generate();
-    let trusted = key.public_key();
-    let site = Site::start_with_env(
-        Dialect::Sqlite,
-        &[],
-        &[("CREDDY_PLUGIN_TRUSTED_KEYS", &trusted)],
-    );
+    let Daytona {
+        key, site, standin, ..
+    } = Daytona::start();
     let home = site.home.path();
-    let standin = StandinProcess::start(
-        &workspace_binary("creddy-daytona-standin", "daytona-standin"),
-        &home.join("daytona.json"),
-    );
-    http()
-        .post(format!("{}/_standin/seed", standin.control_url()))
-        .json(&creddy_daytona_standin::master_seed(MASTER, "org-1"))
-        .send()
-        .unwrap_or_else(|e| panic!("{e}"));
     creddy_testkit::registry::install_signed(
         &workspace_binary("creddy-daytona", "creddy-daytona"),
         &home.join("registry"),
