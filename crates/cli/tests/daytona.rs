@@ -293,14 +293,7 @@ fn backend_add_daytona_prompts_like_the_specification() {
     terminal.expect("Backend 'daytona' added (type: daytona)");
     let (code, screen) = terminal.finish();
     assert_eq!(code, Some(0), "{screen}");
-    assert!(
-        screen.contains(": [hidden]"),
-        "the key was read hidden:\n{screen}"
-    );
-    assert!(
-        !creddy_testkit::pty::Terminal::after_hidden_answers(&screen).contains(MASTER),
-        "the key was not echoed:\n{screen}"
-    );
+    creddy_testkit::pty::Terminal::assert_hidden(&screen, MASTER);
     let inspected: Value =
         serde_json::from_str(site.admin(&["backend", "inspect", "daytona"]).ok())
             .unwrap_or_default();

@@ -241,14 +241,7 @@ fn backend_add_prompts_for_missing_fields_on_a_terminal() {
     let (code, screen) = terminal.finish();
     assert_eq!(code, Some(0), "{screen}");
     assert!(screen.contains("Validating with test... ok"), "{screen}");
-    assert!(
-        screen.contains(": [hidden]"),
-        "the secret was read hidden:\n{screen}"
-    );
-    assert!(
-        !creddy_testkit::pty::Terminal::after_hidden_answers(&screen).contains(MASTER_KEY),
-        "the secret was not echoed:\n{screen}"
-    );
+    creddy_testkit::pty::Terminal::assert_hidden(&screen, MASTER_KEY);
     let inspected: Value =
         serde_json::from_str(site.admin(&["backend", "inspect", "prompted"]).ok())
             .unwrap_or_default();

@@ -6,7 +6,6 @@
 //! leave this process only inside the plugin's `configure` call.**
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use creddy_plugin::host::{LaunchSpec, PluginProcess};
@@ -195,9 +194,4 @@ async fn start(record: &BackendRecord, sealer: &Sealer, plugins: &PluginSettings
         version: record.plugin_version.clone(),
         process,
     }
-}
-
-/// True when `dir` holds a plugin named `name` (installed, readable record).
-pub fn is_installed(dir: &Path, name: &str) -> bool {
-    InstalledPlugin::load(dir, name, true).is_ok()
 }

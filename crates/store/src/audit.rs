@@ -53,6 +53,20 @@ macro_rules! append_event {
 }
 pub(crate) use append_event;
 
+/// Runs the statement `$query` inside the transaction `$tx` and, when it changed a row,
+/// appends `$event`; evaluates to whether it changed one. A change that touches nothing is
+/// not an event.
+macro_rules! change_with_event {
+    ($tx:ident, $query:expr, $event:expr) => {{
+        let changed = $query.execute(&mut *$tx).await?.rows_affected() > 0;
+        if changed {
+            $crate::audit::append_event!($tx, $event)?;
+        }
+        changed
+    }};
+}
+pub(crate) use change_with_event;
+
 /// The JSON-valued columns of an event, as text.
 pub(crate) struct EventColumns {
     pub(crate) actor: String,

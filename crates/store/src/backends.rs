@@ -4,7 +4,7 @@
 use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;
 
-use crate::audit::append_event;
+use crate::audit::{append_event, change_with_event};
 use crate::{Result, Store, in_transaction, with_pool};
 
 /// A backend as stored.
@@ -68,41 +68,36 @@ impl Store {
 
     /// Every backend, by name, with its open lease count.
     pub async fn list_backends(&self) -> Result<Vec<BackendRecord>> {
-        let rows: Vec<BackendRow> = with_pool!(self, |p| {
-            sqlx::query_as(
-            "SELECT b.id, b.name, b.type, b.plugin_version, b.config, b.state, b.created_at, \
-             (SELECT COUNT(*) FROM leases l WHERE l.backend = b.name AND l.state IN ('pending', 'active')) \
-             FROM backends b ORDER BY b.name"
-        )
-        .fetch_all(p)
-        .await
-        })?;
-        Ok(rows.into_iter().map(from_row).collect())
+        self.backends_named(None).await
     }
 
     /// The backend of that name.
     pub async fn find_backend(&self, name: &str) -> Result<Option<BackendRecord>> {
-        Ok(self
-            .list_backends()
-            .await?
-            .into_iter()
-            .find(|b| b.name == name))
+        Ok(self.backends_named(Some(name)).await?.into_iter().next())
+    }
+
+    /// Every backend, or the one named `name`, by name, with its open lease count.
+    async fn backends_named(&self, name: Option<&str>) -> Result<Vec<BackendRecord>> {
+        let rows: Vec<BackendRow> = with_pool!(self, |p| {
+            sqlx::query_as(
+                "SELECT b.id, b.name, b.type, b.plugin_version, b.config, b.state, b.created_at, \
+                 (SELECT COUNT(*) FROM leases l WHERE l.backend = b.name AND l.state IN ('pending', 'active')) \
+                 FROM backends b WHERE ($1 IS NULL OR b.name = $1) ORDER BY b.name",
+            )
+            .bind(name)
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows.into_iter().map(from_row).collect())
     }
 
     /// Deletes the backend and records `event`; false when there was none.
     pub async fn delete_backend(&self, name: &str, event: &AuditEvent) -> Result<bool> {
-        let deleted = in_transaction!(self, |tx| {
-            let n = sqlx::query("DELETE FROM backends WHERE name = $1")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if n == 0 {
-                return Ok(false);
-            }
-            append_event!(tx, event)?;
-            true
-        });
+        let deleted = in_transaction!(self, |tx| change_with_event!(
+            tx,
+            sqlx::query("DELETE FROM backends WHERE name = $1").bind(name),
+            event
+        ));
         Ok(deleted)
     }
 

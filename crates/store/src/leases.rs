@@ -10,7 +10,7 @@ use creddy_core::audit::AuditEvent;
 use creddy_core::ids::AgentId;
 use serde::Serialize;
 
-use crate::audit::append_event;
+use crate::audit::{append_event, change_with_event};
 use crate::{Result, Store, decode_strings, in_transaction, with_pool};
 
 /// One lease, as shown to its agent and in agent listings.
@@ -327,24 +327,18 @@ impl Store {
         now: Timestamp,
         event: &AuditEvent,
     ) -> Result<bool> {
-        let settled = in_transaction!(self, |tx| {
-            let n = sqlx::query(
+        let settled = in_transaction!(self, |tx| change_with_event!(
+            tx,
+            sqlx::query(
                 "UPDATE leases SET state = $2, next_attempt_at = NULL, claimed_until = NULL, \
                  revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
                  WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
             )
             .bind(id)
             .bind(to_state)
-            .bind(now.as_millis())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n == 0 {
-                return Ok(false);
-            }
-            append_event!(tx, event)?;
-            true
-        });
+            .bind(now.as_millis()),
+            event
+        ));
         Ok(settled)
     }
 

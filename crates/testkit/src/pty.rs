@@ -119,12 +119,20 @@ impl Terminal {
             .unwrap_or_else(|e| panic!("typing: {e}"));
     }
 
-    /// Everything shown after the last completed hidden prompt (dialoguer writes
-    /// `…: [hidden]` when it accepts one): a secret typed into a hidden prompt must never
-    /// appear there. (Before it, the terminal may have echoed an answer typed a moment before
-    /// the prompt turned echo off; that answer was discarded and typed again.)
-    pub fn after_hidden_answers(screen: &str) -> &str {
-        screen.rsplit(": [hidden]").next().unwrap_or(screen)
+    /// Asserts that `secret` was read by a hidden prompt and never shown once accepted.
+    ///
+    /// dialoguer writes `…: [hidden]` when it accepts a hidden answer; the secret must not
+    /// appear after the last such line. (Before it, the terminal may have echoed an answer
+    /// typed a moment before the prompt turned echo off; that answer was discarded and typed
+    /// again by [`Terminal::answer_hidden`].)
+    pub fn assert_hidden(screen: &str, secret: &str) {
+        let (_, after) = screen
+            .rsplit_once(": [hidden]")
+            .unwrap_or_else(|| panic!("no hidden prompt was answered:\n{screen}"));
+        assert!(
+            !after.contains(secret),
+            "a hidden answer was shown:\n{screen}"
+        );
     }
 
     /// Waits for the program to end; returns its exit code and everything it showed.

@@ -314,13 +314,6 @@ impl PluginProcess {
                 .await;
         }
     }
-
-    /// Kills the process without ceremony, as a crash would (for tests of supervision).
-    pub async fn kill_for_test(&self) {
-        if let Some(connection) = self.connection() {
-            connection.kill().await;
-        }
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
