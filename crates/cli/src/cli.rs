@@ -162,10 +162,17 @@ pub enum CredentialsCmd {
         #[arg(long)]
         state: Option<String>,
     },
-    /// Revoke any credential now
+    /// Revoke any credential now; --force stops retrying an irrevocable one
     Revoke {
         /// The credential's id (cred_…)
         id: String,
+        /// On an irrevocable credential: stop retrying its revocation (it becomes
+        /// `forgotten`); check first that it is gone upstream or accept that it is not
+        #[arg(long)]
+        force: bool,
+        /// Why (recorded in the audit trail; with --force)
+        #[arg(long, value_name = "TEXT", requires = "force")]
+        reason: Option<String>,
     },
 }
 
@@ -262,14 +269,17 @@ pub enum BackendCmd {
         /// Backend name
         name: String,
     },
-    /// Revoke a backend's credentials, then remove it
+    /// Revoke a backend's credentials, then remove it (it drains in the background)
     #[command(visible_alias = "remove", visible_alias = "delete")]
     Rm {
         /// Backend name
         name: String,
-        /// Remove now; credentials that cannot be revoked are marked irrevocable
-        #[arg(long)]
+        /// Remove now; credentials still open are marked irrevocable
+        #[arg(long, conflicts_with = "wait")]
         force: bool,
+        /// Wait until every credential is revoked and the backend is gone
+        #[arg(long)]
+        wait: bool,
     },
 }
 

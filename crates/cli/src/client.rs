@@ -10,6 +10,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::failure::{EXIT_AUTH, EXIT_CONNECT, EXIT_OTHER, EXIT_USAGE, Failure, Result};
 
@@ -137,7 +138,7 @@ impl Client {
 
     /// `DELETE`, ignoring any body.
     pub async fn delete(&self, segments: &[&str]) -> Result<()> {
-        self.delete_with_query(segments, &[]).await
+        self.delete_json_with_query(segments, &[]).await.map(drop)
     }
 
     /// `DELETE`, decoding a JSON answer.
@@ -145,11 +146,25 @@ impl Client {
         self.call(Method::DELETE, segments, None::<&()>).await
     }
 
-    /// `DELETE` with query parameters, ignoring any body.
-    pub async fn delete_with_query(&self, segments: &[&str], query: &[(&str, &str)]) -> Result<()> {
-        self.send_with_query(Method::DELETE, segments, query, None::<&()>)
-            .await
-            .map(drop)
+    /// `DELETE` with query parameters; the JSON answer, or `Null` when there is no body
+    /// (204).
+    pub async fn delete_json_with_query(
+        &self,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Value> {
+        let response = self
+            .send_with_query(Method::DELETE, segments, query, None::<&()>)
+            .await?;
+        if response.status() == StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        response.json().await.map_err(|e| {
+            Failure::new(
+                EXIT_OTHER,
+                format!("unexpected answer from {}: {e}", self.base),
+            )
+        })
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(

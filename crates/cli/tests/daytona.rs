@@ -215,7 +215,7 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
         minted.iter().all(|k| k["expiresAt"].is_string()),
         "{minted:?}"
     );
-    site.admin(&["backend", "rm", "daytona"]).ok();
+    site.admin(&["backend", "rm", "daytona", "--wait"]).ok();
     let state: Value = client
         .get(format!("{}/_standin/state", standin.control_url()))
         .send()

@@ -131,7 +131,7 @@ async fn an_operator_adds_a_backend_and_an_agent_gets_credentials(site: Site) {
     };
     plugin_rm(&[]).fails(1, "used by backends: test");
 
-    site.admin(&["backend", "rm", "test"]).ok();
+    site.admin(&["backend", "rm", "test", "--wait"]).ok();
     plugin_rm(&[]).ok();
     let revoked = std::fs::read_dir(site.upstream().join("revoked"))
         .map(|d| d.count())

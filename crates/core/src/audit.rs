@@ -58,6 +58,9 @@ pub enum Action {
     /// A self-expiring credential passed its expiry without a confirmed deletion.
     #[serde(rename = "credential.lapsed")]
     CredentialLapsed,
+    /// An admin stopped the retries of an irrevocable credential.
+    #[serde(rename = "credential.forgotten")]
+    CredentialForgotten,
 }
 
 impl Action {
@@ -76,6 +79,7 @@ impl Action {
             Action::CredentialIrrevocable => "credential.irrevocable",
             Action::CredentialRevokeFailed => "credential.revoke_failed",
             Action::CredentialLapsed => "credential.lapsed",
+            Action::CredentialForgotten => "credential.forgotten",
         }
     }
 }

@@ -115,6 +115,10 @@ pub struct ErrorData {
     /// What the operator or agent can do about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remedy: Option<String>,
+    /// How many seconds the upstream asked to wait before the next attempt (its
+    /// `Retry-After`), when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 /// Error kinds and their JSON-RPC codes.

@@ -44,6 +44,8 @@ pub struct PluginError {
     pub remedy: Option<String>,
     /// Whether a retry may help (defaults from the kind).
     pub retryable: bool,
+    /// Seconds the upstream asked to wait before retrying.
+    pub retry_after: Option<u64>,
 }
 
 impl PluginError {
@@ -54,7 +56,14 @@ impl PluginError {
             message: message.into(),
             remedy: None,
             retryable: kind.is_retryable(),
+            retry_after: None,
         }
+    }
+
+    /// Records how many seconds the upstream asked to wait before retrying.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds a remedy.
@@ -76,6 +85,7 @@ impl PluginError {
             data: Some(ErrorData {
                 kind: self.kind,
                 retryable: self.retryable,
+                retry_after: self.retry_after,
                 remedy: self.remedy,
             }),
         }

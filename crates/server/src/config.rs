@@ -109,21 +109,33 @@ pub struct FilePlugins {
     pub allow_unsigned: bool,
 }
 
-/// `revocation = { horizon, base_delay, max_delay }`.
+/// `revocation = { horizon, base_delay, max_delay, backends.<name>.horizon }`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRevocation {
     horizon: Option<Duration>,
     base_delay: Option<Duration>,
     max_delay: Option<Duration>,
+    #[serde(default)]
+    backends: BTreeMap<String, FileBackendRevocation>,
+}
+
+/// `revocation.backends.<name> = { horizon }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBackendRevocation {
+    horizon: Duration,
 }
 
 /// The revocation schedule: retries after `min(max_delay, base_delay × 2^(n−1))` times a
-/// random factor in [0.5, 1.5], until `horizon` after the first failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// random factor in [0.5, 1.5], until the backend's horizon after the first failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationSettings {
-    /// Seconds from the first failure to giving up (then `irrevocable`, retried daily).
+    /// Seconds from the first failure to giving up (then `irrevocable`, retried daily), for
+    /// backends without their own horizon.
     pub horizon: u64,
+    /// Horizons of particular backends, in seconds, by backend name.
+    pub backend_horizons: BTreeMap<String, u64>,
     /// The first retry delay, in seconds.
     pub base_delay: u64,
     /// The longest retry delay, in seconds.
@@ -134,9 +146,20 @@ impl Default for RevocationSettings {
     fn default() -> Self {
         Self {
             horizon: 86_400,
+            backend_horizons: BTreeMap::new(),
             base_delay: 10,
             max_delay: 3_600,
         }
+    }
+}
+
+impl RevocationSettings {
+    /// The retry horizon of `backend`, in seconds.
+    pub fn horizon_of(&self, backend: &str) -> u64 {
+        self.backend_horizons
+            .get(backend)
+            .copied()
+            .unwrap_or(self.horizon)
     }
 }
 
@@ -362,6 +385,12 @@ impl Settings {
             )?,
             revocation: RevocationSettings {
                 horizon: file.revocation.horizon.map_or(86_400, Duration::as_seconds),
+                backend_horizons: file
+                    .revocation
+                    .backends
+                    .iter()
+                    .map(|(name, b)| (name.clone(), b.horizon.as_seconds()))
+                    .collect(),
                 base_delay: file.revocation.base_delay.map_or(10, Duration::as_seconds),
                 max_delay: file
                     .revocation
@@ -563,6 +592,20 @@ mod tests {
         assert_eq!(s.listen.to_string(), "0.0.0.0:8500");
         assert_eq!(s.data_dir, PathBuf::from("/srv/creddy"));
         assert_eq!(s.issuer.as_deref(), Some("https://id.example.com"));
+    }
+
+    #[test]
+    fn a_backend_may_have_its_own_revocation_horizon() {
+        let file = write(
+            "revocation = { horizon = \"2h\", backends = { daytona = { horizon = \"2d\" } } }\n",
+        );
+        let args = ServerArgs {
+            config: Some(file.path().into()),
+            ..ServerArgs::default()
+        };
+        let s = Settings::resolve(args, &env_with_home()).expect("valid");
+        assert_eq!(s.revocation.horizon_of("daytona"), 2 * 86_400);
+        assert_eq!(s.revocation.horizon_of("other"), 7_200);
     }
 
     #[test]

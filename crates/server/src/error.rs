@@ -133,6 +133,9 @@ pub struct ApiError {
     /// What to do about it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remedy: Option<String>,
+    /// Seconds the client should wait before retrying, sent as `Retry-After`.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -142,7 +145,14 @@ impl ApiError {
             message: message.into(),
             code,
             remedy: None,
+            retry_after: None,
         }
+    }
+
+    /// Asks the client to wait `seconds` before retrying (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds a remedy.
@@ -174,7 +184,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.code.status(), Json(self)).into_response()
+        let retry_after = self.retry_after;
+        let mut response = (self.code.status(), Json(self)).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -210,6 +227,7 @@ impl From<creddy_plugin::host::HostError> for ApiError {
                 kind,
                 message,
                 remedy,
+                retry_after,
                 ..
             } => {
                 let code = match kind {
@@ -233,11 +251,10 @@ impl From<creddy_plugin::host::HostError> for ApiError {
                         .with_remedy("retry later; the server log has the cause");
                     }
                 };
-                let error = Self::new(code, message);
-                match remedy {
-                    Some(r) => error.with_remedy(r),
-                    None => error,
-                }
+                let mut error = Self::new(code, message);
+                error.remedy = remedy;
+                error.retry_after = retry_after;
+                error
             }
             other => {
                 tracing::error!(error = %other, "plugin unavailable");

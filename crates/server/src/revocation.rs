@@ -43,30 +43,20 @@ pub(crate) async fn revoke(
         Some(p) => p
             .revoke_credential(external_id, &lease.id, agent)
             .await
-            .map_err(|e| {
-                let kind = match &e {
-                    HostError::Plugin { kind, .. } => serde_json::to_value(kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned)),
-                    _ => None,
-                };
-                (
-                    kind.unwrap_or_else(|| "plugin_unavailable".to_owned()),
-                    e.to_string(),
-                )
-            }),
-        None => Err((
-            "plugin_unavailable".to_owned(),
-            "the backend's plugin is not running".to_owned(),
-        )),
+            .map_err(Failure::from),
+        None => Err(Failure {
+            kind: "plugin_unavailable".to_owned(),
+            message: "the backend's plugin is not running".to_owned(),
+            retry_after: None,
+        }),
     };
     let result = match outcome {
         Ok(result) => result,
-        Err((kind, message)) => {
-            tracing::warn!(lease = %lease.id, backend = %lease.backend, %message, "revocation attempt failed");
+        Err(failure) => {
+            tracing::warn!(lease = %lease.id, backend = %lease.backend, message = %failure.message, "revocation attempt failed");
             let self_expiring =
                 process.is_some_and(|p| p.started().hello.capabilities.self_expiring);
-            schedule_retry(state, lease, &kind, self_expiring).await?;
+            schedule_retry(state, lease, &failure, self_expiring).await?;
             return Ok(false);
         }
     };
@@ -91,6 +81,37 @@ pub(crate) async fn revoke(
     Ok(true)
 }
 
+/// Why one attempt failed.
+struct Failure {
+    /// The plugin error kind's name, or `plugin_unavailable`.
+    kind: String,
+    /// For the log.
+    message: String,
+    /// Seconds the upstream asked to wait.
+    retry_after: Option<u64>,
+}
+
+impl From<HostError> for Failure {
+    fn from(e: HostError) -> Self {
+        let (kind, retry_after) = match &e {
+            HostError::Plugin {
+                kind, retry_after, ..
+            } => (
+                serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned)),
+                *retry_after,
+            ),
+            _ => (None, None),
+        };
+        Self {
+            kind: kind.unwrap_or_else(|| "plugin_unavailable".to_owned()),
+            message: e.to_string(),
+            retry_after,
+        }
+    }
+}
+
 /// One day, the pace of retries for `irrevocable` leases.
 const DAILY: u64 = 86_400;
 
@@ -106,20 +127,21 @@ fn backoff(failures: i64, base: u64, max: u64) -> u64 {
     ((delay as f64) * factor).round().max(1.0) as u64
 }
 
-/// Records a failed attempt: the next one is scheduled with backoff until the horizon, then
-/// the lease becomes `irrevocable` (retried daily, with an error in the log and an audit
-/// record) or, for a self-expiring credential already past its expiry, `lapsed`.
+/// Records a failed attempt: the next one is scheduled with backoff (never sooner than the
+/// upstream's `Retry-After`) until the backend's horizon, then the lease becomes
+/// `irrevocable` (retried daily, with an error in the log and an audit record) or, for a
+/// self-expiring credential already past its expiry, `lapsed`.
 async fn schedule_retry(
     state: &AppState,
     lease: &RevocableLease,
-    kind: &str,
+    failure: &Failure,
     self_expiring: bool,
 ) -> Result<(), ApiError> {
-    let settings = state.settings().revocation;
+    let settings = &state.settings().revocation;
     let now = state.clock().now();
     let failures = lease.attempts + 1;
     let first_failure = lease.first_failed_at.unwrap_or(now);
-    let past_horizon = now.seconds_since(first_failure) >= settings.horizon;
+    let past_horizon = now.seconds_since(first_failure) >= settings.horizon_of(&lease.backend);
     let (action, give_up, next) = if lease.state == "irrevocable" {
         (
             Action::CredentialRevokeFailed,
@@ -136,7 +158,8 @@ async fn schedule_retry(
             Some(now.plus_seconds(DAILY)),
         )
     } else {
-        let delay = backoff(failures, settings.base_delay, settings.max_delay);
+        let delay = backoff(failures, settings.base_delay, settings.max_delay)
+            .max(failure.retry_after.unwrap_or(0).min(settings.max_delay));
         (
             Action::CredentialRevokeFailed,
             None,
@@ -152,10 +175,12 @@ async fn schedule_retry(
         .about_agent(&lease.agent_id, &lease.agent_name)
         .about_lease(&lease.backend, Some(&lease.id))
         .with_outcome(outcome)
-        .with_details(json!({"attempt": failures, "error_kind": kind, "next_attempt_at": next}));
+        .with_details(
+            json!({"attempt": failures, "error_kind": failure.kind, "next_attempt_at": next}),
+        );
     state
         .store()
-        .record_revoke_failure(&lease.id, now, kind, next, give_up, &event)
+        .record_revoke_failure(&lease.id, now, &failure.kind, next, give_up, &event)
         .await?;
     Ok(())
 }

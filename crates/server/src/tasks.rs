@@ -1,16 +1,25 @@
 //! Background tasks. Each has an owner (the [`Server`](crate::Server)) and a shutdown path,
-//! and sleeps until its next deadline, a kick, or shutdown.
+//! and sleeps until its next deadline, a kick, a finished revocation, or shutdown.
 //!
 //! The reaper removes agents whose lifetime has ended (they are already refused at every
 //! request by the authentication check; removal queues their leases for revocation and
 //! writes `agent.deleted` with reason `expired`), then revokes the credentials of leases that
-//! expired or were queued, through their plugins (see [`crate::revocation`]).
+//! are due (see [`crate::revocation`]).
+//!
+//! **Per-backend queues.** The queue of each backend is its due leases in the store, ordered
+//! by due time (an index). The reaper claims at most [`MAX_CONCURRENT`] leases per backend
+//! minus those it is already revoking, and runs each claimed revocation as its own task, so a
+//! slow or dead upstream holds at most its own slots and never delays another backend. Memory
+//! holds only the revocations in flight, never the set of live leases.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use creddy_core::audit::{Action, Actor, AuditEvent};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 
 use crate::state::AppState;
 
@@ -21,74 +30,199 @@ const MAX_IDLE: Duration = Duration::from_secs(30);
 const RETRY_PACE: Duration = Duration::from_secs(1);
 /// How long to back off after a storage error.
 const ERROR_BACKOFF: Duration = Duration::from_secs(5);
-/// How long a node holds the leases it claimed; a node that dies releases them this late.
+/// How long a node holds the leases it claimed: twice the longest revoke call, so a claim
+/// never lapses while its attempt runs; a node that dies releases them this late.
 const CLAIM_MILLIS: i64 = 60_000;
 /// Agents removed per sweep; a larger backlog is worked through in consecutive sweeps.
 const SWEEP_BATCH: i64 = 100;
+/// The most revocations in flight per backend on one node.
+pub const MAX_CONCURRENT: usize = 8;
+/// How long shutdown waits for revocations in flight before abandoning them (their claims
+/// lapse, and another node or the next start takes them over).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Signals between the server and its background tasks.
 #[derive(Debug)]
 pub struct TaskSignals {
     kick: Notify,
-    sweeps: watch::Sender<u64>,
+    /// Sweeps started.
+    started: AtomicU64,
+    /// The number of the last sweep completed, and whether no revocation was in flight
+    /// after it.
+    sweeps: watch::Sender<(u64, bool)>,
 }
 
 impl Default for TaskSignals {
     fn default() -> Self {
         Self {
             kick: Notify::new(),
-            sweeps: watch::channel(0).0,
+            started: AtomicU64::new(0),
+            sweeps: watch::channel((0, true)).0,
         }
     }
 }
 
 impl TaskSignals {
     /// Wakes the reaper now (for example after the clock moved in a test) and waits until it
-    /// has completed a full sweep.
+    /// has completed a sweep and every revocation it started has ended.
     pub async fn sweep_now(&self) {
         let mut done = self.sweeps.subscribe();
-        let before = *done.borrow_and_update();
+        // A sweep already running may have read the clock before the caller moved it; wait
+        // for one that starts after this point.
+        let before = self.started.load(Ordering::SeqCst);
         self.kick.notify_one();
-        let _ = done.wait_for(|n| *n > before).await;
+        let _ = done.wait_for(|(n, idle)| *n > before && *idle).await;
+    }
+
+    /// Wakes the reaper without waiting (a lease was queued).
+    pub(crate) fn kick(&self) {
+        self.kick.notify_one();
     }
 }
 
-/// Runs the agent reaper until `shutdown` changes.
+/// Revocations running on this node.
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<()>,
+    /// The backend of each running task.
+    backends: HashMap<tokio::task::Id, String>,
+    per_backend: HashMap<String, usize>,
+}
+
+impl InFlight {
+    fn room(&self, backend: &str) -> usize {
+        MAX_CONCURRENT.saturating_sub(self.per_backend.get(backend).copied().unwrap_or(0))
+    }
+
+    fn start(&mut self, state: &AppState, lease: creddy_store::RevocableLease) {
+        *self.per_backend.entry(lease.backend.clone()).or_default() += 1;
+        let backend = lease.backend.clone();
+        let state = state.clone();
+        // Why the lease is due: its expiry, or a queued revocation (explicit, agent or
+        // backend removal), or a retry.
+        let reason = match lease.state.as_str() {
+            "active" => "expired",
+            "revoking" => "queued",
+            _ => "retry",
+        };
+        let task = self.tasks.spawn(async move {
+            if let Err(e) =
+                crate::revocation::revoke(&state, &lease, Actor::system(), reason, None).await
+            {
+                tracing::error!(lease = %lease.id, error = ?e, "recording a revocation failed");
+            }
+        });
+        self.backends.insert(task.id(), backend);
+    }
+
+    /// Frees the slot of an ended task. A task that panicked leaves its lease claimed; the
+    /// claim lapses and the lease is tried again.
+    fn finished(&mut self, result: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let id = match result {
+            Ok((id, ())) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "a revocation task failed");
+                e.id()
+            }
+        };
+        if let Some(backend) = self.backends.remove(&id)
+            && let Some(n) = self.per_backend.get_mut(&backend)
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Takes note of every task that has ended.
+    fn reap(&mut self) {
+        while let Some(result) = self.tasks.try_join_next_with_id() {
+            self.finished(result);
+        }
+    }
+
+    async fn wind_down(mut self) {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+    }
+}
+
+/// Runs the reaper until `shutdown` changes.
 pub(crate) async fn reap_expired_agents(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut in_flight = InFlight::default();
     loop {
-        let wait = match sweep(&state).await {
+        in_flight.reap();
+        let number = state.tasks().started.fetch_add(1, Ordering::SeqCst) + 1;
+        let wait = match sweep(&state, &mut in_flight).await {
             Ok(()) => next_wait(&state).await,
             Err(e) => {
-                tracing::error!(error = %e, "agent reaper: storage error; retrying");
+                tracing::error!(error = %e, "reaper: storage error; retrying");
                 ERROR_BACKOFF
             }
         };
-        state.tasks().sweeps.send_modify(|n| *n += 1);
+        let idle = in_flight.tasks.is_empty();
+        state
+            .tasks()
+            .sweeps
+            .send_modify(|(n, i)| (*n, *i) = (number, idle));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = state.tasks().kick.notified() => {}
-            _ = shutdown.changed() => return,
+            Some(result) = in_flight.tasks.join_next_with_id(), if !in_flight.tasks.is_empty() => {
+                in_flight.finished(result);
+            }
+            _ = shutdown.changed() => {
+                in_flight.wind_down().await;
+                return;
+            }
         }
     }
 }
 
-async fn sweep(state: &AppState) -> Result<(), creddy_store::StoreError> {
+async fn sweep(state: &AppState, in_flight: &mut InFlight) -> Result<(), creddy_store::StoreError> {
     expire_agents(state).await?;
-    revoke_due_leases(state).await
+    revoke_due_leases(state, in_flight).await?;
+    for name in state.store().drained_backends().await? {
+        finish_drain(state, &name, Actor::system()).await?;
+    }
+    Ok(())
 }
 
-/// Revokes the credentials of expired leases and of leases queued by agent removal.
-async fn revoke_due_leases(state: &AppState) -> Result<(), creddy_store::StoreError> {
+/// Deletes a drained backend (`backend.removed`) and stops its plugin.
+pub(crate) async fn finish_drain(
+    state: &AppState,
+    name: &str,
+    actor: Actor,
+) -> Result<(), creddy_store::StoreError> {
+    let event = AuditEvent::new(Action::BackendRemoved, actor, state.clock().now())
+        .about_lease(name, None)
+        .with_details(json!({"stage": "removed"}));
+    if state.store().delete_backend(name, &event).await? {
+        tracing::info!(backend = %name, "backend drained and removed");
+    }
+    state.backends().remove(name).await;
+    Ok(())
+}
+
+/// Claims due leases, per backend, up to the backend's free slots, and starts revoking them.
+async fn revoke_due_leases(
+    state: &AppState,
+    in_flight: &mut InFlight,
+) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
-    for lease in state
-        .store()
-        .claim_due_leases(now, CLAIM_MILLIS, SWEEP_BATCH)
-        .await?
-    {
-        if let Err(e) =
-            crate::revocation::revoke(state, &lease, Actor::system(), "expired", None).await
+    for backend in state.store().due_backends(now).await? {
+        let room = in_flight.room(&backend);
+        if room == 0 {
+            continue;
+        }
+        let limit = i64::try_from(room).unwrap_or(0);
+        for lease in state
+            .store()
+            .claim_due_leases(now, CLAIM_MILLIS, &backend, limit)
+            .await?
         {
-            tracing::error!(lease = %lease.id, error = ?e, "recording a revocation failed");
+            in_flight.start(state, lease);
         }
     }
     Ok(())
@@ -111,7 +245,7 @@ async fn next_wait(state: &AppState) -> Duration {
     let now = state.clock().now();
     let (agents, leases) = (
         state.store().next_agent_expiry().await,
-        state.store().next_lease_due(now).await,
+        state.store().next_lease_due().await,
     );
     match (agents, leases) {
         (Ok(a), Ok(l)) => match a.into_iter().chain(l).min() {

@@ -249,7 +249,13 @@ pub(crate) async fn vend(
         created_at: now,
         expires_at: now.plus_seconds(ttl),
     };
-    state.store().create_lease(&lease).await?;
+    if !state.store().create_lease(&lease).await? {
+        return Err(ApiError::new(
+            ErrorCode::BackendNotFound,
+            format!("backend '{backend}' is being removed"),
+        )
+        .with_remedy("an admin lists backends with: creddy backend ls"));
+    }
     let params = GetCredentialParams {
         agent: AgentRef {
             id: agent.id.to_string(),

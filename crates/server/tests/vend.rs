@@ -17,7 +17,7 @@ creddy_testkit::dialects!(TestServer::start =>
     explicit_revocation_is_idempotent_and_limited_to_the_owner,
     a_mint_with_an_unknown_outcome_is_reconciled_after_two_minutes,
     failing_revocations_back_off_then_become_irrevocable_and_are_retried_daily,
-    removing_a_backend_revokes_its_credentials_first,
+    removing_a_backend_drains_it_through_the_revocation_queue,
     no_secret_reaches_the_audit_trail_or_an_error_body,
 );
 
@@ -400,10 +400,11 @@ async fn backends_come_back_after_a_restart(server: TestServer) {
     );
 }
 
-async fn removing_a_backend_revokes_its_credentials_first(server: TestServer) {
+async fn removing_a_backend_drains_it_through_the_revocation_queue(server: TestServer) {
     let (site, token) = ready(server).await;
     let first = site.vend(&token, "").await;
     site.vend(&token, "").await;
+    let sweep = || async { site.server.server().state().tasks().sweep_now().await };
     assert_eq!(
         site.api
             .delete("/v1/admin/backends/nope", &site.admin)
@@ -415,29 +416,45 @@ async fn removing_a_backend_revokes_its_credentials_first(server: TestServer) {
         &site.upstream(),
         json!({"revoke_credential": "fail:upstream_unavailable"}),
     );
-    let refused = site
+    let draining = site
         .api
         .delete("/v1/admin/backends/test", &site.admin)
         .await;
+    assert_eq!(draining.status, StatusCode::ACCEPTED, "{}", draining.text);
     assert_eq!(
-        (refused.status, refused.code()),
-        (StatusCode::CONFLICT, "conflict")
+        draining.body,
+        json!({"name": "test", "state": "draining", "leases": 2})
     );
+    let refused = site
+        .api
+        .post("/v1/credentials/test", &token, json!({}))
+        .await;
+    assert_eq!(refused.code(), "backend_not_found", "{}", refused.text);
     assert!(
-        refused.error().contains("2 credentials"),
+        refused.error().contains("being removed"),
         "{}",
         refused.error()
     );
+    sweep().await;
+    let shown = site.api.get("/v1/admin/backends/test", &site.admin).await;
+    assert_eq!(shown.body["state"], "draining", "{}", shown.text);
+    assert_eq!(site.revoked_upstream(), 0);
+
     script(&site.upstream(), json!({}));
-    let removed = site
-        .api
-        .delete("/v1/admin/backends/test", &site.admin)
-        .await;
-    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    site.server.clock.advance_seconds(60);
+    sweep().await;
     assert_eq!(
         site.revoked_upstream(),
         2,
         "both credentials were deleted upstream"
+    );
+    assert_eq!(
+        site.api
+            .get("/v1/admin/backends/test", &site.admin)
+            .await
+            .code(),
+        "backend_not_found",
+        "the backend goes once its last lease settled"
     );
     assert_eq!(site.api.get("/v1/active", &token).await.body, json!([]));
     let events = site.server.audit_events().await;
@@ -446,7 +463,12 @@ async fn removing_a_backend_revokes_its_credentials_first(server: TestServer) {
         .filter(|e| e.action == "credential.revoked")
         .count();
     assert_eq!(revoked, 2);
-    assert!(events.iter().any(|e| e.action == "backend.removed"));
+    let stages: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "backend.removed")
+        .map(|e| e.details["stage"].clone())
+        .collect();
+    assert_eq!(stages, [json!("draining"), json!("removed")]);
     assert!(
         events
             .iter()
@@ -455,11 +477,16 @@ async fn removing_a_backend_revokes_its_credentials_first(server: TestServer) {
     );
 
     site.add_backend("test", MASTER_KEY).await;
-    site.vend(&token, "").await;
-    script(
-        &site.upstream(),
-        json!({"revoke_credential": "fail:upstream_unavailable"}),
+    assert_eq!(
+        site.api
+            .delete("/v1/admin/backends/test", &site.admin)
+            .await
+            .status,
+        StatusCode::NO_CONTENT,
+        "a backend without open leases goes at once"
     );
+    site.add_backend("test", MASTER_KEY).await;
+    site.vend(&token, "").await;
     let forced = site
         .api
         .delete("/v1/admin/backends/test?force=true", &site.admin)
@@ -470,6 +497,11 @@ async fn removing_a_backend_revokes_its_credentials_first(server: TestServer) {
         events.iter().any(|e| e.action == "credential.irrevocable"),
         "a forced removal leaves a visible trace"
     );
+    let left = site
+        .api
+        .get("/v1/admin/tokens?state=irrevocable", &site.admin)
+        .await;
+    assert_eq!(left.body.as_array().map(Vec::len), Some(1), "{}", left.text);
 }
 
 async fn no_secret_reaches_the_audit_trail_or_an_error_body(server: TestServer) {
@@ -791,6 +823,13 @@ async fn failing_revocations_back_off_then_become_irrevocable_and_are_retried_da
         "giving up is audited"
     );
 
+    let not_forced = site.api.delete(&path, &site.admin).await;
+    assert_eq!(not_forced.code(), "conflict");
+    assert!(
+        not_forced.remedy().contains("--force"),
+        "{}",
+        not_forced.text
+    );
     script(&site.upstream(), json!({}));
     site.server.clock.advance_seconds(3_600);
     sweep().await;
@@ -807,4 +846,49 @@ async fn failing_revocations_back_off_then_become_irrevocable_and_are_retried_da
         "the daily retry succeeded"
     );
     assert_eq!(site.revoked_upstream(), 1);
+
+    // An admin may stop the retries of an irrevocable lease, with a reason.
+    let stuck = site.vend(&token, "?ttl=1m").await;
+    let stuck_id = stuck.body["id"].as_str().unwrap_or_default().to_owned();
+    script(
+        &site.upstream(),
+        json!({"revoke_credential": "fail:upstream_unavailable"}),
+    );
+    site.server.clock.advance_seconds(60);
+    sweep().await;
+    site.server.clock.advance_seconds(86_401);
+    sweep().await;
+    let stuck_path = format!("/v1/admin/tokens/{stuck_id}");
+    assert_eq!(
+        site.api.get(&stuck_path, &site.admin).await.body["state"],
+        "irrevocable"
+    );
+    let forgotten = site
+        .api
+        .delete(
+            &format!("{stuck_path}?force=true&reason=deleted%20by%20hand"),
+            &site.admin,
+        )
+        .await;
+    assert_eq!(
+        forgotten.body,
+        json!({"id": stuck_id, "state": "forgotten"}),
+        "{}",
+        forgotten.text
+    );
+    script(&site.upstream(), json!({}));
+    site.server.clock.advance_seconds(86_400 * 2);
+    sweep().await;
+    assert_eq!(
+        site.revoked_upstream(),
+        1,
+        "a forgotten lease is not retried"
+    );
+    let events = site.server.audit_events().await;
+    let forget = events
+        .iter()
+        .find(|e| e.action == "credential.forgotten")
+        .expect("forgetting is audited");
+    assert_eq!(forget.details["reason"], "deleted by hand");
+    assert_eq!(forget.lease_id.as_deref(), Some(stuck_id.as_str()));
 }

@@ -173,10 +173,13 @@ impl Store {
                 return Ok(None);
             }
             let sql = format!(
-                "UPDATE leases SET state = 'revoking' WHERE agent_id = $1 AND state IN {OPEN_STATES}"
+                "UPDATE leases SET state = 'revoking', \
+                 due_at = CASE WHEN state = 'active' AND expires_at > $2 THEN $2 ELSE due_at END \
+                 WHERE agent_id = $1 AND state IN {OPEN_STATES}"
             );
             let queued = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(id.as_str())
+                .bind(event.time.as_millis())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

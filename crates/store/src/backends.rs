@@ -101,6 +101,59 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Starts removing a backend: it becomes `draining` (no new lease is accepted for it)
+    /// and its `pending` and `active` leases are queued for revocation, with `event`, in one
+    /// transaction. Returns the number of leases still open (including `irrevocable` ones),
+    /// or `None` when there is no such backend.
+    pub async fn drain_backend(
+        &self,
+        name: &str,
+        now: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<Option<i64>> {
+        let open = in_transaction!(self, |tx| {
+            let found = sqlx::query("UPDATE backends SET state = 'draining' WHERE name = $1")
+                .bind(name)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if found == 0 {
+                return Ok(None);
+            }
+            sqlx::query(
+                "UPDATE leases SET state = 'revoking', \
+                 due_at = CASE WHEN state = 'active' AND expires_at > $2 THEN $2 ELSE due_at END \
+                 WHERE backend = $1 AND state IN ('pending', 'active')",
+            )
+            .bind(name)
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await?;
+            let (open,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM leases WHERE backend = $1 \
+                 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
+            )
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await?;
+            append_event!(tx, event)?;
+            open
+        });
+        Ok(Some(open))
+    }
+
+    /// The `draining` backends none of whose leases is still open: ready to be deleted.
+    pub async fn drained_backends(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT b.name FROM backends b WHERE b.state = 'draining' AND NOT EXISTS \
+             (SELECT 1 FROM leases l WHERE l.backend = b.name \
+             AND l.state IN ('pending', 'active', 'revoking', 'irrevocable')) ORDER BY b.name"
+        )
+        .fetch_all(p)
+        .await)?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
     /// A value shared by every node, if set.
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
         let row: Option<(String,)> = with_pool!(self, |p| sqlx::query_as(

@@ -96,14 +96,16 @@ pub struct NewLease {
 impl Store {
     /// Records a lease intent in state `pending`. Nothing is issued yet, so there is nothing
     /// to audit: `credential.issued` or `credential.failed` follows when the attempt ends.
-    pub async fn create_lease(&self, lease: &NewLease) -> Result<()> {
+    /// False, with nothing recorded, when the backend is gone or being removed (`draining`).
+    pub async fn create_lease(&self, lease: &NewLease) -> Result<bool> {
         let scopes = serde_json::to_string(&lease.scopes)
             .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
         let ttl = i64::try_from(lease.ttl_seconds).unwrap_or(i64::MAX);
-        with_pool!(self, |p| {
+        let created = with_pool!(self, |p| {
             sqlx::query(
-            "INSERT INTO leases (id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, ttl_seconds) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8)"
+            "INSERT INTO leases (id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, ttl_seconds, due_at) \
+             SELECT $1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9 \
+             WHERE EXISTS (SELECT 1 FROM backends WHERE name = $4 AND state = 'active')"
         )
         .bind(&lease.id)
         .bind(&lease.agent_id)
@@ -113,11 +115,12 @@ impl Store {
         .bind(lease.created_at.as_millis())
         .bind(lease.expires_at.as_millis())
         .bind(ttl)
+        .bind(lease.created_at.as_millis() + PENDING_GRACE_MILLIS)
         .execute(p)
         .await
-        .map(|_| ())
+        .map(|r| r.rows_affected() == 1)
         })?;
-        Ok(())
+        Ok(created)
     }
 
     /// Commits an issued credential: the pending lease becomes `active` with its sealed
@@ -133,7 +136,7 @@ impl Store {
     ) -> Result<()> {
         in_transaction!(self, |tx| {
             let n = sqlx::query(
-                "UPDATE leases SET state = 'active', external_id = $2, value_sha256 = $3, expires_at = $4 \
+                "UPDATE leases SET state = 'active', external_id = $2, value_sha256 = $3, expires_at = $4, due_at = $4 \
                  WHERE id = $1 AND state = 'pending'",
             )
             .bind(id)
@@ -158,7 +161,7 @@ impl Store {
     pub async fn fail_lease(&self, id: &str, error: &str, event: &AuditEvent) -> Result<()> {
         in_transaction!(self, |tx| {
             sqlx::query(
-                "UPDATE leases SET state = 'failed', last_error = $2 WHERE id = $1 AND state = 'pending'",
+                "UPDATE leases SET state = 'failed', last_error = $2, due_at = NULL WHERE id = $1 AND state = 'pending'",
             )
             .bind(id)
             .bind(error)
@@ -264,36 +267,44 @@ impl Store {
         Ok(rows.into_iter().map(revocable).collect())
     }
 
-    /// Claims, for `claim_millis`, the leases whose credential is due for revocation at
-    /// `now` and that no other node holds: `active` ones past their expiry, every `revoking`
-    /// one, `pending` ones older than [`PENDING_GRACE_MILLIS`] (a crash or timeout left their
-    /// outcome unknown), and `irrevocable` ones at their daily retry; oldest due first, at
-    /// most `limit`. Several nodes sharing a database each get disjoint leases; a claim of a
-    /// node that died lapses after `claim_millis`.
+    /// The backends that have leases due at `now` and not claimed by a node.
+    pub async fn due_backends(&self, now: Timestamp) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT DISTINCT backend FROM leases WHERE due_at <= $1"
+        )
+        .bind(now.as_millis())
+        .fetch_all(p)
+        .await)?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Claims, for `claim_millis`, up to `limit` of `backend`'s leases that are due at `now`
+    /// and that no other node holds, oldest due first: `active` ones past their expiry, every
+    /// queued `revoking` one, `pending` ones older than [`PENDING_GRACE_MILLIS`] (a crash or
+    /// timeout left their outcome unknown), failing ones at their next attempt and
+    /// `irrevocable` ones at their daily retry. A claim moves the lease's due time to the end
+    /// of the claim, so several nodes sharing a database get disjoint leases and the claim of
+    /// a node that died lapses on its own.
     pub async fn claim_due_leases(
         &self,
         now: Timestamp,
         claim_millis: i64,
+        backend: &str,
         limit: i64,
     ) -> Result<Vec<RevocableLease>> {
-        // The claim condition is repeated in the outer WHERE so that PostgreSQL re-checks it
+        // The due condition is repeated in the outer WHERE so that PostgreSQL re-checks it
         // on the newest row version when two nodes race for the same rows.
         let sql = format!(
-            "UPDATE leases SET claimed_until = $4 WHERE id IN (SELECT id FROM leases \
-             WHERE (claimed_until IS NULL OR claimed_until <= $1) \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= $1) AND (state = 'revoking' \
-             OR (state = 'active' AND expires_at <= $1) OR (state = 'pending' AND created_at <= $3) \
-             OR (state = 'irrevocable' AND next_attempt_at IS NOT NULL)) \
-             ORDER BY expires_at LIMIT $2) \
-             AND (claimed_until IS NULL OR claimed_until <= $1) \
-             RETURNING {REVOCABLE_COLUMNS}"
+            "UPDATE leases SET due_at = $3 WHERE id IN (SELECT id FROM leases \
+             WHERE backend = $4 AND due_at <= $1 ORDER BY due_at LIMIT $2) \
+             AND due_at <= $1 RETURNING {REVOCABLE_COLUMNS}"
         );
         let mut rows: Vec<RevocableRow> =
             with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(now.as_millis())
                 .bind(limit)
-                .bind(now.as_millis() - PENDING_GRACE_MILLIS)
                 .bind(now.as_millis() + claim_millis)
+                .bind(backend)
                 .fetch_all(p)
                 .await)?;
         // RETURNING does not keep the subquery's order.
@@ -301,19 +312,12 @@ impl Store {
         Ok(rows.into_iter().map(revocable).collect())
     }
 
-    /// When the next lease falls due: now for `revoking` ones, the expiry of `active` ones,
-    /// the end of the grace of `pending` ones.
-    pub async fn next_lease_due(&self, now: Timestamp) -> Result<Option<Timestamp>> {
+    /// When the next lease falls due (claimed ones at the end of their claim).
+    pub async fn next_lease_due(&self) -> Result<Option<Timestamp>> {
         let (next,): (Option<i64>,) = with_pool!(self, |p| {
-            sqlx::query_as(
-            "SELECT MIN(CASE WHEN next_attempt_at IS NOT NULL THEN next_attempt_at \
-             WHEN state = 'revoking' THEN $1 WHEN state = 'pending' THEN created_at + $2 \
-             ELSE expires_at END) FROM leases WHERE state IN ('pending', 'active', 'revoking', 'irrevocable')"
-        )
-        .bind(now.as_millis())
-        .bind(PENDING_GRACE_MILLIS)
-        .fetch_one(p)
-        .await
+            sqlx::query_as("SELECT MIN(due_at) FROM leases WHERE due_at IS NOT NULL")
+                .fetch_one(p)
+                .await
         })?;
         Ok(next.map(Timestamp::from_millis))
     }
@@ -330,7 +334,7 @@ impl Store {
         let settled = in_transaction!(self, |tx| change_with_event!(
             tx,
             sqlx::query(
-                "UPDATE leases SET state = $2, next_attempt_at = NULL, claimed_until = NULL, \
+                "UPDATE leases SET state = $2, next_attempt_at = NULL, due_at = NULL, \
                  revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
                  WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
             )
@@ -466,18 +470,81 @@ impl Store {
             .collect()
     }
 
-    /// Queues a lease for revocation: `pending` or `active` becomes `revoking`. Returns the
-    /// lease's state afterwards, `None` when there is no such lease.
-    pub async fn queue_revocation(&self, id: &str) -> Result<Option<String>> {
+    /// Queues a lease for revocation (an explicit revoke). An `active` lease becomes
+    /// `revoking` and is claimed by the caller for `claim_millis`, who should try at once
+    /// ([`Queued::Claimed`]); a `pending` one (its mint still running) becomes `revoking` and
+    /// is reconciled when its grace ends. Any other lease is left as it is.
+    pub async fn queue_revocation(
+        &self,
+        id: &str,
+        now: Timestamp,
+        claim_millis: i64,
+    ) -> Result<Queued> {
+        let sql = format!(
+            "UPDATE leases SET state = 'revoking', due_at = $3 WHERE id = $1 AND state = 'active' \
+             AND (expires_at > $2 OR due_at <= $2) RETURNING {REVOCABLE_COLUMNS}"
+        );
+        let claimed: Option<RevocableRow> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(id)
+                .bind(now.as_millis())
+                .bind(now.as_millis() + claim_millis)
+                .fetch_optional(p)
+                .await)?;
+        if let Some(row) = claimed {
+            return Ok(Queued::Claimed(revocable(row)));
+        }
         with_pool!(self, |p| sqlx::query(
-            "UPDATE leases SET state = 'revoking' WHERE id = $1 AND state IN ('pending', 'active')"
+            "UPDATE leases SET state = 'revoking' WHERE id = $1 AND state = 'pending'"
         )
         .bind(id)
         .execute(p)
         .await
         .map(|_| ()))?;
-        self.lease_state(id).await
+        Ok(match self.lease_state(id).await? {
+            Some(state) => Queued::State(state),
+            None => Queued::Missing,
+        })
     }
+
+    /// Stops retrying an `irrevocable` lease: it becomes `forgotten` (final) with its event,
+    /// in one transaction. False when the lease is not irrevocable.
+    pub async fn forget_lease(&self, id: &str, reason: &str, event: &AuditEvent) -> Result<bool> {
+        let forgotten = in_transaction!(self, |tx| change_with_event!(
+            tx,
+            sqlx::query(
+                "UPDATE leases SET state = 'forgotten', due_at = NULL, next_attempt_at = NULL, \
+                 last_error = $2 WHERE id = $1 AND state = 'irrevocable'",
+            )
+            .bind(id)
+            .bind(reason),
+            event
+        ));
+        Ok(forgotten)
+    }
+
+    /// The number of leases per backend and state, for the states that still need work or
+    /// attention (`pending`, `active`, `revoking`, `irrevocable`).
+    pub async fn count_open_leases_by_backend(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(with_pool!(self, |p| sqlx::query_as(
+            "SELECT backend, state, COUNT(*) FROM leases \
+             WHERE state IN ('pending', 'active', 'revoking', 'irrevocable') \
+             GROUP BY backend, state ORDER BY backend, state"
+        )
+        .fetch_all(p)
+        .await)?)
+    }
+}
+
+/// The outcome of [`Store::queue_revocation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Queued {
+    /// No such lease.
+    Missing,
+    /// The lease is now `revoking` and claimed by the caller.
+    Claimed(RevocableLease),
+    /// The lease's state; nothing for the caller to do.
+    State(String),
 }
 
 impl Store {
@@ -508,7 +575,7 @@ impl Store {
     ) -> Result<()> {
         in_transaction!(self, |tx| {
             sqlx::query(
-                "UPDATE leases SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, claimed_until = NULL, \
+                "UPDATE leases SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, due_at = $3, \
                  first_failed_at = COALESCE(first_failed_at, $4), state = COALESCE($5, state) \
                  WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
             )

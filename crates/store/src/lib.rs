@@ -29,7 +29,7 @@ use sqlx::sqlite::{
 pub use agents::AgentListing;
 pub use audit::StoredEvent;
 pub use backends::BackendRecord;
-pub use leases::{LeaseFilter, LeaseRecord, LeaseSummary, NewLease, RevocableLease};
+pub use leases::{LeaseFilter, LeaseRecord, LeaseSummary, NewLease, Queued, RevocableLease};
 
 /// Where the state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

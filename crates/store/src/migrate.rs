@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0004_claims.sql"),
         include_str!("../migrations/postgres/0004_claims.sql"),
     ),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_due_index.sql"),
+        include_str!("../migrations/postgres/0005_due_index.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming creddy's migration lock among PostgreSQL advisory locks.

@@ -22,6 +22,8 @@ creddy_testkit::dialects!(TestStore::new =>
     a_lease_goes_from_intent_to_active_or_failed_with_its_event,
     shared_facts_are_set_once,
     due_leases_are_claimed_by_one_node_at_a_time,
+    an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgotten,
+    a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_settle,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -54,7 +56,7 @@ async fn migrations_are_idempotent_and_a_newer_schema_is_refused(db: TestStore) 
     match Store::open(db.location.clone()).await {
         Err(StoreError::SchemaTooNew {
             found: 999,
-            supported: 4,
+            supported: 5,
         }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
@@ -404,7 +406,19 @@ fn lease(id: &str, agent: &NewAgent) -> creddy_store::NewLease {
     }
 }
 
+/// Configures backends, so that leases may be created for them.
+async fn with_backends(store: &Store, names: &[&str]) {
+    for name in names {
+        let added = AuditEvent::new(Action::BackendAdded, Actor::local_admin(), T0);
+        store
+            .create_backend(&backend(name), &added)
+            .await
+            .expect("create backend");
+    }
+}
+
 async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestStore) {
+    with_backends(&db.store, &["alpha"]).await;
     let agent = new_agent("vendor", &["alpha"], None);
     create(&db.store, &agent).await;
     db.store
@@ -501,52 +515,85 @@ async fn shared_facts_are_set_once(db: TestStore) {
     );
 }
 
+async fn issue(store: &Store, intent: &creddy_store::NewLease) {
+    assert!(store.create_lease(intent).await.expect("intent"));
+    let issued = AuditEvent::new(Action::CredentialIssued, Actor::system(), T0);
+    store
+        .activate_lease(&intent.id, None, "h", intent.expires_at, &issued)
+        .await
+        .expect("activate");
+}
+
 async fn due_leases_are_claimed_by_one_node_at_a_time(db: TestStore) {
-    let agent = new_agent("claimer", &["alpha"], None);
+    with_backends(&db.store, &["alpha", "beta"]).await;
+    let agent = new_agent("claimer", &["alpha", "beta"], None);
     create(&db.store, &agent).await;
     for i in 0..12 {
         let mut intent = lease(&format!("cred_{i:02}"), &agent);
         intent.expires_at = T0.plus_seconds(60);
-        db.store.create_lease(&intent).await.expect("intent");
-        let issued = AuditEvent::new(Action::CredentialIssued, Actor::system(), T0);
-        db.store
-            .activate_lease(&intent.id, None, "h", T0.plus_seconds(60), &issued)
-            .await
-            .expect("activate");
+        issue(&db.store, &intent).await;
     }
-    let now = T0.plus_seconds(61);
+    let mut other_backend = lease("cred_beta", &agent);
+    other_backend.backend = "beta".into();
+    other_backend.expires_at = T0.plus_seconds(90);
+    issue(&db.store, &other_backend).await;
+    assert_eq!(
+        db.store.next_lease_due().await.expect("next"),
+        Some(T0.plus_seconds(60))
+    );
+    let early = T0.plus_seconds(59);
+    assert!(
+        db.store.due_backends(early).await.expect("due").is_empty(),
+        "nothing due yet"
+    );
     assert!(
         db.store
-            .claim_due_leases(T0.plus_seconds(59), 60_000, 100)
+            .claim_due_leases(early, 60_000, "alpha", 100)
             .await
             .expect("claim")
             .is_empty(),
         "nothing due yet"
     );
+    let now = T0.plus_seconds(91);
+    let mut due = db.store.due_backends(now).await.expect("due");
+    due.sort();
+    assert_eq!(due, ["alpha", "beta"]);
     let other = Store::open(db.location.clone()).await.expect("second node");
     let (a, b) = tokio::join!(
-        db.store.claim_due_leases(now, 60_000, 8),
-        other.claim_due_leases(now, 60_000, 8)
+        db.store.claim_due_leases(now, 60_000, "alpha", 8),
+        other.claim_due_leases(now, 60_000, "alpha", 8)
     );
     let (a, b) = (a.expect("claim a"), b.expect("claim b"));
-    let mut all: Vec<String> = a.iter().chain(&b).map(|l| l.id.clone()).collect();
-    assert_eq!(
-        all.len(),
-        12,
-        "every due lease claimed: {} + {}",
-        a.len(),
-        b.len()
+    assert!(
+        a.len() <= 8 && b.len() <= 8,
+        "a claim takes at most its limit"
     );
+    assert!(
+        a.iter().chain(&b).all(|l| l.backend == "alpha"),
+        "a claim takes one backend's leases"
+    );
+    let mut all: Vec<String> = a.iter().chain(&b).map(|l| l.id.clone()).collect();
+    all.extend(
+        db.store
+            .claim_due_leases(now, 60_000, "alpha", 100)
+            .await
+            .expect("claim the rest")
+            .into_iter()
+            .map(|l| l.id),
+    );
+    assert_eq!(all.len(), 12, "every due lease claimed once: {all:?}");
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 12, "no lease claimed twice");
-    assert!(
-        db.store
-            .claim_due_leases(now, 60_000, 100)
-            .await
-            .expect("claim")
-            .is_empty(),
-        "claims hold"
+    assert_eq!(
+        db.store.due_backends(now).await.expect("due"),
+        ["beta"],
+        "claims hold; the other backend's lease waits on its own"
+    );
+    assert_eq!(
+        db.store.next_lease_due().await.expect("next"),
+        Some(T0.plus_seconds(90)),
+        "claims move the due time to their end"
     );
     let revoked = AuditEvent::new(Action::CredentialRevoked, Actor::system(), now);
     db.store
@@ -556,12 +603,164 @@ async fn due_leases_are_claimed_by_one_node_at_a_time(db: TestStore) {
     let after_expiry = now.plus_seconds(61);
     let reclaimed = db
         .store
-        .claim_due_leases(after_expiry, 60_000, 100)
+        .claim_due_leases(after_expiry, 60_000, "alpha", 100)
         .await
         .expect("claim");
     assert_eq!(
         reclaimed.len(),
         11,
         "a lapsed claim (a dead node's) is taken over; a settled lease is not"
+    );
+}
+
+async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgotten(
+    db: TestStore,
+) {
+    with_backends(&db.store, &["alpha"]).await;
+    use creddy_store::Queued;
+    let agent = new_agent("revoker", &["alpha"], None);
+    create(&db.store, &agent).await;
+    issue(&db.store, &lease("cred_live", &agent)).await;
+    let now = T0.plus_seconds(10);
+    let claimed = match db
+        .store
+        .queue_revocation("cred_live", now, 60_000)
+        .await
+        .expect("queue")
+    {
+        Queued::Claimed(lease) => lease,
+        other => panic!("expected a claim, got {other:?}"),
+    };
+    assert_eq!(claimed.state, "revoking");
+    assert!(
+        db.store
+            .claim_due_leases(now.plus_seconds(30), 60_000, "alpha", 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the reaper leaves a lease the explicit revoke is working on"
+    );
+    assert_eq!(
+        db.store
+            .queue_revocation("cred_live", now, 60_000)
+            .await
+            .expect("again"),
+        Queued::State("revoking".into()),
+        "repeating changes nothing"
+    );
+    assert_eq!(
+        db.store
+            .queue_revocation("cred_none", now, 60_000)
+            .await
+            .expect("none"),
+        Queued::Missing
+    );
+    let not_yet = AuditEvent::new(Action::CredentialForgotten, Actor::local_admin(), now);
+    assert!(
+        !db.store
+            .forget_lease("cred_live", "test", &not_yet)
+            .await
+            .expect("forget"),
+        "only an irrevocable lease can be forgotten"
+    );
+    let gave_up = AuditEvent::new(Action::CredentialIrrevocable, Actor::system(), now);
+    db.store
+        .record_revoke_failure(
+            "cred_live",
+            now,
+            "upstream_unavailable",
+            Some(now.plus_seconds(86_400)),
+            Some("irrevocable"),
+            &gave_up,
+        )
+        .await
+        .expect("irrevocable");
+    assert_eq!(
+        db.store
+            .count_open_leases_by_backend()
+            .await
+            .expect("count"),
+        [("alpha".to_owned(), "irrevocable".to_owned(), 1)]
+    );
+    let forgotten = AuditEvent::new(Action::CredentialForgotten, Actor::local_admin(), now);
+    assert!(
+        db.store
+            .forget_lease("cred_live", "key deleted by hand", &forgotten)
+            .await
+            .expect("forget")
+    );
+    assert_eq!(
+        db.store
+            .lease_state("cred_live")
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("forgotten")
+    );
+    assert_eq!(db.store.next_lease_due().await.expect("next"), None);
+    let events = db.store.recent_events(1).await.expect("events");
+    assert_eq!(events[0].action, "credential.forgotten");
+}
+
+async fn a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_settle(db: TestStore) {
+    let agent = new_agent("drained", &["alpha"], None);
+    create(&db.store, &agent).await;
+    with_backends(&db.store, &["alpha"]).await;
+    issue(&db.store, &lease("cred_a", &agent)).await;
+    issue(&db.store, &lease("cred_b", &agent)).await;
+    let now = T0.plus_seconds(5);
+    let draining = AuditEvent::new(Action::BackendRemoved, Actor::local_admin(), now);
+    assert_eq!(
+        db.store
+            .drain_backend("alpha", now, &draining)
+            .await
+            .expect("drain"),
+        Some(2)
+    );
+    assert_eq!(
+        db.store
+            .drain_backend("nope", now, &draining)
+            .await
+            .expect("drain"),
+        None
+    );
+    assert!(
+        !db.store
+            .create_lease(&lease("cred_c", &agent))
+            .await
+            .expect("refused"),
+        "a draining backend takes no new lease"
+    );
+    assert_eq!(db.store.lease_state("cred_c").await.expect("state"), None);
+    let mut elsewhere = lease("cred_d", &agent);
+    elsewhere.backend = "ghost".into();
+    assert!(
+        !db.store.create_lease(&elsewhere).await.expect("refused"),
+        "a lease needs a configured backend"
+    );
+    let queued = db
+        .store
+        .claim_due_leases(now, 60_000, "alpha", 10)
+        .await
+        .expect("claim");
+    assert_eq!(queued.len(), 2, "both leases are due at once");
+    assert!(queued.iter().all(|l| l.state == "revoking"));
+    assert!(
+        db.store
+            .drained_backends()
+            .await
+            .expect("drained")
+            .is_empty()
+    );
+    for lease in &queued {
+        let revoked = AuditEvent::new(Action::CredentialRevoked, Actor::system(), now);
+        db.store
+            .settle_lease(&lease.id, "revoked", now, &revoked)
+            .await
+            .expect("settle");
+    }
+    assert_eq!(
+        db.store.drained_backends().await.expect("drained"),
+        ["alpha"]
     );
 }

@@ -29,6 +29,11 @@ impl Answer {
         self.body["error"].as_str().unwrap_or_default()
     }
 
+    /// The remedy of an error body.
+    pub fn remedy(&self) -> &str {
+        self.body["remedy"].as_str().unwrap_or_default()
+    }
+
     /// A header's value as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())

@@ -134,7 +134,7 @@ impl DaytonaClient {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .and_then(|v| v.trim().parse::<u64>().ok());
         let message = response
             .json::<Envelope>()
             .await
@@ -155,11 +155,13 @@ impl DaytonaClient {
             403 => PluginError::new(ErrorKind::UpstreamPermission, format!("permission denied: {message}"))
                 .with_remedy("grant the master key those permissions (and manage:api_keys) or narrow delegated_permissions"),
             400 | 409 => PluginError::new(ErrorKind::UpstreamRejected, format!("Daytona rejected the request: {message}")),
-            429 => PluginError::new(ErrorKind::UpstreamRateLimited, "Daytona rate limit reached")
-                .with_remedy(match retry_after {
-                    Some(s) => format!("retry after {s} seconds"),
-                    None => "retry later".to_owned(),
-                }),
+            429 => {
+                let error = PluginError::new(ErrorKind::UpstreamRateLimited, "Daytona rate limit reached");
+                match retry_after {
+                    Some(s) => error.with_remedy(format!("retry after {s} seconds")).with_retry_after(s),
+                    None => error.with_remedy("retry later"),
+                }
+            }
             300..=399 => PluginError::new(ErrorKind::UpstreamUnavailable, format!("Daytona at {} answered with a redirect, which is not followed", self.base_text))
                 .with_remedy("set base_url to the final API URL"),
             _ => self.unavailable(),

@@ -45,17 +45,28 @@ pub async fn run(global: &Global, cmd: BackendCmd) -> Result<()> {
             let value: Value = client.get(&["v1", "admin", "backends", &name]).await?;
             print_json(&value)
         }
-        BackendCmd::Rm { name, force } => {
+        BackendCmd::Rm { name, force, wait } => {
             let segments = ["v1", "admin", "backends", name.as_str()];
-            if force {
-                client
-                    .delete_with_query(&segments, &[("force", "true")])
-                    .await?;
-            } else {
-                client.delete(&segments).await?;
-            }
+            let query: &[(&str, &str)] = if force { &[("force", "true")] } else { &[] };
+            let answer = client.delete_json_with_query(&segments, query).await?;
+            let draining = answer["state"] == "draining";
             if global.list_format()? == Format::Json {
-                print_json(&json!({"name": name, "removed": true}))?;
+                let out = if draining {
+                    answer
+                } else {
+                    json!({"name": name, "state": "removed"})
+                };
+                return print_json(&out);
+            }
+            if draining {
+                eprintln!(
+                    "Backend '{name}' is draining: {} credentials are being revoked; it disappears when they are (creddy backend ls shows its state)",
+                    answer["leases"]
+                );
+                if !wait {
+                    return Ok(());
+                }
+                wait_until_gone(&client, &name).await?;
             }
             confirm(&format!("Backend '{name}' removed"));
             Ok(())
@@ -292,5 +303,31 @@ async fn list(global: &Global, client: &Client) -> Result<()> {
         &["NAME", "TYPE", "VERSION", "STATE", "LEASES", "CREATED"],
         &table,
     );
+    Ok(())
+}
+
+/// Polls until the draining backend is gone, showing what is left on a terminal.
+async fn wait_until_gone(client: &Client, name: &str) -> Result<()> {
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        spinner
+    });
+    loop {
+        let shown: Result<Value> = client.get(&["v1", "admin", "backends", name]).await;
+        match shown {
+            Err(e) if e.api_code.as_deref() == Some("backend_not_found") => break,
+            Err(e) => return Err(e),
+            Ok(_) => {
+                if let Some(spinner) = &spinner {
+                    spinner.set_message(format!("waiting for backend '{name}' to drain"));
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
     Ok(())
 }

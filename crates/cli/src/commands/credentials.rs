@@ -33,6 +33,9 @@ fn report_revocation(global: &Global, answer: &Value) -> Result<()> {
     match answer["state"].as_str() {
         Some("revoking") => eprintln!("Revocation of {id} queued"),
         Some("revoked") => crate::output::confirm(&format!("Revoked {id}")),
+        Some("forgotten") => crate::output::confirm(&format!(
+            "Stopped retrying {id} (forgotten); if its credential still exists upstream, delete it there"
+        )),
         other => eprintln!("{id} is {}", other.unwrap_or("unknown")),
     }
     Ok(())
@@ -49,8 +52,17 @@ pub async fn revoke_own(global: &Global, id: &str) -> Result<()> {
 pub async fn admin(global: &Global, cmd: crate::cli::CredentialsCmd) -> Result<()> {
     let client = crate::credentials::admin_client(global)?;
     match cmd {
-        crate::cli::CredentialsCmd::Revoke { id } => {
-            let answer: Value = client.delete_json(&["v1", "admin", "tokens", &id]).await?;
+        crate::cli::CredentialsCmd::Revoke { id, force, reason } => {
+            let mut query = Vec::new();
+            if force {
+                query.push(("force", "true"));
+            }
+            if let Some(reason) = reason.as_deref() {
+                query.push(("reason", reason));
+            }
+            let answer: Value = client
+                .delete_json_with_query(&["v1", "admin", "tokens", &id], &query)
+                .await?;
             report_revocation(global, &answer)
         }
         crate::cli::CredentialsCmd::Ls {

@@ -57,6 +57,8 @@ pub enum HostError {
         remedy: Option<String>,
         /// Whether a retry may help.
         retryable: bool,
+        /// Seconds the upstream asked to wait before retrying.
+        retry_after: Option<u64>,
     },
     /// The binary failed its integrity check.
     #[error("plugin integrity check failed: {0}")]
@@ -74,15 +76,16 @@ impl HostError {
             .map(|d| d.kind)
             .or_else(|| ErrorKind::from_code(error.code))
             .unwrap_or(ErrorKind::InternalError);
-        let (remedy, retryable) = match error.data {
-            Some(d) => (d.remedy, d.retryable),
-            None => (None, kind.is_retryable()),
+        let (remedy, retryable, retry_after) = match error.data {
+            Some(d) => (d.remedy, d.retryable, d.retry_after),
+            None => (None, kind.is_retryable(), None),
         };
         HostError::Plugin {
             kind,
             message: error.message.chars().take(1024).collect(),
             remedy,
             retryable,
+            retry_after,
         }
     }
 }

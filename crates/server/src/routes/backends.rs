@@ -250,13 +250,19 @@ pub(crate) async fn list(
 }
 
 async fn find(state: &AppState, name: &str) -> Result<BackendRecord, ApiError> {
-    state.store().find_backend(name).await?.ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::BackendNotFound,
-            format!("no backend named '{name}'"),
-        )
-        .with_remedy("list backends with: creddy backend ls")
-    })
+    state
+        .store()
+        .find_backend(name)
+        .await?
+        .ok_or_else(|| no_such_backend(name))
+}
+
+fn no_such_backend(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::BackendNotFound,
+        format!("no backend named '{name}'"),
+    )
+    .with_remedy("list backends with: creddy backend ls")
 }
 
 /// Shows a backend with its configuration, secret fields masked.
@@ -299,8 +305,10 @@ pub(crate) struct RemoveQuery {
     force: bool,
 }
 
-/// Removes a backend after revoking its open credentials; with `force`, those that cannot
-/// be revoked are marked `irrevocable` and the backend goes at once.
+/// Removes a backend. Without `force` it drains: the backend takes no new lease, its open
+/// leases are queued for revocation, and the reaper deletes it once the last one settles
+/// (202 `draining`; 204 when nothing was open). With `force` it goes at once and every lease
+/// still open is marked `irrevocable`, audited and logged, for an admin to follow up.
 pub(crate) async fn remove(
     State(state): State<AppState>,
     principal: Principal,
@@ -310,62 +318,50 @@ pub(crate) async fn remove(
 ) -> Result<Response, ApiError> {
     principal.require_admin("admin:backends:write")?;
     let record = find(&state, &name).await?;
-    let unrevoked = drain(&state, &principal, &context, &name).await?;
-    if unrevoked > 0 && !query.force {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("{unrevoked} credentials of backend '{name}' could not be revoked yet"),
-        )
-        .with_remedy("retry later, or remove it anyway with --force (the credentials are marked irrevocable)"));
+    let now = state.clock().now();
+    let event = |details: Value| {
+        AuditEvent::new(Action::BackendRemoved, principal.actor(), now)
+            .about_lease(&name, None)
+            .from_request(context.ip.clone(), context.request_id.clone())
+            .with_details(details)
+    };
+    if query.force {
+        let irrevocable = mark_irrevocable(&state, &principal, &name).await?;
+        let removed =
+            event(json!({"type": record.plugin, "forced": true, "irrevocable": irrevocable}));
+        state.store().delete_backend(&name, &removed).await?;
+        state.backends().remove(&name).await;
+        tracing::info!(backend = %name, irrevocable, "backend removed by force");
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    if unrevoked > 0 {
-        mark_irrevocable(&state, &principal, &name).await?;
-    }
-    let event = AuditEvent::new(
-        Action::BackendRemoved,
-        principal.actor(),
-        state.clock().now(),
-    )
-    .about_lease(&name, None)
-    .from_request(context.ip, context.request_id)
-    .with_details(json!({"type": record.plugin, "forced": query.force, "irrevocable": unrevoked}));
-    state.store().delete_backend(&name, &event).await?;
-    state.backends().remove(&name).await;
-    tracing::info!(backend = %name, "backend removed");
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// Revokes every live credential of the backend through its plugin; returns how many could
-/// not be revoked.
-async fn drain(
-    state: &AppState,
-    principal: &Principal,
-    context: &RequestContext,
-    name: &str,
-) -> Result<usize, ApiError> {
-    let mut unrevoked = 0;
-    for lease in state.store().revocable_leases_of_backend(name).await? {
-        if !crate::revocation::revoke(
-            state,
-            &lease,
-            principal.actor(),
-            "backend_removed",
-            Some(context),
-        )
+    let draining = event(json!({"type": record.plugin, "stage": "draining"}));
+    let open = state
+        .store()
+        .drain_backend(&name, now, &draining)
         .await?
-        {
-            unrevoked += 1;
-        }
+        .ok_or_else(|| no_such_backend(&name))?;
+    if open == 0 {
+        crate::tasks::finish_drain(&state, &name, principal.actor()).await?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    Ok(unrevoked)
+    state.tasks().kick();
+    tracing::info!(backend = %name, open, "backend draining");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"name": name, "state": "draining", "leases": open})),
+    )
+        .into_response())
 }
 
+/// Marks every lease of the backend that may still hold a live credential `irrevocable`;
+/// returns how many.
 async fn mark_irrevocable(
     state: &AppState,
     principal: &Principal,
     name: &str,
-) -> Result<(), ApiError> {
-    for lease in state.store().revocable_leases_of_backend(name).await? {
+) -> Result<usize, ApiError> {
+    let leases = state.store().revocable_leases_of_backend(name).await?;
+    for lease in &leases {
         let event = AuditEvent::new(
             Action::CredentialIrrevocable,
             principal.actor(),
@@ -381,5 +377,5 @@ async fn mark_irrevocable(
             .await?;
         tracing::error!(backend = %name, lease = %lease.id, "credential left irrevocable by a forced backend removal");
     }
-    Ok(())
+    Ok(leases.len())
 }

@@ -10,7 +10,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use creddy_store::{LeaseFilter, LeaseRecord};
+use creddy_core::audit::{Action, AuditEvent, Outcome};
+use creddy_store::{LeaseFilter, LeaseRecord, Queued};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -44,6 +45,10 @@ fn no_such_lease(id: &str) -> ApiError {
         .with_remedy("list credentials with: creddy ls")
 }
 
+/// How long an explicit revoke holds its lease while it tries once (longer than the plugin's
+/// revoke timeout, so the reaper does not start a second attempt meanwhile).
+const EXPLICIT_CLAIM_MILLIS: i64 = 60_000;
+
 /// Queues the lease and tries once; answers its resulting state.
 async fn revoke(
     state: &AppState,
@@ -51,29 +56,33 @@ async fn revoke(
     context: &RequestContext,
     lease: LeaseRecord,
 ) -> Result<Response, ApiError> {
-    let mut current = lease.state.clone();
-    if matches!(current.as_str(), "pending" | "active") {
-        current = state
-            .store()
-            .queue_revocation(&lease.id)
-            .await?
-            .unwrap_or(current);
-        let revocable = state
-            .store()
-            .revocable_lease(&lease.id)
-            .await?
-            .ok_or_else(|| no_such_lease(&lease.id))?;
-        if crate::revocation::revoke(
-            state,
-            &revocable,
-            principal.actor(),
-            "explicit",
-            Some(context),
-        )
+    let now = state.clock().now();
+    let current = match state
+        .store()
+        .queue_revocation(&lease.id, now, EXPLICIT_CLAIM_MILLIS)
         .await?
-        {
-            current = "revoked".to_owned();
+    {
+        Queued::Missing => return Err(no_such_lease(&lease.id)),
+        Queued::State(current) => current,
+        Queued::Claimed(claimed) => {
+            let revoked = crate::revocation::revoke(
+                state,
+                &claimed,
+                principal.actor(),
+                "explicit",
+                Some(context),
+            )
+            .await?;
+            if revoked {
+                "revoked".to_owned()
+            } else {
+                state.tasks().kick();
+                "revoking".to_owned()
+            }
         }
+    };
+    if current == "revoking" {
+        state.tasks().kick();
     }
     let status = if current == "revoking" {
         StatusCode::ACCEPTED
@@ -138,18 +147,85 @@ pub(crate) async fn show(
         .ok_or_else(|| no_such_lease(&id))
 }
 
+/// `DELETE /v1/admin/tokens/{id}` options.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RevokeQuery {
+    /// Stop retrying an `irrevocable` lease (it becomes `forgotten`).
+    #[serde(default)]
+    force: bool,
+    /// Why (recorded in the audit event).
+    reason: Option<String>,
+}
+
+/// The longest reason recorded for forgetting a lease.
+const MAX_REASON_CHARS: usize = 500;
+
 /// `DELETE /v1/admin/tokens/{id}`.
 pub(crate) async fn revoke_any(
     State(state): State<AppState>,
     principal: Principal,
     context: RequestContext,
     Path(id): Path<String>,
+    Query(query): Query<RevokeQuery>,
 ) -> Result<Response, ApiError> {
     principal.require_admin("admin:tokens:write")?;
     let lease = find(&state, &id).await?.ok_or_else(|| no_such_lease(&id))?;
     if lease.state == "irrevocable" {
-        return Err(ApiError::new(ErrorCode::Conflict, format!("credential {id} is irrevocable"))
-            .with_remedy("its revocation is retried daily; forgetting it (--force) comes with the revocation engine"));
+        if !query.force {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("credential {id} is irrevocable; its revocation is retried daily"),
+            )
+            .with_remedy("once the credential is gone upstream (or you accept that it is not), stop the retries with: creddy credentials revoke --force --reason TEXT"));
+        }
+        return forget(&state, &principal, context, lease, query.reason).await;
     }
     revoke(&state, &principal, &context, lease).await
+}
+
+/// Stops the retries of an irrevocable lease: it becomes `forgotten`, audited with the
+/// admin's reason.
+async fn forget(
+    state: &AppState,
+    principal: &Principal,
+    context: RequestContext,
+    lease: LeaseRecord,
+    reason: Option<String>,
+) -> Result<Response, ApiError> {
+    let reason = reason.unwrap_or_default();
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::invalid_request(format!(
+            "the reason is longer than {MAX_REASON_CHARS} characters"
+        ))
+        .with_remedy("shorten --reason"));
+    }
+    let event = AuditEvent::new(
+        Action::CredentialForgotten,
+        principal.actor(),
+        state.clock().now(),
+    )
+    .about_agent(&lease.agent_id, &lease.agent_name)
+    .about_lease(&lease.backend, Some(&lease.id))
+    .from_request(context.ip, context.request_id)
+    .with_outcome(Outcome::Success)
+    .with_details(json!({"reason": reason, "attempts": lease.attempts}));
+    let forgotten = state
+        .store()
+        .forget_lease(&lease.id, &format!("forgotten: {reason}"), &event)
+        .await?;
+    let current = if forgotten {
+        tracing::warn!(lease = %lease.id, backend = %lease.backend, "an admin stopped the revocation retries of an irrevocable credential");
+        "forgotten".to_owned()
+    } else {
+        state
+            .store()
+            .lease_state(&lease.id)
+            .await?
+            .unwrap_or(lease.state)
+    };
+    Ok((
+        StatusCode::OK,
+        Json(json!({"id": lease.id, "state": current})),
+    )
+        .into_response())
 }
