@@ -184,8 +184,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry_after = self.retry_after;
+        let (retry_after, code) = (self.retry_after, self.code);
         let mut response = (self.code.status(), Json(self)).into_response();
+        response.extensions_mut().insert(code);
         if let Some(seconds) = retry_after {
             response
                 .headers_mut()

@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{MatchedPath, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::map_response;
+use axum::middleware::{Next, from_fn_with_state, map_response};
+use axum::response::Response;
 use axum::{Json, Router};
 use creddy_core::Clock;
 use creddy_core::SystemClock;
@@ -27,7 +29,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::error::{self, ApiError};
+use crate::error::{self, ApiError, ErrorCode};
+use crate::metrics;
 use crate::routes;
 use crate::state::AppState;
 
@@ -86,8 +89,28 @@ pub(crate) fn router(state: AppState) -> Router {
     routes::router()
         .fallback(error::unknown_route)
         .method_not_allowed_fallback(error::wrong_method)
+        .layer(from_fn_with_state(state.clone(), count_request))
         .layer(layers)
         .with_state(state)
+}
+
+/// Counts each request by route template and status, and each change refused because its
+/// audit record could not be written.
+async fn count_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    state.metrics().count(
+        metrics::HTTP_REQUESTS,
+        &[("route", &route), ("status", status.as_str())],
+    );
+    if response.extensions().get::<ErrorCode>() == Some(&ErrorCode::AuditUnavailable) {
+        state.metrics().count(metrics::AUDIT_FAILURES, &[]);
+    }
+    response
 }
 
 /// A JSON body whose rejections use the standard error shape and name the bad field.

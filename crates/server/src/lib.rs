@@ -15,6 +15,7 @@ mod error;
 mod http;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 mod revocation;
 mod routes;
 pub mod sealing;

@@ -77,6 +77,7 @@ pub(crate) async fn revoke(
         .store()
         .settle_lease(&lease.id, to_state, state.clock().now(), &event)
         .await?;
+    count(state, &lease.backend, to_state);
     tracing::info!(lease = %lease.id, backend = %lease.backend, reason, to_state, "lease settled");
     Ok(true)
 }
@@ -182,7 +183,16 @@ async fn schedule_retry(
         .store()
         .record_revoke_failure(&lease.id, now, &failure.kind, next, give_up, &event)
         .await?;
+    count(state, &lease.backend, give_up.unwrap_or("failed"));
     Ok(())
+}
+
+/// Counts one attempt's outcome in `creddy_revocations_total`.
+fn count(state: &AppState, backend: &str, outcome: &str) {
+    state.metrics().count(
+        crate::metrics::REVOCATIONS,
+        &[("backend", backend), ("outcome", outcome)],
+    );
 }
 
 #[cfg(test)]

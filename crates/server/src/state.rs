@@ -9,6 +9,7 @@ use creddy_store::Store;
 
 use crate::backends::{Backends, PluginSettings};
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::sealing::Sealer;
 use crate::tasks::TaskSignals;
 
@@ -26,6 +27,7 @@ struct Inner {
     issuer: String,
     started: Instant,
     tasks: TaskSignals,
+    metrics: Metrics,
     sealer: Sealer,
     backends: Backends,
     settings: Settings,
@@ -51,11 +53,17 @@ impl AppState {
                 issuer: parts.issuer,
                 started: Instant::now(),
                 tasks: TaskSignals::default(),
+                metrics: Metrics::default(),
                 sealer: parts.sealer,
                 backends: parts.backends,
                 settings: parts.settings,
             }),
         }
+    }
+
+    /// This server's counters and histograms.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The master key.

@@ -105,10 +105,21 @@ impl InFlight {
             "revoking" => "queued",
             _ => "retry",
         };
+        if lease.state == "active" {
+            let late = state.clock().now().as_millis() - lease.expires_at.as_millis();
+            state.metrics().observe(
+                crate::metrics::REVOCATION_QUEUE,
+                &[("backend", lease.backend.as_str())],
+                Duration::from_millis(u64::try_from(late).unwrap_or(0)),
+            );
+        }
         let task = self.tasks.spawn(async move {
             if let Err(e) =
                 crate::revocation::revoke(&state, &lease, Actor::system(), reason, None).await
             {
+                if e.code == crate::ErrorCode::AuditUnavailable {
+                    state.metrics().count(crate::metrics::AUDIT_FAILURES, &[]);
+                }
                 tracing::error!(lease = %lease.id, error = ?e, "recording a revocation failed");
             }
         });

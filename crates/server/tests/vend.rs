@@ -822,6 +822,32 @@ async fn failing_revocations_back_off_then_become_irrevocable_and_are_retried_da
         events.iter().any(|e| e.action == "credential.irrevocable"),
         "giving up is audited"
     );
+    let metrics = site.api.get("/metrics", &site.admin).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    for line in [
+        "creddy_leases_irrevocable 1\n",
+        "creddy_leases{backend=\"test\",state=\"irrevocable\"} 1\n",
+        "creddy_revocations_total{backend=\"test\",outcome=\"failed\"} 2\n",
+        "creddy_revocations_total{backend=\"test\",outcome=\"irrevocable\"} 1\n",
+        "creddy_credentials_issued_total{backend=\"test\",outcome=\"success\"} 1\n",
+        "creddy_http_requests_total{route=\"/v1/credentials/{backend}\",status=\"200\"} 1\n",
+        "creddy_plugin_restarts_total{backend=\"test\"} 0\n",
+    ] {
+        assert!(
+            metrics.text.contains(line),
+            "{line} missing from:\n{}",
+            metrics.text
+        );
+    }
+    assert_eq!(
+        site.api.get("/metrics", &token).await.status,
+        StatusCode::FORBIDDEN,
+        "metrics are for admins"
+    );
 
     let not_forced = site.api.delete(&path, &site.admin).await;
     assert_eq!(not_forced.code(), "conflict");

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::auth::Principal;
 use crate::error::{ApiError, no_store};
 use crate::http::RequestContext;
+use crate::metrics;
 use crate::state::AppState;
 use crate::vend::{VendRequest, vend};
 
@@ -76,8 +77,24 @@ async fn respond(
     request: VendRequest,
 ) -> Result<Response, ApiError> {
     let agent = principal.into_agent()?;
-    let issued = vend(&state, &agent, &backend, request, context).await?;
-    Ok((no_store(), Json(issued)).into_response())
+    let started = std::time::Instant::now();
+    let issued = vend(&state, &agent, &backend, request, context).await;
+    let outcome = match &issued {
+        Ok(_) => "success",
+        Err(e) if e.code.status().is_client_error() => "denied",
+        Err(_) => "failure",
+    };
+    if state.backends().get(&backend).is_some() {
+        let labels = [("backend", backend.as_str())];
+        state
+            .metrics()
+            .observe(metrics::ISSUE_DURATION, &labels, started.elapsed());
+        state.metrics().count(
+            metrics::CREDENTIALS_ISSUED,
+            &[("backend", backend.as_str()), ("outcome", outcome)],
+        );
+    }
+    Ok((no_store(), Json(issued?)).into_response())
 }
 
 /// `GET /v1/credentials/{backend}?ttl=…&scope=…`.

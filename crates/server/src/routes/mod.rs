@@ -6,6 +6,7 @@ mod backends;
 mod credentials;
 mod health;
 mod leases;
+mod metrics;
 mod status;
 
 use axum::Router;
@@ -19,6 +20,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/v1/status", get(status::status))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/admin/agents", get(agents::list).post(agents::create))
         .route(
             "/v1/admin/agents/{name}",
