@@ -19,8 +19,12 @@ use crate::state::{Key, State, hash};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
-    /// Delay every `/api` answer by this many milliseconds.
+    /// Delay every `/api` answer by this many milliseconds, before handling the call.
     pub latency_ms: u64,
+    /// Handle every `/api` call at once, then hold the answer this many milliseconds (the
+    /// change is made even if the caller is gone by then: a crash between an upstream
+    /// change and its record).
+    pub respond_delay_ms: u64,
     /// Answer every `/api` call with this 5xx status.
     pub fail_status: Option<u16>,
     /// Answer every `/api` call with 429 and this `Retry-After` (seconds).
@@ -148,6 +152,9 @@ async fn guarded(
     } else {
         handler()
     };
+    if faults.respond_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.respond_delay_ms)).await;
+    }
     outcome.unwrap_or_else(|e| e.into_response_for(uri, app.clock.now()))
 }
 

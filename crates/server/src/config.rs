@@ -251,6 +251,9 @@ pub struct Settings {
     pub trusted_plugin_keys: Vec<String>,
     /// The revocation schedule.
     pub revocation: RevocationSettings,
+    /// The longest the reaper sleeps between sweeps (30 s; shorter only when a test drives
+    /// the clock from outside the process).
+    pub reaper_max_idle: std::time::Duration,
 }
 
 /// A configuration problem; the server exits 2 with this message.
@@ -397,6 +400,7 @@ impl Settings {
                     .max_delay
                     .map_or(3_600, Duration::as_seconds),
             },
+            reaper_max_idle: crate::tasks::MAX_IDLE,
         })
     }
 
@@ -418,6 +422,7 @@ impl Settings {
             plugin_timeout_cap: None,
             trusted_plugin_keys: Vec::new(),
             revocation: RevocationSettings::default(),
+            reaper_max_idle: crate::tasks::MAX_IDLE,
         }
     }
 }

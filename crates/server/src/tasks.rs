@@ -23,9 +23,9 @@ use tokio::task::JoinSet;
 
 use crate::state::AppState;
 
-/// The longest the reaper sleeps between sweeps, so a removal happens within a minute even
-/// when an agent is created by another node.
-const MAX_IDLE: Duration = Duration::from_secs(30);
+/// The longest the reaper sleeps between sweeps by default, so a removal happens within a
+/// minute even when an agent is created by another node (see `Settings::reaper_max_idle`).
+pub const MAX_IDLE: Duration = Duration::from_secs(30);
 /// The shortest pause between sweeps, so a failing upstream is not hammered.
 const RETRY_PACE: Duration = Duration::from_secs(1);
 /// How long to back off after a storage error.
@@ -254,6 +254,7 @@ async fn expire_agents(state: &AppState) -> Result<(), creddy_store::StoreError>
 
 async fn next_wait(state: &AppState) -> Duration {
     let now = state.clock().now();
+    let max_idle = state.settings().reaper_max_idle;
     let (agents, leases) = (
         state.store().next_agent_expiry().await,
         state.store().next_lease_due().await,
@@ -263,9 +264,9 @@ async fn next_wait(state: &AppState) -> Duration {
             // A lease whose revocation just failed is due again at once; pace retries.
             Some(at) => {
                 Duration::from_millis(u64::try_from(at.as_millis() - now.as_millis()).unwrap_or(0))
-                    .clamp(RETRY_PACE, MAX_IDLE)
+                    .clamp(RETRY_PACE.min(max_idle), max_idle)
             }
-            None => MAX_IDLE,
+            None => max_idle,
         },
         _ => ERROR_BACKOFF,
     }

@@ -19,6 +19,7 @@ creddy_testkit::dialects!(TestServer::start =>
     failing_revocations_back_off_then_become_irrevocable_and_are_retried_daily,
     removing_a_backend_drains_it_through_the_revocation_queue,
     no_secret_reaches_the_audit_trail_or_an_error_body,
+    a_plugin_crash_during_a_revocation_is_retried_after_its_restart,
 );
 
 const MASTER_KEY: &str = "master-key-of-the-test-upstream";
@@ -917,4 +918,47 @@ async fn failing_revocations_back_off_then_become_irrevocable_and_are_retried_da
         .expect("forgetting is audited");
     assert_eq!(forget.details["reason"], "deleted by hand");
     assert_eq!(forget.lease_id.as_deref(), Some(stuck_id.as_str()));
+}
+
+async fn a_plugin_crash_during_a_revocation_is_retried_after_its_restart(server: TestServer) {
+    let (site, token) = ready(server).await;
+    let issued = site.vend(&token, "?ttl=1m").await;
+    let id = issued.body["id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/v1/admin/tokens/{id}");
+    let mut restarts = site
+        .server
+        .server()
+        .state()
+        .backends()
+        .get("test")
+        .and_then(|b| b.process.clone().ok())
+        .map(|p| p.restarts())
+        .expect("the backend's plugin runs");
+    script(&site.upstream(), json!({"revoke_credential": "crash"}));
+    site.server.clock.advance_seconds(61);
+    site.server.server().state().tasks().sweep_now().await;
+    let after_crash = site.api.get(&path, &site.admin).await.body;
+    assert_eq!(after_crash["state"], "active", "{after_crash}");
+    assert_eq!(after_crash["attempts"], 1);
+    assert_eq!(after_crash["last_error"], "plugin_unavailable");
+    assert_eq!(site.revoked_upstream(), 0);
+    script(&site.upstream(), json!({}));
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        restarts.wait_for(|n| *n >= 1),
+    )
+    .await
+    .expect("the supervisor restarts the plugin")
+    .expect("restart count");
+    site.server.clock.advance_seconds(16);
+    site.server.server().state().tasks().sweep_now().await;
+    assert_eq!(
+        site.api.get(&path, &site.admin).await.body["state"],
+        "revoked"
+    );
+    assert_eq!(
+        site.revoked_upstream(),
+        1,
+        "deleted once, after the restart"
+    );
 }

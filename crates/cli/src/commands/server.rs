@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use creddy_core::SystemClock;
+use creddy_core::{Clock, SystemClock, Timestamp};
 use creddy_server::config::Environment;
 use creddy_server::{Server, ServerArgs, Settings, logging};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -22,24 +22,54 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
         plugin_dir: cmd.plugin_dir,
         trusted_keys: std::env::var("CREDDY_PLUGIN_TRUSTED_KEYS").ok(),
     };
-    let settings = Settings::resolve(args, &Environment::current())
+    let mut settings = Settings::resolve(args, &Environment::current())
         .map_err(|e| Failure::usage(e.to_string()))?;
     logging::init(settings.log_format, global.debug);
+    let clock: Arc<dyn Clock> = match std::env::var_os(TEST_CLOCK_ENV) {
+        Some(path) => {
+            tracing::warn!(
+                "{TEST_CLOCK_ENV} is set: time is shifted by the offset in that file, for tests that \
+                 drive the clock of a server process; never set it in production"
+            );
+            settings.reaper_max_idle = std::time::Duration::from_millis(200);
+            Arc::new(OffsetFileClock { path: path.into() })
+        }
+        None => Arc::new(SystemClock),
+    };
     // Watch signals before announcing the listener, so a signal sent as soon as the server
     // says it is up still shuts it down gracefully.
     let signals = ShutdownSignals::install()?;
-    let server = Server::start(settings, Arc::new(SystemClock))
-        .await
-        .map_err(|e| {
-            Failure::new(
-                u8::try_from(e.exit_code()).unwrap_or(EXIT_OTHER),
-                e.to_string(),
-            )
-        })?;
+    let server = Server::start(settings, clock).await.map_err(|e| {
+        Failure::new(
+            u8::try_from(e.exit_code()).unwrap_or(EXIT_OTHER),
+            e.to_string(),
+        )
+    })?;
     signals.wait().await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await;
     Ok(())
+}
+
+/// Names a file holding a number of milliseconds that the server adds to the system time:
+/// how fault tests move the clock of a real server process. Read at every clock reading.
+const TEST_CLOCK_ENV: &str = "CREDDY_TEST_CLOCK_FILE";
+
+/// The system time plus the offset written in a file (0 while the file is missing or
+/// unreadable).
+#[derive(Debug)]
+struct OffsetFileClock {
+    path: std::path::PathBuf,
+}
+
+impl Clock for OffsetFileClock {
+    fn now(&self) -> Timestamp {
+        let offset: i64 = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        Timestamp::from_millis(SystemClock.now().as_millis().saturating_add(offset))
+    }
 }
 
 /// SIGINT and SIGTERM stop the server; SIGHUP is acknowledged.
