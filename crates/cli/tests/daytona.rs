@@ -9,14 +9,9 @@ use creddy_testkit::signing::DevKey;
 use creddy_testkit::store::Dialect;
 use serde_json::{Value, json};
 
-use crate::kit::{Site, creddy, exported};
+use crate::kit::{Site, creddy, exported, http};
 
 const MASTER: &str = "dtn_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-
-fn http() -> reqwest::blocking::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::new()
-}
 
 /// A creddy server trusting a fresh development key, and a Daytona stand-in with a master key
 /// of organisation `org-1`.

@@ -183,3 +183,12 @@ pub fn exported(stdout: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {prefix} in:\n{stdout}"))
         .to_owned()
 }
+
+/// A blocking HTTP client (rustls with the ring provider, as the binaries use).
+pub fn http() -> reqwest::blocking::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}

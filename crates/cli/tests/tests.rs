@@ -3,6 +3,7 @@
 mod kit;
 
 mod daytona;
+mod faults;
 mod flow;
 mod plugins;
 mod server_cmd;

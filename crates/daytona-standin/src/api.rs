@@ -380,6 +380,7 @@ async fn delete_key(
 ) -> Response {
     authed(&app, &uri, &headers, true, |state, key| {
         require(&key, "manage:api_keys")?;
+        state.delete_calls.push(name.clone());
         let exists = state
             .keys
             .get(&name)
@@ -516,6 +517,7 @@ async fn dump_state(AxState(app): AxState<App>) -> Json<Value> {
     Json(json!({
         "keys": state.keys.values().map(|k| json!({"name": k.name, "permissions": k.permissions, "expiresAt": k.expires_at, "organizationId": k.organization_id})).collect::<Vec<_>>(),
         "deleted_keys": state.deleted_keys,
+        "delete_calls": state.delete_calls,
         "sandboxes": state.sandboxes.len(),
     }))
 }

@@ -40,6 +40,10 @@ pub struct State {
     /// Keys that were deleted, by name, in order (for tests that check revocations).
     #[serde(default)]
     pub deleted_keys: Vec<String>,
+    /// Every authorised delete call, by key name, in order, whether or not the key existed
+    /// (for tests that check that a key is deleted once).
+    #[serde(default)]
+    pub delete_calls: Vec<String>,
     #[serde(skip)]
     file: Option<PathBuf>,
 }

@@ -1,0 +1,623 @@
+//! Fault tests with real processes (issue #5): `creddy server` processes killed with SIGKILL
+//! while minting and while revoking, two servers sharing one PostgreSQL, the Daytona stand-in
+//! failing deletes for hours of simulated time, and 429 with `Retry-After`.
+//!
+//! Time is moved from outside: every server reads its clock as the system time plus the
+//! offset in a file (`CREDDY_TEST_CLOCK_FILE`), and the tests write that file. Waiting is
+//! always for a condition (a lease state, a key gone), never for an amount of time.
+//!
+//! After each scenario, [`Rig::assert_settled`] checks the promise of the revocation engine:
+//! the stand-in holds no key whose lease has ended, every key was deleted at most once, and
+//! no lease is left in a state that nobody will act on.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use creddy_store::{Location, Store, StoredEvent};
+use creddy_testkit::plugins::install_as;
+use creddy_testkit::postgres::PgCluster;
+use creddy_testkit::server::{ServerProcess, StandinProcess};
+use creddy_testkit::store::Dialect;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::kit::{bin, creddy, http};
+
+const MASTER: &str = "dtn_fedcba9876543210fedcba9876543210fedcba9876543210fedcba98765432";
+
+/// Polls `ok` until it holds, for at most a minute.
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The Daytona stand-in, the installed Daytona plugin, the shared clock file and, for
+/// PostgreSQL, the database every node uses.
+struct Rig {
+    home: TempDir,
+    cluster: Option<PgCluster>,
+    standin: StandinProcess,
+    clock: PathBuf,
+    http: reqwest::blocking::Client,
+}
+
+/// One `creddy server` process.
+struct Node {
+    process: ServerProcess,
+    data_dir: PathBuf,
+    admin: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Rig {
+    fn new(dialect: Dialect, config: &str) -> Self {
+        let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let cluster = (dialect == Dialect::Postgres).then(PgCluster::start);
+        std::fs::write(
+            home.path().join("creddy.toml"),
+            format!("plugins = {{ allow_unsigned = true }}\n{config}"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let binaries = creddy_testkit::plugins::workspace_binaries(&[
+            ("creddy-daytona", "creddy-daytona"),
+            ("creddy-daytona-standin", "daytona-standin"),
+        ]);
+        install_as(&binaries[0], &home.path().join("plugins"), "daytona");
+        let standin = StandinProcess::start(&binaries[1], &home.path().join("daytona.json"));
+        let clock = home.path().join("clock");
+        std::fs::write(&clock, "0").unwrap_or_else(|e| panic!("{e}"));
+        let rig = Self {
+            home,
+            cluster,
+            standin,
+            clock,
+            http: http(),
+        };
+        rig.control(
+            "seed",
+            &creddy_daytona_standin::master_seed(MASTER, "org-1"),
+        );
+        rig
+    }
+
+    /// Starts (or restarts) node `name`; every node after `a` uses `a`'s master key.
+    fn node(&self, name: &str) -> Node {
+        let data_dir = self.home.path().join(name);
+        let first_key = self.home.path().join("a").join("master.key");
+        if name != "a" && !data_dir.exists() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let key = data_dir.join("master.key");
+            std::fs::copy(&first_key, &key).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let text = |p: PathBuf| p.display().to_string();
+        let mut args = vec![
+            "--data-dir".to_owned(),
+            text(data_dir.clone()),
+            "--config".to_owned(),
+            text(self.home.path().join("creddy.toml")),
+            "--plugin-dir".to_owned(),
+            text(self.home.path().join("plugins")),
+        ];
+        if let Some(cluster) = &self.cluster {
+            args.extend(["--database-url".to_owned(), cluster.url()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (home, clock) = (text(self.home.path().into()), text(self.clock.clone()));
+        let process = ServerProcess::start(
+            bin(),
+            &args,
+            &[("HOME", &home), ("CREDDY_TEST_CLOCK_FILE", &clock)],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let admin = std::fs::read_to_string(data_dir.join("admin.token"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        Node {
+            process,
+            data_dir,
+            admin,
+            http: self.http.clone(),
+        }
+    }
+
+    /// Moves every server's clock forward.
+    fn advance(&self, seconds: i64) {
+        let now: i64 = std::fs::read_to_string(&self.clock)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        std::fs::write(&self.clock, (now + seconds * 1000).to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn control(&self, route: &str, body: &Value) {
+        let status = self
+            .http
+            .post(format!("{}/_standin/{route}", self.standin.control_url()))
+            .json(body)
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert!((200..300).contains(&status), "{route}: {status}");
+    }
+
+    /// Every audit event, read from the node's store.
+    fn audit(&self, node: &Node) -> Vec<StoredEvent> {
+        let location = match &self.cluster {
+            Some(cluster) => Location::Postgres(cluster.url()),
+            None => Location::Sqlite(node.data_dir.join("creddy.db")),
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .block_on(async {
+                let store = Store::open(location)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let events = store.recent_events(100_000).await;
+                store.close().await;
+                events.unwrap_or_else(|e| panic!("{e}"))
+            })
+    }
+
+    fn faults(&self, faults: Value) {
+        self.control("faults", &faults);
+    }
+
+    fn standin_state(&self) -> Value {
+        self.http
+            .get(format!("{}/_standin/state", self.standin.control_url()))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Names of the keys creddy minted for leases that the stand-in still holds.
+    fn live_keys(&self) -> Vec<String> {
+        names(&self.standin_state()["keys"], |k| k["name"].as_str())
+            .into_iter()
+            .filter(|n| n != "master" && !n.contains("-validate-"))
+            .collect()
+    }
+
+    /// Names of the lease keys the stand-in deleted, in order, with repeats.
+    fn deleted_keys(&self) -> Vec<String> {
+        names(&self.standin_state()["deleted_keys"], Value::as_str)
+            .into_iter()
+            .filter(|n| !n.contains("-validate-"))
+            .collect()
+    }
+
+    /// How many delete calls reached the stand-in for each lease key (found or not).
+    fn delete_calls(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut calls = std::collections::BTreeMap::new();
+        for name in names(&self.standin_state()["delete_calls"], Value::as_str) {
+            if !name.contains("-validate-") {
+                *calls.entry(name).or_default() += 1;
+            }
+        }
+        calls
+    }
+
+    /// The stand-in holds no key of a lease that ended, no key was deleted twice, and every
+    /// lease is settled or still live and unexpired (`node` answers for the store).
+    fn assert_settled(&self, node: &Node) {
+        let leases = node.leases("");
+        let all = node
+            .leases("?state=pending,active,revoking,revoked,failed,irrevocable,lapsed,forgotten");
+        for key in self.live_keys() {
+            let owner = all.iter().find(|l| key_of(l) == key);
+            assert!(
+                owner.is_some_and(|l| l["state"] == "active"),
+                "the stand-in holds key {key} of a lease that ended: {owner:?}"
+            );
+        }
+        let mut deleted = self.deleted_keys();
+        let count = deleted.len();
+        deleted.sort();
+        deleted.dedup();
+        assert_eq!(deleted.len(), count, "a key was deleted twice: {deleted:?}");
+        for lease in &leases {
+            assert_eq!(
+                lease["state"], "active",
+                "a lease left in a state nobody acts on: {lease}"
+            );
+        }
+    }
+}
+
+fn names(list: &Value, pick: impl Fn(&Value) -> Option<&str>) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| pick(v).map(str::to_owned))
+        .collect()
+}
+
+/// The name the Daytona plugin gives a lease's key.
+fn key_of(lease: &Value) -> String {
+    let id = lease["id"].as_str().unwrap_or_default();
+    let agent = lease["agent_name"].as_str().unwrap_or_default();
+    format!(
+        "creddy-{agent}-{}",
+        id.trim_start_matches("cred_").to_ascii_lowercase()
+    )
+}
+
+impl Node {
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> (u16, Value, Option<String>) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.process.url()))
+            .bearer_auth(bearer);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (status, response.json().unwrap_or(Value::Null), retry_after)
+    }
+
+    fn admin_get(&self, path: &str) -> Value {
+        let (status, body, _) = self.call(reqwest::Method::GET, path, &self.admin, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+
+    fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.process.url()))
+            .bearer_auth(&self.admin)
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Leases, by the admin API's filters (default: the open ones).
+    fn leases(&self, query: &str) -> Vec<Value> {
+        self.admin_get(&format!("/v1/admin/tokens{query}"))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn lease(&self, id: &str) -> Value {
+        self.admin_get(&format!("/v1/admin/tokens/{id}"))
+    }
+
+    fn add_daytona(&self, rig: &Rig) {
+        let body = json!({"type": "daytona", "name": "daytona", "config": {
+            "api_key": MASTER, "base_url": rig.standin.api_url, "organization_id": "org-1"}});
+        let (status, answer, _) = self.call(
+            reqwest::Method::POST,
+            "/v1/admin/backends",
+            &self.admin,
+            Some(body),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    /// Creates an agent that may use Daytona; returns its vend token.
+    fn agent(&self, name: &str) -> String {
+        let body = json!({"name": name, "scopes": ["daytona"]});
+        let (status, answer, _) = self.call(
+            reqwest::Method::POST,
+            "/v1/admin/agents",
+            &self.admin,
+            Some(body),
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer["token"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// A Daytona key for `ttl`; returns the lease id.
+    fn vend(&self, token: &str, ttl: &str) -> String {
+        let (status, answer, _) = self.call(
+            reqwest::Method::POST,
+            &format!("/v1/credentials/daytona?ttl={ttl}"),
+            token,
+            None,
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn revoke(&self, id: &str) -> (u16, Value) {
+        let (status, body, _) = self.call(
+            reqwest::Method::DELETE,
+            &format!("/v1/admin/tokens/{id}"),
+            &self.admin,
+            None,
+        );
+        (status, body)
+    }
+
+    fn wait_for_state(&self, id: &str, state: &str) {
+        eventually(&format!("lease {id} to be {state}"), || {
+            self.lease(id)["state"] == state
+        });
+    }
+
+    fn kill(mut self) -> PathBuf {
+        self.process.signal_and_wait("KILL");
+        self.data_dir
+    }
+}
+
+/// A server killed while the upstream had minted a key but not yet answered leaves a
+/// `pending` lease; after a restart it is reconciled (the key is found by its name and
+/// deleted). Killed before the upstream acted, nothing is minted and the lease ends `failed`.
+#[test]
+fn a_server_killed_while_minting_leaves_no_orphaned_key() {
+    let rig = Rig::new(Dialect::Sqlite, "");
+    let node = rig.node("a");
+    node.add_daytona(&rig);
+    let token = node.agent("minter");
+
+    // Minted upstream, answer still on its way when the server dies.
+    rig.faults(json!({"respond_delay_ms": 30_000}));
+    let url = node.process.url();
+    let vend = |token: String, url: String| {
+        std::thread::spawn(move || {
+            let _ = http()
+                .post(format!("{url}/v1/credentials/daytona?ttl=10m"))
+                .bearer_auth(token)
+                .send();
+        })
+    };
+    let first = vend(token.clone(), url.clone());
+    eventually("the stand-in to mint a key", || rig.live_keys().len() == 1);
+    let node_dir = node.kill();
+    assert_eq!(node_dir, rig.home.path().join("a"));
+    let _ = first.join();
+    rig.faults(json!({}));
+    let node = rig.node("a");
+    let pending = node.leases("?state=pending");
+    assert_eq!(
+        pending.len(),
+        1,
+        "the intent survived the crash: {pending:?}"
+    );
+    let minted_id = pending[0]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(rig.live_keys(), [key_of(&pending[0])]);
+
+    // Killed before the upstream acted.
+    rig.faults(json!({"latency_ms": 30_000}));
+    let second = vend(token, node.process.url());
+    eventually("a second pending lease", || {
+        node.leases("?state=pending").len() == 2
+    });
+    let _ = node.kill();
+    let _ = second.join();
+    rig.faults(json!({}));
+    let node = rig.node("a");
+
+    // Two minutes after the intents, both are reconciled.
+    rig.advance(121);
+    eventually("both intents reconciled", || {
+        node.leases("?state=pending").is_empty()
+    });
+    assert_eq!(node.lease(&minted_id)["state"], "failed");
+    assert!(rig.live_keys().is_empty(), "{:?}", rig.live_keys());
+    assert_eq!(
+        rig.deleted_keys().len(),
+        1,
+        "the minted key was deleted once"
+    );
+    let failed = node.leases("?state=failed");
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    rig.assert_settled(&node);
+}
+
+/// A server killed after the upstream deleted a key but before the revocation was recorded
+/// holds a claim that lapses; after a restart the lease is revoked (the key is already gone,
+/// which counts as revoked), and the key was deleted once.
+#[test]
+fn a_server_killed_while_revoking_revokes_after_restart_without_a_second_delete() {
+    let rig = Rig::new(Dialect::Sqlite, "");
+    let node = rig.node("a");
+    node.add_daytona(&rig);
+    let token = node.agent("revoker");
+    let id = node.vend(&token, "1m");
+    let other = node.vend(&token, "1h");
+    rig.faults(json!({"respond_delay_ms": 30_000}));
+    rig.advance(61);
+    eventually("the upstream to delete the expired key", || {
+        rig.deleted_keys().len() == 1
+    });
+    let _ = node.kill();
+    rig.faults(json!({}));
+    let node = rig.node("a");
+    assert_eq!(
+        node.lease(&id)["state"],
+        "active",
+        "the revocation was not recorded before the crash"
+    );
+    rig.advance(61);
+    node.wait_for_state(&id, "revoked");
+    assert_eq!(rig.deleted_keys().len(), 1, "deleted once");
+    assert_eq!(
+        rig.delete_calls().values().collect::<Vec<_>>(),
+        [&2],
+        "the retry after the restart found the key gone, which counts as revoked"
+    );
+    assert_eq!(node.lease(&other)["state"], "active");
+    rig.assert_settled(&node);
+}
+
+/// Two servers share one PostgreSQL. Forty leases fall due; while both revoke them, one
+/// server is killed with SIGKILL. Every lease is revoked exactly once: one
+/// `credential.revoked` per lease, one upstream delete per key, no key left behind.
+#[test]
+fn two_servers_on_one_postgres_revoke_every_lease_once_when_one_is_killed() {
+    let rig = Rig::new(Dialect::Postgres, "");
+    let a = rig.node("a");
+    a.add_daytona(&rig);
+    let b = rig.node("b");
+    let token = a.agent("fleet");
+    let ids: Vec<String> = (0..40)
+        .map(|i| if i % 2 == 0 { &a } else { &b }.vend(&token, "1m"))
+        .collect();
+    assert_eq!(rig.live_keys().len(), 40);
+    rig.faults(json!({"latency_ms": 150}));
+    rig.advance(61);
+    eventually("some revocations", || rig.deleted_keys().len() >= 8);
+    let _ = a.kill();
+    rig.faults(json!({}));
+    rig.advance(61);
+    eventually("every lease revoked by the surviving node", || {
+        b.leases("?state=revoked").len() == 40
+    });
+    assert!(rig.live_keys().is_empty(), "{:?}", rig.live_keys());
+    assert_eq!(rig.deleted_keys().len(), 40, "one delete per key");
+    let calls = rig.delete_calls();
+    assert_eq!(calls.len(), 40);
+    let repeated = calls.values().filter(|n| **n > 1).count();
+    assert!(
+        calls.values().all(|n| *n <= 2) && repeated <= 8,
+        "only deletes in flight on the killed node may be repeated: {calls:?}"
+    );
+    let events = rig.audit(&b);
+    for id in &ids {
+        let revoked = events
+            .iter()
+            .filter(|e| e.action == "credential.revoked" && e.lease_id.as_deref() == Some(id))
+            .count();
+        assert_eq!(revoked, 1, "one credential.revoked for {id}");
+    }
+    rig.assert_settled(&b);
+}
+
+/// Deletes fail for hours of simulated time. Within the backend's horizon the lease keeps
+/// being retried and is revoked once the upstream recovers; beyond it the lease becomes
+/// `irrevocable` (listed, counted by the gauge), and the daily retry revokes it later.
+#[test]
+fn an_upstream_failing_deletes_for_hours_is_ridden_out_and_beyond_the_horizon_retried_daily() {
+    let rig = Rig::new(
+        Dialect::Sqlite,
+        "revocation = { backends = { daytona = { horizon = \"2h\" } } }\n",
+    );
+    let node = rig.node("a");
+    node.add_daytona(&rig);
+    let token = node.agent("patient");
+    let within = node.vend(&token, "1d");
+    let beyond = node.vend(&token, "1d");
+    rig.faults(json!({"fail_deletes": true}));
+    assert_eq!(node.revoke(&within).0, 202);
+    let mut attempts = 1;
+    for _ in 0..4 {
+        rig.advance(20 * 60);
+        attempts += 1;
+        eventually(&format!("attempt {attempts}"), || {
+            node.lease(&within)["attempts"] == attempts
+        });
+    }
+    assert_eq!(node.lease(&within)["state"], "revoking", "80 minutes in");
+    rig.faults(json!({}));
+    rig.advance(20 * 60);
+    node.wait_for_state(&within, "revoked");
+
+    rig.faults(json!({"fail_deletes": true}));
+    assert_eq!(node.revoke(&beyond).0, 202);
+    for _ in 0..3 {
+        rig.advance(61 * 60);
+    }
+    node.wait_for_state(&beyond, "irrevocable");
+    let listed = creddy(
+        rig.home.path(),
+        &[
+            "--server",
+            &node.process.url(),
+            "--data-dir",
+            &node.data_dir.display().to_string(),
+            "credentials",
+            "ls",
+            "--state",
+            "irrevocable",
+        ],
+        &[],
+    );
+    assert!(listed.ok().contains(&beyond), "{}", listed.stdout);
+    assert!(
+        node.metrics().contains("creddy_leases_irrevocable 1\n"),
+        "the gauge rose"
+    );
+    assert!(
+        node.process.log().contains("irrevocable"),
+        "an error in the log"
+    );
+    rig.faults(json!({}));
+    rig.advance(86_400);
+    node.wait_for_state(&beyond, "revoked");
+    assert!(node.metrics().contains("creddy_leases_irrevocable 0\n"));
+    rig.assert_settled(&node);
+}
+
+/// A 429 with `Retry-After` is copied to the agent on a mint (503) and pushes the next
+/// revocation attempt at least that far out.
+#[test]
+fn rate_limits_with_retry_after_are_copied_and_respected() {
+    let rig = Rig::new(Dialect::Sqlite, "");
+    let node = rig.node("a");
+    node.add_daytona(&rig);
+    let token = node.agent("throttled");
+    let id = node.vend(&token, "10m");
+    rig.faults(json!({"rate_limit_retry_after": 600}));
+    let (status, body, retry_after) = node.call(
+        reqwest::Method::POST,
+        "/v1/credentials/daytona",
+        &token,
+        None,
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("upstream_rate_limited"))
+    );
+    assert_eq!(retry_after.as_deref(), Some("600"));
+    assert_eq!(node.revoke(&id).0, 202);
+    let lease = node.lease(&id);
+    assert_eq!(lease["last_error"], "upstream_rate_limited");
+    let failed = rig
+        .audit(&node)
+        .into_iter()
+        .find(|e| e.action == "credential.revoke_failed")
+        .expect("the failed attempt is audited");
+    let next = failed.details["next_attempt_at"]
+        .as_str()
+        .unwrap_or_default();
+    let (at, next) = (
+        failed.time,
+        creddy_core::Timestamp::parse_rfc3339(next).map_or(0, |t| t.as_millis()),
+    );
+    assert!(
+        next - at >= 600_000,
+        "the next attempt waits for Retry-After, not the 10 s backoff: {}",
+        next - at
+    );
+    rig.faults(json!({}));
+    rig.advance(601);
+    node.wait_for_state(&id, "revoked");
+    assert_eq!(rig.deleted_keys().len(), 1);
+    rig.assert_settled(&node);
+}
