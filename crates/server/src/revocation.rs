@@ -1,9 +1,10 @@
 //! Revoking one lease's credential through its backend's plugin and recording the outcome.
 //!
-//! Used by backend removal (drain) and by the reaper at expiry. This is the simple path:
-//! one attempt per call; a failed attempt leaves the lease open so that the next sweep tries
-//! again. **No lease disappears silently**: a lease only ends `revoked` when the upstream
-//! confirmed the deletion or had nothing to delete.
+//! Used by the reaper's per-backend queues (expiry, queued revocations, retries) and by an
+//! explicit revoke's one immediate attempt; the caller holds the lease's claim. One attempt
+//! per call; a failed attempt is audited and rescheduled (backoff, `Retry-After`, the
+//! backend's horizon, then daily). **No lease disappears silently**: a lease only ends
+//! `revoked` when the upstream confirmed the deletion or had nothing to delete.
 
 use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
 use creddy_plugin::host::HostError;
@@ -48,6 +49,7 @@ pub(crate) async fn revoke(
             kind: "plugin_unavailable".to_owned(),
             message: "the backend's plugin is not running".to_owned(),
             retry_after: None,
+            retryable: true,
         }),
     };
     let result = match outcome {
@@ -90,25 +92,32 @@ struct Failure {
     message: String,
     /// Seconds the upstream asked to wait.
     retry_after: Option<u64>,
+    /// False when retrying soon cannot help (the upstream refused the master key, say).
+    retryable: bool,
 }
 
 impl From<HostError> for Failure {
     fn from(e: HostError) -> Self {
-        let (kind, retry_after) = match &e {
+        let (kind, retry_after, retryable) = match &e {
             HostError::Plugin {
-                kind, retry_after, ..
+                kind,
+                retry_after,
+                retryable,
+                ..
             } => (
                 serde_json::to_value(kind)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned)),
                 *retry_after,
+                *retryable,
             ),
-            _ => (None, None),
+            _ => (None, None, true),
         };
         Self {
             kind: kind.unwrap_or_else(|| "plugin_unavailable".to_owned()),
             message: e.to_string(),
             retry_after,
+            retryable,
         }
     }
 }
@@ -131,7 +140,8 @@ fn backoff(failures: i64, base: u64, max: u64) -> u64 {
 /// Records a failed attempt: the next one is scheduled with backoff (never sooner than the
 /// upstream's `Retry-After`) until the backend's horizon, then the lease becomes
 /// `irrevocable` (retried daily, with an error in the log and an audit record) or, for a
-/// self-expiring credential already past its expiry, `lapsed`.
+/// self-expiring credential already past its expiry, `lapsed`. A failure that retrying soon
+/// cannot cure (the upstream refused the master key, say) gives up at once.
 async fn schedule_retry(
     state: &AppState,
     lease: &RevocableLease,
@@ -142,7 +152,8 @@ async fn schedule_retry(
     let now = state.clock().now();
     let failures = lease.attempts + 1;
     let first_failure = lease.first_failed_at.unwrap_or(now);
-    let past_horizon = now.seconds_since(first_failure) >= settings.horizon_of(&lease.backend);
+    let past_horizon = !failure.retryable
+        || now.seconds_since(first_failure) >= settings.horizon_of(&lease.backend);
     let (action, give_up, next) = if lease.state == "irrevocable" {
         (
             Action::CredentialRevokeFailed,

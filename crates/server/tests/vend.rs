@@ -20,6 +20,7 @@ creddy_testkit::dialects!(TestServer::start =>
     removing_a_backend_drains_it_through_the_revocation_queue,
     no_secret_reaches_the_audit_trail_or_an_error_body,
     a_plugin_crash_during_a_revocation_is_retried_after_its_restart,
+    a_revocation_refused_for_good_is_irrevocable_at_once_and_retried_daily,
 );
 
 const MASTER_KEY: &str = "master-key-of-the-test-upstream";
@@ -960,5 +961,37 @@ async fn a_plugin_crash_during_a_revocation_is_retried_after_its_restart(server:
         site.revoked_upstream(),
         1,
         "deleted once, after the restart"
+    );
+}
+
+async fn a_revocation_refused_for_good_is_irrevocable_at_once_and_retried_daily(
+    server: TestServer,
+) {
+    let (site, token) = ready(server).await;
+    let issued = site.vend(&token, "?ttl=1m").await;
+    let id = issued.body["id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/v1/admin/tokens/{id}");
+    script(
+        &site.upstream(),
+        json!({"revoke_credential": "fail:upstream_auth"}),
+    );
+    site.server.clock.advance_seconds(61);
+    site.server.server().state().tasks().sweep_now().await;
+    let lease = site.api.get(&path, &site.admin).await.body;
+    assert_eq!(lease["state"], "irrevocable", "{lease}");
+    assert_eq!(lease["attempts"], 1, "no backoff series for a refusal");
+    let events = site.server.audit_events().await;
+    let gave_up = events
+        .iter()
+        .find(|e| e.action == "credential.irrevocable")
+        .expect("audited");
+    assert_eq!(gave_up.details["error_kind"], "upstream_auth");
+    script(&site.upstream(), json!({}));
+    site.server.clock.advance_seconds(86_400);
+    site.server.server().state().tasks().sweep_now().await;
+    assert_eq!(
+        site.api.get(&path, &site.admin).await.body["state"],
+        "revoked",
+        "the daily retry succeeds once the master key works again"
     );
 }

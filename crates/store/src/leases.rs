@@ -2,8 +2,10 @@
 //!
 //! Issuing is intent, mint, commit: [`Store::create_lease`] records `pending` before the
 //! plugin is called; [`Store::activate_lease`] commits the result with its audit event, and
-//! only then may the credential reach the agent. The revocation engine comes later; agent
-//! removal already moves open leases to `revoking`.
+//! only then may the credential reach the agent. Revocation works from `due_at` (see the
+//! migration `0005_due_index.sql`): [`Store::due_backends`] and [`Store::claim_due_leases`]
+//! feed the reaper's per-backend queues; [`Store::queue_revocation`] claims a lease for an
+//! explicit revoke; [`Store::forget_lease`] ends an irrevocable one at an admin's request.
 
 use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;

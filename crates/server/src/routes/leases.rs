@@ -4,7 +4,8 @@
 //! A revoke moves the lease to `revoking` and tries once at once: 200 `revoked` when the
 //! upstream confirmed, else 202 `revoking` (the reaper keeps trying). Repeating it on an
 //! ended or `revoking` lease changes nothing and answers its state. Another agent's lease
-//! answers 404, like an unknown one.
+//! answers 404, like an unknown one. An admin's `force=true` on an `irrevocable` lease stops
+//! its retries: it becomes `forgotten`, audited with the admin's reason.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};

@@ -90,7 +90,13 @@ struct Node {
 }
 
 impl Node {
-    async fn call(&self, method: reqwest::Method, path: &str, bearer: &str, body: Option<Value>) -> Result<Value, String> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.process.url()))
@@ -210,12 +216,22 @@ async fn run(args: Args) -> Result<Report, String> {
     };
 
     let mut node = bench.start_node()?;
-    node.call(reqwest::Method::POST, "/v1/admin/backends", &node.admin, Some(json!({
+    node.call(
+        reqwest::Method::POST,
+        "/v1/admin/backends",
+        &node.admin,
+        Some(json!({
         "type": "daytona", "name": "daytona",
-        "config": {"api_key": MASTER, "base_url": bench.api_url, "organization_id": "org-1"}})))
-        .await?;
+        "config": {"api_key": MASTER, "base_url": bench.api_url, "organization_id": "org-1"}})),
+    )
+    .await?;
     let agent = node
-        .call(reqwest::Method::POST, "/v1/admin/agents", &node.admin, Some(json!({"name": "bench", "scopes": ["daytona"]})))
+        .call(
+            reqwest::Method::POST,
+            "/v1/admin/agents",
+            &node.admin,
+            Some(json!({"name": "bench", "scopes": ["daytona"]})),
+        )
         .await?;
     let token = agent["token"].as_str().unwrap_or_default().to_owned();
     node.process.signal_and_wait("TERM");
@@ -268,7 +284,9 @@ async fn run(args: Args) -> Result<Report, String> {
         format!("{:.0} ms", started.elapsed().as_secs_f64() * 1000.0),
     );
     if !metrics.contains(&format!("state=\"active\"}} {}", args.leases)) {
-        return Err(format!("the metrics do not show the seeded leases:\n{metrics}"));
+        return Err(format!(
+            "the metrics do not show the seeded leases:\n{metrics}"
+        ));
     }
 
     eprintln!("==> vending {} credentials (16 at a time)", args.vends);
@@ -293,12 +311,18 @@ async fn run(args: Args) -> Result<Report, String> {
         format!("{} MiB", node.rss_kib("VmRSS:") / 1024),
     );
 
-    eprintln!("==> letting the {} vended leases expire at once", args.vends);
+    eprintln!(
+        "==> letting the {} vended leases expire at once",
+        args.vends
+    );
     bench.set_offset(61)?;
     let started = Instant::now();
     loop {
         let text = node.metrics().await?;
-        let revoked = counter(&text, "creddy_revocations_total{backend=\"daytona\",outcome=\"revoked\"}");
+        let revoked = counter(
+            &text,
+            "creddy_revocations_total{backend=\"daytona\",outcome=\"revoked\"}",
+        );
         if revoked >= args.vends as u64 {
             break;
         }
@@ -320,14 +344,24 @@ async fn run(args: Args) -> Result<Report, String> {
         // vend at the system time, then move the clock to the expiry.
         bench.set_offset(0)?;
         let lease = node
-            .call(reqwest::Method::POST, "/v1/credentials/daytona?ttl=1m", &token, None)
+            .call(
+                reqwest::Method::POST,
+                "/v1/credentials/daytona?ttl=1m",
+                &token,
+                None,
+            )
             .await?;
         let id = lease["id"].as_str().unwrap_or_default().to_owned();
         bench.set_offset(60)?;
         let started = Instant::now();
         loop {
             let shown = node
-                .call(reqwest::Method::GET, &format!("/v1/admin/tokens/{id}"), &node.admin, None)
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/admin/tokens/{id}"),
+                    &node.admin,
+                    None,
+                )
                 .await?;
             if shown["state"] == "revoked" {
                 break;
@@ -338,7 +372,11 @@ async fn run(args: Args) -> Result<Report, String> {
     }
     report.add(
         "Expiry-to-revocation lag p50 / max of 20 (includes the test clock's 200 ms poll)",
-        format!("{:.0} / {:.0} ms", percentile(&lags, 0.5), percentile(&lags, 1.0)),
+        format!(
+            "{:.0} / {:.0} ms",
+            percentile(&lags, 0.5),
+            percentile(&lags, 1.0)
+        ),
     );
     report.add(
         "Resident memory at the end / peak",
@@ -396,12 +434,21 @@ async fn vend_many(node: &Arc<Node>, token: &str, n: usize) -> Result<Vec<f64>, 
     let slots = Arc::new(tokio::sync::Semaphore::new(16));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
-        let permit = slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
         let (node, token) = (node.clone(), token.to_owned());
         tasks.spawn(async move {
             let started = Instant::now();
             let result = node
-                .call(reqwest::Method::POST, "/v1/credentials/daytona?ttl=1m", &token, None)
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/credentials/daytona?ttl=1m",
+                    &token,
+                    None,
+                )
                 .await;
             drop(permit);
             result.map(|_| started.elapsed().as_secs_f64() * 1000.0)
@@ -433,7 +480,10 @@ fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let memory = std::fs::read_to_string("/proc/meminfo")
