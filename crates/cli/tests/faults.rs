@@ -621,3 +621,53 @@ fn rate_limits_with_retry_after_are_copied_and_respected() {
     assert_eq!(rig.deleted_keys().len(), 1);
     rig.assert_settled(&node);
 }
+
+/// A Daytona key carries its own `expiresAt`. When its deletion keeps failing past the
+/// horizon and it has expired upstream anyway, the lease becomes `lapsed` (audited), not
+/// `irrevocable`: there is nothing left to revoke.
+#[test]
+fn a_self_expiring_key_whose_deletion_keeps_failing_lapses_after_the_horizon() {
+    let rig = Rig::new(
+        Dialect::Sqlite,
+        "revocation = { backends = { daytona = { horizon = \"2h\" } } }\n",
+    );
+    let node = rig.node("a");
+    node.add_daytona(&rig);
+    let token = node.agent("lapsing");
+    let id = node.vend(&token, "1m");
+    rig.faults(json!({"fail_deletes": true}));
+    rig.advance(61);
+    eventually("a first failed attempt", || {
+        node.lease(&id)["attempts"] == 1
+    });
+    rig.advance(2 * 3600);
+    node.wait_for_state(&id, "lapsed");
+    let lease = node.lease(&id);
+    let key = rig.standin_state()["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["name"] == key_of(&lease).as_str())
+        .cloned()
+        .expect("the key was never deleted");
+    let millis = |v: &Value| {
+        creddy_core::Timestamp::parse_rfc3339(v.as_str().unwrap_or_default())
+            .map(creddy_core::Timestamp::as_millis)
+    };
+    let (key_expiry, lease_expiry) = (
+        millis(&key["expiresAt"]).unwrap_or(i64::MAX),
+        millis(&lease["expires_at"]).unwrap_or(0),
+    );
+    assert!(
+        (0..1_000).contains(&(key_expiry - lease_expiry)),
+        "the key dies upstream with its lease: {key_expiry} vs {lease_expiry}"
+    );
+    let events = rig.audit(&node);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "credential.lapsed" && e.lease_id.as_deref() == Some(id.as_str())),
+        "lapsing is audited"
+    );
+    assert!(node.leases("").is_empty(), "nothing left to act on");
+}

@@ -122,6 +122,11 @@ impl From<HostError> for Failure {
     }
 }
 
+/// Seconds past a lease's expiry after which a self-expiring credential is surely dead
+/// upstream: the plugin stamps the upstream expiry from its own clock, a moment after the
+/// lease's, and clocks differ a little.
+const EXPIRY_MARGIN: u64 = 60;
+
 /// One day, the pace of retries for `irrevocable` leases.
 const DAILY: u64 = 86_400;
 
@@ -160,7 +165,7 @@ async fn schedule_retry(
             None,
             Some(now.plus_seconds(DAILY)),
         )
-    } else if past_horizon && self_expiring && now >= lease.expires_at {
+    } else if past_horizon && self_expiring && now >= lease.expires_at.plus_seconds(EXPIRY_MARGIN) {
         (Action::CredentialLapsed, Some("lapsed"), None)
     } else if past_horizon {
         tracing::error!(lease = %lease.id, backend = %lease.backend, failures, "credential could not be revoked within the horizon; it is now irrevocable and retried daily");
