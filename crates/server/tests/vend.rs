@@ -21,6 +21,7 @@ creddy_testkit::dialects!(TestServer::start =>
     no_secret_reaches_the_audit_trail_or_an_error_body,
     a_plugin_crash_during_a_revocation_is_retried_after_its_restart,
     a_revocation_refused_for_good_is_irrevocable_at_once_and_retried_daily,
+    a_hanging_upstream_holds_eight_revocations_and_never_delays_another_backend,
 );
 
 const MASTER_KEY: &str = "master-key-of-the-test-upstream";
@@ -70,6 +71,17 @@ impl Site {
                 None,
             )
             .await
+    }
+
+    /// The restart counter of the `test` backend's plugin.
+    fn plugin_restarts(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.server
+            .server()
+            .state()
+            .backends()
+            .get("test")
+            .and_then(|b| b.process.clone().ok())
+            .map(|p| p.restarts())
     }
 
     fn revoked_upstream(&self) -> usize {
@@ -733,14 +745,7 @@ async fn a_mint_with_an_unknown_outcome_is_reconciled_after_two_minutes(server: 
         .to_owned();
     assert!(id.starts_with("cred_"), "{}", pending.text);
     script(&site.upstream(), json!({}));
-    let mut restarts = site
-        .server
-        .server()
-        .state()
-        .backends()
-        .get("test")
-        .and_then(|b| b.process.clone().ok())
-        .map(|p| p.restarts());
+    let mut restarts = site.plugin_restarts();
     if let Some(r) = restarts.as_mut() {
         let _ =
             tokio::time::timeout(std::time::Duration::from_secs(30), r.wait_for(|n| *n >= 1)).await;
@@ -926,15 +931,7 @@ async fn a_plugin_crash_during_a_revocation_is_retried_after_its_restart(server:
     let issued = site.vend(&token, "?ttl=1m").await;
     let id = issued.body["id"].as_str().unwrap_or_default().to_owned();
     let path = format!("/v1/admin/tokens/{id}");
-    let mut restarts = site
-        .server
-        .server()
-        .state()
-        .backends()
-        .get("test")
-        .and_then(|b| b.process.clone().ok())
-        .map(|p| p.restarts())
-        .expect("the backend's plugin runs");
+    let mut restarts = site.plugin_restarts().expect("the backend's plugin runs");
     script(&site.upstream(), json!({"revoke_credential": "crash"}));
     site.server.clock.advance_seconds(61);
     site.server.server().state().tasks().sweep_now().await;
@@ -994,4 +991,84 @@ async fn a_revocation_refused_for_good_is_irrevocable_at_once_and_retried_daily(
         "revoked",
         "the daily retry succeeds once the master key works again"
     );
+}
+
+async fn a_hanging_upstream_holds_eight_revocations_and_never_delays_another_backend(
+    server: TestServer,
+) {
+    let (site, _) = ready(server).await;
+    let stuck_dir = site.server.scratch().join("stuck-upstream");
+    let added = site
+        .api
+        .post(
+            "/v1/admin/backends",
+            &site.admin,
+            json!({"type": "test", "name": "stuck", "config": {"api_key": MASTER_KEY, "state_dir": stuck_dir}}),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    let token = site.agent("busy-agent", &["test", "stuck"]).await;
+    for _ in 0..12 {
+        let stuck = site
+            .api
+            .call(
+                Method::POST,
+                "/v1/credentials/stuck?ttl=1m",
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(stuck.status, StatusCode::OK, "{}", stuck.text);
+    }
+    let fine: Vec<String> = [
+        site.vend(&token, "?ttl=1m").await,
+        site.vend(&token, "?ttl=1m").await,
+    ]
+    .iter()
+    .map(|a| a.body["id"].as_str().unwrap_or_default().to_owned())
+    .collect();
+    script(&stuck_dir, json!({"revoke_credential": "hang"}));
+    site.server.clock.advance_seconds(61);
+    let state = site.server.server().state().clone();
+    let sweeping = tokio::spawn(async move { state.tasks().sweep_now().await });
+    let started = |dir: &std::path::Path| {
+        std::fs::read_dir(dir.join("revoke-calls"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(8);
+    loop {
+        let revoked = site
+            .api
+            .get("/v1/admin/tokens?backend=test&state=revoked", &site.admin)
+            .await;
+        if revoked.body.as_array().map(Vec::len) == Some(2) && started(&stuck_dir) == 8 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other backend waited: {} revoked, {} stuck calls",
+            revoked.text,
+            started(&stuck_dir)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for id in &fine {
+        let shown = site
+            .api
+            .get(&format!("/v1/admin/tokens/{id}"), &site.admin)
+            .await;
+        assert_eq!(shown.body["state"], "revoked");
+    }
+    assert_eq!(
+        started(&stuck_dir),
+        8,
+        "at most 8 revocations at once on the hanging backend"
+    );
+    let stuck_open = site
+        .api
+        .get("/v1/admin/tokens?backend=stuck&state=active", &site.admin)
+        .await;
+    assert_eq!(stuck_open.body.as_array().map(Vec::len), Some(12));
+    sweeping.abort();
 }

@@ -218,6 +218,8 @@ impl Plugin for TestPlugin {
         backend: &Backend,
         request: RevokeParams,
     ) -> Result<RevokeResult, PluginError> {
+        // Every attempt that reached the plugin, before its scripted behaviour.
+        record(&backend.state_dir, "revoke-calls", &request.lease_id, "");
         act(&backend.state_dir, "revoke_credential").await?;
         let external_id = request
             .external_id
