@@ -256,10 +256,11 @@ fn revocable(r: RevocableRow) -> RevocableLease {
 
 impl Store {
     /// The leases of a backend that still hold (or may hold) a live credential: `pending`,
-    /// `active` and `revoking`.
+    /// `active`, `revoking` and `irrevocable`.
     pub async fn revocable_leases_of_backend(&self, backend: &str) -> Result<Vec<RevocableLease>> {
         let sql = format!(
-            "SELECT {REVOCABLE_COLUMNS} FROM leases WHERE backend = $1 AND state IN ('pending', 'active', 'revoking') ORDER BY id"
+            "SELECT {REVOCABLE_COLUMNS} FROM leases WHERE backend = $1 \
+             AND state IN ('pending', 'active', 'revoking', 'irrevocable') ORDER BY id"
         );
         let rows: Vec<RevocableRow> =
             with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
@@ -269,10 +270,13 @@ impl Store {
         Ok(rows.into_iter().map(revocable).collect())
     }
 
-    /// The backends that have leases due at `now` and not claimed by a node.
+    /// The configured backends that have leases due at `now` and not claimed by a node.
+    /// One index probe per backend: a `DISTINCT` over the due leases would make SQLite walk
+    /// the whole index.
     pub async fn due_backends(&self, now: Timestamp) -> Result<Vec<String>> {
         let rows: Vec<(String,)> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT DISTINCT backend FROM leases WHERE due_at <= $1"
+            "SELECT b.name FROM backends b WHERE EXISTS \
+             (SELECT 1 FROM leases l WHERE l.backend = b.name AND l.due_at <= $1) ORDER BY b.name"
         )
         .bind(now.as_millis())
         .fetch_all(p)
@@ -435,24 +439,38 @@ impl Store {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        // Only names from KNOWN reach the SQL text.
+        // Only names from KNOWN reach the SQL text; every given filter becomes a condition
+        // of its own (never `$n IS NULL OR …`), so the id lookup uses the primary key and the
+        // others their indexes however many leases there are.
         let states = wanted
             .iter()
             .map(|s| format!("'{s}'"))
             .collect::<Vec<_>>()
             .join(", ");
+        let mut conditions = vec![format!("state IN ({states})")];
+        let mut values: Vec<&str> = Vec::new();
+        for (column, value) in [
+            ("id", &filter.id),
+            ("agent_name", &filter.agent_name),
+            ("backend", &filter.backend),
+        ] {
+            if let Some(value) = value {
+                values.push(value);
+                conditions.push(format!("{column} = ${}", values.len()));
+            }
+        }
         let sql = format!(
             "SELECT id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, revoked_at, attempts, last_error \
-             FROM leases WHERE state IN ({states}) AND ($1 IS NULL OR id = $1) AND ($2 IS NULL OR agent_name = $2) \
-             AND ($3 IS NULL OR backend = $3) ORDER BY created_at DESC LIMIT 1000"
+             FROM leases WHERE {} ORDER BY created_at DESC LIMIT 1000",
+            conditions.join(" AND ")
         );
-        let rows: Vec<LeaseRecordRow> =
-            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(filter.id.as_deref())
-                .bind(filter.agent_name.as_deref())
-                .bind(filter.backend.as_deref())
-                .fetch_all(p)
-                .await)?;
+        let rows: Vec<LeaseRecordRow> = with_pool!(self, |p| {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for value in &values {
+                query = query.bind(*value);
+            }
+            query.fetch_all(p).await
+        })?;
         rows.into_iter()
             .map(|r| {
                 Ok(LeaseRecord {
@@ -528,13 +546,22 @@ impl Store {
     /// The number of leases per backend and state, for the states that still need work or
     /// attention (`pending`, `active`, `revoking`, `irrevocable`).
     pub async fn count_open_leases_by_backend(&self) -> Result<Vec<(String, String, i64)>> {
-        Ok(with_pool!(self, |p| sqlx::query_as(
-            "SELECT backend, state, COUNT(*) FROM leases \
-             WHERE state IN ('pending', 'active', 'revoking', 'irrevocable') \
-             GROUP BY backend, state ORDER BY backend, state"
+        // Counting every state walks the (backend, state) index once; a filter on the state
+        // would make SQLite check each entry and take twice as long.
+        let counts: Vec<(String, String, i64)> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT backend, state, COUNT(*) FROM leases GROUP BY backend, state ORDER BY backend, state"
         )
         .fetch_all(p)
-        .await)?)
+        .await)?;
+        Ok(counts
+            .into_iter()
+            .filter(|(_, state, _)| {
+                matches!(
+                    state.as_str(),
+                    "pending" | "active" | "revoking" | "irrevocable"
+                )
+            })
+            .collect())
     }
 }
 

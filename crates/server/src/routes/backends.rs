@@ -353,8 +353,9 @@ pub(crate) async fn remove(
         .into_response())
 }
 
-/// Marks every lease of the backend that may still hold a live credential `irrevocable`;
-/// returns how many.
+/// Marks every lease of the backend that may still hold a live credential `irrevocable`,
+/// without further retries (no plugin remains to make them); returns how many. An admin
+/// deletes such credentials upstream by hand and then forgets the leases.
 async fn mark_irrevocable(
     state: &AppState,
     principal: &Principal,

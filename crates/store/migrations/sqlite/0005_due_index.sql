@@ -16,3 +16,6 @@ UPDATE leases SET due_at = claimed_until
     WHERE due_at IS NOT NULL AND claimed_until IS NOT NULL AND claimed_until > due_at;
 CREATE INDEX leases_due ON leases (due_at, backend) WHERE due_at IS NOT NULL;
 CREATE INDEX leases_backend_due ON leases (backend, due_at) WHERE due_at IS NOT NULL;
+-- The admin listing: newest first, and by agent name.
+CREATE INDEX leases_created ON leases (created_at);
+CREATE INDEX leases_agent_name ON leases (agent_name, created_at);

@@ -143,6 +143,7 @@ struct Bench {
     clock: PathBuf,
     _standin: StandinProcess,
     api_url: String,
+    standin_control: String,
 }
 
 impl Bench {
@@ -198,7 +199,7 @@ async fn run(args: Args) -> Result<Report, String> {
     .map_err(|e| e.to_string())?;
     install_as(&binaries[1], &dir.path().join("plugins"), "daytona");
     let standin = StandinProcess::start(&binaries[2], &dir.path().join("daytona.json"));
-    let api_url = standin.api_url.clone();
+    let (api_url, standin_control) = (standin.api_url.clone(), standin.control_url());
     reqwest::Client::new()
         .post(format!("{}/_standin/seed", standin.control_url()))
         .json(&creddy_daytona_standin::master_seed(MASTER, "org-1"))
@@ -212,6 +213,7 @@ async fn run(args: Args) -> Result<Report, String> {
         clock,
         _standin: standin,
         api_url,
+        standin_control,
         dir,
     };
 
@@ -318,11 +320,17 @@ async fn run(args: Args) -> Result<Report, String> {
     bench.set_offset(61)?;
     let started = Instant::now();
     loop {
-        let text = node.metrics().await?;
-        let revoked = counter(
-            &text,
-            "creddy_revocations_total{backend=\"daytona\",outcome=\"revoked\"}",
-        );
+        // Ask the stand-in, so that watching does not load the server.
+        let state: Value = node
+            .http
+            .get(format!("{}/_standin/state", bench.standin_control))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let revoked = state["deleted_keys"].as_array().map_or(0, Vec::len) as u64;
         if revoked >= args.vends as u64 {
             break;
         }
@@ -466,13 +474,6 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     sorted.sort_by(f64::total_cmp);
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(index).copied().unwrap_or(0.0)
-}
-
-fn counter(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// The machine the figures came from.
