@@ -261,11 +261,13 @@ async fn next_wait(state: &AppState) -> Duration {
     );
     match (agents, leases) {
         (Ok(a), Ok(l)) => match a.into_iter().chain(l).min() {
-            // A lease whose revocation just failed is due again at once; pace retries.
-            Some(at) => {
+            // Wake exactly when the next lease falls due, so revocation starts on time.
+            Some(at) if at > now => {
                 Duration::from_millis(u64::try_from(at.as_millis() - now.as_millis()).unwrap_or(0))
-                    .clamp(RETRY_PACE.min(max_idle), max_idle)
+                    .min(max_idle)
             }
+            // Something is due but was not taken (its backend's slots are full): pace.
+            Some(_) => RETRY_PACE.min(max_idle),
             None => max_idle,
         },
         _ => ERROR_BACKOFF,

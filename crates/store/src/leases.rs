@@ -548,11 +548,13 @@ impl Store {
     pub async fn count_open_leases_by_backend(&self) -> Result<Vec<(String, String, i64)>> {
         // Counting every state walks the (backend, state) index once; a filter on the state
         // would make SQLite check each entry and take twice as long.
-        let counts: Vec<(String, String, i64)> = with_pool!(self, |p| sqlx::query_as(
+        let counts: Vec<(String, String, i64)> = with_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT backend, state, COUNT(*) FROM leases GROUP BY backend, state ORDER BY backend, state"
         )
         .fetch_all(p)
-        .await)?;
+        .await
+        })?;
         Ok(counts
             .into_iter()
             .filter(|(_, state, _)| {
