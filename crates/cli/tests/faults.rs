@@ -170,6 +170,19 @@ impl Rig {
             })
     }
 
+    /// Deletes a key with the master key, as an operator would in Daytona's dashboard.
+    fn delete_by_hand(&self, name: &str) {
+        let status = self
+            .http
+            .delete(format!("{}/api-keys/{name}", self.standin.api_url))
+            .bearer_auth(MASTER)
+            .header("X-Daytona-Organization-ID", "org-1")
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        assert_eq!(status, 204, "deleting {name} by hand");
+    }
+
     fn faults(&self, faults: Value) {
         self.control("faults", &faults);
     }
@@ -523,6 +536,7 @@ fn an_upstream_failing_deletes_for_hours_is_ridden_out_and_beyond_the_horizon_re
     let token = node.agent("patient");
     let within = node.vend(&token, "1d");
     let beyond = node.vend(&token, "1d");
+    let abandoned = node.vend(&token, "1d");
     rig.faults(json!({"fail_deletes": true}));
     assert_eq!(node.revoke(&within).0, 202);
     let mut attempts = 1;
@@ -540,25 +554,40 @@ fn an_upstream_failing_deletes_for_hours_is_ridden_out_and_beyond_the_horizon_re
 
     rig.faults(json!({"fail_deletes": true}));
     assert_eq!(node.revoke(&beyond).0, 202);
-    for _ in 0..3 {
-        rig.advance(61 * 60);
-    }
+    assert_eq!(node.revoke(&abandoned).0, 202);
+    rig.advance(3 * 3600);
     node.wait_for_state(&beyond, "irrevocable");
-    let listed = creddy(
-        rig.home.path(),
-        &[
-            "--server",
-            &node.process.url(),
-            "--data-dir",
-            &node.data_dir.display().to_string(),
-            "credentials",
-            "ls",
-            "--state",
-            "irrevocable",
-        ],
-        &[],
+    node.wait_for_state(&abandoned, "irrevocable");
+    let (url, dir) = (node.process.url(), node.data_dir.display().to_string());
+    let admin = |args: &[&str]| {
+        let mut full = vec!["--server", url.as_str(), "--data-dir", dir.as_str()];
+        full.extend_from_slice(args);
+        creddy(rig.home.path(), &full, &[])
+    };
+    let listed = admin(&["credentials", "ls", "--state", "irrevocable"]);
+    assert!(
+        listed.ok().contains(&beyond) && listed.stdout.contains(&abandoned),
+        "{}",
+        listed.stdout
     );
-    assert!(listed.ok().contains(&beyond), "{}", listed.stdout);
+    admin(&["credentials", "revoke", &abandoned]).fails(1, "is irrevocable");
+    let forgotten = admin(&[
+        "credentials",
+        "revoke",
+        &abandoned,
+        "--force",
+        "--reason",
+        "deleted in the Daytona dashboard",
+    ]);
+    forgotten.ok();
+    assert!(
+        forgotten
+            .stderr
+            .contains(&format!("Stopped retrying {abandoned}")),
+        "{}",
+        forgotten.stderr
+    );
+    assert_eq!(node.lease(&abandoned)["state"], "forgotten");
     assert!(
         node.metrics().contains("creddy_leases_irrevocable 1\n"),
         "the gauge rose"
@@ -571,6 +600,12 @@ fn an_upstream_failing_deletes_for_hours_is_ridden_out_and_beyond_the_horizon_re
     rig.advance(86_400);
     node.wait_for_state(&beyond, "revoked");
     assert!(node.metrics().contains("creddy_leases_irrevocable 0\n"));
+    let abandoned_key = key_of(&node.lease(&abandoned));
+    assert!(
+        rig.live_keys().contains(&abandoned_key),
+        "a forgotten lease is not retried"
+    );
+    rig.delete_by_hand(&abandoned_key);
     rig.assert_settled(&node);
 }
 
