@@ -13,6 +13,7 @@ pub mod clock;
 pub mod duration;
 pub mod ids;
 pub mod names;
+pub mod policy;
 pub mod scope;
 pub mod secret;
 pub mod timestamp;
