@@ -22,6 +22,36 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// The actions recorded so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Action {
+    /// An agent asked to enroll.
+    #[serde(rename = "enrollment.requested")]
+    EnrollmentRequested,
+    /// An enrollment was approved (by an admin or a policy).
+    #[serde(rename = "enrollment.approved")]
+    EnrollmentApproved,
+    /// An enrollment was rejected.
+    #[serde(rename = "enrollment.rejected")]
+    EnrollmentRejected,
+    /// An enrollment expired undecided, or its approval unclaimed.
+    #[serde(rename = "enrollment.expired")]
+    EnrollmentExpired,
+    /// An approved agent picked its credentials up.
+    #[serde(rename = "enrollment.claimed")]
+    EnrollmentClaimed,
+    /// An agent asked for more scopes.
+    #[serde(rename = "amendment.requested")]
+    AmendmentRequested,
+    /// An amendment was approved; the scopes were merged.
+    #[serde(rename = "amendment.approved")]
+    AmendmentApproved,
+    /// An amendment was rejected.
+    #[serde(rename = "amendment.rejected")]
+    AmendmentRejected,
+    /// A policy evaluated a request (details: policy, outcome, reason).
+    #[serde(rename = "policy.decision")]
+    PolicyDecision,
+    /// The policies were (re)loaded (details: SHA-256 of the set).
+    #[serde(rename = "policy.loaded")]
+    PolicyLoaded,
     /// An agent was created.
     #[serde(rename = "agent.created")]
     AgentCreated,
@@ -67,6 +97,16 @@ impl Action {
     /// The action's stable name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Action::EnrollmentRequested => "enrollment.requested",
+            Action::EnrollmentApproved => "enrollment.approved",
+            Action::EnrollmentRejected => "enrollment.rejected",
+            Action::EnrollmentExpired => "enrollment.expired",
+            Action::EnrollmentClaimed => "enrollment.claimed",
+            Action::AmendmentRequested => "amendment.requested",
+            Action::AmendmentApproved => "amendment.approved",
+            Action::AmendmentRejected => "amendment.rejected",
+            Action::PolicyDecision => "policy.decision",
+            Action::PolicyLoaded => "policy.loaded",
             Action::AgentCreated => "agent.created",
             Action::AgentDeleted => "agent.deleted",
             Action::AdminTokenCreated => "admin_token.created",

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 
 use creddy_core::Duration;
+use creddy_core::policy::{Policy, PolicySet, Rate};
 use serde::Deserialize;
 
 /// How log lines are written.
@@ -168,6 +169,43 @@ impl RevocationSettings {
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     max_active_leases_per_agent: Option<u32>,
+    enroll_per_ip: Option<Rate>,
+}
+
+/// `enrollment = { pending_ttl, pickup_ttl, max_pending }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEnrollment {
+    pending_ttl: Option<Duration>,
+    pickup_ttl: Option<Duration>,
+    max_pending: Option<u32>,
+}
+
+/// Enrollment limits (§7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrollmentSettings {
+    /// Seconds a request waits for a decision (24h).
+    pub pending_ttl: u64,
+    /// Seconds an approved agent has to pick its credentials up (1h).
+    pub pickup_ttl: u64,
+    /// The most open enrollments (1000).
+    pub max_pending: u32,
+    /// Enrollment requests per client address (20/minute), per node.
+    pub per_ip: Rate,
+}
+
+impl Default for EnrollmentSettings {
+    fn default() -> Self {
+        Self {
+            pending_ttl: 86_400,
+            pickup_ttl: 3_600,
+            max_pending: 1_000,
+            per_ip: Rate {
+                count: 20,
+                window_seconds: 60,
+            },
+        }
+    }
 }
 
 /// The configuration file as written.
@@ -185,7 +223,11 @@ struct FileConfig {
     #[serde(default)]
     revocation: FileRevocation,
     #[serde(default)]
+    enrollment: FileEnrollment,
+    #[serde(default)]
     server: FileServer,
+    #[serde(default)]
+    policies: Vec<Policy>,
 }
 
 /// Server-wide TTL limits in seconds (§6 of the specification).
@@ -254,6 +296,12 @@ pub struct Settings {
     /// The longest the reaper sleeps between sweeps (30 s; shorter only when a test drives
     /// the clock from outside the process).
     pub reaper_max_idle: std::time::Duration,
+    /// Enrollment limits.
+    pub enrollment: EnrollmentSettings,
+    /// The policies, in file order.
+    pub policies: PolicySet,
+    /// The configuration file, if one was read (SIGHUP reloads its policies).
+    pub config_file: Option<PathBuf>,
 }
 
 /// A configuration problem; the server exits 2 with this message.
@@ -323,7 +371,7 @@ impl Settings {
     /// Lays flags and environment over the configuration file over the defaults, and
     /// validates the result. An explicitly named file must exist; the default file may not.
     pub fn resolve(args: ServerArgs, env: &Environment) -> Result<Self, ConfigError> {
-        let (file, source) = load_file(&args, env)?;
+        let (file, source, config_file) = load_file(&args, env)?;
         let listen_text = args
             .listen
             .or(file.server.listen)
@@ -401,6 +449,24 @@ impl Settings {
                     .map_or(3_600, Duration::as_seconds),
             },
             reaper_max_idle: crate::tasks::MAX_IDLE,
+            enrollment: EnrollmentSettings {
+                pending_ttl: file
+                    .enrollment
+                    .pending_ttl
+                    .map_or(86_400, Duration::as_seconds),
+                pickup_ttl: file
+                    .enrollment
+                    .pickup_ttl
+                    .map_or(3_600, Duration::as_seconds),
+                max_pending: file.enrollment.max_pending.unwrap_or(1_000),
+                per_ip: file
+                    .limits
+                    .enroll_per_ip
+                    .unwrap_or(EnrollmentSettings::default().per_ip),
+            },
+            policies: PolicySet::new(file.policies)
+                .map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))?,
+            config_file,
         })
     }
 
@@ -423,6 +489,9 @@ impl Settings {
             trusted_plugin_keys: Vec::new(),
             revocation: RevocationSettings::default(),
             reaper_max_idle: crate::tasks::MAX_IDLE,
+            enrollment: EnrollmentSettings::default(),
+            policies: PolicySet::default(),
+            config_file: None,
         }
     }
 }
@@ -481,18 +550,22 @@ pub fn plugin_config(
 
 /// Reads the configuration file; returns its contents and a " (in FILE)" suffix for
 /// messages about values that came from it.
-fn load_file(args: &ServerArgs, env: &Environment) -> Result<(FileConfig, String), ConfigError> {
+/// The file's settings, the " (in FILE …)" suffix for messages, and the file's path when one
+/// was read.
+type Loaded = (FileConfig, String, Option<PathBuf>);
+
+fn load_file(args: &ServerArgs, env: &Environment) -> Result<Loaded, ConfigError> {
     let (path, explicit) = match &args.config {
         Some(path) => (Some(path.clone()), true),
         None => (env.default_config_file(), false),
     };
     let Some(path) = path else {
-        return Ok((FileConfig::default(), String::new()));
+        return Ok((FileConfig::default(), String::new(), None));
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-            return Ok((FileConfig::default(), String::new()));
+            return Ok((FileConfig::default(), String::new(), None));
         }
         Err(e) => {
             return Err(ConfigError(format!(
@@ -508,7 +581,19 @@ fn load_file(args: &ServerArgs, env: &Environment) -> Result<(FileConfig, String
             e.to_string().trim_end()
         ))
     })?;
-    Ok((file, format!(" (in {} or the environment)", path.display())))
+    let source = format!(" (in {} or the environment)", path.display());
+    Ok((file, source, Some(path)))
+}
+
+/// Reads the policies of the configuration file again (SIGHUP); any error leaves the caller
+/// with the set it had.
+pub fn reload_policies(path: &Path) -> Result<PolicySet, ConfigError> {
+    let args = ServerArgs {
+        config: Some(path.to_owned()),
+        ..ServerArgs::default()
+    };
+    let (file, source, _) = load_file(&args, &Environment::current())?;
+    PolicySet::new(file.policies).map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))
 }
 
 fn check_database_url(url: &str, source: &str) -> Result<(), ConfigError> {

@@ -67,13 +67,27 @@ fn agent_from_row(r: AgentRow) -> Result<Agent> {
 /// Open lease states, as an SQL list.
 const OPEN_STATES: &str = "('pending', 'active')";
 
-impl Store {
-    /// Creates an agent and records `event`, in one transaction. A name already used (in any
-    /// letter case) gives [`StoreError::NameTaken`].
-    pub async fn create_agent(&self, new: &NewAgent, event: &AuditEvent) -> Result<Agent> {
-        let scopes = serde_json::to_string(&new.scopes.to_strings())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        in_transaction!(self, |tx| {
+/// The agent as stored by [`insert_agent!`].
+pub(crate) fn created(new: &NewAgent) -> Agent {
+    Agent {
+        id: new.id.clone(),
+        name: new.name.as_str().to_owned(),
+        scopes: new.scopes.clone(),
+        policy: new.policy.clone(),
+        client_id: new.client_id.clone(),
+        created_at: new.created_at,
+        last_used: None,
+        expires_at: new.expires_at,
+    }
+}
+
+/// Inserts a new agent inside the transaction `$tx`.
+macro_rules! insert_agent {
+    ($tx:expr, $new:expr) => {{
+        let new: &creddy_core::agent::NewAgent = $new;
+        let result: $crate::Result<()> = async {
+            let scopes = serde_json::to_string(&new.scopes.to_strings())
+                .map_err(|e| $crate::StoreError::Corrupt(e.to_string()))?;
             sqlx::query(
                 "INSERT INTO agents (id, name, name_key, scopes, policy, client_id, token_hash, \
                  client_secret_hash, created_at, last_used, expires_at) \
@@ -88,21 +102,26 @@ impl Store {
             .bind(new.token_hash.as_str())
             .bind(new.client_secret_hash.as_str())
             .bind(new.created_at.as_millis())
-            .bind(new.expires_at.map(Timestamp::as_millis))
-            .execute(&mut *tx)
+            .bind(new.expires_at.map(creddy_core::Timestamp::as_millis))
+            .execute(&mut *$tx)
             .await?;
+            Ok(())
+        }
+        .await;
+        result
+    }};
+}
+pub(crate) use insert_agent;
+
+impl Store {
+    /// Creates an agent and records `event`, in one transaction. A name already used (in any
+    /// letter case) gives [`StoreError::NameTaken`].
+    pub async fn create_agent(&self, new: &NewAgent, event: &AuditEvent) -> Result<Agent> {
+        in_transaction!(self, |tx| {
+            insert_agent!(tx, new)?;
             append_event!(tx, event)?;
         });
-        Ok(Agent {
-            id: new.id.clone(),
-            name: new.name.as_str().to_owned(),
-            scopes: new.scopes.clone(),
-            policy: new.policy.clone(),
-            client_id: new.client_id.clone(),
-            created_at: new.created_at,
-            last_used: None,
-            expires_at: new.expires_at,
-        })
+        Ok(created(new))
     }
 
     /// The agent of that name, compared case-insensitively.

@@ -14,6 +14,7 @@
 mod agents;
 mod audit;
 mod backends;
+mod enrollments;
 mod leases;
 mod migrate;
 
@@ -29,6 +30,7 @@ use sqlx::sqlite::{
 pub use agents::AgentListing;
 pub use audit::StoredEvent;
 pub use backends::BackendRecord;
+pub use enrollments::{Enrollment, NewEnrollment};
 pub use leases::{LeaseFilter, LeaseRecord, LeaseSummary, NewLease, Queued, RevocableLease};
 
 /// Where the state lives.
@@ -87,6 +89,9 @@ pub enum StoreError {
     /// The database URL or path is not usable.
     #[error("invalid database location: {0}")]
     InvalidLocation(String),
+    /// The change conflicts with the stored state (the message says how).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0005_due_index.sql"),
         include_str!("../migrations/postgres/0005_due_index.sql"),
     ),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_enrollments.sql"),
+        include_str!("../migrations/postgres/0006_enrollments.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming creddy's migration lock among PostgreSQL advisory locks.

@@ -24,6 +24,7 @@ creddy_testkit::dialects!(TestStore::new =>
     due_leases_are_claimed_by_one_node_at_a_time,
     an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgotten,
     a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_settle,
+    enrollments_go_from_request_to_one_pickup_or_expiry,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -56,7 +57,7 @@ async fn migrations_are_idempotent_and_a_newer_schema_is_refused(db: TestStore) 
     match Store::open(db.location.clone()).await {
         Err(StoreError::SchemaTooNew {
             found: 999,
-            supported: 5,
+            supported: 6,
         }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
@@ -762,5 +763,239 @@ async fn a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_sett
     assert_eq!(
         db.store.drained_backends().await.expect("drained"),
         ["alpha"]
+    );
+}
+
+fn enrollment(id: &str, name: &str, status: &'static str) -> creddy_store::NewEnrollment {
+    creddy_store::NewEnrollment {
+        id: id.into(),
+        kind: "enroll",
+        name: name.into(),
+        agent_id: None,
+        scopes: vec!["alpha".into()],
+        status,
+        policy: None,
+        reason: None,
+        ip: Some("127.0.0.1".into()),
+        secret_hash: Some(
+            creddy_core::secret::SecretToken::generate(
+                creddy_core::secret::TokenKind::EnrollmentSecret,
+            )
+            .hash(),
+        ),
+        created_at: T0,
+        expires_at: T0.plus_seconds(86_400),
+        decided_by: None,
+    }
+}
+
+async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
+    let event = |a| AuditEvent::new(a, Actor::system(), T0);
+    let requested = || [event(Action::EnrollmentRequested)];
+    create(&db.store, &new_agent("taken", &["alpha"], None)).await;
+    assert!(matches!(
+        db.store
+            .request_enrollment(
+                &enrollment("enr_0", "TAKEN", "pending"),
+                None,
+                10,
+                &requested()
+            )
+            .await,
+        Err(StoreError::NameTaken)
+    ));
+    let first = enrollment("enr_1", "ci-agent", "pending");
+    db.store
+        .request_enrollment(&first, None, 10, &requested())
+        .await
+        .expect("request");
+    assert!(
+        matches!(
+            db.store
+                .request_enrollment(
+                    &enrollment("enr_2", "CI-Agent", "pending"),
+                    None,
+                    10,
+                    &requested()
+                )
+                .await,
+            Err(StoreError::NameTaken)
+        ),
+        "a name is free only once among open enrollments"
+    );
+    assert!(matches!(
+        db.store
+            .request_enrollment(
+                &enrollment("enr_3", "other", "pending"),
+                None,
+                1,
+                &requested()
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let found = db
+        .store
+        .find_enrollment_by_secret(first.secret_hash.as_ref().expect("secret"))
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(
+        (found.id.as_str(), found.status.as_str()),
+        ("enr_1", "pending")
+    );
+    assert_eq!(
+        db.store.pending_enrollments().await.expect("pending").len(),
+        1
+    );
+
+    let mut agent = new_agent("ci-agent", &["alpha"], None);
+    agent.policy = Some("ci".into());
+    let pickup = T0.plus_seconds(3_600);
+    db.store
+        .approve_enrollment(
+            "enr_1",
+            &agent,
+            "local_admin",
+            pickup,
+            &[event(Action::EnrollmentApproved)],
+        )
+        .await
+        .expect("approve");
+    assert!(matches!(
+        db.store
+            .approve_enrollment("enr_1", &agent, "local_admin", pickup, &[])
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        db.store.count_agents_of_policy("ci").await.expect("count"),
+        1
+    );
+    let token = creddy_core::secret::SecretToken::generate(creddy_core::secret::TokenKind::Vend);
+    let secret =
+        creddy_core::secret::SecretToken::generate(creddy_core::secret::TokenKind::ClientSecret);
+    let claim = |at| {
+        let (t, s) = (token.hash(), secret.hash());
+        let store = db.store.clone();
+        async move {
+            store
+                .claim_enrollment(
+                    "enr_1",
+                    &t,
+                    &s,
+                    at,
+                    &AuditEvent::new(Action::EnrollmentClaimed, Actor::system(), at),
+                )
+                .await
+                .expect("claim")
+        }
+    };
+    assert!(!claim(pickup).await, "not after the pickup deadline");
+    assert!(claim(T0.plus_seconds(10)).await);
+    assert!(
+        !claim(T0.plus_seconds(11)).await,
+        "credentials are handed out once"
+    );
+    let by_token = db
+        .store
+        .find_agent_by_token_hash(&token.hash())
+        .await
+        .expect("find");
+    assert_eq!(by_token.map(|(a, _)| a.id), Some(agent.id.clone()));
+
+    // An approval nobody picks up expires and takes its agent along.
+    db.store
+        .request_enrollment(
+            &enrollment("enr_4", "lazy", "pending"),
+            None,
+            10,
+            &requested(),
+        )
+        .await
+        .expect("request");
+    let lazy = new_agent("lazy", &["alpha"], None);
+    db.store
+        .approve_enrollment("enr_4", &lazy, "local_admin", pickup, &[])
+        .await
+        .expect("approve");
+    let lapsed = db
+        .store
+        .lapsed_enrollments(pickup, 10)
+        .await
+        .expect("lapsed");
+    assert_eq!(
+        lapsed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["enr_4"]
+    );
+    assert!(
+        db.store
+            .close_enrollment(
+                "enr_4",
+                "expired",
+                None,
+                "system",
+                pickup,
+                &[event(Action::EnrollmentExpired)]
+            )
+            .await
+            .expect("expire")
+    );
+    assert!(
+        db.store
+            .find_agent_by_name("lazy")
+            .await
+            .expect("find")
+            .is_none()
+    );
+    assert!(
+        !db.store
+            .close_enrollment("enr_4", "rejected", None, "local_admin", pickup, &[])
+            .await
+            .expect("again"),
+        "a closed request stays closed"
+    );
+
+    // Amendments merge scopes into the agent.
+    let mut amendment = enrollment("enr_5", "ci-agent", "pending");
+    amendment.kind = "amendment";
+    amendment.agent_id = Some(agent.id.as_str().into());
+    amendment.secret_hash = None;
+    db.store
+        .request_enrollment(&amendment, None, 10, &requested())
+        .await
+        .expect("amend");
+    assert_eq!(
+        db.store
+            .pending_amendments_of(&agent.id)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    db.store
+        .approve_amendment(
+            "enr_5",
+            &agent.id,
+            &["alpha".into(), "beta".into()],
+            "local_admin",
+            T0,
+            &[],
+        )
+        .await
+        .expect("approve amendment");
+    let amended = db
+        .store
+        .find_agent_by_name("ci-agent")
+        .await
+        .expect("find")
+        .expect("agent");
+    assert_eq!(amended.scopes.to_strings(), ["alpha", "beta"]);
+    assert_eq!(
+        db.store
+            .count_policy_approvals_since("ci", T0)
+            .await
+            .expect("count"),
+        0
     );
 }

@@ -1,0 +1,454 @@
+//! Enrollments and amendments: requests waiting for a person or a policy (§7).
+//!
+//! An enrollment is `pending` until decided, then `approved` (the agent exists, its
+//! credentials not yet picked up), `claimed` (picked up once), `rejected` or `expired`. The
+//! poll secret is stored as a hash; the agent's vend token and client secret are generated at
+//! pickup and only their hashes stored, so no usable credential ever rests in storage. Every
+//! transition writes its audit events in the same transaction.
+
+use creddy_core::Timestamp;
+use creddy_core::agent::NewAgent;
+use creddy_core::audit::AuditEvent;
+use creddy_core::ids::AgentId;
+use creddy_core::secret::TokenHash;
+use serde::Serialize;
+
+use crate::agents::insert_agent;
+use crate::audit::append_event;
+use crate::{Result, Store, StoreError, decode_strings, in_transaction, with_pool};
+
+/// An enrollment or amendment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enrollment {
+    /// `enr_…`.
+    pub id: String,
+    /// `enroll` or `amendment`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The (requested) agent name.
+    pub name: String,
+    /// The agent: an amendment's, or an approved enrollment's.
+    pub agent_id: Option<String>,
+    /// The scopes: requested, then as approved.
+    pub scopes: Vec<String>,
+    /// `pending`, `approved`, `claimed`, `rejected` or `expired`.
+    pub status: String,
+    /// The governing policy.
+    pub policy: Option<String>,
+    /// Why it waits or was rejected.
+    pub reason: Option<String>,
+    /// The requesting address.
+    pub ip: Option<String>,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// Its deadline: the decision's while pending, the pickup's once approved.
+    pub expires_at: Timestamp,
+}
+
+/// A new request.
+#[derive(Debug, Clone)]
+pub struct NewEnrollment {
+    /// `enr_…`.
+    pub id: String,
+    /// `enroll` or `amendment`.
+    pub kind: &'static str,
+    /// The agent name.
+    pub name: String,
+    /// The amendment's agent.
+    pub agent_id: Option<String>,
+    /// Requested scopes.
+    pub scopes: Vec<String>,
+    /// `pending`, `rejected` or `claimed` (approved and picked up at once).
+    pub status: &'static str,
+    /// The governing policy.
+    pub policy: Option<String>,
+    /// The policy's reason.
+    pub reason: Option<String>,
+    /// The requesting address.
+    pub ip: Option<String>,
+    /// Hash of the poll secret (enrollments left pending).
+    pub secret_hash: Option<TokenHash>,
+    /// Now.
+    pub created_at: Timestamp,
+    /// The decision deadline.
+    pub expires_at: Timestamp,
+    /// Who decided at once: `policy` or `local_admin`.
+    pub decided_by: Option<&'static str>,
+}
+
+type EnrollmentRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+const COLUMNS: &str =
+    "id, kind, name, agent_id, scopes, status, policy, reason, ip, created_at, expires_at";
+
+fn from_row(r: EnrollmentRow) -> Result<Enrollment> {
+    Ok(Enrollment {
+        scopes: decode_strings("enrollments.scopes", &r.4)?,
+        id: r.0,
+        kind: r.1,
+        name: r.2,
+        agent_id: r.3,
+        status: r.5,
+        policy: r.6,
+        reason: r.7,
+        ip: r.8,
+        created_at: Timestamp::from_millis(r.9),
+        expires_at: Timestamp::from_millis(r.10),
+    })
+}
+
+fn encode(scopes: &[String]) -> Result<String> {
+    serde_json::to_string(scopes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl Store {
+    /// Records a request with its events. An `enroll` needs a name free among agents and
+    /// open enrollments ([`StoreError::NameTaken`]) and room under `max_pending`
+    /// ([`StoreError::Conflict`]); with `agent` (approved at once) the agent is created in
+    /// the same transaction.
+    pub async fn request_enrollment(
+        &self,
+        new: &NewEnrollment,
+        agent: Option<&NewAgent>,
+        max_pending: u32,
+        events: &[AuditEvent],
+    ) -> Result<()> {
+        let scopes = encode(&new.scopes)?;
+        let name_key = new.name.to_ascii_lowercase();
+        in_transaction!(self, |tx| {
+            if new.kind == "enroll" {
+                let (taken,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM agents WHERE name_key = $1")
+                        .bind(&name_key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if taken > 0 {
+                    return Err(StoreError::NameTaken);
+                }
+            }
+            if new.status == "pending" {
+                let (open,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE status = 'pending'")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if open >= i64::from(max_pending) {
+                    return Err(StoreError::Conflict(format!(
+                        "{open} requests are waiting for a decision, the most allowed"
+                    )));
+                }
+            }
+            sqlx::query(
+                "INSERT INTO enrollments (id, kind, name, name_key, agent_id, scopes, status, policy, \
+                 reason, ip, secret_hash, created_at, expires_at, decided_at, decided_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            )
+            .bind(&new.id)
+            .bind(new.kind)
+            .bind(&new.name)
+            .bind(&name_key)
+            .bind(agent.map(|a| a.id.as_str()).or(new.agent_id.as_deref()))
+            .bind(&scopes)
+            .bind(new.status)
+            .bind(new.policy.as_deref())
+            .bind(new.reason.as_deref())
+            .bind(new.ip.as_deref())
+            .bind(new.secret_hash.as_ref().map(TokenHash::as_str))
+            .bind(new.created_at.as_millis())
+            .bind(new.expires_at.as_millis())
+            .bind(new.decided_by.map(|_| new.created_at.as_millis()))
+            .bind(new.decided_by)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(agent) = agent {
+                insert_agent!(tx, agent)?;
+            }
+            for event in events {
+                append_event!(tx, event)?;
+            }
+        });
+        Ok(())
+    }
+
+    /// The request with that id.
+    pub async fn find_enrollment(&self, id: &str) -> Result<Option<Enrollment>> {
+        self.enrollment_where("id = $1", id).await
+    }
+
+    /// The enrollment whose poll secret has this hash.
+    pub async fn find_enrollment_by_secret(&self, hash: &TokenHash) -> Result<Option<Enrollment>> {
+        self.enrollment_where("secret_hash = $1", hash.as_str())
+            .await
+    }
+
+    async fn enrollment_where(&self, condition: &str, value: &str) -> Result<Option<Enrollment>> {
+        let sql = format!("SELECT {COLUMNS} FROM enrollments WHERE {condition}");
+        let row: Option<EnrollmentRow> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(value)
+                .fetch_optional(p)
+                .await)?;
+        row.map(from_row).transpose()
+    }
+
+    /// Requests waiting for a decision, oldest first (at most 1000).
+    pub async fn pending_enrollments(&self) -> Result<Vec<Enrollment>> {
+        self.enrollments_where("status = 'pending'", None).await
+    }
+
+    /// The agent's amendments waiting for a decision.
+    pub async fn pending_amendments_of(&self, agent: &AgentId) -> Result<Vec<Enrollment>> {
+        self.enrollments_where(
+            "status = 'pending' AND kind = 'amendment' AND agent_id = $1",
+            Some(agent.as_str()),
+        )
+        .await
+    }
+
+    /// Requests whose deadline has passed while `pending` or `approved`, oldest first.
+    pub async fn lapsed_enrollments(&self, now: Timestamp, limit: i64) -> Result<Vec<Enrollment>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM enrollments WHERE status IN ('pending', 'approved') \
+             AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+        );
+        let rows: Vec<EnrollmentRow> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(now.as_millis())
+                .bind(limit)
+                .fetch_all(p)
+                .await)?;
+        rows.into_iter().map(from_row).collect()
+    }
+
+    async fn enrollments_where(
+        &self,
+        condition: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<Enrollment>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM enrollments WHERE {condition} ORDER BY created_at LIMIT 1000"
+        );
+        let rows: Vec<EnrollmentRow> = with_pool!(self, |p| {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            if let Some(value) = value {
+                query = query.bind(value);
+            }
+            query.fetch_all(p).await
+        })?;
+        rows.into_iter().map(from_row).collect()
+    }
+
+    /// Approves a pending enrollment: the agent is created (its credentials wait for
+    /// pickup until `pickup_by`), with the events. [`StoreError::Conflict`] when the request
+    /// was already decided.
+    pub async fn approve_enrollment(
+        &self,
+        id: &str,
+        agent: &NewAgent,
+        decided_by: &str,
+        pickup_by: Timestamp,
+        events: &[AuditEvent],
+    ) -> Result<()> {
+        let scopes = encode(&agent.scopes.to_strings())?;
+        in_transaction!(self, |tx| {
+            let decided = sqlx::query(
+                "UPDATE enrollments SET status = 'approved', agent_id = $2, scopes = $3, \
+                 decided_at = $4, decided_by = $5, expires_at = $6, policy = COALESCE($7, policy) \
+                 WHERE id = $1 AND kind = 'enroll' AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(agent.id.as_str())
+            .bind(&scopes)
+            .bind(agent.created_at.as_millis())
+            .bind(decided_by)
+            .bind(pickup_by.as_millis())
+            .bind(agent.policy.as_deref())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if decided == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "request {id} was already decided"
+                )));
+            }
+            insert_agent!(tx, agent)?;
+            for event in events {
+                append_event!(tx, event)?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Approves a pending amendment: the agent's scopes become `merged`, with the events.
+    pub async fn approve_amendment(
+        &self,
+        id: &str,
+        agent: &AgentId,
+        merged: &[String],
+        decided_by: &str,
+        now: Timestamp,
+        events: &[AuditEvent],
+    ) -> Result<()> {
+        let scopes = encode(merged)?;
+        in_transaction!(self, |tx| {
+            let decided = sqlx::query(
+                "UPDATE enrollments SET status = 'approved', scopes = $2, decided_at = $3, decided_by = $4 \
+                 WHERE id = $1 AND kind = 'amendment' AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(&scopes)
+            .bind(now.as_millis())
+            .bind(decided_by)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if decided == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "request {id} was already decided"
+                )));
+            }
+            let updated = sqlx::query("UPDATE agents SET scopes = $2 WHERE id = $1")
+                .bind(agent.as_str())
+                .bind(&scopes)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "the agent of request {id} no longer exists"
+                )));
+            }
+            for event in events {
+                append_event!(tx, event)?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Ends a request that is still `pending` as `rejected` or `expired`, or an `approved`
+    /// one nobody picked up as `expired` (deleting its agent), with the events. False when
+    /// it had already moved on.
+    pub async fn close_enrollment(
+        &self,
+        id: &str,
+        status: &str,
+        reason: Option<&str>,
+        decided_by: &str,
+        now: Timestamp,
+        events: &[AuditEvent],
+    ) -> Result<bool> {
+        let closed = in_transaction!(self, |tx| {
+            let row: Option<(Option<String>, String)> = sqlx::query_as(
+                "UPDATE enrollments SET status = $2, reason = COALESCE($3, reason), \
+                 decided_at = COALESCE(decided_at, $4), decided_by = COALESCE(decided_by, $5) \
+                 WHERE id = $1 AND (status = 'pending' OR (status = 'approved' AND $2 = 'expired')) \
+                 RETURNING agent_id, kind",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(reason)
+            .bind(now.as_millis())
+            .bind(decided_by)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row {
+                None => false,
+                Some((agent, kind)) => {
+                    // An approved enrollment nobody claimed: its agent never had usable
+                    // credentials, so it goes (it holds no leases).
+                    if kind == "enroll"
+                        && let Some(agent) = agent
+                    {
+                        sqlx::query("DELETE FROM agents WHERE id = $1")
+                            .bind(agent)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    for event in events {
+                        append_event!(tx, event)?;
+                    }
+                    true
+                }
+            }
+        });
+        Ok(closed)
+    }
+
+    /// Marks an approved enrollment `claimed` and gives its agent the hashes of the
+    /// credentials generated now, with the event. False when it was not (or no longer)
+    /// waiting for pickup: the credentials are handed out once.
+    pub async fn claim_enrollment(
+        &self,
+        id: &str,
+        token_hash: &TokenHash,
+        client_secret_hash: &TokenHash,
+        now: Timestamp,
+        event: &AuditEvent,
+    ) -> Result<bool> {
+        let claimed = in_transaction!(self, |tx| {
+            let agent: Option<(Option<String>,)> = sqlx::query_as(
+                "UPDATE enrollments SET status = 'claimed' \
+                 WHERE id = $1 AND status = 'approved' AND expires_at > $2 RETURNING agent_id",
+            )
+            .bind(id)
+            .bind(now.as_millis())
+            .fetch_optional(&mut *tx)
+            .await?;
+            match agent {
+                Some((Some(agent),)) => {
+                    sqlx::query(
+                        "UPDATE agents SET token_hash = $2, client_secret_hash = $3 WHERE id = $1",
+                    )
+                    .bind(agent)
+                    .bind(token_hash.as_str())
+                    .bind(client_secret_hash.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    append_event!(tx, event)?;
+                    true
+                }
+                _ => false,
+            }
+        });
+        Ok(claimed)
+    }
+
+    /// Live agents admitted by `policy` (for `limits.max_agents`).
+    pub async fn count_agents_of_policy(&self, policy: &str) -> Result<u64> {
+        let (n,): (i64,) = with_pool!(self, |p| sqlx::query_as(
+            "SELECT COUNT(*) FROM agents WHERE policy = $1"
+        )
+        .bind(policy)
+        .fetch_one(p)
+        .await)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Automatic approvals by `policy` since `since` (for `limits.rate`).
+    pub async fn count_policy_approvals_since(
+        &self,
+        policy: &str,
+        since: Timestamp,
+    ) -> Result<u64> {
+        let (n,): (i64,) = with_pool!(self, |p| sqlx::query_as(
+            "SELECT COUNT(*) FROM enrollments WHERE decided_by = 'policy' AND policy = $1 \
+             AND decided_at >= $2"
+        )
+        .bind(policy)
+        .bind(since.as_millis())
+        .fetch_one(p)
+        .await)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
