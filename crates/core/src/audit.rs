@@ -155,6 +155,15 @@ impl Actor {
         }
     }
 
+    /// An unauthenticated caller (an enrollment request).
+    pub fn anonymous() -> Self {
+        Self {
+            kind: "anonymous",
+            id: None,
+            name: None,
+        }
+    }
+
     /// An agent.
     pub fn agent(id: &str, name: &str) -> Self {
         Self {

@@ -97,6 +97,11 @@ prefixed_id!(
     "evt_"
 );
 prefixed_id!(
+    /// An enrollment or amendment id, `enr_<ULID>`.
+    EnrollmentId,
+    "enr_"
+);
+prefixed_id!(
     /// A request id, `req_<ULID>`, echoed in `X-Request-Id`.
     RequestId,
     "req_"

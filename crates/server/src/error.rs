@@ -44,6 +44,12 @@ pub enum ErrorCode {
     NameTaken,
     /// 409: the item was already processed, or is in use.
     Conflict,
+    /// 409: a policy's `max_agents` is reached.
+    PolicyLimit,
+    /// 410: enrollment credentials were already picked up.
+    EnrollmentClaimed,
+    /// 429: too many requests from this caller.
+    RateLimited,
     /// 413: body over the limit.
     PayloadTooLarge,
     /// 415: the body is not JSON.
@@ -87,9 +93,12 @@ impl ErrorCode {
             ErrorCode::NotFound | ErrorCode::BackendNotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::NameTaken | ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::NameTaken | ErrorCode::Conflict | ErrorCode::PolicyLimit => {
+                StatusCode::CONFLICT
+            }
+            ErrorCode::EnrollmentClaimed => StatusCode::GONE,
             ErrorCode::OrgNotConfigured => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::QuotaExceeded | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::UpstreamAuthFailed
             | ErrorCode::UpstreamOrgNotFound
             | ErrorCode::UpstreamPermissionDenied
@@ -200,6 +209,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NameTaken => Self::new(ErrorCode::NameTaken, "the name is already taken"),
+            StoreError::Conflict(message) => Self::new(ErrorCode::Conflict, message),
             StoreError::AuditUnavailable(_) => {
                 tracing::error!(error = %e, "audit write failed; change refused");
                 Self::new(

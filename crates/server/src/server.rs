@@ -143,6 +143,12 @@ impl Server {
             settings: settings.clone(),
         };
         let state = AppState::new(store, clock, parts);
+        record_policies_loaded(&state, "start")
+            .await
+            .map_err(|source| StartError::Storage {
+                location: location.describe(),
+                source,
+            })?;
         let (shutdown, signal) = watch::channel(false);
         let serve = tokio::spawn(listener::serve(
             listener,
@@ -163,6 +169,20 @@ impl Server {
             tasks,
             data_dir,
         })
+    }
+
+    /// Reads the policies of the configuration file again (SIGHUP) and puts them in force;
+    /// an invalid file leaves the old set in force. Returns the error, if any.
+    pub async fn reload_policies(&self) -> Result<(), String> {
+        let Some(path) = self.state.settings().config_file.clone() else {
+            return Err("no configuration file was read at start; nothing to reload".into());
+        };
+        let policies = crate::config::reload_policies(&path).map_err(|e| e.to_string())?;
+        self.state.replace_policies(policies);
+        record_policies_loaded(&self.state, "reload")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// The bound address.
@@ -229,6 +249,27 @@ async fn ensure_admin_token(
 enum SealerError {
     Store(StoreError),
     Key(String),
+}
+
+/// Writes `policy.loaded` with the SHA-256 of the set in force.
+async fn record_policies_loaded(
+    state: &AppState,
+    when: &str,
+) -> Result<(), creddy_store::StoreError> {
+    let policies = state.policies();
+    let event = creddy_core::audit::AuditEvent::new(
+        creddy_core::audit::Action::PolicyLoaded,
+        creddy_core::audit::Actor::system(),
+        state.clock().now(),
+    )
+    .with_details(serde_json::json!({
+        "sha256": policies.digest(),
+        "policies": policies.policies().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        "when": when,
+    }));
+    state.store().record_event(&event).await?;
+    tracing::info!(count = policies.policies().len(), sha256 = policies.digest(), "policies loaded");
+    Ok(())
 }
 
 /// Loads the master key (creating `master.key` in the data directory on first start) and

@@ -1,6 +1,6 @@
 //! The application state handed to every handler: no globals, one value.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use creddy_core::Clock;
@@ -10,8 +10,10 @@ use creddy_store::Store;
 use crate::backends::{Backends, PluginSettings};
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use crate::sealing::Sealer;
 use crate::tasks::TaskSignals;
+use creddy_core::policy::PolicySet;
 
 /// Shared state of a running server; cheap to clone.
 #[derive(Debug, Clone)]
@@ -28,6 +30,8 @@ struct Inner {
     started: Instant,
     tasks: TaskSignals,
     metrics: Metrics,
+    policies: RwLock<Arc<PolicySet>>,
+    enroll_limiter: RateLimiter,
     sealer: Sealer,
     backends: Backends,
     settings: Settings,
@@ -54,11 +58,36 @@ impl AppState {
                 started: Instant::now(),
                 tasks: TaskSignals::default(),
                 metrics: Metrics::default(),
+                policies: RwLock::new(Arc::new(parts.settings.policies.clone())),
+                enroll_limiter: RateLimiter::new(parts.settings.enrollment.per_ip),
                 sealer: parts.sealer,
                 backends: parts.backends,
                 settings: parts.settings,
             }),
         }
+    }
+
+    /// The policies in force.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.inner
+            .policies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a new policy set in force.
+    pub(crate) fn replace_policies(&self, policies: PolicySet) {
+        *self
+            .inner
+            .policies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(policies);
+    }
+
+    /// The per-address limit of enrollment requests.
+    pub(crate) fn enroll_limiter(&self) -> &RateLimiter {
+        &self.inner.enroll_limiter
     }
 
     /// This server's counters and histograms.

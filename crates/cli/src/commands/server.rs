@@ -45,7 +45,7 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
             e.to_string(),
         )
     })?;
-    signals.wait().await;
+    signals.wait(&server).await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await;
     Ok(())
@@ -72,7 +72,7 @@ impl Clock for OffsetFileClock {
     }
 }
 
-/// SIGINT and SIGTERM stop the server; SIGHUP is acknowledged.
+/// SIGINT and SIGTERM stop the server; SIGHUP reloads the policies.
 struct ShutdownSignals {
     interrupt: Signal,
     terminate: Signal,
@@ -91,12 +91,17 @@ impl ShutdownSignals {
         })
     }
 
-    async fn wait(mut self) {
+    /// Serves until SIGINT or SIGTERM; SIGHUP reloads the policies (an invalid file keeps
+    /// the policies in force, with an error in the log).
+    async fn wait(mut self, server: &Server) {
         loop {
             tokio::select! {
                 _ = self.interrupt.recv() => return,
                 _ = self.terminate.recv() => return,
-                _ = self.hangup.recv() => tracing::info!("SIGHUP received: nothing to reload yet"),
+                _ = self.hangup.recv() => match server.reload_policies().await {
+                    Ok(()) => tracing::info!("SIGHUP: policies reloaded"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: policies not reloaded; the previous ones stay in force"),
+                },
             }
         }
     }

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use creddy_core::agent::{Agent, NewAgent};
+use creddy_core::agent::Agent;
 use creddy_core::audit::{Action, AuditEvent};
 use creddy_core::names::AgentName;
 use creddy_core::scope::Grants;
@@ -94,7 +94,9 @@ pub(crate) async fn create(
     principal.require_admin("admin:agents:write")?;
     let (name, scopes, lifetime) = validate(&body)?;
     let now = state.clock().now();
-    let (new, secrets) = NewAgent::prepare(name, scopes, lifetime, now);
+    let policy = crate::enrollment::admitting_policy(&state, name.as_str()).await?;
+    let (new, secrets) =
+        crate::enrollment::admitted_agent(name, scopes, lifetime, policy.as_ref(), now);
     let event = AuditEvent::new(Action::AgentCreated, principal.actor(), now)
         .about_agent(new.id.as_str(), new.name.as_str())
         .from_request(context.ip, context.request_id)
@@ -102,6 +104,7 @@ pub(crate) async fn create(
             "scopes": new.scopes.to_strings(),
             "expires_at": new.expires_at,
             "client_id": new.client_id,
+            "policy": new.policy,
         }));
     let agent = state
         .store()

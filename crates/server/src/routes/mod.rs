@@ -4,6 +4,7 @@
 mod agents;
 mod backends;
 mod credentials;
+mod enroll;
 mod health;
 mod leases;
 mod metrics;
@@ -20,6 +21,13 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/v1/status", get(status::status))
+        .route("/v1/enroll", post(enroll::enroll))
+        .route("/v1/enroll/status", get(enroll::status))
+        .route("/v1/admin/pending", get(enroll::pending))
+        .route("/v1/admin/pending/{id}/approve", post(enroll::approve))
+        .route("/v1/admin/pending/{id}/reject", post(enroll::reject))
+        .route("/v1/request", post(enroll::amend))
+        .route("/v1/self", delete(enroll::leave))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/admin/agents", get(agents::list).post(agents::create))
         .route(

@@ -39,6 +39,7 @@ pub(crate) async fn status(
 ) -> Result<Json<AgentStatus>, ApiError> {
     let agent = principal.into_agent()?;
     let leases = state.store().open_leases_of(&agent.id).await?;
+    let amendments = state.store().pending_amendments_of(&agent.id).await?;
     Ok(Json(AgentStatus {
         id: agent.id.as_str().to_owned(),
         status: "enrolled",
@@ -56,7 +57,9 @@ pub(crate) async fn status(
                 expires_at: l.expires_at,
             })
             .collect(),
-        // Amendments arrive with enrollment; until then an agent has none to show.
-        pending_amendments: Vec::new(),
+        pending_amendments: amendments
+            .into_iter()
+            .map(|a| serde_json::json!({"id": a.id, "scopes": a.scopes, "created_at": a.created_at}))
+            .collect(),
     }))
 }

@@ -1,0 +1,565 @@
+//! Enrollment and amendments: `POST /v1/enroll`, `GET /v1/enroll/status` (public; the poll
+//! secret authenticates), `GET /v1/admin/pending`, `POST /v1/admin/pending/{id}/approve|reject`
+//! (admins), `POST /v1/request` and `DELETE /v1/self` (agents).
+//!
+//! The vend token and client secret of an enrolled agent are generated when it first polls
+//! after approval, returned once, and only their hashes are stored.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use creddy_core::Timestamp;
+use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
+use creddy_core::ids::EnrollmentId;
+use creddy_core::names::AgentName;
+use creddy_core::policy::Verdict;
+use creddy_core::scope::Grants;
+use creddy_core::secret::{SecretToken, TokenKind};
+use creddy_store::{Enrollment, NewEnrollment, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Principal;
+use crate::enrollment::{admitted_agent, admitting_policy, decide, merged, requested_scopes};
+use crate::error::{ApiError, ErrorCode, no_store};
+use crate::http::{ApiJson, RequestContext};
+use crate::state::AppState;
+
+/// The header that carries the poll secret.
+const SECRET_HEADER: &str = "x-creddy-enrollment-secret";
+
+/// `POST /v1/enroll` body.
+#[derive(Debug, Deserialize)]
+pub(crate) struct EnrollBody {
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    admin_token: Option<String>,
+}
+
+fn name_taken(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::NameTaken,
+        format!("the name '{name}' is already used by an agent or an open enrollment"),
+    )
+    .with_remedy(format!(
+        "enroll under another name (--name); if this machine already is '{name}', keep using its agent config (creddy status); an admin can remove the old agent (creddy agent rm {name})"
+    ))
+}
+
+/// `POST /v1/enroll`.
+pub(crate) async fn enroll(
+    State(state): State<AppState>,
+    context: RequestContext,
+    ApiJson(body): ApiJson<EnrollBody>,
+) -> Result<Response, ApiError> {
+    let now = state.clock().now();
+    let caller = context.ip.clone().unwrap_or_default();
+    if let Err(retry_after) = state.enroll_limiter().check(&caller, now) {
+        return Err(ApiError::new(
+            ErrorCode::RateLimited,
+            "too many enrollment requests from this address",
+        )
+        .with_remedy(format!("retry in {retry_after} seconds"))
+        .with_retry_after(retry_after));
+    }
+    let name = AgentName::parse(&body.name)
+        .map_err(|e| ApiError::invalid_request(e.to_string()).with_remedy("pass a valid --name"))?;
+    let scopes = requested_scopes(&state, &body.scopes).await?;
+    let scope_texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+    let by_admin = body
+        .admin_token
+        .as_deref()
+        .is_some_and(|t| SecretToken::parse(TokenKind::Admin, t).is_some_and(|t| t.hash().matches(state.admin_token_hash())));
+    let id = EnrollmentId::generate(now).to_string();
+    let decided = if by_admin {
+        None
+    } else {
+        Some(decide(&state, name.as_str(), &scopes, None, now).await?)
+    };
+    let policy = decided.as_ref().and_then(|d| d.policy.clone());
+    let verdict = decided
+        .as_ref()
+        .map_or(Verdict::Approve, |d| d.verdict.clone());
+    let requested = AuditEvent::new(Action::EnrollmentRequested, Actor::anonymous(), now)
+        .from_request(context.ip.clone(), context.request_id.clone())
+        .with_details(json!({"request": id, "name": name.as_str(), "scopes": scope_texts}));
+    let mut events = vec![requested];
+    events.extend(decided.as_ref().map(|d| d.event(now, name.as_str(), &id)));
+    let mut new = NewEnrollment {
+        id: id.clone(),
+        kind: "enroll",
+        name: name.as_str().to_owned(),
+        agent_id: None,
+        scopes: scope_texts.clone(),
+        status: "pending",
+        policy: policy.as_ref().map(|p| p.name.clone()),
+        reason: None,
+        ip: context.ip.clone(),
+        secret_hash: None,
+        created_at: now,
+        expires_at: now.plus_seconds(state.settings().enrollment.pending_ttl),
+        decided_by: None,
+    };
+    let max_pending = state.settings().enrollment.max_pending;
+    let stored = |new: NewEnrollment, agent: Option<creddy_core::agent::NewAgent>, events: Vec<AuditEvent>| {
+        let state = state.clone();
+        async move {
+            state
+                .store()
+                .request_enrollment(&new, agent.as_ref(), max_pending, &events)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NameTaken => name_taken(&new.name),
+                    StoreError::Conflict(m) => ApiError::new(ErrorCode::RateLimited, m)
+                        .with_remedy("retry later, once an admin has decided on waiting requests")
+                        .with_retry_after(60),
+                    other => other.into(),
+                })
+        }
+    };
+    match verdict {
+        Verdict::Rejected(reason) => {
+            new.status = "rejected";
+            new.reason = Some(reason.clone());
+            new.decided_by = Some("policy");
+            events.push(
+                AuditEvent::new(Action::EnrollmentRejected, Actor::system(), now)
+                    .with_outcome(Outcome::Denied)
+                    .with_details(json!({"request": id, "name": name.as_str(), "reason": reason})),
+            );
+            stored(new, None, events).await?;
+            tracing::info!(request = %id, name = %name, "enrollment rejected by policy");
+            Ok(Json(json!({"id": id, "status": "rejected", "reason": reason})).into_response())
+        }
+        Verdict::Pending(reason) => {
+            let secret = SecretToken::generate(TokenKind::EnrollmentSecret);
+            new.secret_hash = Some(secret.hash());
+            new.reason = Some(reason);
+            let expires_at = new.expires_at;
+            stored(new, None, events).await?;
+            tracing::info!(request = %id, name = %name, "enrollment pending");
+            Ok((
+                no_store(),
+                Json(json!({"id": id, "name": name.as_str(), "status": "pending",
+                    "secret": secret.expose(), "expires_at": expires_at})),
+            )
+                .into_response())
+        }
+        Verdict::Approve => {
+            let policy = match &policy {
+                Some(p) => Some(p.clone()),
+                None if by_admin => admitting_policy(&state, name.as_str()).await?,
+                None => None,
+            };
+            let grants = Grants::from_scopes(scopes);
+            let (agent, secrets) = admitted_agent(name, grants, None, policy.as_ref(), now);
+            new.status = "claimed";
+            new.policy = policy.as_ref().map(|p| p.name.clone());
+            new.decided_by = Some(if by_admin { "local_admin" } else { "policy" });
+            let approver = if by_admin { Actor::local_admin() } else { Actor::system() };
+            events.extend(approval_events(&agent, &id, approver, now));
+            events.push(
+                AuditEvent::new(Action::EnrollmentClaimed, Actor::agent(agent.id.as_str(), agent.name.as_str()), now)
+                    .about_agent(agent.id.as_str(), agent.name.as_str())
+                    .with_details(json!({"request": id})),
+            );
+            let body = pickup_body(&state, &id, &agent.id.to_string(), agent.name.as_str(), &agent.scopes.to_strings(), &agent.client_id, &secrets, agent.expires_at);
+            let policy_name = new.policy.clone();
+            stored(new, Some(agent), events).await?;
+            tracing::info!(request = %id, "enrollment approved at once");
+            let mut body = body;
+            body["policy"] = json!(policy_name);
+            Ok((no_store(), Json(body)).into_response())
+        }
+    }
+}
+
+/// The events of an approval that creates `agent`.
+fn approval_events(
+    agent: &creddy_core::agent::NewAgent,
+    request: &str,
+    approver: Actor,
+    now: Timestamp,
+) -> Vec<AuditEvent> {
+    vec![
+        AuditEvent::new(Action::EnrollmentApproved, approver.clone(), now)
+            .about_agent(agent.id.as_str(), agent.name.as_str())
+            .with_details(json!({"request": request, "scopes": agent.scopes.to_strings(), "policy": agent.policy})),
+        AuditEvent::new(Action::AgentCreated, approver, now)
+            .about_agent(agent.id.as_str(), agent.name.as_str())
+            .with_details(json!({
+                "scopes": agent.scopes.to_strings(),
+                "expires_at": agent.expires_at,
+                "client_id": agent.client_id,
+                "policy": agent.policy,
+                "request": request,
+            })),
+    ]
+}
+
+/// The body that hands an enrolled agent its credentials, once.
+#[allow(clippy::too_many_arguments)]
+fn pickup_body(
+    state: &AppState,
+    request: &str,
+    agent_id: &str,
+    name: &str,
+    scopes: &[String],
+    client_id: &str,
+    secrets: &creddy_core::agent::AgentSecrets,
+    expires_at: Option<Timestamp>,
+) -> Value {
+    json!({
+        "id": request,
+        "name": name,
+        "status": "approved",
+        "agent_id": agent_id,
+        "token": secrets.token.expose(),
+        "scopes": scopes,
+        "oidc": {"client_id": client_id, "client_secret": secrets.client_secret.expose()},
+        "server_url": state.issuer(),
+        "expires_at": expires_at,
+    })
+}
+
+/// `GET /v1/enroll/status` query (the compatibility form of the secret).
+#[derive(Debug, Deserialize)]
+pub(crate) struct StatusQuery {
+    secret: Option<String>,
+}
+
+/// `GET /v1/enroll/status`.
+pub(crate) async fn status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<StatusQuery>,
+) -> Result<Response, ApiError> {
+    let given = headers
+        .get(SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(query.secret);
+    let unknown = || {
+        ApiError::not_found("no enrollment with that secret")
+            .with_remedy("enroll again: creddy enroll --name NAME --can SCOPE")
+    };
+    let secret = given
+        .as_deref()
+        .and_then(|s| SecretToken::parse(TokenKind::EnrollmentSecret, s))
+        .ok_or_else(unknown)?;
+    let request = state
+        .store()
+        .find_enrollment_by_secret(&secret.hash())
+        .await?
+        .ok_or_else(unknown)?;
+    let now = state.clock().now();
+    let lapsed = request.expires_at <= now;
+    match request.status.as_str() {
+        "pending" if !lapsed => Ok(Json(json!({"id": request.id, "name": request.name,
+            "status": "pending", "expires_at": request.expires_at}))
+        .into_response()),
+        "approved" if !lapsed => pick_up(&state, &request, now).await,
+        "claimed" => Err(ApiError::new(
+            ErrorCode::EnrollmentClaimed,
+            "the credentials of this enrollment were already picked up",
+        )
+        .with_remedy("they are handed out once; if they were lost, enroll again under another name or ask an admin")),
+        "rejected" => Ok(Json(json!({"id": request.id, "status": "rejected", "reason": request.reason})).into_response()),
+        _ => Ok(Json(json!({"id": request.id, "status": "expired"})).into_response()),
+    }
+}
+
+/// Generates the agent's credentials and hands them out, once.
+async fn pick_up(
+    state: &AppState,
+    request: &Enrollment,
+    now: Timestamp,
+) -> Result<Response, ApiError> {
+    let agent_id = request.agent_id.clone().unwrap_or_default();
+    let secrets = creddy_core::agent::AgentSecrets {
+        token: SecretToken::generate(TokenKind::Vend),
+        client_secret: SecretToken::generate(TokenKind::ClientSecret),
+    };
+    let event = AuditEvent::new(Action::EnrollmentClaimed, Actor::agent(&agent_id, &request.name), now)
+        .about_agent(&agent_id, &request.name)
+        .with_details(json!({"request": request.id}));
+    let claimed = state
+        .store()
+        .claim_enrollment(
+            &request.id,
+            &secrets.token.hash(),
+            &secrets.client_secret.hash(),
+            now,
+            &event,
+        )
+        .await?;
+    if !claimed {
+        return Err(ApiError::new(
+            ErrorCode::EnrollmentClaimed,
+            "the credentials of this enrollment were already picked up",
+        ));
+    }
+    let agent = state
+        .store()
+        .find_agent_by_name(&request.name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the approved agent no longer exists"))?;
+    tracing::info!(request = %request.id, agent = %agent.name, "enrollment picked up");
+    let body = pickup_body(
+        state,
+        &request.id,
+        agent.id.as_str(),
+        &agent.name,
+        &agent.scopes.to_strings(),
+        &agent.client_id,
+        &secrets,
+        agent.expires_at,
+    );
+    Ok((no_store(), Json(body)).into_response())
+}
+
+/// `GET /v1/admin/pending`.
+pub(crate) async fn pending(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<Enrollment>>, ApiError> {
+    principal.require_admin("admin:enrollments:read")?;
+    Ok(Json(state.store().pending_enrollments().await?))
+}
+
+/// `POST /v1/admin/pending/{id}/approve` body.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ApproveBody {
+    scopes: Option<Vec<String>>,
+}
+
+/// An optional JSON body: empty means the defaults.
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+}
+
+fn no_such_request(id: &str) -> ApiError {
+    ApiError::not_found(format!("no request with id '{id}'"))
+        .with_remedy("list waiting requests with: creddy pending")
+}
+
+async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, ApiError> {
+    let request = state
+        .store()
+        .find_enrollment(id)
+        .await?
+        .ok_or_else(|| no_such_request(id))?;
+    if request.status != "pending" {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("request {id} is already {}", request.status),
+        ));
+    }
+    Ok(request)
+}
+
+/// `POST /v1/admin/pending/{id}/approve`.
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: ApproveBody = optional_json(&body)?;
+    principal.require_admin("admin:enrollments:write")?;
+    let request = open_request(&state, &id).await?;
+    let chosen = body.scopes.unwrap_or_else(|| request.scopes.clone());
+    if chosen.is_empty() || chosen.len() > crate::enrollment::MAX_REQUESTED {
+        return Err(ApiError::invalid_request("approve with 1 to 64 scopes"));
+    }
+    let grants = Grants::parse(&chosen)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidScope, e.to_string()))?;
+    let now = state.clock().now();
+    let actor = principal.actor();
+    let decided_by = match &principal {
+        Principal::LocalAdmin => "local_admin".to_owned(),
+        Principal::Agent(a) => a.id.to_string(),
+    };
+    let (agent_id, final_scopes) = if request.kind == "amendment" {
+        let agent_id = request.agent_id.clone().unwrap_or_default();
+        let agent = state
+            .store()
+            .find_agent_by_name(&request.name)
+            .await?
+            .filter(|a| a.id.as_str() == agent_id)
+            .ok_or_else(|| ApiError::new(ErrorCode::Conflict, "the agent of this request no longer exists"))?;
+        let merged = merged(&agent.scopes, &grants.to_strings());
+        let event = AuditEvent::new(Action::AmendmentApproved, actor, now)
+            .about_agent(&agent_id, &agent.name)
+            .from_request(context.ip, context.request_id)
+            .with_details(json!({"request": id, "added": grants.to_strings(), "scopes": merged}));
+        state
+            .store()
+            .approve_amendment(&id, &agent.id, &merged, &decided_by, now, &[event])
+            .await?;
+        (agent_id, merged)
+    } else {
+        let name = AgentName::parse(&request.name).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        let policy = admitting_policy(&state, name.as_str()).await?;
+        let (agent, _unused_until_pickup) = admitted_agent(name, grants, None, policy.as_ref(), now);
+        let mut events = approval_events(&agent, &id, actor, now);
+        if let Some(first) = events.first_mut() {
+            *first = first.clone().from_request(context.ip.clone(), context.request_id.clone());
+        }
+        let pickup_by = now.plus_seconds(state.settings().enrollment.pickup_ttl);
+        state
+            .store()
+            .approve_enrollment(&id, &agent, &decided_by, pickup_by, &events)
+            .await
+            .map_err(|e| match e {
+                StoreError::NameTaken => name_taken(agent.name.as_str()),
+                other => other.into(),
+            })?;
+        (agent.id.to_string(), agent.scopes.to_strings())
+    };
+    tracing::info!(request = %id, agent = %request.name, "request approved");
+    Ok(Json(json!({"id": id, "type": request.kind, "agent_id": agent_id,
+        "name": request.name, "scopes": final_scopes, "approved": true}))
+    .into_response())
+}
+
+/// `POST /v1/admin/pending/{id}/reject` body.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RejectBody {
+    reason: Option<String>,
+}
+
+/// `POST /v1/admin/pending/{id}/reject`.
+pub(crate) async fn reject(
+    State(state): State<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let body: RejectBody = optional_json(&body)?;
+    principal.require_admin("admin:enrollments:write")?;
+    let request = open_request(&state, &id).await?;
+    let reason = body.reason.unwrap_or_else(|| "rejected by an admin".to_owned());
+    if reason.chars().count() > 500 {
+        return Err(ApiError::invalid_request("the reason is longer than 500 characters"));
+    }
+    let now = state.clock().now();
+    let action = if request.kind == "amendment" { Action::AmendmentRejected } else { Action::EnrollmentRejected };
+    let event = AuditEvent::new(action, principal.actor(), now)
+        .from_request(context.ip, context.request_id)
+        .with_outcome(Outcome::Denied)
+        .with_details(json!({"request": id, "name": request.name, "reason": reason}));
+    if !state
+        .store()
+        .close_enrollment(&id, "rejected", Some(&reason), "local_admin", now, &[event])
+        .await?
+    {
+        return Err(ApiError::new(ErrorCode::Conflict, format!("request {id} was already decided")));
+    }
+    tracing::info!(request = %id, "request rejected");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/request` body.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AmendBody {
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// `POST /v1/request`: an agent asks for more scopes.
+pub(crate) async fn amend(
+    State(state): State<AppState>,
+    principal: Principal,
+    context: RequestContext,
+    ApiJson(body): ApiJson<AmendBody>,
+) -> Result<Response, ApiError> {
+    let agent = principal.into_agent()?;
+    let scopes = requested_scopes(&state, &body.scopes).await?;
+    let texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+    let now = state.clock().now();
+    let id = EnrollmentId::generate(now).to_string();
+    let decided = decide(&state, &agent.name, &scopes, agent.policy.as_deref(), now).await?;
+    let actor = Actor::agent(agent.id.as_str(), &agent.name);
+    let mut events = vec![
+        AuditEvent::new(Action::AmendmentRequested, actor, now)
+            .about_agent(agent.id.as_str(), &agent.name)
+            .from_request(context.ip.clone(), context.request_id.clone())
+            .with_details(json!({"request": id, "scopes": texts})),
+        decided.event(now, &agent.name, &id),
+    ];
+    let (status, reason) = match &decided.verdict {
+        Verdict::Rejected(r) => ("rejected", Some(r.clone())),
+        Verdict::Pending(r) => ("pending", Some(r.clone())),
+        Verdict::Approve => ("pending", None),
+    };
+    if let Verdict::Rejected(r) = &decided.verdict {
+        events.push(
+            AuditEvent::new(Action::AmendmentRejected, Actor::system(), now)
+                .about_agent(agent.id.as_str(), &agent.name)
+                .with_outcome(Outcome::Denied)
+                .with_details(json!({"request": id, "reason": r})),
+        );
+    }
+    let new = NewEnrollment {
+        id: id.clone(),
+        kind: "amendment",
+        name: agent.name.clone(),
+        agent_id: Some(agent.id.to_string()),
+        scopes: texts.clone(),
+        status,
+        policy: decided.policy.as_ref().map(|p| p.name.clone()).or(agent.policy.clone()),
+        reason: reason.clone(),
+        ip: context.ip.clone(),
+        secret_hash: None,
+        created_at: now,
+        expires_at: now.plus_seconds(state.settings().enrollment.pending_ttl),
+        decided_by: (status == "rejected").then_some("policy"),
+    };
+    state
+        .store()
+        .request_enrollment(&new, None, state.settings().enrollment.max_pending, &events)
+        .await?;
+    match decided.verdict {
+        Verdict::Rejected(reason) => Ok(Json(json!({"id": id, "status": "rejected", "reason": reason})).into_response()),
+        Verdict::Pending(_) => Ok(Json(json!({"id": id, "status": "pending"})).into_response()),
+        Verdict::Approve => {
+            let all = merged(&agent.scopes, &texts);
+            let event = AuditEvent::new(Action::AmendmentApproved, Actor::system(), now)
+                .about_agent(agent.id.as_str(), &agent.name)
+                .with_details(json!({"request": id, "added": texts, "scopes": all, "policy": new.policy}));
+            state
+                .store()
+                .approve_amendment(&id, &agent.id, &all, "policy", now, &[event])
+                .await?;
+            Ok(Json(json!({"id": id, "status": "approved", "scopes": all})).into_response())
+        }
+    }
+}
+
+/// `DELETE /v1/self`: the agent leaves; its leases are queued for revocation.
+pub(crate) async fn leave(
+    State(state): State<AppState>,
+    principal: Principal,
+    context: RequestContext,
+) -> Result<StatusCode, ApiError> {
+    let agent = principal.into_agent()?;
+    let event = AuditEvent::new(Action::AgentDeleted, Actor::agent(agent.id.as_str(), &agent.name), state.clock().now())
+        .about_agent(agent.id.as_str(), &agent.name)
+        .from_request(context.ip, context.request_id)
+        .with_details(json!({"reason": "self"}));
+    if let Some(queued) = state.store().delete_agent(&agent.id, &event).await? {
+        tracing::info!(agent = %agent.name, queued, "agent unenrolled");
+        state.tasks().kick();
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
