@@ -123,7 +123,9 @@ pub(crate) async fn decide(
             Some(p) => (Some(p.clone()), p.judge(scopes)),
             None => (
                 None,
-                Verdict::Pending(format!("policy '{named}' is no longer configured; an admin decides")),
+                Verdict::Pending(format!(
+                    "policy '{named}' is no longer configured; an admin decides"
+                )),
             ),
         },
         None => {
@@ -186,7 +188,9 @@ pub(crate) async fn admitting_policy(
                 policy.name
             ),
         )
-        .with_remedy("remove an agent of that policy, or raise its limit in the server's configuration"));
+        .with_remedy(
+            "remove an agent of that policy, or raise its limit in the server's configuration",
+        ));
     }
     Ok(Some(policy.clone()))
 }
@@ -202,7 +206,11 @@ pub(crate) fn admitted_agent(
 ) -> (NewAgent, creddy_core::agent::AgentSecrets) {
     let cap = policy.and_then(Policy::max_agent_lifetime);
     let lifetime = match (requested_lifetime, cap) {
-        (Some(r), Some(c)) => Some(if r.as_seconds() <= c.as_seconds() { r } else { c }),
+        (Some(r), Some(c)) => Some(if r.as_seconds() <= c.as_seconds() {
+            r
+        } else {
+            c
+        }),
         (r, c) => r.or(c),
     };
     let (mut agent, secrets) = NewAgent::prepare(name, scopes, lifetime, now);

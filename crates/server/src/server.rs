@@ -268,7 +268,11 @@ async fn record_policies_loaded(
         "when": when,
     }));
     state.store().record_event(&event).await?;
-    tracing::info!(count = policies.policies().len(), sha256 = policies.digest(), "policies loaded");
+    tracing::info!(
+        count = policies.policies().len(),
+        sha256 = policies.digest(),
+        "policies loaded"
+    );
     Ok(())
 }
 

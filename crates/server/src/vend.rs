@@ -192,7 +192,9 @@ fn choose_ttl(
         server_default: ttl.default,
         policy_max: agent.policy.as_ref().and_then(|name| {
             let policies = state.policies();
-            let max = policies.named(name).and_then(creddy_core::policy::Policy::max_ttl)?;
+            let max = policies
+                .named(name)
+                .and_then(creddy_core::policy::Policy::max_ttl)?;
             Some((name.clone(), max))
         }),
         agent_remaining: agent.expires_at.map(|at| at.seconds_since(now)),

@@ -3,5 +3,6 @@
 
 mod agents;
 mod edge;
+mod enroll;
 mod lifecycle;
 mod vend;

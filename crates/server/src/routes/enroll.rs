@@ -69,10 +69,10 @@ pub(crate) async fn enroll(
         .map_err(|e| ApiError::invalid_request(e.to_string()).with_remedy("pass a valid --name"))?;
     let scopes = requested_scopes(&state, &body.scopes).await?;
     let scope_texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
-    let by_admin = body
-        .admin_token
-        .as_deref()
-        .is_some_and(|t| SecretToken::parse(TokenKind::Admin, t).is_some_and(|t| t.hash().matches(state.admin_token_hash())));
+    let by_admin = body.admin_token.as_deref().is_some_and(|t| {
+        SecretToken::parse(TokenKind::Admin, t)
+            .is_some_and(|t| t.hash().matches(state.admin_token_hash()))
+    });
     let id = EnrollmentId::generate(now).to_string();
     let decided = if by_admin {
         None
@@ -104,7 +104,9 @@ pub(crate) async fn enroll(
         decided_by: None,
     };
     let max_pending = state.settings().enrollment.max_pending;
-    let stored = |new: NewEnrollment, agent: Option<creddy_core::agent::NewAgent>, events: Vec<AuditEvent>| {
+    let stored = |new: NewEnrollment,
+                  agent: Option<creddy_core::agent::NewAgent>,
+                  events: Vec<AuditEvent>| {
         let state = state.clone();
         async move {
             state
@@ -159,14 +161,31 @@ pub(crate) async fn enroll(
             new.status = "claimed";
             new.policy = policy.as_ref().map(|p| p.name.clone());
             new.decided_by = Some(if by_admin { "local_admin" } else { "policy" });
-            let approver = if by_admin { Actor::local_admin() } else { Actor::system() };
+            let approver = if by_admin {
+                Actor::local_admin()
+            } else {
+                Actor::system()
+            };
             events.extend(approval_events(&agent, &id, approver, now));
             events.push(
-                AuditEvent::new(Action::EnrollmentClaimed, Actor::agent(agent.id.as_str(), agent.name.as_str()), now)
-                    .about_agent(agent.id.as_str(), agent.name.as_str())
-                    .with_details(json!({"request": id})),
+                AuditEvent::new(
+                    Action::EnrollmentClaimed,
+                    Actor::agent(agent.id.as_str(), agent.name.as_str()),
+                    now,
+                )
+                .about_agent(agent.id.as_str(), agent.name.as_str())
+                .with_details(json!({"request": id})),
             );
-            let body = pickup_body(&state, &id, &agent.id.to_string(), agent.name.as_str(), &agent.scopes.to_strings(), &agent.client_id, &secrets, agent.expires_at);
+            let body = pickup_body(
+                &state,
+                &id,
+                &agent.id.to_string(),
+                agent.name.as_str(),
+                &agent.scopes.to_strings(),
+                &agent.client_id,
+                &secrets,
+                agent.expires_at,
+            );
             let policy_name = new.policy.clone();
             stored(new, Some(agent), events).await?;
             tracing::info!(request = %id, "enrollment approved at once");
@@ -283,9 +302,13 @@ async fn pick_up(
         token: SecretToken::generate(TokenKind::Vend),
         client_secret: SecretToken::generate(TokenKind::ClientSecret),
     };
-    let event = AuditEvent::new(Action::EnrollmentClaimed, Actor::agent(&agent_id, &request.name), now)
-        .about_agent(&agent_id, &request.name)
-        .with_details(json!({"request": request.id}));
+    let event = AuditEvent::new(
+        Action::EnrollmentClaimed,
+        Actor::agent(&agent_id, &request.name),
+        now,
+    )
+    .about_agent(&agent_id, &request.name)
+    .with_details(json!({"request": request.id}));
     let claimed = state
         .store()
         .claim_enrollment(
@@ -395,7 +418,12 @@ pub(crate) async fn approve(
             .find_agent_by_name(&request.name)
             .await?
             .filter(|a| a.id.as_str() == agent_id)
-            .ok_or_else(|| ApiError::new(ErrorCode::Conflict, "the agent of this request no longer exists"))?;
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Conflict,
+                    "the agent of this request no longer exists",
+                )
+            })?;
         let merged = merged(&agent.scopes, &grants.to_strings());
         let event = AuditEvent::new(Action::AmendmentApproved, actor, now)
             .about_agent(&agent_id, &agent.name)
@@ -407,12 +435,16 @@ pub(crate) async fn approve(
             .await?;
         (agent_id, merged)
     } else {
-        let name = AgentName::parse(&request.name).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        let name = AgentName::parse(&request.name)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
         let policy = admitting_policy(&state, name.as_str()).await?;
-        let (agent, _unused_until_pickup) = admitted_agent(name, grants, None, policy.as_ref(), now);
+        let (agent, _unused_until_pickup) =
+            admitted_agent(name, grants, None, policy.as_ref(), now);
         let mut events = approval_events(&agent, &id, actor, now);
         if let Some(first) = events.first_mut() {
-            *first = first.clone().from_request(context.ip.clone(), context.request_id.clone());
+            *first = first
+                .clone()
+                .from_request(context.ip.clone(), context.request_id.clone());
         }
         let pickup_by = now.plus_seconds(state.settings().enrollment.pickup_ttl);
         state
@@ -426,9 +458,11 @@ pub(crate) async fn approve(
         (agent.id.to_string(), agent.scopes.to_strings())
     };
     tracing::info!(request = %id, agent = %request.name, "request approved");
-    Ok(Json(json!({"id": id, "type": request.kind, "agent_id": agent_id,
+    Ok(
+        Json(json!({"id": id, "type": request.kind, "agent_id": agent_id,
         "name": request.name, "scopes": final_scopes, "approved": true}))
-    .into_response())
+        .into_response(),
+    )
 }
 
 /// `POST /v1/admin/pending/{id}/reject` body.
@@ -448,12 +482,20 @@ pub(crate) async fn reject(
     let body: RejectBody = optional_json(&body)?;
     principal.require_admin("admin:enrollments:write")?;
     let request = open_request(&state, &id).await?;
-    let reason = body.reason.unwrap_or_else(|| "rejected by an admin".to_owned());
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "rejected by an admin".to_owned());
     if reason.chars().count() > 500 {
-        return Err(ApiError::invalid_request("the reason is longer than 500 characters"));
+        return Err(ApiError::invalid_request(
+            "the reason is longer than 500 characters",
+        ));
     }
     let now = state.clock().now();
-    let action = if request.kind == "amendment" { Action::AmendmentRejected } else { Action::EnrollmentRejected };
+    let action = if request.kind == "amendment" {
+        Action::AmendmentRejected
+    } else {
+        Action::EnrollmentRejected
+    };
     let event = AuditEvent::new(action, principal.actor(), now)
         .from_request(context.ip, context.request_id)
         .with_outcome(Outcome::Denied)
@@ -463,7 +505,10 @@ pub(crate) async fn reject(
         .close_enrollment(&id, "rejected", Some(&reason), "local_admin", now, &[event])
         .await?
     {
-        return Err(ApiError::new(ErrorCode::Conflict, format!("request {id} was already decided")));
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("request {id} was already decided"),
+        ));
     }
     tracing::info!(request = %id, "request rejected");
     Ok(StatusCode::NO_CONTENT)
@@ -517,7 +562,11 @@ pub(crate) async fn amend(
         agent_id: Some(agent.id.to_string()),
         scopes: texts.clone(),
         status,
-        policy: decided.policy.as_ref().map(|p| p.name.clone()).or(agent.policy.clone()),
+        policy: decided
+            .policy
+            .as_ref()
+            .map(|p| p.name.clone())
+            .or(agent.policy.clone()),
         reason: reason.clone(),
         ip: context.ip.clone(),
         secret_hash: None,
@@ -530,13 +579,17 @@ pub(crate) async fn amend(
         .request_enrollment(&new, None, state.settings().enrollment.max_pending, &events)
         .await?;
     match decided.verdict {
-        Verdict::Rejected(reason) => Ok(Json(json!({"id": id, "status": "rejected", "reason": reason})).into_response()),
+        Verdict::Rejected(reason) => {
+            Ok(Json(json!({"id": id, "status": "rejected", "reason": reason})).into_response())
+        }
         Verdict::Pending(_) => Ok(Json(json!({"id": id, "status": "pending"})).into_response()),
         Verdict::Approve => {
             let all = merged(&agent.scopes, &texts);
             let event = AuditEvent::new(Action::AmendmentApproved, Actor::system(), now)
                 .about_agent(agent.id.as_str(), &agent.name)
-                .with_details(json!({"request": id, "added": texts, "scopes": all, "policy": new.policy}));
+                .with_details(
+                    json!({"request": id, "added": texts, "scopes": all, "policy": new.policy}),
+                );
             state
                 .store()
                 .approve_amendment(&id, &agent.id, &all, "policy", now, &[event])
@@ -553,10 +606,14 @@ pub(crate) async fn leave(
     context: RequestContext,
 ) -> Result<StatusCode, ApiError> {
     let agent = principal.into_agent()?;
-    let event = AuditEvent::new(Action::AgentDeleted, Actor::agent(agent.id.as_str(), &agent.name), state.clock().now())
-        .about_agent(agent.id.as_str(), &agent.name)
-        .from_request(context.ip, context.request_id)
-        .with_details(json!({"reason": "self"}));
+    let event = AuditEvent::new(
+        Action::AgentDeleted,
+        Actor::agent(agent.id.as_str(), &agent.name),
+        state.clock().now(),
+    )
+    .about_agent(agent.id.as_str(), &agent.name)
+    .from_request(context.ip, context.request_id)
+    .with_details(json!({"reason": "self"}));
     if let Some(queued) = state.store().delete_agent(&agent.id, &event).await? {
         tracing::info!(agent = %agent.name, queued, "agent unenrolled");
         state.tasks().kick();

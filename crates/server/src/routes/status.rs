@@ -59,7 +59,9 @@ pub(crate) async fn status(
             .collect(),
         pending_amendments: amendments
             .into_iter()
-            .map(|a| serde_json::json!({"id": a.id, "scopes": a.scopes, "created_at": a.created_at}))
+            .map(
+                |a| serde_json::json!({"id": a.id, "scopes": a.scopes, "created_at": a.created_at}),
+            )
             .collect(),
     }))
 }
