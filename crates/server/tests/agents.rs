@@ -360,16 +360,21 @@ async fn removing_an_agent_revokes_its_token_and_is_audited(server: TestServer) 
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
-        ["admin_token.created", "agent.created", "agent.deleted"]
+        [
+            "admin_token.created",
+            "policy.loaded",
+            "agent.created",
+            "agent.deleted"
+        ]
     );
-    assert_eq!(events[2].actor["type"], "local_admin");
+    assert_eq!(events[3].actor["type"], "local_admin");
     assert_eq!(
-        events[2].subject.as_ref().map(|s| s["agent_name"].clone()),
+        events[3].subject.as_ref().map(|s| s["agent_name"].clone()),
         Some(json!("leaver"))
     );
-    assert_eq!(events[2].ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(events[3].ip.as_deref(), Some("127.0.0.1"));
     assert!(
-        events[2]
+        events[3]
             .request_id
             .as_deref()
             .is_some_and(|r| r.starts_with("req_"))
