@@ -104,6 +104,56 @@ pub enum Command {
     Agent(AgentCmd),
     /// Show this agent's identity, scopes and credentials
     Status,
+    /// Enroll this machine as an agent and wait for an admin or a policy to approve it
+    Enroll {
+        /// The server, e.g. http://creddy:8400 (or --server)
+        #[arg(value_name = "URL")]
+        url: Option<String>,
+        /// The agent's name (default: this machine's host name)
+        #[arg(long)]
+        name: Option<String>,
+        /// A scope to request, e.g. daytona or daytona:org:myorg (repeatable, at least one)
+        #[arg(long = "can", value_name = "SCOPE", required = true)]
+        scopes: Vec<String>,
+        /// Pause between checks while waiting
+        #[arg(long, value_name = "DURATION", default_value = "2s")]
+        poll_interval: creddy_core::Duration,
+        /// Give up after this long (0, the default: wait until the request expires)
+        #[arg(long, value_name = "DURATION", default_value = "0", value_parser = parse_timeout)]
+        timeout: WaitLimit,
+        /// Replace an existing agent config
+        #[arg(long)]
+        force: bool,
+    },
+    /// Ask for more scopes (an admin or a policy approves)
+    Request {
+        /// A scope to add (repeatable, at least one)
+        #[arg(long = "can", value_name = "SCOPE", required = true)]
+        scopes: Vec<String>,
+        /// Wait until the request is decided
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Delete this agent on the server (revoking its credentials) and forget its config
+    Unenroll,
+    /// List enrollments and scope requests waiting for approval (admin)
+    Pending,
+    /// Approve an enrollment or scope request (admin)
+    Approve {
+        /// The request's id (enr_…)
+        id: String,
+        /// Grant these scopes instead of the requested ones (repeatable)
+        #[arg(long = "can", value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
+    /// Reject an enrollment or scope request (admin)
+    Reject {
+        /// The request's id (enr_…)
+        id: String,
+        /// Why (shown to the agent)
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
     /// Manage backends: configured instances of plugins (admin)
     #[command(subcommand)]
     Backend(BackendCmd),
@@ -343,4 +393,18 @@ pub enum AgentCmd {
         /// Agent name
         name: String,
     },
+}
+
+/// How long to wait at most; `None` for no limit.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitLimit(pub Option<creddy_core::Duration>);
+
+/// `--timeout`: a duration, or 0 for none.
+fn parse_timeout(text: &str) -> Result<WaitLimit, String> {
+    if text.trim() == "0" {
+        return Ok(WaitLimit(None));
+    }
+    creddy_core::Duration::parse(text)
+        .map(|d| WaitLimit(Some(d)))
+        .map_err(|e| e.to_string())
 }

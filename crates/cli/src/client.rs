@@ -23,6 +23,12 @@ impl Bearer {
     pub fn new(token: String) -> Self {
         Self(token.trim().to_owned())
     }
+
+    /// The token itself, for the one place that must send it in a body (a local
+    /// enrollment approved by the admin token).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Bearer {
@@ -127,6 +133,23 @@ impl Client {
         })
     }
 
+    /// `GET` with one extra header (the enrollment poll secret), decoding JSON.
+    pub async fn get_with_header<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        header: (&str, &str),
+    ) -> Result<T> {
+        let response = self
+            .send_full(Method::GET, segments, &[], Some(header), None::<&()>)
+            .await?;
+        response.json().await.map_err(|e| {
+            Failure::new(
+                EXIT_OTHER,
+                format!("unexpected answer from {}: {e}", self.base),
+            )
+        })
+    }
+
     /// `POST` with a JSON body, decoding JSON.
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
@@ -134,6 +157,13 @@ impl Client {
         body: &B,
     ) -> Result<T> {
         self.call(Method::POST, segments, Some(body)).await
+    }
+
+    /// `POST` with a JSON body, ignoring the answer's body (204).
+    pub async fn post_no_content<B: Serialize>(&self, segments: &[&str], body: &B) -> Result<()> {
+        self.send(Method::POST, segments, Some(body))
+            .await
+            .map(drop)
     }
 
     /// `DELETE`, ignoring any body.
@@ -198,6 +228,17 @@ impl Client {
         query: &[(&str, &str)],
         body: Option<&B>,
     ) -> Result<reqwest::Response> {
+        self.send_full(method, segments, query, None, body).await
+    }
+
+    async fn send_full<B: Serialize>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        header: Option<(&str, &str)>,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response> {
         let mut url = self.url(segments);
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
@@ -208,6 +249,9 @@ impl Client {
         let mut request = self.http.request(method, url);
         if let Some(bearer) = &self.bearer {
             request = request.bearer_auth(&bearer.0);
+        }
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
         }
         if let Some(body) = body {
             request = request.json(body);

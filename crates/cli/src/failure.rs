@@ -13,6 +13,8 @@ pub const EXIT_CONNECT: u8 = 3;
 pub const EXIT_AUTH: u8 = 4;
 /// Any other error.
 pub const EXIT_OTHER: u8 = 1;
+/// An enrollment (or scope request) was rejected, expired or timed out.
+pub const EXIT_ENROLLMENT: u8 = 5;
 /// Integrity failure: a signature or checksum does not match.
 pub const EXIT_INTEGRITY: u8 = 6;
 

@@ -98,13 +98,26 @@ impl Site {
 
     /// Starts a server with extra arguments and environment.
     pub fn start_with_env(dialect: Dialect, extra: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::launch(dialect, extra, "", envs)
+    }
+
+    /// Starts a server whose configuration file also holds `config` (TOML), with extra
+    /// environment.
+    pub fn start_with_config(dialect: Dialect, config: &str, envs: &[(&str, &str)]) -> Self {
+        Self::launch(dialect, &[], config, envs)
+    }
+
+    fn launch(dialect: Dialect, extra: &[&str], config_text: &str, envs: &[(&str, &str)]) -> Self {
         let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
         let data_dir = home.path().join("data");
         let cluster = (dialect == Dialect::Postgres).then(PgCluster::start);
         // Explicit config and plugin directory: as root the defaults are system paths.
         let config = home.path().join("creddy.toml");
-        std::fs::write(&config, "plugins = { allow_unsigned = true }\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            &config,
+            format!("plugins = {{ allow_unsigned = true }}\n{config_text}"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut args = vec![
             "--data-dir".to_owned(),
             data_dir.display().to_string(),

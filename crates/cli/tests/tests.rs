@@ -3,6 +3,7 @@
 mod kit;
 
 mod daytona;
+mod enroll;
 mod faults;
 mod flow;
 mod plugins;

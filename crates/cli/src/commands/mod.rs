@@ -3,6 +3,7 @@
 mod agent;
 mod backend;
 mod credentials;
+mod enroll;
 mod plugin;
 mod run;
 mod server;
@@ -17,6 +18,29 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Server(cmd) => server::run(&cli.global, cmd).await,
         Command::Agent(cmd) => agent::run(&cli.global, cmd).await,
         Command::Status => status::run(&cli.global).await,
+        Command::Enroll {
+            url,
+            name,
+            scopes,
+            poll_interval,
+            timeout,
+            force,
+        } => {
+            let args = enroll::EnrollArgs {
+                url,
+                name,
+                scopes,
+                poll_interval,
+                timeout: timeout.0,
+                force,
+            };
+            enroll::enroll(&cli.global, args).await
+        }
+        Command::Request { scopes, wait } => enroll::request(&cli.global, &scopes, wait).await,
+        Command::Unenroll => enroll::unenroll(&cli.global).await,
+        Command::Pending => enroll::pending(&cli.global).await,
+        Command::Approve { id, scopes } => enroll::approve(&cli.global, &id, &scopes).await,
+        Command::Reject { id, reason } => enroll::reject(&cli.global, &id, reason).await,
         Command::Backend(cmd) => backend::run(&cli.global, cmd).await,
         Command::Get {
             backend,

@@ -1,0 +1,430 @@
+//! Enrollment from both sides: `creddy enroll`, `request` and `unenroll` for agents;
+//! `creddy pending`, `approve` and `reject` for admins.
+//!
+//! `enroll` sends the request, waits (a spinner on a terminal, plain lines otherwise,
+//! tolerating connection errors), and saves the server URL, vend token and OIDC client
+//! credentials to the agent config (mode 0600 in a 0700 directory; `CREDDY_AGENT_CONFIG`
+//! names another file, so several agents can live on one machine).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration as StdDuration, Instant};
+
+use creddy_core::Duration;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::cli::{Format, Global};
+use crate::client::{Client, is_loopback, parse_server_url};
+use crate::credentials::{
+    AdminSources, DEFAULT_SERVER, admin_client, agent_client, agent_config_path, load_agent_config,
+};
+use crate::failure::{EXIT_CONNECT, EXIT_ENROLLMENT, Failure, Result};
+use crate::output::{confirm, print_json, print_table, relative_text, scope_list};
+
+/// `creddy enroll` options.
+#[derive(Debug)]
+pub struct EnrollArgs {
+    /// The server (positional form).
+    pub url: Option<String>,
+    /// The agent name (default: the host name).
+    pub name: Option<String>,
+    /// Requested scopes.
+    pub scopes: Vec<String>,
+    /// Pause between polls.
+    pub poll_interval: Duration,
+    /// Give up after this long (none: until the request expires).
+    pub timeout: Option<Duration>,
+    /// Replace an existing agent config.
+    pub force: bool,
+}
+
+/// What the agent config file holds.
+#[derive(Debug, Serialize)]
+struct SavedAgent<'a> {
+    server: &'a str,
+    name: &'a str,
+    agent_id: &'a str,
+    token: &'a str,
+    client_id: &'a str,
+    client_secret: &'a str,
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "agent".to_owned())
+}
+
+/// The local admin token, when the server is on this machine and the token is readable:
+/// it approves the enrollment at once (never sent to another machine).
+fn local_admin_token(global: &Global, url: &reqwest::Url) -> Option<String> {
+    if !is_loopback(url) {
+        return None;
+    }
+    let mut sources = AdminSources::current(global);
+    sources.server_flag = Some(url.to_string());
+    sources
+        .resolve()
+        .ok()
+        .map(|(_, bearer)| bearer.expose().trim().to_owned())
+}
+
+/// `creddy enroll`.
+pub async fn enroll(global: &Global, args: EnrollArgs) -> Result<()> {
+    let path = agent_config_path().ok_or_else(|| {
+        Failure::usage("cannot tell where to save the agent config: HOME is not set")
+            .hint("set CREDDY_AGENT_CONFIG to a file path")
+    })?;
+    if path.exists() && !args.force {
+        return Err(Failure::usage(format!(
+            "an agent config already exists at {}",
+            path.display()
+        ))
+        .hint("pass --force to replace it, or set CREDDY_AGENT_CONFIG to another file to keep several agents on this machine"));
+    }
+    let server = args
+        .url
+        .clone()
+        .or_else(|| global.server.clone())
+        .or_else(|| std::env::var("CREDDY_URL").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
+    let url = parse_server_url(&server)?;
+    let name = args.name.clone().unwrap_or_else(host_name);
+    let client = Client::new(url.clone(), None, global.debug)?;
+    let mut body = json!({"name": name, "scopes": args.scopes});
+    if let Some(token) = local_admin_token(global, &url) {
+        body["admin_token"] = json!(token);
+    }
+    let answer: Value = client.post(&["v1", "enroll"], &body).await?;
+    let id = text(&answer["id"]).to_owned();
+    let outcome = match text(&answer["status"]) {
+        "pending" => {
+            eprintln!(
+                "Enrollment requested: {id} (agent '{name}', scopes: {})",
+                scope_list(&args.scopes)
+            );
+            eprintln!("Waiting for approval; an admin can run: creddy approve {id}");
+            wait_for_decision(&client, &answer, &args).await?
+        }
+        _ => answer,
+    };
+    match text(&outcome["status"]) {
+        "approved" => {
+            save(&path, url.as_str(), &outcome)?;
+            let scopes: Vec<String> = outcome["scopes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect();
+            if global.list_format()? == Format::Json {
+                print_json(
+                    &json!({"id": id, "status": "approved", "agent_id": outcome["agent_id"],
+                    "name": outcome["name"], "scopes": scopes, "config": path}),
+                )?;
+            }
+            confirm(&format!(
+                "Approved: enrolled as '{}' ({}) with scopes: {}",
+                text(&outcome["name"]),
+                text(&outcome["agent_id"]),
+                scope_list(&scopes)
+            ));
+            eprintln!("Saved credentials to {}", path.display());
+            Ok(())
+        }
+        "rejected" => Err(Failure::new(
+            EXIT_ENROLLMENT,
+            format!(
+                "enrollment {id} was rejected: {}",
+                outcome["reason"].as_str().unwrap_or("no reason given")
+            ),
+        )),
+        "expired" => Err(Failure::new(
+            EXIT_ENROLLMENT,
+            format!("enrollment {id} expired before it was approved or picked up"),
+        )
+        .hint("enroll again and ask an admin to approve it (creddy pending)")),
+        other => Err(Failure::new(
+            EXIT_ENROLLMENT,
+            format!("unexpected enrollment status '{other}'"),
+        )),
+    }
+}
+
+/// Polls until the request is decided; returns the final answer.
+async fn wait_for_decision(client: &Client, request: &Value, args: &EnrollArgs) -> Result<Value> {
+    let secret = text(&request["secret"]).to_owned();
+    let id = text(&request["id"]).to_owned();
+    let started = Instant::now();
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.enable_steady_tick(StdDuration::from_millis(120));
+        s.set_message(format!("waiting for approval of {id}"));
+        s
+    });
+    let interval = StdDuration::from_secs(args.poll_interval.as_seconds());
+    let result = loop {
+        if let Some(limit) = args.timeout
+            && started.elapsed() >= StdDuration::from_secs(limit.as_seconds())
+        {
+            break Err(Failure::new(
+                EXIT_ENROLLMENT,
+                format!("timed out after {limit} waiting for approval of {id}"),
+            )
+            .hint("the request stays pending until it expires; run creddy enroll again later, or ask an admin (creddy pending)"));
+        }
+        tokio::time::sleep(interval).await;
+        match client
+            .get_with_header::<Value>(
+                &["v1", "enroll", "status"],
+                ("x-creddy-enrollment-secret", &secret),
+            )
+            .await
+        {
+            Ok(answer) if answer["status"] == "pending" => {
+                if spinner.is_none() {
+                    eprintln!("still waiting for approval of {id}");
+                }
+            }
+            Ok(answer) => break Ok(answer),
+            Err(e) if e.exit_code == EXIT_CONNECT => {
+                if spinner.is_none() {
+                    eprintln!("server unreachable ({}); retrying", e.message);
+                }
+            }
+            Err(e) if e.api_code.as_deref() == Some("enrollment_claimed") => {
+                break Err(Failure::new(
+                    EXIT_ENROLLMENT,
+                    format!("the credentials of {id} were already picked up by another process"),
+                ));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    result
+}
+
+/// Writes the agent config: directory 0700, file 0600 before any secret is written, then
+/// renamed into place.
+fn save(path: &Path, server: &str, pickup: &Value) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let saved = SavedAgent {
+        server,
+        name: text(&pickup["name"]),
+        agent_id: text(&pickup["agent_id"]),
+        token: text(&pickup["token"]),
+        client_id: text(&pickup["oidc"]["client_id"]),
+        client_secret: text(&pickup["oidc"]["client_secret"]),
+    };
+    let body = toml::to_string(&saved)
+        .map_err(|e| Failure::new(1, format!("cannot encode the agent config: {e}")))?;
+    let fail = |what: &str, e: std::io::Error| {
+        Failure::new(1, format!("cannot {what} {}: {e}", path.display()))
+            .hint("set CREDDY_AGENT_CONFIG to a writable file path")
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| fail("create the directory of", e))?;
+    }
+    let partial = PathBuf::from(format!("{}.partial", path.display()));
+    let _ = std::fs::remove_file(&partial);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(|e| fail("write", e))?;
+    file.write_all(body.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| fail("write", e))?;
+    std::fs::rename(&partial, path).map_err(|e| fail("write", e))
+}
+
+/// `creddy pending`.
+pub async fn pending(global: &Global) -> Result<()> {
+    let client = admin_client(global)?;
+    let rows: Value = client.get(&["v1", "admin", "pending"]).await?;
+    if global.list_format()? == Format::Json {
+        return print_json(&rows);
+    }
+    let table: Vec<Vec<String>> = rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let scopes: Vec<String> = r["scopes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect();
+            vec![
+                text(&r["id"]).to_owned(),
+                text(&r["type"]).to_owned(),
+                text(&r["name"]).to_owned(),
+                scope_list(&scopes),
+                r["policy"].as_str().unwrap_or("-").to_owned(),
+                relative_text(r["created_at"].as_str(), "-"),
+            ]
+        })
+        .collect();
+    print_table(
+        &["ID", "TYPE", "NAME", "SCOPES", "POLICY", "REQUESTED"],
+        &table,
+    );
+    Ok(())
+}
+
+/// `creddy approve ID [--can SCOPE…]`.
+pub async fn approve(global: &Global, id: &str, scopes: &[String]) -> Result<()> {
+    let client = admin_client(global)?;
+    let body = if scopes.is_empty() {
+        json!({})
+    } else {
+        json!({"scopes": scopes})
+    };
+    let answer: Value = client
+        .post(&["v1", "admin", "pending", id, "approve"], &body)
+        .await?;
+    if global.list_format()? == Format::Json {
+        return print_json(&answer);
+    }
+    let granted: Vec<String> = answer["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    confirm(&format!(
+        "Approved {id}: agent '{}' ({}) scopes: {}",
+        text(&answer["name"]),
+        text(&answer["agent_id"]),
+        scope_list(&granted)
+    ));
+    Ok(())
+}
+
+/// `creddy reject ID [--reason TEXT]`.
+pub async fn reject(global: &Global, id: &str, reason: Option<String>) -> Result<()> {
+    let client = admin_client(global)?;
+    let body = match reason {
+        Some(r) => json!({"reason": r}),
+        None => json!({}),
+    };
+    client
+        .post_no_content(&["v1", "admin", "pending", id, "reject"], &body)
+        .await?;
+    if global.list_format()? == Format::Json {
+        return print_json(&json!({"id": id, "status": "rejected"}));
+    }
+    confirm(&format!("Rejected {id}"));
+    Ok(())
+}
+
+/// `creddy request --can SCOPE… [--wait]`.
+pub async fn request(global: &Global, scopes: &[String], wait: bool) -> Result<()> {
+    let client = agent_client(global)?;
+    let answer: Value = client
+        .post(&["v1", "request"], &json!({"scopes": scopes}))
+        .await?;
+    let id = text(&answer["id"]).to_owned();
+    let finished = match text(&answer["status"]) {
+        "pending" if wait => {
+            eprintln!("Request {id} pending approval; waiting");
+            wait_for_amendment(&client, &id, scopes).await?
+        }
+        _ => answer,
+    };
+    if global.list_format()? == Format::Json {
+        print_json(&finished)?;
+    }
+    match text(&finished["status"]) {
+        "approved" => {
+            confirm(&format!("Scopes added: {}", scope_list(scopes)));
+            Ok(())
+        }
+        "pending" => {
+            eprintln!("Request {id} pending approval");
+            Ok(())
+        }
+        _ => Err(Failure::new(
+            EXIT_ENROLLMENT,
+            format!(
+                "request {id} was rejected{}",
+                finished["reason"]
+                    .as_str()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// Polls the agent's status until the amendment is no longer pending.
+async fn wait_for_amendment(client: &Client, id: &str, scopes: &[String]) -> Result<Value> {
+    loop {
+        tokio::time::sleep(StdDuration::from_secs(2)).await;
+        let status: Value = match client.get(&["v1", "status"]).await {
+            Ok(s) => s,
+            Err(e) if e.exit_code == EXIT_CONNECT => continue,
+            Err(e) => return Err(e),
+        };
+        let waiting = status["pending_amendments"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|p| p["id"] == id));
+        if waiting {
+            continue;
+        }
+        let held: Vec<&str> = status["scopes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let granted = scopes.iter().all(|s| held.contains(&s.as_str()));
+        return Ok(if granted {
+            json!({"id": id, "status": "approved", "scopes": held})
+        } else {
+            json!({"id": id, "status": "rejected"})
+        });
+    }
+}
+
+/// `creddy unenroll`.
+pub async fn unenroll(global: &Global) -> Result<()> {
+    let client = agent_client(global)?;
+    let me: Value = client.get(&["v1", "status"]).await?;
+    client.delete(&["v1", "self"]).await?;
+    let name = text(&me["name"]).to_owned();
+    // Forget the saved config only when it is the agent that just left.
+    let config = load_agent_config()?;
+    let in_use = std::env::var("CREDDY_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| config.token.clone());
+    if config.token.is_some()
+        && config.token == in_use
+        && let Some(path) = agent_config_path()
+    {
+        let _ = std::fs::remove_file(&path);
+    }
+    if global.list_format()? == Format::Json {
+        return print_json(&json!({"name": name, "unenrolled": true}));
+    }
+    confirm(&format!("Unenrolled '{name}'"));
+    Ok(())
+}
