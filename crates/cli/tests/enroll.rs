@@ -285,6 +285,31 @@ fn an_agent_enrolls_an_admin_approves_and_the_agent_lives_and_leaves() {
     );
     unknown.fails(2, "scope 'github:repo' names no backend of this server");
     assert!(!unknown.stderr.contains("'test'"), "{}", unknown.stderr);
+
+    // On the server's machine, with the local admin token at hand, enrollment is immediate.
+    let local = rig.agent_home("local");
+    let data_dir = rig.site.data_dir.display().to_string();
+    let direct = rig.agent(
+        &local,
+        &[
+            "--data-dir",
+            &data_dir,
+            "enroll",
+            "--name",
+            "on-the-server",
+            "--can",
+            "test",
+        ],
+    );
+    direct.ok();
+    assert!(
+        direct
+            .stderr
+            .contains("Approved: enrolled as 'on-the-server'")
+            && !direct.stderr.contains("Waiting for approval"),
+        "{}",
+        direct.stderr
+    );
 }
 
 #[test]

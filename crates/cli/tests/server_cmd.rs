@@ -135,3 +135,98 @@ fn json_logs_are_one_object_per_line() {
         "access log has the path: {log}"
     );
 }
+
+#[test]
+fn a_bad_policy_stops_the_server_naming_file_line_and_field() {
+    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let config = home.path().join("creddy.toml");
+    let config_text = config.display().to_string();
+    let data = home.path().join("data").display().to_string();
+    let start = |text: &str| {
+        std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+        creddy(
+            home.path(),
+            &[
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                &data,
+                "--config",
+                &config_text,
+            ],
+            &[],
+        )
+    };
+    let bad_ttl = start(
+        "[[policies]]\nname = \"ci\"\nallow = { scopes = [\"daytona\"], max_ttl = \"7x\" }\n",
+    );
+    bad_ttl.fails(2, &config_text);
+    assert!(
+        bad_ttl.stderr.contains("line 3") && bad_ttl.stderr.contains("7x"),
+        "{}",
+        bad_ttl.stderr
+    );
+    let bad_rate = start("[[policies]]\nname = \"ci\"\nlimits = { rate = \"10/fortnight\" }\n");
+    bad_rate.fails(2, "invalid rate '10/fortnight'");
+    assert!(bad_rate.stderr.contains("line 3"), "{}", bad_rate.stderr);
+    start("[[policies]]\nname = \"ci\"\nmatch = { name_pattern = \"ci/*\" }\n")
+        .fails(2, "invalid name pattern");
+    start("[[policies]]\nname = \"ci\"\nalow = { scopes = [] }\n").fails(2, "unknown field");
+    start("[[policies]]\nname = \"a\"\n[[policies]]\nname = \"a\"\n")
+        .fails(2, "names must be unique");
+}
+
+#[test]
+fn sighup_reloads_the_policies_and_keeps_them_when_the_file_is_bad() {
+    let site = Site::start_with_config(Dialect::Sqlite, "", &[]);
+    site.install_test_plugin("test");
+    let state = format!("state_dir={}", site.upstream().display());
+    site.admin(&[
+        "backend",
+        "add",
+        "test",
+        "--set",
+        "api_key=k",
+        "--set",
+        &state,
+    ])
+    .ok();
+    let http = crate::kit::http();
+    let enroll = |name: &str| -> String {
+        let answer: serde_json::Value = http
+            .post(format!("{}/v1/enroll", site.server.url()))
+            .json(&serde_json::json!({"name": name, "scopes": ["test"]}))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default();
+        answer["status"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(enroll("ci-1"), "pending", "no policy yet");
+    let config = site.home.path().join("creddy.toml");
+    let policy = "plugins = { allow_unsigned = true }\n[[policies]]\nname = \"ci\"\nmatch = { name_pattern = \"ci-*\" }\nallow = { scopes = [\"test\"] }\n";
+    std::fs::write(&config, policy).unwrap_or_else(|e| panic!("{e}"));
+    site.server.signal("HUP");
+    let wait_for = |text: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !site.server.log().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no '{text}' in:\n{}",
+                site.server.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    wait_for("SIGHUP: policies reloaded");
+    assert_eq!(enroll("ci-2"), "approved", "the reloaded policy approves");
+    std::fs::write(&config, format!("{policy}limits = {{ rate = \"x\" }}\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    site.server.signal("HUP");
+    wait_for("policies not reloaded");
+    assert_eq!(
+        enroll("ci-3"),
+        "approved",
+        "a bad file keeps the policies in force"
+    );
+}

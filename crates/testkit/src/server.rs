@@ -215,6 +215,14 @@ impl ServerProcess {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
+    /// Sends a signal by name (`HUP`, …) without waiting.
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
     /// Sends a signal by name (`TERM`, `INT`, `KILL`) and waits for the exit status code.
     pub fn signal_and_wait(&mut self, signal: &str) -> Option<i32> {
         let _ = Command::new("kill")
