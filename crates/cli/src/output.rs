@@ -77,6 +77,16 @@ pub fn relative_text(at: Option<&str>, missing: &str) -> String {
         .unwrap_or_else(|| missing.to_owned())
 }
 
+/// The strings of a JSON array (anything else gives none).
+pub fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// A scope list for a table cell.
 pub fn scope_list(scopes: &[String]) -> String {
     if scopes.is_empty() {

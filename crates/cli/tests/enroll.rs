@@ -8,36 +8,25 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use creddy_testkit::store::Dialect;
 use serde_json::Value;
 
-use crate::kit::{Run, Site, bin, creddy};
+use crate::kit::{ClockFile, Run, Site, bin, creddy, eventually};
 
 const MASTER_KEY: &str = "upstream-master-key-enroll";
-
-/// Polls `ok` until it holds, for at most a minute.
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// A server with the test backend, and a separate home for each agent process.
 struct Rig {
     site: Site,
-    clock: PathBuf,
+    clock: ClockFile,
 }
 
 impl Rig {
     fn start(config: &str) -> Self {
         let scratch = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-        let clock = scratch.keep().join("clock");
-        std::fs::write(&clock, "0").unwrap_or_else(|e| panic!("{e}"));
-        let clock_text = clock.display().to_string();
+        let clock = ClockFile::new(scratch.keep().join("clock"));
+        let clock_text = clock.env_value();
         let site = Site::start_with_config(
             Dialect::Sqlite,
             config,
@@ -52,12 +41,7 @@ impl Rig {
     }
 
     fn advance(&self, seconds: i64) {
-        let now: i64 = std::fs::read_to_string(&self.clock)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
-        std::fs::write(&self.clock, (now + seconds * 1000).to_string())
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.clock.advance(seconds);
     }
 
     /// An agent's home: its own `HOME` and agent config file.

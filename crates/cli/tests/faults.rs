@@ -11,7 +11,6 @@
 //! no lease is left in a state that nobody will act on.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use creddy_store::{Location, Store, StoredEvent};
 use creddy_testkit::plugins::install_as;
@@ -21,18 +20,9 @@ use creddy_testkit::store::Dialect;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::kit::{bin, creddy, http};
+use crate::kit::{ClockFile, bin, creddy, eventually, http};
 
 const MASTER: &str = "dtn_fedcba9876543210fedcba9876543210fedcba9876543210fedcba98765432";
-
-/// Polls `ok` until it holds, for at most a minute.
-fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The Daytona stand-in, the installed Daytona plugin, the shared clock file and, for
 /// PostgreSQL, the database every node uses.
@@ -40,7 +30,7 @@ struct Rig {
     home: TempDir,
     cluster: Option<PgCluster>,
     standin: StandinProcess,
-    clock: PathBuf,
+    clock: ClockFile,
     http: reqwest::blocking::Client,
 }
 
@@ -67,8 +57,7 @@ impl Rig {
         ]);
         install_as(&binaries[0], &home.path().join("plugins"), "daytona");
         let standin = StandinProcess::start(&binaries[1], &home.path().join("daytona.json"));
-        let clock = home.path().join("clock");
-        std::fs::write(&clock, "0").unwrap_or_else(|e| panic!("{e}"));
+        let clock = ClockFile::new(home.path().join("clock"));
         let rig = Self {
             home,
             cluster,
@@ -110,7 +99,7 @@ impl Rig {
             args.extend(["--database-url".to_owned(), cluster.url()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (home, clock) = (text(self.home.path().into()), text(self.clock.clone()));
+        let (home, clock) = (text(self.home.path().into()), self.clock.env_value());
         let process = ServerProcess::start(
             bin(),
             &args,
@@ -131,12 +120,7 @@ impl Rig {
 
     /// Moves every server's clock forward.
     fn advance(&self, seconds: i64) {
-        let now: i64 = std::fs::read_to_string(&self.clock)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
-        std::fs::write(&self.clock, (now + seconds * 1000).to_string())
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.clock.advance(seconds);
     }
 
     fn control(&self, route: &str, body: &Value) {

@@ -205,3 +205,42 @@ pub fn http() -> reqwest::blocking::Client {
         .build()
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Polls `ok` until it holds, for at most a minute: waiting for a condition, never for time.
+pub fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The clock file of server processes (`CREDDY_TEST_CLOCK_FILE`): system time plus the
+/// offset it holds.
+pub struct ClockFile(pub PathBuf);
+
+impl ClockFile {
+    /// A clock file at `path`, starting at offset 0.
+    pub fn new(path: PathBuf) -> Self {
+        std::fs::write(&path, "0").unwrap_or_else(|e| panic!("{e}"));
+        Self(path)
+    }
+
+    /// Moves every server reading this file forward.
+    pub fn advance(&self, seconds: i64) {
+        let now: i64 = std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        std::fs::write(&self.0, (now + seconds * 1000).to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The path, for the environment.
+    pub fn env_value(&self) -> String {
+        self.0.display().to_string()
+    }
+}

@@ -110,6 +110,16 @@ impl Site {
             .await
     }
 
+    async fn create_agent(&self, name: &str, scopes: &[&str]) -> Answer {
+        self.api
+            .post(
+                "/v1/admin/agents",
+                &self.admin,
+                json!({"name": name, "scopes": scopes}),
+            )
+            .await
+    }
+
     async fn sweep(&self) {
         self.server.server().state().tasks().sweep_now().await;
     }
@@ -237,14 +247,7 @@ async fn an_enrollment_waits_for_an_admin_and_its_credentials_are_picked_up_once
 
 async fn refusals_name_the_problem_and_never_list_backends(server: TestServer) {
     let site = Site::new(server).await;
-    let created = site
-        .api
-        .post(
-            "/v1/admin/agents",
-            &site.admin,
-            json!({"name": "taken", "scopes": ["test"]}),
-        )
-        .await;
+    let created = site.create_agent("taken", &["test"]).await;
     assert_eq!(created.status, StatusCode::OK);
     let taken = site.enroll("TAKEN", &["test"]).await;
     assert_eq!(
@@ -376,14 +379,7 @@ async fn policies_approve_deny_or_leave_to_a_person_and_their_limits_hold(server
         (StatusCode::CONFLICT, "policy_limit"),
         "an admin cannot exceed max_agents either"
     );
-    let created = site
-        .api
-        .post(
-            "/v1/admin/agents",
-            &site.admin,
-            json!({"name": "ci-9", "scopes": ["test"]}),
-        )
-        .await;
+    let created = site.create_agent("ci-9", &["test"]).await;
     assert_eq!(created.code(), "policy_limit");
     let pending = site.api.get("/v1/admin/pending", &site.admin).await.body;
     let reasons: Vec<String> = pending
@@ -491,14 +487,7 @@ async fn a_policy_narrows_ttls_and_ends_agent_lifetimes(server: TestServer) {
 
 async fn amendments_merge_scopes_once_approved(server: TestServer) {
     let site = Site::new(server).await;
-    let created = site
-        .api
-        .post(
-            "/v1/admin/agents",
-            &site.admin,
-            json!({"name": "dev-a", "scopes": ["test:read"]}),
-        )
-        .await;
+    let created = site.create_agent("dev-a", &["test:read"]).await;
     let token = text(&created.body["token"]);
     let asked = site
         .api

@@ -86,12 +86,7 @@ pub async fn admin(global: &Global, cmd: crate::cli::CredentialsCmd) -> Result<(
             let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|l| {
-                    let scopes: Vec<String> = l["scopes"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|s| s.as_str().map(str::to_owned))
-                        .collect();
+                    let scopes: Vec<String> = crate::output::strings(&l["scopes"]);
                     vec![
                         text(&l["id"]),
                         text(&l["agent_name"]),

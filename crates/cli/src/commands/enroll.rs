@@ -118,12 +118,7 @@ pub async fn enroll(global: &Global, args: EnrollArgs) -> Result<()> {
     match text(&outcome["status"]) {
         "approved" => {
             save(&path, url.as_str(), &outcome)?;
-            let scopes: Vec<String> = outcome["scopes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect();
+            let scopes: Vec<String> = crate::output::strings(&outcome["scopes"]);
             if global.list_format()? == Format::Json {
                 print_json(
                     &json!({"id": id, "status": "approved", "agent_id": outcome["agent_id"],
@@ -266,12 +261,7 @@ pub async fn pending(global: &Global) -> Result<()> {
         .into_iter()
         .flatten()
         .map(|r| {
-            let scopes: Vec<String> = r["scopes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect();
+            let scopes: Vec<String> = crate::output::strings(&r["scopes"]);
             vec![
                 text(&r["id"]).to_owned(),
                 text(&r["type"]).to_owned(),
@@ -303,12 +293,7 @@ pub async fn approve(global: &Global, id: &str, scopes: &[String]) -> Result<()>
     if global.list_format()? == Format::Json {
         return print_json(&answer);
     }
-    let granted: Vec<String> = answer["scopes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect();
+    let granted: Vec<String> = crate::output::strings(&answer["scopes"]);
     confirm(&format!(
         "Approved {id}: agent '{}' ({}) scopes: {}",
         text(&answer["name"]),
