@@ -129,7 +129,9 @@ fn an_agent_enrolls_an_admin_approves_and_the_agent_lives_and_leaves() {
     assert!(
         table.ok().contains("ID")
             && table.stdout.contains("enroll")
-            && table.stdout.contains("ci-agent"),
+            && table.stdout.contains("ci-agent")
+            && table.stdout.contains("ADDRESS")
+            && table.stdout.contains("127.0.0.1"),
         "{}",
         table.stdout
     );

@@ -269,11 +269,21 @@ pub async fn pending(global: &Global) -> Result<()> {
                 scope_list(&scopes),
                 r["policy"].as_str().unwrap_or("-").to_owned(),
                 relative_text(r["created_at"].as_str(), "-"),
+                r["ip"].as_str().unwrap_or("-").to_owned(),
             ]
         })
         .collect();
+    // The specification's columns, then the requesting address.
     print_table(
-        &["ID", "TYPE", "NAME", "SCOPES", "POLICY", "REQUESTED"],
+        &[
+            "ID",
+            "TYPE",
+            "NAME",
+            "SCOPES",
+            "POLICY",
+            "REQUESTED",
+            "ADDRESS",
+        ],
         &table,
     );
     Ok(())
