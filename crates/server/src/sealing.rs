@@ -44,6 +44,7 @@ pub enum SealError {
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
     key_id: String,
+    audit_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -95,7 +96,20 @@ impl Sealer {
         let key_id = hex::encode(&Sha256::digest(key)[..4]);
         let cipher =
             XChaCha20Poly1305::new_from_slice(key).unwrap_or_else(|_| unreachable!("32-byte key"));
-        Self { cipher, key_id }
+        let audit_key = Zeroizing::new(creddy_core::secret::hmac_sha256(
+            key,
+            b"creddy audit keyed hash v1",
+        ));
+        Self {
+            cipher,
+            key_id,
+            audit_key,
+        }
+    }
+
+    /// The key of the audit records' keyed hashes, derived from the master key.
+    pub fn audit_key(&self) -> [u8; 32] {
+        *self.audit_key
     }
 
     /// The key id.

@@ -89,6 +89,17 @@ impl Server {
                 location: location.describe(),
                 source,
             })?;
+        let sealer = open_sealer(&settings, &data_dir, &store)
+            .await
+            .map_err(|e| match e {
+                SealerError::Store(source) => StartError::Storage {
+                    location: location.describe(),
+                    source,
+                },
+                SealerError::Key(message) => StartError::Key(message),
+            })?;
+        // Every audit record from here on carries its keyed hash.
+        store.set_audit_key(sealer.audit_key());
         let admin_hash = ensure_admin_token(&data_dir, &store, clock.as_ref())
             .await
             .map_err(|e| match e {
@@ -118,15 +129,6 @@ impl Server {
                 "listening on a wildcard address without --issuer: the issuer {issuer} is not reachable by relying parties; pass --issuer with the public URL"
             );
         }
-        let sealer = open_sealer(&settings, &data_dir, &store)
-            .await
-            .map_err(|e| match e {
-                SealerError::Store(source) => StartError::Storage {
-                    location: location.describe(),
-                    source,
-                },
-                SealerError::Key(message) => StartError::Key(message),
-            })?;
         let records = store
             .list_backends()
             .await

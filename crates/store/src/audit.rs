@@ -19,11 +19,15 @@ macro_rules! append_event {
             .fetch_one(&mut *$tx)
             .await?;
             let hash = event.chain_hash(seq, &prev_hash);
+            let mac = $tx
+                .key
+                .as_ref()
+                .map(|key| creddy_core::audit::keyed_hash(key, &hash));
             let columns = $crate::audit::EventColumns::of(event);
             sqlx::query(
                 "INSERT INTO audit_events (seq, id, time, action, actor, subject, backend, lease_id, \
-                 outcome, ip, request_id, details, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 outcome, ip, request_id, details, prev_hash, hash, mac) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .bind(seq)
             .bind(event.id.as_str())
@@ -39,6 +43,7 @@ macro_rules! append_event {
             .bind(columns.details)
             .bind(&prev_hash)
             .bind(&hash)
+            .bind(mac)
             .execute(&mut *$tx)
             .await?;
             sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
@@ -127,6 +132,62 @@ pub struct StoredEvent {
     pub prev_hash: String,
     /// This event's hash.
     pub hash: String,
+    /// Its keyed hash (absent on records written before the server knew the master key).
+    #[serde(skip)]
+    pub mac: Option<String>,
+}
+
+impl StoredEvent {
+    /// The record its hash covers: every stored field with `seq` and `prev_hash`, without
+    /// `hash` and `mac`.
+    pub fn record(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "time": self.time,
+            "action": self.action,
+            "actor": self.actor,
+            "subject": self.subject,
+            "backend": self.backend,
+            "lease_id": self.lease_id,
+            "outcome": self.outcome,
+            "ip": self.ip,
+            "request_id": self.request_id,
+            "details": self.details,
+            "seq": self.seq,
+            "prev_hash": self.prev_hash,
+        })
+    }
+}
+
+/// Filters for [`Store::audit_page`].
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Events about the agent of this name.
+    pub agent_name: Option<String>,
+    /// Events about the agent of this id.
+    pub agent_id: Option<String>,
+    /// Events about this backend.
+    pub backend: Option<String>,
+    /// Events of this action.
+    pub action: Option<String>,
+    /// Events about this lease.
+    pub lease_id: Option<String>,
+    /// Events at or after this time (ms).
+    pub since: Option<i64>,
+    /// Events before this time (ms).
+    pub until: Option<i64>,
+    /// Events older than this `seq` (paging).
+    pub before_seq: Option<i64>,
+}
+
+/// `value` as a LIKE pattern that matches it literally inside JSON text.
+fn like_json_field(field: &str, value: &str) -> String {
+    let quoted = serde_json::to_string(value).unwrap_or_default();
+    let escaped = quoted
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%\"{field}\":{escaped}%")
 }
 
 type EventRow = (
@@ -144,7 +205,12 @@ type EventRow = (
     String,
     String,
     String,
+    Option<String>,
 );
+
+/// The columns of an [`EventRow`].
+const EVENT_COLUMNS: &str = "seq, id, time, action, actor, subject, backend, lease_id, outcome, ip, \
+     request_id, details, prev_hash, hash, mac";
 
 fn parse_json(column: &str, text: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("audit {column}: {e}")))
@@ -172,6 +238,7 @@ impl TryFrom<EventRow> for StoredEvent {
             details: parse_json("details", &r.11)?,
             prev_hash: r.12,
             hash: r.13,
+            mac: r.14,
         })
     }
 }
@@ -186,13 +253,83 @@ impl Store {
 
     /// The newest `limit` events, newest first.
     pub async fn recent_events(&self, limit: i64) -> Result<Vec<StoredEvent>> {
-        let rows: Vec<EventRow> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT seq, id, time, action, actor, subject, backend, lease_id, outcome, ip, \
-             request_id, details, prev_hash, hash FROM audit_events ORDER BY seq DESC LIMIT $1"
-        )
-        .bind(limit)
-        .fetch_all(p)
-        .await)?;
+        self.audit_page(&AuditFilter::default(), limit).await
+    }
+
+    /// Events matching `filter`, newest first, at most `limit`.
+    pub async fn audit_page(&self, filter: &AuditFilter, limit: i64) -> Result<Vec<StoredEvent>> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let mut numbers: Vec<i64> = Vec::new();
+        // Text values are bound first ($1…), then numbers, then the limit.
+        for (condition, value) in [
+            (
+                "subject LIKE ${} ESCAPE '\\'",
+                filter
+                    .agent_name
+                    .as_deref()
+                    .map(|n| like_json_field("agent_name", n)),
+            ),
+            (
+                "subject LIKE ${} ESCAPE '\\'",
+                filter
+                    .agent_id
+                    .as_deref()
+                    .map(|n| like_json_field("agent_id", n)),
+            ),
+            ("backend = ${}", filter.backend.clone()),
+            ("action = ${}", filter.action.clone()),
+            ("lease_id = ${}", filter.lease_id.clone()),
+        ] {
+            if let Some(value) = value {
+                texts.push(value);
+                conditions.push(condition.replace("{}", &texts.len().to_string()));
+            }
+        }
+        for (condition, value) in [
+            ("time >= ${}", filter.since),
+            ("time < ${}", filter.until),
+            ("seq < ${}", filter.before_seq),
+        ] {
+            if let Some(value) = value {
+                numbers.push(value);
+                conditions
+                    .push(condition.replace("{}", &(texts.len() + numbers.len()).to_string()));
+            }
+        }
+        let filter_sql = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events {filter_sql} ORDER BY seq DESC LIMIT ${}",
+            texts.len() + numbers.len() + 1
+        );
+        let rows: Vec<EventRow> = with_pool!(self, |p| {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for text in &texts {
+                query = query.bind(text.as_str());
+            }
+            for number in &numbers {
+                query = query.bind(*number);
+            }
+            query.bind(limit).fetch_all(p).await
+        })?;
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+
+    /// Events after `after_seq` in chain order, at most `limit` (for verification).
+    pub async fn events_after(&self, after_seq: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        );
+        let rows: Vec<EventRow> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(p)
+                .await)?;
         rows.into_iter().map(StoredEvent::try_from).collect()
     }
 }

@@ -28,7 +28,7 @@ use sqlx::sqlite::{
 };
 
 pub use agents::AgentListing;
-pub use audit::StoredEvent;
+pub use audit::{AuditFilter, StoredEvent};
 pub use backends::BackendRecord;
 pub use enrollments::{Enrollment, NewEnrollment};
 pub use leases::{LeaseFilter, LeaseRecord, LeaseSummary, NewLease, Queued, RevocableLease};
@@ -117,6 +117,55 @@ enum Pool {
 pub struct Store {
     pool: Pool,
     location: Location,
+    /// The key of the audit records' keyed hashes, once the server knows the master key.
+    audit_key: std::sync::Arc<std::sync::RwLock<Option<AuditKey>>>,
+}
+
+/// The audit key, never printed.
+#[derive(Clone, Copy)]
+struct AuditKey([u8; 32]);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(********)")
+    }
+}
+
+/// A write transaction that knows the audit key, so that every event appended in it gets
+/// its keyed hash; it dereferences to the connection like the transaction itself.
+pub(crate) struct KeyedTx<T> {
+    pub(crate) inner: T,
+    pub(crate) key: Option<[u8; 32]>,
+}
+
+impl<T: std::ops::Deref> std::ops::Deref for KeyedTx<T> {
+    type Target = T::Target;
+    fn deref(&self) -> &T::Target {
+        &self.inner
+    }
+}
+
+impl<T: std::ops::DerefMut> std::ops::DerefMut for KeyedTx<T> {
+    fn deref_mut(&mut self) -> &mut T::Target {
+        &mut self.inner
+    }
+}
+
+impl Store {
+    /// Gives every later audit record a keyed hash under `key` (derived from the master key).
+    pub fn set_audit_key(&self, key: [u8; 32]) {
+        *self
+            .audit_key
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(AuditKey(key));
+    }
+
+    pub(crate) fn audit_key(&self) -> Option<[u8; 32]> {
+        self.audit_key
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|k| k.0)
+    }
 }
 
 /// Runs `$body` with `$p` bound to the pool of either dialect; the body is written once and
@@ -137,15 +186,21 @@ macro_rules! in_transaction {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.pool {
             $crate::Pool::Sqlite(p) => {
-                let mut $tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let mut $tx = $crate::KeyedTx {
+                    inner: p.begin_with("BEGIN IMMEDIATE").await?,
+                    key: $store.audit_key(),
+                };
                 let out = $body;
-                $tx.commit().await?;
+                $tx.inner.commit().await?;
                 out
             }
             $crate::Pool::Postgres(p) => {
-                let mut $tx = p.begin().await?;
+                let mut $tx = $crate::KeyedTx {
+                    inner: p.begin().await?,
+                    key: $store.audit_key(),
+                };
                 let out = $body;
-                $tx.commit().await?;
+                $tx.inner.commit().await?;
                 out
             }
         }
@@ -162,7 +217,11 @@ impl Store {
             Location::Sqlite(path) => Pool::Sqlite(open_sqlite(path).await?),
             Location::Postgres(url) => Pool::Postgres(open_postgres(url).await?),
         };
-        let store = Self { pool, location };
+        let store = Self {
+            pool,
+            location,
+            audit_key: std::sync::Arc::default(),
+        };
         migrate::apply(&store).await?;
         Ok(store)
     }

@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_enrollments.sql"),
         include_str!("../migrations/postgres/0006_enrollments.sql"),
     ),
+    (
+        7,
+        include_str!("../migrations/sqlite/0007_audit_mac.sql"),
+        include_str!("../migrations/postgres/0007_audit_mac.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming creddy's migration lock among PostgreSQL advisory locks.

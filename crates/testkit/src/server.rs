@@ -113,6 +113,12 @@ impl TestServer {
         )
     }
 
+    /// Runs raw SQL against the server's database, behind its back (tampering tests).
+    pub async fn execute_raw(&self, sql: &str) {
+        let location = self.server().state().store().location().clone();
+        crate::store::execute_raw(&location, sql).await;
+    }
+
     /// A scratch directory that lives as long as the server.
     pub fn scratch(&self) -> &Path {
         self.dir.path()

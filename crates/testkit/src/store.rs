@@ -68,27 +68,7 @@ impl TestStore {
     /// Runs raw SQL against the database behind the store, as an operator (or an attacker)
     /// with direct access could; for tests that tamper with or break the database.
     pub async fn execute_raw(&self, sql: &str) {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        let result = match &self.location {
-            Location::Sqlite(path) => {
-                let url = format!("sqlite://{}", path.display());
-                let pool = sqlx::SqlitePool::connect(&url)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                let r = sqlx::raw_sql(sql).execute(&pool).await.map(|_| ());
-                pool.close().await;
-                r
-            }
-            Location::Postgres(url) => {
-                let pool = sqlx::PgPool::connect(url)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                let r = sqlx::raw_sql(sql).execute(&pool).await.map(|_| ());
-                pool.close().await;
-                r
-            }
-        };
-        result.unwrap_or_else(|e| panic!("raw SQL failed: {e}"));
+        execute_raw(&self.location, sql).await;
     }
 
     /// SQL that makes every insert into the audit trail fail, for this dialect.
@@ -106,4 +86,29 @@ impl TestStore {
             }
         }
     }
+}
+
+/// Runs raw SQL against the database at `location`, outside the store (tampering tests).
+pub async fn execute_raw(location: &Location, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    let result = match location {
+        Location::Sqlite(path) => {
+            let url = format!("sqlite://{}", path.display());
+            let pool = sqlx::SqlitePool::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let r = sqlx::raw_sql(sql).execute(&pool).await.map(|_| ());
+            pool.close().await;
+            r
+        }
+        Location::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let r = sqlx::raw_sql(sql).execute(&pool).await.map(|_| ());
+            pool.close().await;
+            r
+        }
+    };
+    result.unwrap_or_else(|e| panic!("raw SQL failed: {e}"));
 }

@@ -2,6 +2,7 @@
 //! the domain, and maps the result to the API's JSON.
 
 mod agents;
+mod audit;
 mod backends;
 mod credentials;
 mod enroll;
@@ -21,6 +22,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/v1/status", get(status::status))
+        .route("/v1/admin/audit", get(audit::list))
+        .route("/v1/admin/audit/verify", get(audit::verify))
         .route("/v1/enroll", post(enroll::enroll))
         .route("/v1/enroll/status", get(enroll::status))
         .route("/v1/admin/pending", get(enroll::pending))

@@ -1,0 +1,139 @@
+//! The audit trail for admins: `GET /v1/admin/audit` (filters and `before_seq` paging) and
+//! `GET /v1/admin/audit/verify` (the chain and keyed hashes recomputed from the first record;
+//! the first broken link is reported).
+
+use axum::Json;
+use axum::extract::{Query, State};
+use creddy_core::audit::ChainCheck;
+use creddy_core::{Duration, Timestamp};
+use creddy_store::{AuditFilter, StoredEvent};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The default and largest page.
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1_000;
+/// Records read per query while verifying.
+const VERIFY_BATCH: i64 = 1_000;
+
+/// `GET /v1/admin/audit` query.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AuditQuery {
+    limit: Option<i64>,
+    agent: Option<String>,
+    agent_id: Option<String>,
+    backend: Option<String>,
+    action: Option<String>,
+    lease: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    before_seq: Option<i64>,
+}
+
+/// The original's action names, accepted by the `action` filter.
+fn action_name(given: &str) -> String {
+    match given {
+        "token_issued" => "token.issued",
+        "agent_created" | "agent_enrolled" => "agent.created",
+        "scopes_amended" => "amendment.approved",
+        "agent_self_deleted" => "agent.deleted",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// A time: RFC 3339, or a duration meaning that long ago (`24h`).
+fn parse_time(field: &str, text: &str, now: Timestamp) -> Result<i64, ApiError> {
+    if let Some(t) = Timestamp::parse_rfc3339(text) {
+        return Ok(t.as_millis());
+    }
+    Duration::parse(text)
+        .map(|d| now.as_millis() - i64::try_from(d.as_seconds() * 1000).unwrap_or(i64::MAX))
+        .map_err(|_| {
+            ApiError::invalid_request(format!(
+                "{field}: '{text}' is neither a time (2026-11-27T10:00:00Z) nor a duration (24h)"
+            ))
+        })
+}
+
+/// `GET /v1/admin/audit`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Vec<StoredEvent>>, ApiError> {
+    principal.require_admin("admin:audit:read")?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let now = state.clock().now();
+    let filter = AuditFilter {
+        agent_name: query.agent,
+        agent_id: query.agent_id,
+        backend: query.backend,
+        action: query.action.as_deref().map(action_name),
+        lease_id: query.lease,
+        since: query
+            .since
+            .as_deref()
+            .map(|t| parse_time("since", t, now))
+            .transpose()?,
+        until: query
+            .until
+            .as_deref()
+            .map(|t| parse_time("until", t, now))
+            .transpose()?,
+        before_seq: query.before_seq,
+    };
+    Ok(Json(state.store().audit_page(&filter, limit).await?))
+}
+
+/// `GET /v1/admin/audit/verify` query.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct VerifyQuery {
+    expect_head: Option<String>,
+}
+
+/// `GET /v1/admin/audit/verify`.
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(query): Query<VerifyQuery>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require_admin("admin:audit:read")?;
+    let mut check = ChainCheck::new(Some(state.sealer().audit_key()));
+    let mut expected_found = query.expect_head.is_none();
+    let mut last_seq = 0;
+    loop {
+        let batch = state.store().events_after(last_seq, VERIFY_BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        last_seq = last.seq;
+        for event in &batch {
+            if let Err(broken) = check.next(&event.record(), &event.hash, event.mac.as_deref()) {
+                tracing::error!(seq = broken.seq, reason = %broken.reason, "audit chain broken");
+                return Ok(Json(json!({"ok": false, "broken_at_seq": broken.seq,
+                    "event_id": broken.event_id, "reason": broken.reason})));
+            }
+            if query.expect_head.as_deref() == Some(event.hash.as_str()) {
+                expected_found = true;
+            }
+        }
+    }
+    if !expected_found {
+        return Ok(Json(
+            json!({"ok": false, "broken_at_seq": check.count() + 1, "event_id": null,
+            "reason": "the recorded head is not in the chain: the newest events were removed"}),
+        ));
+    }
+    Ok(Json(
+        json!({"ok": true, "events": check.count(), "head_seq": check.count(),
+        "head_hash": check.head()}),
+    ))
+}
