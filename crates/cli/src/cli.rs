@@ -138,6 +138,33 @@ pub enum Command {
     Unenroll,
     /// List enrollments and scope requests waiting for approval (admin)
     Pending,
+    /// Show the audit trail, newest first (admin); `creddy audit verify` checks it
+    #[command(args_conflicts_with_subcommands = true)]
+    Audit {
+        #[command(subcommand)]
+        command: Option<AuditCmd>,
+        /// Only events about this agent (by name)
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only events about this backend
+        #[arg(long)]
+        backend: Option<String>,
+        /// Only this action, e.g. credential.issued
+        #[arg(long)]
+        action: Option<String>,
+        /// Only events about this credential (cred_…)
+        #[arg(long)]
+        lease: Option<String>,
+        /// Only events since this time or this long ago (24h)
+        #[arg(long, value_name = "DURATION|TIME")]
+        since: Option<String>,
+        /// Only events before this time
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// At most this many events (1 to 1000)
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Approve an enrollment or scope request (admin)
     Approve {
         /// The request's id (enr_…)
@@ -407,4 +434,15 @@ fn parse_timeout(text: &str) -> Result<WaitLimit, String> {
     creddy_core::Duration::parse(text)
         .map(|d| WaitLimit(Some(d)))
         .map_err(|e| e.to_string())
+}
+
+/// `creddy audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Recompute the hash chain and keyed hashes; exit 6 at the first broken link
+    Verify {
+        /// The head hash recorded earlier: its absence shows that newest events were removed
+        #[arg(long, value_name = "HASH")]
+        expect_head: Option<String>,
+    },
 }

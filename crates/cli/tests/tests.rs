@@ -2,6 +2,7 @@
 
 mod kit;
 
+mod audit;
 mod daytona;
 mod enroll;
 mod faults;

@@ -1,6 +1,7 @@
 //! The commands, one module per area.
 
 mod agent;
+mod audit;
 mod backend;
 mod credentials;
 mod enroll;
@@ -39,6 +40,27 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Request { scopes, wait } => enroll::request(&cli.global, &scopes, wait).await,
         Command::Unenroll => enroll::unenroll(&cli.global).await,
         Command::Pending => enroll::pending(&cli.global).await,
+        Command::Audit {
+            command,
+            agent,
+            backend,
+            action,
+            lease,
+            since,
+            until,
+            limit,
+        } => {
+            let filters = audit::Filters {
+                agent,
+                backend,
+                action,
+                lease,
+                since,
+                until,
+                limit,
+            };
+            audit::run(&cli.global, command, filters).await
+        }
         Command::Approve { id, scopes } => enroll::approve(&cli.global, &id, &scopes).await,
         Command::Reject { id, reason } => enroll::reject(&cli.global, &id, reason).await,
         Command::Backend(cmd) => backend::run(&cli.global, cmd).await,

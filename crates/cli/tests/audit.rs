@@ -1,0 +1,58 @@
+//! `creddy audit` and `creddy audit verify` against a real server, with a record edited
+//! behind the server's back.
+
+use creddy_store::Location;
+use creddy_testkit::store::Dialect;
+use serde_json::Value;
+
+use crate::kit::Site;
+
+#[test]
+fn the_audit_trail_is_shown_filtered_and_verified() {
+    let site = Site::start_blocking(Dialect::Sqlite, &[]);
+    site.admin(&["agent", "create", "auditee", "--can", "test"])
+        .ok();
+    site.admin(&["agent", "rm", "auditee"]).ok();
+    let table = site.admin(&["audit"]);
+    let text = table.ok();
+    assert!(
+        text.starts_with("SEQ") && text.contains("agent.deleted") && text.contains("local_admin"),
+        "{text}"
+    );
+    let json = site.admin(&["audit", "--agent", "auditee", "-o", "json"]);
+    let events: Vec<Value> = serde_json::from_str(json.ok()).unwrap_or_default();
+    let actions: Vec<&str> = events.iter().filter_map(|e| e["action"].as_str()).collect();
+    assert_eq!(actions, ["agent.deleted", "agent.created"]);
+
+    let verified = site.admin(&["audit", "verify"]);
+    verified.ok();
+    assert!(
+        verified
+            .stderr
+            .contains("events verified, chain intact, head "),
+        "{}",
+        verified.stderr
+    );
+    let head = verified
+        .stderr
+        .split("head ")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    site.admin(&["audit", "verify", "--expect-head", &head])
+        .ok();
+
+    let location = Location::Sqlite(site.data_dir.join("creddy.db"));
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .block_on(creddy_testkit::store::execute_raw(
+            &location,
+            "UPDATE audit_events SET outcome = 'denied' WHERE action = 'agent.created'",
+        ));
+    let broken = site.admin(&["audit", "verify"]);
+    broken.fails(6, "✗ chain broken at seq");
+    assert!(broken.stderr.contains("was edited"), "{}", broken.stderr);
+}
