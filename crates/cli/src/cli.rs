@@ -138,6 +138,9 @@ pub enum Command {
     Unenroll,
     /// List enrollments and scope requests waiting for approval (admin)
     Pending,
+    /// OIDC signing keys (admin)
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// Show the audit trail, newest first (admin); `creddy audit verify` checks it
     #[command(args_conflicts_with_subcommands = true)]
     Audit {
@@ -444,5 +447,22 @@ pub enum AuditCmd {
         /// The head hash recorded earlier: its absence shows that newest events were removed
         #[arg(long, value_name = "HASH")]
         expect_head: Option<String>,
+    },
+}
+
+/// `creddy keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// List the signing keys: current, in grace, retired
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Make a new signing key current; the previous one stays published for the grace period
+    Rotate {
+        /// The algorithm (EdDSA)
+        #[arg(long, default_value = "EdDSA")]
+        alg: String,
+        /// How long the previous key stays published (default: oidc.rotation_grace, 24h)
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
     },
 }

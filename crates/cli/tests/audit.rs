@@ -56,3 +56,30 @@ fn the_audit_trail_is_shown_filtered_and_verified() {
     broken.fails(6, "✗ chain broken at seq");
     assert!(broken.stderr.contains("was edited"), "{}", broken.stderr);
 }
+
+#[test]
+fn signing_keys_are_listed_and_rotated() {
+    let site = Site::start_blocking(Dialect::Sqlite, &[]);
+    let listed = site.admin(&["keys", "ls"]);
+    assert!(
+        listed.ok().starts_with("KID")
+            && listed.stdout.contains("EdDSA")
+            && listed.stdout.contains("current"),
+        "{}",
+        listed.stdout
+    );
+    let rotated = site.admin(&["keys", "rotate", "--grace", "2h"]);
+    rotated.ok();
+    assert!(
+        rotated.stderr.contains("New signing key")
+            && rotated.stderr.contains("(EdDSA); previous key"),
+        "{}",
+        rotated.stderr
+    );
+    let keys = site.admin(&["keys", "ls", "-o", "json"]);
+    let keys: Vec<Value> = serde_json::from_str(keys.ok()).unwrap_or_default();
+    let states: Vec<&str> = keys.iter().filter_map(|k| k["state"].as_str()).collect();
+    assert_eq!(states, ["current", "grace"]);
+    site.admin(&["keys", "rotate", "--alg", "RS256"])
+        .fails(2, "not offered yet");
+}

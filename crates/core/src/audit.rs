@@ -22,6 +22,15 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// The actions recorded so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Action {
+    /// An OIDC access token was issued (details: jti, granted scope).
+    #[serde(rename = "token.issued")]
+    TokenIssued,
+    /// A new signing key became current.
+    #[serde(rename = "key.rotated")]
+    KeyRotated,
+    /// A signing key left its grace period and is trusted no more.
+    #[serde(rename = "key.retired")]
+    KeyRetired,
     /// An agent asked to enroll.
     #[serde(rename = "enrollment.requested")]
     EnrollmentRequested,
@@ -107,6 +116,9 @@ impl Action {
             Action::AmendmentRejected => "amendment.rejected",
             Action::PolicyDecision => "policy.decision",
             Action::PolicyLoaded => "policy.loaded",
+            Action::TokenIssued => "token.issued",
+            Action::KeyRotated => "key.rotated",
+            Action::KeyRetired => "key.retired",
             Action::AgentCreated => "agent.created",
             Action::AgentDeleted => "agent.deleted",
             Action::AdminTokenCreated => "admin_token.created",

@@ -92,6 +92,9 @@ impl FromRequestParts<AppState> for Principal {
                     .with_remedy("send Authorization: Bearer <token>")
             })?
             .trim();
+        if token.split('.').count() == 3 {
+            return authenticate_jwt(state, token).await.map(Principal::Agent);
+        }
         match TokenKind::of(token) {
             Some(TokenKind::Admin) => {
                 let token =
@@ -114,16 +117,39 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-async fn authenticate_agent(state: &AppState, token: &SecretToken) -> Result<Agent, ApiError> {
-    let presented = token.hash();
-    let (mut agent, stored) = state
+/// An OIDC access token: it must pass every check of [`crate::oidc::Keys::verify`], name an
+/// agent that still exists and has not expired; the agent's scopes are narrowed to the
+/// token's.
+async fn authenticate_jwt(state: &AppState, token: &str) -> Result<Agent, ApiError> {
+    let claims = state.keys().verify(state, token).await.map_err(|refusal| {
+        tracing::info!(reason = <&str>::from(refusal), "access token refused");
+        token_rejected()
+    })?;
+    let id = claims["agent_id"].as_str().unwrap_or_default();
+    let mut agent = state
         .store()
-        .find_agent_by_token_hash(&presented)
+        .find_agent_by_id(id)
         .await?
         .ok_or_else(token_rejected)?;
-    if !stored.matches(&presented) {
-        return Err(token_rejected());
-    }
+    check_lifetime(state, &agent)?;
+    let allowed: Vec<&str> = claims["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    let narrowed: Vec<Scope> = agent
+        .scopes
+        .as_slice()
+        .iter()
+        .filter(|s| allowed.contains(&s.as_str()))
+        .cloned()
+        .collect();
+    agent.scopes = creddy_core::scope::Grants::from_scopes(narrowed);
+    Ok(agent)
+}
+
+fn check_lifetime(state: &AppState, agent: &Agent) -> Result<(), ApiError> {
     let now = state.clock().now();
     if agent.is_expired(now) {
         return Err(ApiError::new(
@@ -136,6 +162,21 @@ async fn authenticate_agent(state: &AppState, token: &SecretToken) -> Result<Age
         )
         .with_remedy("ask an admin for a new agent, or enroll again"));
     }
+    Ok(())
+}
+
+async fn authenticate_agent(state: &AppState, token: &SecretToken) -> Result<Agent, ApiError> {
+    let presented = token.hash();
+    let (mut agent, stored) = state
+        .store()
+        .find_agent_by_token_hash(&presented)
+        .await?
+        .ok_or_else(token_rejected)?;
+    if !stored.matches(&presented) {
+        return Err(token_rejected());
+    }
+    check_lifetime(state, &agent)?;
+    let now = state.clock().now();
     if state.store().touch_agent(&agent.id, now).await? {
         agent.last_used = Some(now);
     }

@@ -172,6 +172,33 @@ struct FileLimits {
     enroll_per_ip: Option<Rate>,
 }
 
+/// `oidc = { alg, token_ttl, rotation_grace }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOidc {
+    alg: Option<String>,
+    token_ttl: Option<Duration>,
+    rotation_grace: Option<Duration>,
+}
+
+/// The OIDC provider's settings (§11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// Access and ID token lifetime in seconds (1h, at most 24h).
+    pub token_ttl: u64,
+    /// Seconds a rotated key stays published (24h, never less than `token_ttl`).
+    pub rotation_grace: u64,
+}
+
+impl Default for OidcSettings {
+    fn default() -> Self {
+        Self {
+            token_ttl: 3_600,
+            rotation_grace: 86_400,
+        }
+    }
+}
+
 /// `enrollment = { pending_ttl, pickup_ttl, max_pending }`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,6 +251,8 @@ struct FileConfig {
     revocation: FileRevocation,
     #[serde(default)]
     enrollment: FileEnrollment,
+    #[serde(default)]
+    oidc: FileOidc,
     #[serde(default)]
     server: FileServer,
     #[serde(default)]
@@ -298,6 +327,8 @@ pub struct Settings {
     pub reaper_max_idle: std::time::Duration,
     /// Enrollment limits.
     pub enrollment: EnrollmentSettings,
+    /// The OIDC provider.
+    pub oidc: OidcSettings,
     /// The policies, in file order.
     pub policies: PolicySet,
     /// The configuration file, if one was read (SIGHUP reloads its policies).
@@ -464,6 +495,7 @@ impl Settings {
                     .enroll_per_ip
                     .unwrap_or(EnrollmentSettings::default().per_ip),
             },
+            oidc: oidc_settings(&file.oidc, &source)?,
             policies: PolicySet::new(file.policies)
                 .map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))?,
             config_file,
@@ -490,6 +522,7 @@ impl Settings {
             revocation: RevocationSettings::default(),
             reaper_max_idle: crate::tasks::MAX_IDLE,
             enrollment: EnrollmentSettings::default(),
+            oidc: OidcSettings::default(),
             policies: PolicySet::default(),
             config_file: None,
         }
@@ -583,6 +616,26 @@ fn load_file(args: &ServerArgs, env: &Environment) -> Result<Loaded, ConfigError
     })?;
     let source = format!(" (in {} or the environment)", path.display());
     Ok((file, source, Some(path)))
+}
+
+fn oidc_settings(file: &FileOidc, source: &str) -> Result<OidcSettings, ConfigError> {
+    if let Some(alg) = file.alg.as_deref().filter(|a| *a != "EdDSA") {
+        return Err(ConfigError(format!(
+            "oidc.alg{source}: '{alg}' is not offered yet; use EdDSA"
+        )));
+    }
+    let token_ttl = file.token_ttl.map_or(3_600, Duration::as_seconds);
+    if token_ttl > 86_400 {
+        return Err(ConfigError(format!("oidc.token_ttl{source}: at most 24h")));
+    }
+    let rotation_grace = file
+        .rotation_grace
+        .map_or(86_400, Duration::as_seconds)
+        .max(token_ttl);
+    Ok(OidcSettings {
+        token_ttl,
+        rotation_grace,
+    })
 }
 
 /// Reads the policies of the configuration file again (SIGHUP); any error leaves the caller

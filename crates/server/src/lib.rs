@@ -17,6 +17,7 @@ mod http;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+mod oidc;
 mod ratelimit;
 mod revocation;
 mod routes;

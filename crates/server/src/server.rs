@@ -151,6 +151,12 @@ impl Server {
                 location: location.describe(),
                 source,
             })?;
+        crate::oidc::prepare(&state)
+            .await
+            .map_err(|source| StartError::Storage {
+                location: location.describe(),
+                source,
+            })?;
         let (shutdown, signal) = watch::channel(false);
         let serve = tokio::spawn(listener::serve(
             listener,

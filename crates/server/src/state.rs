@@ -31,6 +31,7 @@ struct Inner {
     tasks: TaskSignals,
     metrics: Metrics,
     policies: RwLock<Arc<PolicySet>>,
+    keys: crate::oidc::Keys,
     enroll_limiter: RateLimiter,
     sealer: Sealer,
     backends: Backends,
@@ -59,6 +60,7 @@ impl AppState {
                 tasks: TaskSignals::default(),
                 metrics: Metrics::default(),
                 policies: RwLock::new(Arc::new(parts.settings.policies.clone())),
+                keys: crate::oidc::Keys::default(),
                 enroll_limiter: RateLimiter::new(parts.settings.enrollment.per_ip),
                 sealer: parts.sealer,
                 backends: parts.backends,
@@ -83,6 +85,11 @@ impl AppState {
             .policies
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(policies);
+    }
+
+    /// The OIDC signing keys in force.
+    pub(crate) fn keys(&self) -> &crate::oidc::Keys {
+        &self.inner.keys
     }
 
     /// The per-address limit of enrollment requests.

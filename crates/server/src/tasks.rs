@@ -194,6 +194,7 @@ pub(crate) async fn reap_expired_agents(state: AppState, mut shutdown: watch::Re
 async fn sweep(state: &AppState, in_flight: &mut InFlight) -> Result<(), creddy_store::StoreError> {
     expire_agents(state).await?;
     crate::enrollment::expire_lapsed(state).await?;
+    crate::oidc::retire_ended(state).await?;
     revoke_due_leases(state, in_flight).await?;
     for name in state.store().drained_backends().await? {
         finish_drain(state, &name, Actor::system()).await?;

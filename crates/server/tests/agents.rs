@@ -363,18 +363,19 @@ async fn removing_an_agent_revokes_its_token_and_is_audited(server: TestServer) 
         [
             "admin_token.created",
             "policy.loaded",
+            "key.rotated",
             "agent.created",
             "agent.deleted"
         ]
     );
-    assert_eq!(events[3].actor["type"], "local_admin");
+    assert_eq!(events[4].actor["type"], "local_admin");
     assert_eq!(
-        events[3].subject.as_ref().map(|s| s["agent_name"].clone()),
+        events[4].subject.as_ref().map(|s| s["agent_name"].clone()),
         Some(json!("leaver"))
     );
-    assert_eq!(events[3].ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(events[4].ip.as_deref(), Some("127.0.0.1"));
     assert!(
-        events[3]
+        events[4]
             .request_id
             .as_deref()
             .is_some_and(|r| r.starts_with("req_"))

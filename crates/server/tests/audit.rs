@@ -42,7 +42,9 @@ async fn the_trail_is_listed_newest_first_filtered_and_paged(server: TestServer)
     let all = api.get("/v1/admin/audit", &admin).await;
     assert_eq!(all.status, StatusCode::OK, "{}", all.text);
     let all_seqs = seqs(&all.body);
-    assert_eq!(all_seqs.len(), 6, "{}", all.text);
+    // admin_token.created, policy.loaded, key.rotated (the first signing key), three
+    // agent.created and one agent.deleted.
+    assert_eq!(all_seqs.len(), 7, "{}", all.text);
     assert!(all_seqs.windows(2).all(|w| w[0] > w[1]), "newest first");
     let first = api.get("/v1/admin/audit?limit=2", &admin).await;
     assert_eq!(seqs(&first.body), all_seqs[..2]);
@@ -71,7 +73,7 @@ async fn the_trail_is_listed_newest_first_filtered_and_paged(server: TestServer)
         "the original's action names are accepted"
     );
     let recent = api.get("/v1/admin/audit?since=1h", &admin).await;
-    assert_eq!(seqs(&recent.body).len(), 6);
+    assert_eq!(seqs(&recent.body).len(), 7);
     let none = api
         .get("/v1/admin/audit?until=2000-01-01T00:00:00Z", &admin)
         .await;
@@ -102,7 +104,7 @@ async fn verification_catches_edits_deletions_reordering_and_rewrites(server: Te
     let (api, admin) = setup(&server).await;
     let intact = verify(&api, &admin, "").await;
     assert_eq!(intact["ok"], true, "{intact}");
-    assert_eq!(intact["events"], 6);
+    assert_eq!(intact["events"], 7);
     let head = intact["head_hash"].as_str().unwrap_or_default().to_owned();
     assert_eq!(
         verify(&api, &admin, &format!("?expect_head={head}")).await["ok"],
@@ -125,7 +127,7 @@ async fn verification_catches_edits_deletions_reordering_and_rewrites(server: Te
 
     // The newest record removed: only the recorded head shows it.
     server
-        .execute_raw("DELETE FROM audit_events WHERE seq = 6")
+        .execute_raw("DELETE FROM audit_events WHERE seq = 7")
         .await;
     assert_eq!(verify(&api, &admin, "").await["ok"], true);
     let truncated = verify(&api, &admin, &format!("?expect_head={head}")).await;

@@ -6,4 +6,5 @@ mod audit;
 mod edge;
 mod enroll;
 mod lifecycle;
+mod oidc;
 mod vend;

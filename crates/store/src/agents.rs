@@ -156,6 +156,47 @@ impl Store {
         .transpose()
     }
 
+    /// The agent with this OIDC client id, and the stored hash of its client secret.
+    pub async fn find_agent_by_client_id(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(Agent, TokenHash)>> {
+        self.agent_with_hash("client_secret_hash", "client_id", client_id)
+            .await
+    }
+
+    /// The agent with this id.
+    pub async fn find_agent_by_id(&self, id: &str) -> Result<Option<Agent>> {
+        Ok(self
+            .agent_with_hash("token_hash", "id", id)
+            .await?
+            .map(|(agent, _)| agent))
+    }
+
+    /// One agent by a unique column, with one of its stored hashes. Only this crate's
+    /// constant column names reach the SQL text.
+    async fn agent_with_hash(
+        &self,
+        hash_column: &'static str,
+        by: &'static str,
+        value: &str,
+    ) -> Result<Option<(Agent, TokenHash)>> {
+        let sql = format!(
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, \
+             {hash_column} FROM agents WHERE {by} = $1"
+        );
+        let row: Option<AgentRowWith<String>> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(value)
+                .fetch_optional(p)
+                .await)?;
+        row.map(|r| {
+            let (row, hash) = split_row(r);
+            agent_from_row(row).map(|a| (a, TokenHash::from_stored(hash)))
+        })
+        .transpose()
+    }
+
     /// Every agent, by name, with its open lease count.
     pub async fn list_agents(&self) -> Result<Vec<AgentListing>> {
         let sql = format!(

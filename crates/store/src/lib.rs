@@ -15,6 +15,7 @@ mod agents;
 mod audit;
 mod backends;
 mod enrollments;
+mod keys;
 mod leases;
 mod migrate;
 
@@ -31,6 +32,7 @@ pub use agents::AgentListing;
 pub use audit::{AuditFilter, StoredEvent};
 pub use backends::BackendRecord;
 pub use enrollments::{Enrollment, NewEnrollment};
+pub use keys::SigningKeyRecord;
 pub use leases::{LeaseFilter, LeaseRecord, LeaseSummary, NewLease, Queued, RevocableLease};
 
 /// Where the state lives.

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0007_audit_mac.sql"),
         include_str!("../migrations/postgres/0007_audit_mac.sql"),
     ),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_signing_keys.sql"),
+        include_str!("../migrations/postgres/0008_signing_keys.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming creddy's migration lock among PostgreSQL advisory locks.

@@ -5,6 +5,7 @@ mod audit;
 mod backend;
 mod credentials;
 mod enroll;
+mod keys;
 mod plugin;
 mod run;
 mod server;
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Request { scopes, wait } => enroll::request(&cli.global, &scopes, wait).await,
         Command::Unenroll => enroll::unenroll(&cli.global).await,
         Command::Pending => enroll::pending(&cli.global).await,
+        Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
         Command::Audit {
             command,
             agent,

@@ -9,6 +9,7 @@ mod enroll;
 mod health;
 mod leases;
 mod metrics;
+mod oidc;
 mod status;
 
 use axum::Router;
@@ -22,6 +23,12 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/v1/status", get(status::status))
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/.well-known/jwks.json", get(oidc::jwks))
+        .route("/oauth/token", post(oidc::token))
+        .route("/oauth/userinfo", get(oidc::userinfo))
+        .route("/v1/admin/keys", get(oidc::list_keys))
+        .route("/v1/admin/keys/rotate", post(oidc::rotate_keys))
         .route("/v1/admin/audit", get(audit::list))
         .route("/v1/admin/audit/verify", get(audit::verify))
         .route("/v1/enroll", post(enroll::enroll))

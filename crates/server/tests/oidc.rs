@@ -1,0 +1,299 @@
+//! The OIDC provider (issue #7, parts 1 to 3): checked by a relying party nobody here wrote
+//! (Python's PyJWT, `tests/relying_party/check.py`) before and after a key rotation, and the
+//! checks creddy applies when a JWT is used as an agent bearer.
+
+use creddy_testkit::http::{Answer, Api};
+use creddy_testkit::server::TestServer;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+creddy_testkit::dialects!(TestServer::start =>
+    a_third_party_relying_party_verifies_tokens_before_and_after_rotation,
+    access_tokens_work_as_agent_bearers_and_nothing_else_does,
+);
+
+const MASTER_KEY: &str = "master-key-of-the-test-upstream";
+
+/// Runs the relying party; returns its JSON report.
+async fn relying_party(
+    issuer: &str,
+    client_id: &str,
+    secret: &str,
+    earlier: Option<&str>,
+) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/relying_party/check.py");
+    let mut args = vec![
+        script.to_owned(),
+        issuer.to_owned(),
+        client_id.to_owned(),
+        secret.to_owned(),
+    ];
+    args.extend(earlier.map(str::to_owned));
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3").args(&args).output()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|e| panic!("python3 is required for this test: {e}"));
+    assert!(
+        output.status.success(),
+        "the relying party failed (PyJWT installed? `pip install 'PyJWT[crypto]'`):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn agent(api: &Api, admin: &str, name: &str, scopes: &[&str]) -> Value {
+    let created = api
+        .post(
+            "/v1/admin/agents",
+            admin,
+            json!({"name": name, "scopes": scopes}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    created.body
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}
+
+async fn a_third_party_relying_party_verifies_tokens_before_and_after_rotation(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let created = agent(&api, &admin, "federated", &["test", "admin:audit:read"]).await;
+    let (client_id, secret) = (
+        text(&created["oidc"]["client_id"]),
+        text(&created["oidc"]["client_secret"]),
+    );
+    let issuer = server.url();
+
+    let before = relying_party(&issuer, &client_id, &secret, None).await;
+    assert_eq!(before["typ"], "at+jwt");
+    assert_eq!(before["algs"], json!(["EdDSA"]));
+    assert_eq!(before["sub"], created["id"]);
+    assert_eq!(before["id_token_sub"], created["id"]);
+    assert_eq!(before["agent_name"], "federated");
+    assert_eq!(before["scope"], "admin:audit:read test");
+    let first_kid = text(&before["kids"][0]);
+
+    let rotated = api
+        .post("/v1/admin/keys/rotate", &admin, json!({"grace": "2h"}))
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    assert_eq!(rotated.body["previous"], json!(first_kid));
+    let earlier = text(&before["access_token"]);
+    let after = relying_party(&issuer, &client_id, &secret, Some(&earlier)).await;
+    assert_eq!(
+        after["kids"].as_array().map(Vec::len),
+        Some(2),
+        "the old key is in grace"
+    );
+    assert_eq!(
+        after["earlier_ok"], true,
+        "tokens of the old key verify during the grace"
+    );
+    assert_ne!(
+        jwt_kid(&text(&after["access_token"])),
+        first_kid,
+        "new tokens use the new key"
+    );
+
+    server.clock.advance_seconds(2 * 3_600 + 1);
+    server.server().state().tasks().sweep_now().await;
+    // The server's clock is now ahead of the relying party's, so only the earlier token is
+    // checked against the keys published now.
+    let retired = relying_party(&issuer, "-", "-", Some(&earlier)).await;
+    assert_eq!(
+        retired["kids"].as_array().map(Vec::len),
+        Some(1),
+        "{retired}"
+    );
+    assert_eq!(
+        retired["earlier_ok"], false,
+        "a retired key leaves the JWKS"
+    );
+    let keys = api.get("/v1/admin/keys", &admin).await;
+    let states: Vec<String> = keys
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| text(&k["state"]))
+        .collect();
+    assert_eq!(states, ["current", "retired"], "{}", keys.text);
+    assert!(
+        !keys.text.contains("private"),
+        "private keys never leave the server"
+    );
+    let actions: Vec<String> = server
+        .audit_events()
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for action in ["token.issued", "key.rotated", "key.retired"] {
+        assert!(actions.iter().any(|a| a == action), "{action}");
+    }
+}
+
+fn jwt_kid(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap_or_default();
+    let header: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    text(&header["kid"])
+}
+
+async fn token(api: &Api, form: &str, basic: Option<(&str, &str)>) -> Answer {
+    let mut request = api
+        .request(Method::POST, "/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_owned());
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    api.send(request).await
+}
+
+async fn access_tokens_work_as_agent_bearers_and_nothing_else_does(server: TestServer) {
+    server.install_test_plugin("test");
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let body = json!({"type": "test", "name": "test", "config": {"api_key": MASTER_KEY,
+        "state_dir": server.scratch().join("upstream")}});
+    assert_eq!(
+        api.post("/v1/admin/backends", &admin, body).await.status,
+        StatusCode::OK
+    );
+    let created = agent(&api, &admin, "jwt-user", &["test", "test:read"]).await;
+    let (client_id, secret) = (
+        text(&created["oidc"]["client_id"]),
+        text(&created["oidc"]["client_secret"]),
+    );
+    let vend_token = text(&created["token"]);
+
+    let discovery = api.get("/.well-known/openid-configuration", "").await;
+    assert_eq!(
+        discovery.body["token_endpoint"],
+        json!(format!("{}/oauth/token", server.url()))
+    );
+    assert_eq!(
+        discovery.body["scopes_supported"],
+        json!(["openid", "test"])
+    );
+    assert!(discovery.body.get("authorization_endpoint").is_none());
+
+    // client_secret_post with a narrower scope; the vend token as a secret works too.
+    let posted = token(
+        &api,
+        &format!("grant_type=client_credentials&client_id={client_id}&client_secret={secret}&scope=openid+test%3Aread"),
+        None,
+    )
+    .await;
+    assert_eq!(posted.status, StatusCode::OK, "{}", posted.text);
+    assert_eq!(posted.body["scope"], "openid test:read");
+    assert_eq!(posted.header("cache-control"), Some("no-store"));
+    let access = text(&posted.body["access_token"]);
+    assert_eq!(
+        token(
+            &api,
+            "grant_type=client_credentials",
+            Some(("jwt-user", &vend_token))
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+
+    // The access token is an agent bearer, narrowed to its scope.
+    let me = api.get("/v1/status", &access).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.body["scopes"], json!(["test:read"]));
+    let info = api.get("/oauth/userinfo", &access).await;
+    assert_eq!(info.body["client_id"], json!(client_id));
+    let narrow = api
+        .call(
+            Method::POST,
+            "/v1/credentials/test?scope=test:read",
+            Some(&access),
+            None,
+        )
+        .await;
+    assert_eq!(narrow.status, StatusCode::OK, "{}", narrow.text);
+    let wide = api
+        .call(
+            Method::POST,
+            "/v1/credentials/test?scope=test",
+            Some(&access),
+            None,
+        )
+        .await;
+    assert_eq!(
+        wide.code(),
+        "scope_denied",
+        "the token's scope narrows the grants"
+    );
+
+    // Refusals.
+    let wrong = token(
+        &api,
+        "grant_type=client_credentials",
+        Some((&client_id, "cks_wrong")),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.body["error"], "invalid_client");
+    assert!(wrong.header("www-authenticate").is_some());
+    assert_eq!(
+        token(&api, "grant_type=password", Some((&client_id, &secret)))
+            .await
+            .body["error"],
+        "unsupported_grant_type"
+    );
+    assert_eq!(
+        token(
+            &api,
+            "grant_type=client_credentials&scope=other",
+            Some((&client_id, &secret))
+        )
+        .await
+        .body["error"],
+        "invalid_scope"
+    );
+    let id_token = text(&posted.body["id_token"]);
+    assert_eq!(
+        api.get("/v1/status", &id_token).await.status,
+        StatusCode::UNAUTHORIZED,
+        "an ID token is not an access token"
+    );
+    let mut parts: Vec<String> = access.split('.').map(str::to_owned).collect();
+    parts[1] = parts[1].chars().rev().collect();
+    assert_eq!(
+        api.get("/v1/status", &parts.join(".")).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a tampered token fails its signature"
+    );
+    server.clock.advance_seconds(3_600 + 61);
+    assert_eq!(
+        api.get("/v1/status", &access).await.status,
+        StatusCode::UNAUTHORIZED,
+        "an expired token"
+    );
+    let fresh = token(
+        &api,
+        "grant_type=client_credentials",
+        Some((&client_id, &secret)),
+    )
+    .await;
+    let fresh = text(&fresh.body["access_token"]);
+    api.delete("/v1/admin/agents/jwt-user", &admin).await;
+    assert_eq!(
+        api.get("/v1/status", &fresh).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the agent must still exist"
+    );
+}
