@@ -45,6 +45,7 @@ pub struct Sealer {
     cipher: XChaCha20Poly1305,
     key_id: String,
     audit_key: Zeroizing<[u8; 32]>,
+    client_secret_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -100,11 +101,29 @@ impl Sealer {
             key,
             b"creddy audit keyed hash v1",
         ));
+        let client_secret_key = Zeroizing::new(creddy_core::secret::hmac_sha256(
+            key,
+            b"creddy client secret hash v1",
+        ));
         Self {
             cipher,
             key_id,
             audit_key,
+            client_secret_key,
         }
+    }
+
+    /// How an OIDC client secret is stored: HMAC-SHA-256 under a key derived from the master
+    /// key (a stolen database alone does not allow checking guesses; no password KDF runs at
+    /// the token endpoint, the secrets being 192-bit random).
+    pub fn client_secret_hash(
+        &self,
+        secret: &creddy_core::secret::SecretToken,
+    ) -> creddy_core::secret::TokenHash {
+        creddy_core::secret::TokenHash::from_stored(hex::encode(creddy_core::secret::hmac_sha256(
+            self.client_secret_key.as_ref(),
+            secret.expose().as_bytes(),
+        )))
     }
 
     /// The key of the audit records' keyed hashes, derived from the master key.

@@ -95,8 +95,9 @@ pub(crate) async fn create(
     let (name, scopes, lifetime) = validate(&body)?;
     let now = state.clock().now();
     let policy = crate::enrollment::admitting_policy(&state, name.as_str()).await?;
-    let (new, secrets) =
+    let (mut new, secrets) =
         crate::enrollment::admitted_agent(name, scopes, lifetime, policy.as_ref(), now);
+    new.client_secret_hash = state.sealer().client_secret_hash(&secrets.client_secret);
     let event = AuditEvent::new(Action::AgentCreated, principal.actor(), now)
         .about_agent(new.id.as_str(), new.name.as_str())
         .from_request(context.ip, context.request_id)

@@ -157,7 +157,8 @@ pub(crate) async fn enroll(
                 None => None,
             };
             let grants = Grants::from_scopes(scopes);
-            let (agent, secrets) = admitted_agent(name, grants, None, policy.as_ref(), now);
+            let (mut agent, secrets) = admitted_agent(name, grants, None, policy.as_ref(), now);
+            agent.client_secret_hash = state.sealer().client_secret_hash(&secrets.client_secret);
             new.status = "claimed";
             new.policy = policy.as_ref().map(|p| p.name.clone());
             new.decided_by = Some(if by_admin { "local_admin" } else { "policy" });
@@ -314,7 +315,7 @@ async fn pick_up(
         .claim_enrollment(
             &request.id,
             &secrets.token.hash(),
-            &secrets.client_secret.hash(),
+            &state.sealer().client_secret_hash(&secrets.client_secret),
             now,
             &event,
         )

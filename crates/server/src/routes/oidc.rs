@@ -175,7 +175,8 @@ async fn authenticate_client(
 ) -> Result<Option<Agent>, ApiError> {
     if let Some(given) = SecretToken::parse(TokenKind::ClientSecret, secret) {
         if let Some((agent, stored)) = state.store().find_agent_by_client_id(id).await? {
-            return Ok(stored.matches(&given.hash()).then_some(agent));
+            let presented = state.sealer().client_secret_hash(&given);
+            return Ok(stored.matches(&presented).then_some(agent));
         }
         return Ok(None);
     }
