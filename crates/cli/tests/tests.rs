@@ -8,5 +8,6 @@ mod enroll;
 mod faults;
 mod flow;
 mod plugins;
+mod secrets;
 mod server_cmd;
 mod vend;

@@ -22,6 +22,10 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// The actions recorded so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Action {
+    /// A bearer token or client credentials were rejected (at most one per address and
+    /// minute).
+    #[serde(rename = "auth.failed")]
+    AuthFailed,
     /// An OIDC access token was issued (details: jti, granted scope).
     #[serde(rename = "token.issued")]
     TokenIssued,
@@ -119,6 +123,7 @@ impl Action {
             Action::TokenIssued => "token.issued",
             Action::KeyRotated => "key.rotated",
             Action::KeyRetired => "key.retired",
+            Action::AuthFailed => "auth.failed",
             Action::AgentCreated => "agent.created",
             Action::AgentDeleted => "agent.deleted",
             Action::AdminTokenCreated => "admin_token.created",

@@ -75,45 +75,59 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthorized("no bearer token was sent")
-                    .with_remedy("send Authorization: Bearer <token>")
-            })?
-            .to_str()
-            .map_err(|_| token_rejected())?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header is not a bearer token")
-                    .with_remedy("send Authorization: Bearer <token>")
-            })?
-            .trim();
-        if token.split('.').count() == 3 {
-            return authenticate_jwt(state, token).await.map(Principal::Agent);
+        let result = authenticate(parts, state).await;
+        if let Err(e) = &result
+            && e.code == ErrorCode::Unauthorized
+            && parts.headers.contains_key(AUTHORIZATION)
+        {
+            let ip = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string());
+            state.record_auth_failure(ip, "bearer").await;
         }
-        match TokenKind::of(token) {
-            Some(TokenKind::Admin) => {
-                let token =
-                    SecretToken::parse(TokenKind::Admin, token).ok_or_else(token_rejected)?;
-                if token.hash().matches(state.admin_token_hash()) {
-                    Ok(Principal::LocalAdmin)
-                } else {
-                    Err(token_rejected())
-                }
+        result
+    }
+}
+
+/// The caller behind the `Authorization` header.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let header = parts
+        .headers
+        .get(AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized("no bearer token was sent")
+                .with_remedy("send Authorization: Bearer <token>")
+        })?
+        .to_str()
+        .map_err(|_| token_rejected())?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header is not a bearer token")
+                .with_remedy("send Authorization: Bearer <token>")
+        })?
+        .trim();
+    if token.split('.').count() == 3 {
+        return authenticate_jwt(state, token).await.map(Principal::Agent);
+    }
+    match TokenKind::of(token) {
+        Some(TokenKind::Admin) => {
+            let token = SecretToken::parse(TokenKind::Admin, token).ok_or_else(token_rejected)?;
+            if token.hash().matches(state.admin_token_hash()) {
+                Ok(Principal::LocalAdmin)
+            } else {
+                Err(token_rejected())
             }
-            Some(TokenKind::Vend) => {
-                let token =
-                    SecretToken::parse(TokenKind::Vend, token).ok_or_else(token_rejected)?;
-                authenticate_agent(state, &token)
-                    .await
-                    .map(Principal::Agent)
-            }
-            _ => Err(token_rejected()),
         }
+        Some(TokenKind::Vend) => {
+            let token = SecretToken::parse(TokenKind::Vend, token).ok_or_else(token_rejected)?;
+            authenticate_agent(state, &token)
+                .await
+                .map(Principal::Agent)
+        }
+        _ => Err(token_rejected()),
     }
 }
 

@@ -33,6 +33,7 @@ struct Inner {
     policies: RwLock<Arc<PolicySet>>,
     keys: crate::oidc::Keys,
     enroll_limiter: RateLimiter,
+    auth_failure_limiter: RateLimiter,
     sealer: Sealer,
     backends: Backends,
     settings: Settings,
@@ -62,6 +63,10 @@ impl AppState {
                 policies: RwLock::new(Arc::new(parts.settings.policies.clone())),
                 keys: crate::oidc::Keys::default(),
                 enroll_limiter: RateLimiter::new(parts.settings.enrollment.per_ip),
+                auth_failure_limiter: RateLimiter::new(creddy_core::policy::Rate {
+                    count: 1,
+                    window_seconds: 60,
+                }),
                 sealer: parts.sealer,
                 backends: parts.backends,
                 settings: parts.settings,
@@ -90,6 +95,28 @@ impl AppState {
     /// The OIDC signing keys in force.
     pub(crate) fn keys(&self) -> &crate::oidc::Keys {
         &self.inner.keys
+    }
+
+    /// Records `auth.failed` for `ip`, at most once per address and minute; never the
+    /// credential itself. A failure to record is logged, not fatal: the request is refused
+    /// anyway.
+    pub(crate) async fn record_auth_failure(&self, ip: Option<String>, kind: &str) {
+        let now = self.clock().now();
+        let key = ip.clone().unwrap_or_default();
+        if self.inner.auth_failure_limiter.check(&key, now).is_err() {
+            return;
+        }
+        let event = creddy_core::audit::AuditEvent::new(
+            creddy_core::audit::Action::AuthFailed,
+            creddy_core::audit::Actor::anonymous(),
+            now,
+        )
+        .with_outcome(creddy_core::audit::Outcome::Denied)
+        .from_request(ip, None)
+        .with_details(serde_json::json!({"credential": kind}));
+        if let Err(e) = self.store().record_event(&event).await {
+            tracing::warn!(error = %e, "could not record a failed authentication");
+        }
     }
 
     /// The per-address limit of enrollment requests.

@@ -365,8 +365,10 @@ async fn removing_an_agent_revokes_its_token_and_is_audited(server: TestServer) 
             "policy.loaded",
             "key.rotated",
             "agent.created",
-            "agent.deleted"
-        ]
+            "agent.deleted",
+            "auth.failed"
+        ],
+        "the removed token's use is a failed authentication"
     );
     assert_eq!(events[4].actor["type"], "local_admin");
     assert_eq!(

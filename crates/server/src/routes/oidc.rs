@@ -219,6 +219,9 @@ pub(crate) async fn token(
         return Ok(invalid_client(false));
     };
     let Some(agent) = authenticate_client(&state, &id, &secret).await? else {
+        state
+            .record_auth_failure(context.ip.clone(), "client")
+            .await;
         return Ok(invalid_client(basic));
     };
     let now = state.clock().now();
