@@ -178,6 +178,8 @@ struct FileLimits {
 struct FileOidc {
     alg: Option<String>,
     token_ttl: Option<Duration>,
+    /// `"0"` disables scheduled rotation.
+    rotate_every: Option<String>,
     rotation_grace: Option<Duration>,
 }
 
@@ -188,6 +190,8 @@ pub struct OidcSettings {
     pub token_ttl: u64,
     /// Seconds a rotated key stays published (24h, never less than `token_ttl`).
     pub rotation_grace: u64,
+    /// Seconds between scheduled rotations (30d); `None` disables them.
+    pub rotate_every: Option<u64>,
 }
 
 impl Default for OidcSettings {
@@ -195,6 +199,7 @@ impl Default for OidcSettings {
         Self {
             token_ttl: 3_600,
             rotation_grace: 86_400,
+            rotate_every: Some(30 * 86_400),
         }
     }
 }
@@ -632,9 +637,19 @@ fn oidc_settings(file: &FileOidc, source: &str) -> Result<OidcSettings, ConfigEr
         .rotation_grace
         .map_or(86_400, Duration::as_seconds)
         .max(token_ttl);
+    let rotate_every = match file.rotate_every.as_deref().map(str::trim) {
+        None => Some(30 * 86_400),
+        Some("0") => None,
+        Some(text) => Some(
+            Duration::parse(text)
+                .map_err(|e| ConfigError(format!("oidc.rotate_every{source}: {e}")))?
+                .as_seconds(),
+        ),
+    };
     Ok(OidcSettings {
         token_ttl,
         rotation_grace,
+        rotate_every,
     })
 }
 

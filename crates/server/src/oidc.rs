@@ -258,9 +258,26 @@ pub async fn prepare(state: &AppState) -> Result<(), creddy_store::StoreError> {
     state.keys().reload(state).await
 }
 
-/// Retires grace keys whose period ended (`key.retired`); reloads when one did.
+/// Rotates the current key when it is older than `oidc.rotate_every`, then retires grace
+/// keys whose period ended (`key.retired`); reloads when something changed. Nodes racing to
+/// rotate are settled by the store: one current key at a time.
 pub async fn retire_ended(state: &AppState) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
+    let settings = state.settings().oidc;
+    if let Some(every) = settings.rotate_every {
+        let current = state
+            .store()
+            .signing_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.state == "current");
+        if current.is_some_and(|k| now.seconds_since(k.created_at) >= every) {
+            match rotate(state, Actor::system(), settings.rotation_grace).await {
+                Ok(_) | Err(creddy_store::StoreError::NameTaken) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let retired = state
         .store()
         .retire_keys(now, |kid| {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 creddy_testkit::dialects!(TestServer::start =>
     a_third_party_relying_party_verifies_tokens_before_and_after_rotation,
     access_tokens_work_as_agent_bearers_and_nothing_else_does,
+    keys_rotate_on_schedule_and_retire_after_the_grace,
 );
 
 const MASTER_KEY: &str = "master-key-of-the-test-upstream";
@@ -296,4 +297,46 @@ async fn access_tokens_work_as_agent_bearers_and_nothing_else_does(server: TestS
         StatusCode::UNAUTHORIZED,
         "the agent must still exist"
     );
+}
+
+async fn keys_rotate_on_schedule_and_retire_after_the_grace(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let states = || async {
+        api.get("/v1/admin/keys", &admin)
+            .await
+            .body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| text(&k["state"]))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(states().await, ["current"]);
+    server.clock.advance_seconds(29 * 86_400);
+    server.server().state().tasks().sweep_now().await;
+    assert_eq!(
+        states().await,
+        ["current"],
+        "not before oidc.rotate_every (30d)"
+    );
+    server.clock.advance_seconds(86_400);
+    server.server().state().tasks().sweep_now().await;
+    assert_eq!(states().await, ["current", "grace"]);
+    server.clock.advance_seconds(86_400);
+    server.server().state().tasks().sweep_now().await;
+    assert_eq!(
+        states().await,
+        ["current", "retired"],
+        "after oidc.rotation_grace (24h)"
+    );
+    let jwks = api.get("/.well-known/jwks.json", "").await;
+    assert_eq!(jwks.body["keys"].as_array().map(Vec::len), Some(1));
+    let rotations = server
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "key.rotated")
+        .count();
+    assert_eq!(rotations, 2, "the first key and the scheduled rotation");
 }
