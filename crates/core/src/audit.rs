@@ -22,6 +22,21 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// The actions recorded so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Action {
+    /// A plugin was found installed (details: name, version, SHA-256, signer).
+    #[serde(rename = "plugin.installed")]
+    PluginInstalled,
+    /// An installed plugin changed version or executable.
+    #[serde(rename = "plugin.upgraded")]
+    PluginUpgraded,
+    /// An installed plugin is gone.
+    #[serde(rename = "plugin.removed")]
+    PluginRemoved,
+    /// A plugin was reloaded on request.
+    #[serde(rename = "plugin.reloaded")]
+    PluginReloaded,
+    /// An installed plugin failed its integrity check.
+    #[serde(rename = "plugin.integrity_failed")]
+    PluginIntegrityFailed,
     /// A bearer token or client credentials were rejected (at most one per address and
     /// minute).
     #[serde(rename = "auth.failed")]
@@ -124,6 +139,11 @@ impl Action {
             Action::KeyRotated => "key.rotated",
             Action::KeyRetired => "key.retired",
             Action::AuthFailed => "auth.failed",
+            Action::PluginInstalled => "plugin.installed",
+            Action::PluginUpgraded => "plugin.upgraded",
+            Action::PluginRemoved => "plugin.removed",
+            Action::PluginReloaded => "plugin.reloaded",
+            Action::PluginIntegrityFailed => "plugin.integrity_failed",
             Action::AgentCreated => "agent.created",
             Action::AgentDeleted => "agent.deleted",
             Action::AdminTokenCreated => "admin_token.created",

@@ -18,6 +18,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 mod oidc;
+mod plugin_events;
 mod ratelimit;
 mod revocation;
 mod routes;

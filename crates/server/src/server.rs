@@ -157,6 +157,12 @@ impl Server {
                 location: location.describe(),
                 source,
             })?;
+        crate::plugin_events::record_changes(&state, false)
+            .await
+            .map_err(|source| StartError::Storage {
+                location: location.describe(),
+                source,
+            })?;
         let (shutdown, signal) = watch::channel(false);
         let serve = tokio::spawn(listener::serve(
             listener,

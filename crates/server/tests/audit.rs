@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 creddy_testkit::dialects!(TestServer::start =>
     the_trail_is_listed_newest_first_filtered_and_paged,
     verification_catches_edits_deletions_reordering_and_rewrites,
+    plugin_changes_are_audited_at_start_and_reload,
 );
 
 async fn setup(server: &TestServer) -> (Api, String) {
@@ -197,5 +198,53 @@ async fn verification_catches_edits_deletions_reordering_and_rewrites(server: Te
             .as_str()
             .unwrap_or_default()
             .contains("expected seq 1")
+    );
+}
+
+async fn plugin_changes_are_audited_at_start_and_reload(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let installed = server.install_test_plugin("test");
+    let reload = || async {
+        let answer = api
+            .post("/v1/admin/plugins/reload", &admin, json!({}))
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        server
+            .audit_events()
+            .await
+            .into_iter()
+            .filter(|e| e.action.starts_with("plugin."))
+            .map(|e| (e.action, e.details))
+            .collect::<Vec<_>>()
+    };
+    let first = reload().await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].0, "plugin.installed");
+    assert_eq!(first[0].1["sha256"], json!(installed.sha256));
+    let second = reload().await;
+    assert_eq!(second.last().map(|e| e.0.as_str()), Some("plugin.reloaded"));
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&installed.binary)
+        .and_then(|mut f| f.write_all(b"tampered"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let third = reload().await;
+    let last = third.last().cloned().unwrap_or_default();
+    assert_eq!(last.0, "plugin.integrity_failed", "{third:?}");
+    assert_eq!(last.1["expected_sha256"], json!(installed.sha256));
+    assert!(!third.iter().any(|e| e.0 == "plugin.removed"));
+    let dir = installed
+        .binary
+        .parent()
+        .map(std::path::Path::to_owned)
+        .unwrap_or_default();
+    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let fourth = reload().await;
+    assert_eq!(
+        fourth.last().map(|e| e.0.as_str()),
+        Some("plugin.removed"),
+        "{fourth:?}"
     );
 }

@@ -154,6 +154,24 @@ impl Store {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
+    /// Sets a shared value and records `events`, in one transaction.
+    pub async fn meta_set(&self, key: &str, value: &str, events: &[AuditEvent]) -> Result<()> {
+        in_transaction!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+            for event in events {
+                append_event!(tx, event)?;
+            }
+        });
+        Ok(())
+    }
+
     /// A value shared by every node, if set.
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
         let row: Option<(String,)> = with_pool!(self, |p| sqlx::query_as(

@@ -98,6 +98,7 @@ pub(crate) async fn reload_plugins(
         .reload(&records, state.sealer(), &state.plugin_settings())
         .await;
     tracing::info!(?loaded, ?upgraded, "plugins reloaded");
+    crate::plugin_events::record_changes(&state, true).await?;
     Ok(Json(
         json!({"loaded": loaded, "removed": [], "upgraded": upgraded}),
     ))
