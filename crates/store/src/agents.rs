@@ -142,18 +142,8 @@ impl Store {
         &self,
         hash: &TokenHash,
     ) -> Result<Option<(Agent, TokenHash)>> {
-        let row: Option<AgentRowWith<String>> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, \
-                 token_hash FROM agents WHERE token_hash = $1"
-        )
-        .bind(hash.as_str())
-        .fetch_optional(p)
-        .await)?;
-        row.map(|r| {
-            let (row, hash) = split_row(r);
-            agent_from_row(row).map(|a| (a, TokenHash::from_stored(hash)))
-        })
-        .transpose()
+        self.agent_with_hash("token_hash", "token_hash", hash.as_str())
+            .await
     }
 
     /// The agent with this OIDC client id, and the stored hash of its client secret.
