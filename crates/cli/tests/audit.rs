@@ -81,5 +81,5 @@ fn signing_keys_are_listed_and_rotated() {
     let states: Vec<&str> = keys.iter().filter_map(|k| k["state"].as_str()).collect();
     assert_eq!(states, ["current", "grace"]);
     site.admin(&["keys", "rotate", "--alg", "RS256"])
-        .fails(2, "not offered yet");
+        .fails(2, "is not offered");
 }

@@ -184,8 +184,10 @@ struct FileOidc {
 }
 
 /// The OIDC provider's settings (§11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OidcSettings {
+    /// The algorithm of new signing keys: `EdDSA` (default) or `ES256`.
+    pub alg: String,
     /// Access and ID token lifetime in seconds (1h, at most 24h).
     pub token_ttl: u64,
     /// Seconds a rotated key stays published (24h, never less than `token_ttl`).
@@ -197,6 +199,7 @@ pub struct OidcSettings {
 impl Default for OidcSettings {
     fn default() -> Self {
         Self {
+            alg: "EdDSA".to_owned(),
             token_ttl: 3_600,
             rotation_grace: 86_400,
             rotate_every: Some(30 * 86_400),
@@ -624,9 +627,10 @@ fn load_file(args: &ServerArgs, env: &Environment) -> Result<Loaded, ConfigError
 }
 
 fn oidc_settings(file: &FileOidc, source: &str) -> Result<OidcSettings, ConfigError> {
-    if let Some(alg) = file.alg.as_deref().filter(|a| *a != "EdDSA") {
+    let alg = file.alg.clone().unwrap_or_else(|| "EdDSA".to_owned());
+    if !crate::oidc::ALGS.contains(&alg.as_str()) {
         return Err(ConfigError(format!(
-            "oidc.alg{source}: '{alg}' is not offered yet; use EdDSA"
+            "oidc.alg{source}: '{alg}' is not offered; use EdDSA (default) or ES256"
         )));
     }
     let token_ttl = file.token_ttl.map_or(3_600, Duration::as_seconds);
@@ -647,6 +651,7 @@ fn oidc_settings(file: &FileOidc, source: &str) -> Result<OidcSettings, ConfigEr
         ),
     };
     Ok(OidcSettings {
+        alg,
         token_ttl,
         rotation_grace,
         rotate_every,

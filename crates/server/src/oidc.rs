@@ -1,5 +1,5 @@
-//! The OIDC provider's keys and tokens (§11): Ed25519 signing keys (EdDSA) stored sealed and
-//! shared by every node, JWTs signed and verified here, and the checks a JWT must pass to be
+//! The OIDC provider's keys and tokens (§11): Ed25519 (EdDSA, the default) or P-256 (ES256)
+//! signing keys stored sealed and shared by every node, JWTs signed and verified here, and the checks a JWT must pass to be
 //! accepted as an agent bearer: a published key whose `alg` matches, `typ: at+jwt`, `iss` the
 //! issuer, `aud` containing the issuer, `exp` and `nbf` with 60 s of leeway.
 
@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use creddy_core::Timestamp;
 use creddy_core::audit::{Action, Actor, AuditEvent};
 use creddy_store::SigningKeyRecord;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::Signer as _;
 use serde_json::{Value, json};
 use sha2::Digest;
 use zeroize::Zeroizing;
@@ -18,17 +18,111 @@ use zeroize::Zeroizing;
 use crate::sealing::Sealer;
 use crate::state::AppState;
 
-/// The only algorithm offered so far.
-pub const ALG: &str = "EdDSA";
+/// The algorithms offered: EdDSA (default) and ES256 for relying parties that cannot verify
+/// EdDSA.
+pub const ALGS: [&str; 2] = ["EdDSA", "ES256"];
 /// Clock leeway for `exp` and `nbf`.
 const LEEWAY_SECONDS: i64 = 60;
+
+/// The private half of a key.
+enum PrivateKey {
+    Ed25519(ed25519_dalek::SigningKey),
+    P256(p256::ecdsa::SigningKey),
+}
+
+/// The public half of a key.
+enum PublicKey {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    P256(p256::ecdsa::VerifyingKey),
+}
+
+impl PrivateKey {
+    /// A key from its 32 secret bytes.
+    fn from_seed(alg: &str, seed: &[u8]) -> Option<Self> {
+        let seed = <[u8; 32]>::try_from(seed).ok()?;
+        match alg {
+            "EdDSA" => Some(Self::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))),
+            "ES256" => p256::ecdsa::SigningKey::from_bytes(&seed.into())
+                .ok()
+                .map(Self::P256),
+            _ => None,
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Ed25519(k) => k.sign(message).to_bytes().to_vec(),
+            Self::P256(k) => {
+                use p256::ecdsa::signature::Signer;
+                let signature: p256::ecdsa::Signature = k.sign(message);
+                signature.to_bytes().to_vec()
+            }
+        }
+    }
+
+    /// The public key as a JWK (without `kid`, `use`, `alg`).
+    fn public_jwk(&self) -> Value {
+        match self {
+            Self::Ed25519(k) => json!({"kty": "OKP", "crv": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(k.verifying_key().as_bytes())}),
+            Self::P256(k) => {
+                let point = k.verifying_key().to_encoded_point(false);
+                json!({"kty": "EC", "crv": "P-256",
+                    "x": URL_SAFE_NO_PAD.encode(point.x().map(|x| x.to_vec()).unwrap_or_default()),
+                    "y": URL_SAFE_NO_PAD.encode(point.y().map(|y| y.to_vec()).unwrap_or_default())})
+            }
+        }
+    }
+}
+
+impl PublicKey {
+    /// The public key of a published JWK.
+    fn from_jwk(jwk: &Value) -> Option<Self> {
+        let field = |name: &str| {
+            jwk[name]
+                .as_str()
+                .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+        };
+        match jwk["alg"].as_str()? {
+            "EdDSA" => {
+                let x = <[u8; 32]>::try_from(field("x")?.as_slice()).ok()?;
+                ed25519_dalek::VerifyingKey::from_bytes(&x)
+                    .ok()
+                    .map(Self::Ed25519)
+            }
+            "ES256" => {
+                let mut sec1 = vec![4u8];
+                sec1.extend(field("x")?);
+                sec1.extend(field("y")?);
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                    .ok()
+                    .map(Self::P256)
+            }
+            _ => None,
+        }
+    }
+
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        match self {
+            Self::Ed25519(k) => <[u8; 64]>::try_from(signature).is_ok_and(|s| {
+                k.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&s))
+                    .is_ok()
+            }),
+            Self::P256(k) => p256::ecdsa::Signature::from_slice(signature).is_ok_and(|s| {
+                use p256::ecdsa::signature::Verifier;
+                k.verify(message, &s).is_ok()
+            }),
+        }
+    }
+}
 
 /// A key loaded for use.
 struct LoadedKey {
     kid: String,
+    alg: String,
     state: String,
-    signing: Option<SigningKey>,
-    verifying: VerifyingKey,
+    private: Option<PrivateKey>,
+    public: PublicKey,
     jwk: Value,
 }
 
@@ -48,24 +142,29 @@ fn sealing_context(kid: &str) -> String {
     format!("signing-key:{kid}")
 }
 
-/// A new Ed25519 key, its record (private key sealed) ready to store.
-pub fn new_key(sealer: &Sealer, now: Timestamp) -> SigningKeyRecord {
-    let mut seed = Zeroizing::new([0u8; 32]);
-    creddy_core::secret::fill_random(seed.as_mut());
-    let signing = SigningKey::from_bytes(&seed);
-    let public = signing.verifying_key();
-    let kid = hex::encode(&sha2::Sha256::digest(public.as_bytes())[..8]);
-    let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(public.as_bytes()),
-        "kid": kid, "use": "sig", "alg": ALG});
-    SigningKeyRecord {
+/// A new key of `alg` (`EdDSA` or `ES256`), its record (private key sealed) ready to store.
+pub fn new_key(sealer: &Sealer, now: Timestamp, alg: &str) -> Option<SigningKeyRecord> {
+    // Random 32 bytes make an Ed25519 seed; for P-256 they are valid below the group order,
+    // which a few draws reach.
+    let (seed, private) = (0..16).find_map(|_| {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        creddy_core::secret::fill_random(seed.as_mut());
+        PrivateKey::from_seed(alg, seed.as_ref()).map(|k| (seed, k))
+    })?;
+    let mut jwk = private.public_jwk();
+    let kid = hex::encode(&sha2::Sha256::digest(jwk.to_string().as_bytes())[..8]);
+    jwk["kid"] = json!(kid);
+    jwk["use"] = json!("sig");
+    jwk["alg"] = json!(alg);
+    Some(SigningKeyRecord {
         sealed_private_key: sealer.seal(&sealing_context(&kid), seed.as_ref()),
         kid,
-        alg: ALG.to_owned(),
+        alg: alg.to_owned(),
         state: "current".to_owned(),
         public_jwk: jwk.to_string(),
         created_at: now,
         retires_at: None,
-    }
+    })
 }
 
 impl Keys {
@@ -73,31 +172,26 @@ impl Keys {
     pub async fn reload(&self, state: &AppState) -> Result<(), creddy_store::StoreError> {
         let mut loaded = Vec::new();
         for record in state.store().signing_keys().await? {
-            if record.state == "retired" || record.alg != ALG {
+            if record.state == "retired" {
                 continue;
             }
-            let Ok(jwk) = serde_json::from_str::<Value>(&record.public_jwk) else {
+            let Some(jwk) = serde_json::from_str::<Value>(&record.public_jwk).ok() else {
                 continue;
             };
-            let signing = state
+            let Some(public) = PublicKey::from_jwk(&jwk) else {
+                continue;
+            };
+            let private = state
                 .sealer()
                 .open(&sealing_context(&record.kid), &record.sealed_private_key)
                 .ok()
-                .and_then(|seed| <[u8; 32]>::try_from(seed.as_slice()).ok())
-                .map(|seed| SigningKey::from_bytes(&seed));
-            let Some(verifying) = jwk["x"]
-                .as_str()
-                .and_then(|x| URL_SAFE_NO_PAD.decode(x).ok())
-                .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-                .and_then(|b| VerifyingKey::from_bytes(&b).ok())
-            else {
-                continue;
-            };
+                .and_then(|seed| PrivateKey::from_seed(&record.alg, &seed));
             loaded.push(LoadedKey {
                 kid: record.kid,
+                alg: record.alg,
                 state: record.state,
-                signing,
-                verifying,
+                private,
+                public,
                 jwk,
             });
         }
@@ -125,18 +219,15 @@ impl Keys {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = keys.iter().find(|k| k.state == "current")?;
-        let signing = key.signing.as_ref()?;
-        let header = json!({"alg": ALG, "kid": key.kid, "typ": typ});
+        let private = key.private.as_ref()?;
+        let header = json!({"alg": key.alg, "kid": key.kid, "typ": typ});
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        let signature = signing.sign(input.as_bytes());
-        Some(format!(
-            "{input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.to_bytes())
-        ))
+        let signature = private.sign(input.as_bytes());
+        Some(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 
     /// The verified claims of an access token, or why it is refused.
@@ -149,9 +240,6 @@ impl Keys {
         };
         let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| Refusal::Malformed);
         let header: Value = serde_json::from_slice(&decode(h)?).map_err(|_| Refusal::Malformed)?;
-        if header["alg"] != ALG {
-            return Err(Refusal::Invalid("unsupported alg"));
-        }
         if header["typ"] != "at+jwt" {
             return Err(Refusal::Invalid("not an access token (typ must be at+jwt)"));
         }
@@ -164,14 +252,15 @@ impl Keys {
             .iter()
             .find(|k| k.kid == kid)
             .ok_or(Refusal::UnknownKey)?;
-        let signature =
-            <[u8; 64]>::try_from(decode(s)?.as_slice()).map_err(|_| Refusal::Malformed)?;
-        key.verifying
-            .verify_strict(
-                format!("{h}.{c}").as_bytes(),
-                &Signature::from_bytes(&signature),
-            )
-            .map_err(|_| Refusal::Invalid("bad signature"))?;
+        if header["alg"] != key.alg.as_str() {
+            return Err(Refusal::Invalid("the alg does not match the key's"));
+        }
+        if !key
+            .public
+            .verify(format!("{h}.{c}").as_bytes(), &decode(s)?)
+        {
+            return Err(Refusal::Invalid("bad signature"));
+        }
         serde_json::from_slice(&decode(c)?).map_err(|_| Refusal::Malformed)
     }
 
@@ -246,7 +335,11 @@ pub async fn prepare(state: &AppState) -> Result<(), creddy_store::StoreError> {
         .iter()
         .any(|k| k.state == "current")
     {
-        let key = new_key(state.sealer(), now);
+        let Some(key) = new_key(state.sealer(), now, &state.settings().oidc.alg) else {
+            return Err(creddy_store::StoreError::Corrupt(
+                "could not generate a signing key".into(),
+            ));
+        };
         let event = AuditEvent::new(Action::KeyRotated, Actor::system(), now)
             .with_details(json!({"kid": key.kid, "alg": key.alg, "previous": null}));
         match state.store().add_current_key(&key, now, true, &event).await {
@@ -263,7 +356,7 @@ pub async fn prepare(state: &AppState) -> Result<(), creddy_store::StoreError> {
 /// rotate are settled by the store: one current key at a time.
 pub async fn retire_ended(state: &AppState) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
-    let settings = state.settings().oidc;
+    let settings = state.settings().oidc.clone();
     if let Some(every) = settings.rotate_every {
         let current = state
             .store()
@@ -272,7 +365,14 @@ pub async fn retire_ended(state: &AppState) -> Result<(), creddy_store::StoreErr
             .into_iter()
             .find(|k| k.state == "current");
         if current.is_some_and(|k| now.seconds_since(k.created_at) >= every) {
-            match rotate(state, Actor::system(), settings.rotation_grace).await {
+            match rotate(
+                state,
+                Actor::system(),
+                settings.rotation_grace,
+                &settings.alg,
+            )
+            .await
+            {
                 Ok(_) | Err(creddy_store::StoreError::NameTaken) => {}
                 Err(e) => return Err(e),
             }
@@ -297,6 +397,7 @@ pub async fn rotate(
     state: &AppState,
     actor: Actor,
     grace_seconds: u64,
+    alg: &str,
 ) -> Result<(SigningKeyRecord, Option<String>, Timestamp), creddy_store::StoreError> {
     let now = state.clock().now();
     let previous = state
@@ -306,7 +407,11 @@ pub async fn rotate(
         .into_iter()
         .find(|k| k.state == "current")
         .map(|k| k.kid);
-    let key = new_key(state.sealer(), now);
+    let Some(key) = new_key(state.sealer(), now, alg) else {
+        return Err(creddy_store::StoreError::Corrupt(format!(
+            "could not generate a {alg} signing key"
+        )));
+    };
     let retires_at = now.plus_seconds(grace_seconds);
     let event = AuditEvent::new(Action::KeyRotated, actor, now).with_details(
         json!({"kid": key.kid, "alg": key.alg, "previous": previous, "previous_retires_at": retires_at}),

@@ -101,6 +101,30 @@ async fn a_third_party_relying_party_verifies_tokens_before_and_after_rotation(s
         "new tokens use the new key"
     );
 
+    // A relying party that cannot verify EdDSA gets an ES256 key.
+    let es256 = api
+        .post(
+            "/v1/admin/keys/rotate",
+            &admin,
+            json!({"alg": "ES256", "grace": "2h"}),
+        )
+        .await;
+    assert_eq!(es256.body["alg"], "ES256", "{}", es256.text);
+    let p256 = relying_party(&issuer, &client_id, &secret, Some(&earlier)).await;
+    assert_eq!(p256["algs"], json!(["ES256", "EdDSA"]), "{p256}");
+    assert_eq!(p256["earlier_ok"], true);
+    assert_eq!(
+        jwt_kid(&text(&p256["access_token"])),
+        text(&es256.body["kid"])
+    );
+    assert_eq!(
+        api.get("/v1/status", &text(&p256["access_token"]))
+            .await
+            .status,
+        StatusCode::OK,
+        "an ES256 access token is an agent bearer too"
+    );
+
     server.clock.advance_seconds(2 * 3_600 + 1);
     server.server().state().tasks().sweep_now().await;
     // The server's clock is now ahead of the relying party's, so only the earlier token is
@@ -123,7 +147,7 @@ async fn a_third_party_relying_party_verifies_tokens_before_and_after_rotation(s
         .flatten()
         .map(|k| text(&k["state"]))
         .collect();
-    assert_eq!(states, ["current", "retired"], "{}", keys.text);
+    assert_eq!(states, ["current", "retired", "retired"], "{}", keys.text);
     assert!(
         !keys.text.contains("private"),
         "private keys never leave the server"

@@ -21,12 +21,19 @@ use serde_json::{Value, json};
 use crate::auth::Principal;
 use crate::error::{ApiError, no_store};
 use crate::http::RequestContext;
-use crate::oidc::ALG;
 use crate::state::AppState;
 
 /// `GET /.well-known/openid-configuration`.
 pub(crate) async fn discovery(State(state): State<AppState>) -> Response {
     let issuer = state.issuer();
+    let mut algs: Vec<String> = state
+        .keys()
+        .jwks()
+        .iter()
+        .filter_map(|k| k["alg"].as_str().map(str::to_owned))
+        .collect();
+    algs.sort();
+    algs.dedup();
     let mut scopes = vec!["openid".to_owned()];
     scopes.extend(state.backends().all().iter().map(|b| b.name.clone()));
     let body = json!({
@@ -38,7 +45,7 @@ pub(crate) async fn discovery(State(state): State<AppState>) -> Response {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [ALG],
+        "id_token_signing_alg_values_supported": algs,
         "scopes_supported": scopes,
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id",
             "agent_id", "agent_name", "scope", "scopes", "auth_time"],
@@ -356,13 +363,14 @@ pub(crate) async fn rotate_keys(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?
     };
-    if let Some(alg) = body.alg.as_deref().filter(|a| *a != ALG) {
+    let settings = state.settings().oidc.clone();
+    let alg = body.alg.clone().unwrap_or_else(|| settings.alg.clone());
+    if !crate::oidc::ALGS.contains(&alg.as_str()) {
         return Err(
-            ApiError::invalid_request(format!("algorithm '{alg}' is not offered yet"))
-                .with_remedy("use EdDSA"),
+            ApiError::invalid_request(format!("algorithm '{alg}' is not offered"))
+                .with_remedy("use EdDSA or ES256"),
         );
     }
-    let settings = state.settings().oidc;
     let grace = match body.grace.as_deref() {
         Some(text) => creddy_core::Duration::parse(text)
             .map_err(|e| ApiError::invalid_request(format!("grace: {e}")))?
@@ -370,7 +378,8 @@ pub(crate) async fn rotate_keys(
         None => settings.rotation_grace,
     }
     .max(settings.token_ttl);
-    let (key, previous, retires_at) = crate::oidc::rotate(&state, principal.actor(), grace).await?;
+    let (key, previous, retires_at) =
+        crate::oidc::rotate(&state, principal.actor(), grace, &alg).await?;
     Ok(Json(
         json!({"kid": key.kid, "alg": key.alg, "state": "current", "created_at": key.created_at,
         "retires_at": null, "previous": previous, "previous_retires_at": retires_at}),
