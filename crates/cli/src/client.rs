@@ -159,6 +159,35 @@ impl Client {
         self.call(Method::POST, segments, Some(body)).await
     }
 
+    /// An OIDC access token for client credentials (`POST /oauth/token`, HTTP Basic).
+    pub async fn client_credentials_token(&self, id: &str, secret: &str) -> Result<String> {
+        let response = self
+            .http
+            .post(self.url(&["oauth", "token"]))
+            .basic_auth(id, Some(secret))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        match body["access_token"].as_str() {
+            Some(token) if status.is_success() => Ok(token.to_owned()),
+            _ => Err(Failure::new(
+                EXIT_AUTH,
+                format!(
+                    "the server refused the client credentials ({})",
+                    body["error"].as_str().unwrap_or("no access token")
+                ),
+            )
+            .hint("check CREDDY_CLIENT_ID and CREDDY_CLIENT_SECRET, or the agent config")),
+        }
+    }
+
     /// `POST` with a JSON body, ignoring the answer's body (204).
     pub async fn post_no_content<B: Serialize>(&self, segments: &[&str], body: &B) -> Result<()> {
         self.send(Method::POST, segments, Some(body))

@@ -122,6 +122,10 @@ pub struct AgentConfig {
     pub server: Option<String>,
     /// The vend token.
     pub token: Option<String>,
+    /// The OIDC client id.
+    pub client_id: Option<String>,
+    /// The OIDC client secret.
+    pub client_secret: Option<String>,
 }
 
 /// The agent config file's path.
@@ -154,7 +158,7 @@ pub fn load_agent_config() -> Result<AgentConfig> {
 }
 
 /// A client for agent commands.
-pub fn agent_client(global: &Global) -> Result<Client> {
+pub async fn agent_client(global: &Global) -> Result<Client> {
     let config = load_agent_config()?;
     let server = global
         .server
@@ -163,16 +167,24 @@ pub fn agent_client(global: &Global) -> Result<Client> {
         .or(config.server)
         .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
     let url = parse_server_url(&server)?;
-    let token = env("CREDDY_TOKEN").or(config.token).ok_or_else(|| {
-        Failure::new(EXIT_AUTH, "no agent credentials found")
-            .hint("set CREDDY_TOKEN to the agent's vend token, or enroll with: creddy enroll --server URL --name NAME --can SCOPE")
-    })?;
     if url.scheme() == "http" && !is_loopback(&url) {
         eprintln!(
             "Warning: sending the agent token over plain http:// to {url}; use https:// outside a trusted network"
         );
     }
-    Client::new(url, Some(Bearer::new(token)), global.debug)
+    if let Some(token) = env("CREDDY_TOKEN").or(config.token) {
+        return Client::new(url, Some(Bearer::new(token)), global.debug);
+    }
+    let client_id = env("CREDDY_CLIENT_ID").or(config.client_id);
+    let client_secret = env("CREDDY_CLIENT_SECRET").or(config.client_secret);
+    let (Some(id), Some(secret)) = (client_id, client_secret) else {
+        return Err(Failure::new(EXIT_AUTH, "no agent credentials found")
+            .hint("set CREDDY_TOKEN to the agent's vend token (or CREDDY_CLIENT_ID and CREDDY_CLIENT_SECRET), or enroll with: creddy enroll --server URL --name NAME --can SCOPE"));
+    };
+    // Only client credentials: trade them for an access token first.
+    let anonymous = Client::new(url.clone(), None, global.debug)?;
+    let access = anonymous.client_credentials_token(&id, &secret).await?;
+    Client::new(url, Some(Bearer::new(access)), global.debug)
 }
 
 #[cfg(test)]

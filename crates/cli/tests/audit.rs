@@ -83,3 +83,43 @@ fn signing_keys_are_listed_and_rotated() {
     site.admin(&["keys", "rotate", "--alg", "RS256"])
         .fails(2, "is not offered");
 }
+
+#[test]
+fn an_agent_with_only_client_credentials_trades_them_for_an_access_token() {
+    let site = Site::start_blocking(Dialect::Sqlite, &[]);
+    let created = site.admin(&[
+        "agent",
+        "create",
+        "oidc-only",
+        "--can",
+        "test",
+        "-o",
+        "json",
+    ]);
+    let created: Value = serde_json::from_str(created.ok()).unwrap_or_default();
+    let id = created["oidc"]["client_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let secret = created["oidc"]["client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let url = site.server.url();
+    let nowhere = site.home.path().join("no-agent.toml").display().to_string();
+    let run = |secret: &str| {
+        crate::kit::creddy(
+            site.home.path(),
+            &["--server", &url, "status", "-o", "json"],
+            &[
+                ("CREDDY_CLIENT_ID", &id),
+                ("CREDDY_CLIENT_SECRET", secret),
+                ("CREDDY_AGENT_CONFIG", &nowhere),
+            ],
+        )
+    };
+    let status = run(&secret);
+    let status: Value = serde_json::from_str(status.ok()).unwrap_or_default();
+    assert_eq!(status["name"], "oidc-only");
+    run("cks_wrong").fails(4, "refused the client credentials (invalid_client)");
+}

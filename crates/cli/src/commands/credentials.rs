@@ -43,7 +43,7 @@ fn report_revocation(global: &Global, answer: &Value) -> Result<()> {
 
 /// `creddy revoke ID`: one of the agent's own credentials.
 pub async fn revoke_own(global: &Global, id: &str) -> Result<()> {
-    let client = agent_client(global)?;
+    let client = agent_client(global).await?;
     let answer: Value = client.delete_json(&["v1", "active", id]).await?;
     report_revocation(global, &answer)
 }
@@ -137,7 +137,7 @@ pub async fn get(
     scopes: Vec<String>,
 ) -> Result<()> {
     let format = global.format(&[Format::Text, Format::Json, Format::Env], Format::Text)?;
-    let client = agent_client(global)?;
+    let client = agent_client(global).await?;
     let value = request_credential(&client, backend, ttl, &scopes).await?;
     match format {
         Format::Json => print_json(&value),
@@ -168,7 +168,7 @@ fn decode<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T> {
 /// Lists the agent's live credentials.
 pub async fn list(global: &Global) -> Result<()> {
     let format = global.list_format()?;
-    let client = agent_client(global)?;
+    let client = agent_client(global).await?;
     let value: Value = client.get(&["v1", "active"]).await?;
     if format == Format::Json {
         return print_json(&value);

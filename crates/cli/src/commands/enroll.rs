@@ -332,7 +332,7 @@ pub async fn reject(global: &Global, id: &str, reason: Option<String>) -> Result
 
 /// `creddy request --can SCOPE… [--wait]`.
 pub async fn request(global: &Global, scopes: &[String], wait: bool) -> Result<()> {
-    let client = agent_client(global)?;
+    let client = agent_client(global).await?;
     let answer: Value = client
         .post(&["v1", "request"], &json!({"scopes": scopes}))
         .await?;
@@ -401,7 +401,7 @@ async fn wait_for_amendment(client: &Client, id: &str, scopes: &[String]) -> Res
 
 /// `creddy unenroll`.
 pub async fn unenroll(global: &Global) -> Result<()> {
-    let client = agent_client(global)?;
+    let client = agent_client(global).await?;
     let me: Value = client.get(&["v1", "status"]).await?;
     client.delete(&["v1", "self"]).await?;
     let name = text(&me["name"]).to_owned();

@@ -26,7 +26,7 @@ pub async fn run(
     ttl: Option<String>,
     command: &[String],
 ) -> Result<()> {
-    let client = agent_client(global)?;
+    let client = agent_client(global).await?;
     let mut issued: Vec<String> = Vec::new();
     let environment = match gather(&client, with, ttl, &mut issued).await {
         Ok(env) => env,

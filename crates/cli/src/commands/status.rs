@@ -29,7 +29,7 @@ struct Credential {
 
 /// Shows the agent's identity, scopes, expiry and open credentials.
 pub async fn run(global: &Global) -> Result<()> {
-    let client = agent_client(global)?;
+    let client = agent_client(global).await?;
     let value: Value = client.get(&["v1", "status"]).await.map_err(|f| {
         if f.exit_code == EXIT_AUTH && f.api_code.as_deref() == Some("unauthorized") {
             Failure::new(EXIT_AUTH, "Token rejected; re-enroll with creddy enroll").hint(
