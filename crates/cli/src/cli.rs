@@ -146,27 +146,8 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: Option<AuditCmd>,
-        /// Only events about this agent (by name)
-        #[arg(long)]
-        agent: Option<String>,
-        /// Only events about this backend
-        #[arg(long)]
-        backend: Option<String>,
-        /// Only this action, e.g. credential.issued
-        #[arg(long)]
-        action: Option<String>,
-        /// Only events about this credential (cred_…)
-        #[arg(long)]
-        lease: Option<String>,
-        /// Only events since this time or this long ago (24h)
-        #[arg(long, value_name = "DURATION|TIME")]
-        since: Option<String>,
-        /// Only events before this time
-        #[arg(long, value_name = "TIME")]
-        until: Option<String>,
-        /// At most this many events (1 to 1000)
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
+        #[command(flatten)]
+        filters: AuditFilters,
     },
     /// Approve an enrollment or scope request (admin)
     Approve {
@@ -437,6 +418,32 @@ fn parse_timeout(text: &str) -> Result<WaitLimit, String> {
     creddy_core::Duration::parse(text)
         .map(|d| WaitLimit(Some(d)))
         .map_err(|e| e.to_string())
+}
+
+/// The filters of `creddy audit`.
+#[derive(Debug, Args)]
+pub struct AuditFilters {
+    /// Only events about this agent (by name)
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only events about this backend
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Only this action, e.g. credential.issued
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only events about this credential (cred_…)
+    #[arg(long)]
+    pub lease: Option<String>,
+    /// Only events since this time or this long ago (24h)
+    #[arg(long, value_name = "DURATION|TIME")]
+    pub since: Option<String>,
+    /// Only events before this time
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// At most this many events (1 to 1000)
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
 }
 
 /// `creddy audit …`.

@@ -58,6 +58,17 @@ macro_rules! append_event {
 }
 pub(crate) use append_event;
 
+/// Appends every event of `$events` inside the transaction `$tx`, in order.
+macro_rules! append_events {
+    ($tx:expr, $events:expr) => {{
+        let events: &[creddy_core::audit::AuditEvent] = $events;
+        for event in events {
+            $crate::audit::append_event!($tx, event)?;
+        }
+    }};
+}
+pub(crate) use append_events;
+
 /// Runs the statement `$query` inside the transaction `$tx` and, when it changed a row,
 /// appends `$event`; evaluates to whether it changed one. A change that touches nothing is
 /// not an event.

@@ -4,7 +4,7 @@
 use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;
 
-use crate::audit::{append_event, change_with_event};
+use crate::audit::{append_event, append_events, change_with_event};
 use crate::{Result, Store, in_transaction, with_pool};
 
 /// A backend as stored.
@@ -165,9 +165,7 @@ impl Store {
             .bind(value)
             .execute(&mut *tx)
             .await?;
-            for event in events {
-                append_event!(tx, event)?;
-            }
+            append_events!(tx, events);
         });
         Ok(())
     }

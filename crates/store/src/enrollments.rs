@@ -14,7 +14,7 @@ use creddy_core::secret::TokenHash;
 use serde::Serialize;
 
 use crate::agents::insert_agent;
-use crate::audit::append_event;
+use crate::audit::{append_event, append_events};
 use crate::{Result, Store, StoreError, decode_strings, in_transaction, with_pool};
 
 /// An enrollment or amendment.
@@ -174,9 +174,7 @@ impl Store {
             if let Some(agent) = agent {
                 insert_agent!(tx, agent)?;
             }
-            for event in events {
-                append_event!(tx, event)?;
-            }
+            append_events!(tx, events);
         });
         Ok(())
     }
@@ -283,9 +281,7 @@ impl Store {
                 )));
             }
             insert_agent!(tx, agent)?;
-            for event in events {
-                append_event!(tx, event)?;
-            }
+            append_events!(tx, events);
         });
         Ok(())
     }
@@ -329,9 +325,7 @@ impl Store {
                     "the agent of request {id} no longer exists"
                 )));
             }
-            for event in events {
-                append_event!(tx, event)?;
-            }
+            append_events!(tx, events);
         });
         Ok(())
     }
@@ -375,9 +369,7 @@ impl Store {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    for event in events {
-                        append_event!(tx, event)?;
-                    }
+                    append_events!(tx, events);
                     true
                 }
             }

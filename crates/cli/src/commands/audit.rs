@@ -2,29 +2,10 @@
 
 use serde_json::Value;
 
-use crate::cli::{AuditCmd, Format, Global};
+use crate::cli::{AuditCmd, AuditFilters as Filters, Format, Global};
 use crate::credentials::admin_client;
 use crate::failure::{EXIT_INTEGRITY, Failure, Result};
 use crate::output::{confirm, print_json, print_table};
-
-/// The filters of `creddy audit`.
-#[derive(Debug, Default)]
-pub struct Filters {
-    /// `--agent`.
-    pub agent: Option<String>,
-    /// `--backend`.
-    pub backend: Option<String>,
-    /// `--action`.
-    pub action: Option<String>,
-    /// `--lease`.
-    pub lease: Option<String>,
-    /// `--since`.
-    pub since: Option<String>,
-    /// `--until`.
-    pub until: Option<String>,
-    /// `--limit`.
-    pub limit: u32,
-}
 
 /// `creddy audit [verify]`.
 pub async fn run(global: &Global, command: Option<AuditCmd>, filters: Filters) -> Result<()> {

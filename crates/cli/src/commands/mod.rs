@@ -42,27 +42,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Unenroll => enroll::unenroll(&cli.global).await,
         Command::Pending => enroll::pending(&cli.global).await,
         Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
-        Command::Audit {
-            command,
-            agent,
-            backend,
-            action,
-            lease,
-            since,
-            until,
-            limit,
-        } => {
-            let filters = audit::Filters {
-                agent,
-                backend,
-                action,
-                lease,
-                since,
-                until,
-                limit,
-            };
-            audit::run(&cli.global, command, filters).await
-        }
+        Command::Audit { command, filters } => audit::run(&cli.global, command, filters).await,
         Command::Approve { id, scopes } => enroll::approve(&cli.global, &id, &scopes).await,
         Command::Reject { id, reason } => enroll::reject(&cli.global, &id, reason).await,
         Command::Backend(cmd) => backend::run(&cli.global, cmd).await,
