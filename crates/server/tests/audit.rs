@@ -11,6 +11,7 @@ creddy_testkit::dialects!(TestServer::start =>
     the_trail_is_listed_newest_first_filtered_and_paged,
     verification_catches_edits_deletions_reordering_and_rewrites,
     plugin_changes_are_audited_at_start_and_reload,
+    a_change_whose_audit_record_cannot_be_written_is_refused,
 );
 
 async fn setup(server: &TestServer) -> (Api, String) {
@@ -246,5 +247,39 @@ async fn plugin_changes_are_audited_at_start_and_reload(server: TestServer) {
         fourth.last().map(|e| e.0.as_str()),
         Some("plugin.removed"),
         "{fourth:?}"
+    );
+}
+
+async fn a_change_whose_audit_record_cannot_be_written_is_refused(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    server.break_audit().await;
+    let refused = api
+        .post(
+            "/v1/admin/agents",
+            &admin,
+            json!({"name": "unaudited", "scopes": ["test"]}),
+        )
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
+        "{}",
+        refused.text
+    );
+    assert!(
+        !refused.text.contains("audit disk full"),
+        "no raw database error reaches the caller"
+    );
+    assert_eq!(
+        api.get("/v1/admin/agents/unaudited", &admin).await.status,
+        StatusCode::NOT_FOUND,
+        "the change was rolled back"
+    );
+    let metrics = api.get("/metrics", &admin).await;
+    assert!(
+        metrics.text.contains("creddy_audit_failures_total 1\n"),
+        "{}",
+        metrics.text
     );
 }

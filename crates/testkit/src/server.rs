@@ -119,6 +119,12 @@ impl TestServer {
         crate::store::execute_raw(&location, sql).await;
     }
 
+    /// Makes every audit insert of this server's database fail (fail-closed tests).
+    pub async fn break_audit(&self) {
+        let location = self.server().state().store().location().clone();
+        crate::store::execute_raw(&location, crate::store::break_audit_sql(&location)).await;
+    }
+
     /// A scratch directory that lives as long as the server.
     pub fn scratch(&self) -> &Path {
         self.dir.path()

@@ -73,18 +73,7 @@ impl TestStore {
 
     /// SQL that makes every insert into the audit trail fail, for this dialect.
     pub fn break_audit_sql(&self) -> &'static str {
-        match self.location {
-            Location::Sqlite(_) => {
-                "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
-                 BEGIN SELECT RAISE(ABORT, 'audit disk full'); END;"
-            }
-            Location::Postgres(_) => {
-                "CREATE FUNCTION fail_audit() RETURNS trigger AS $$ \
-                 BEGIN RAISE EXCEPTION 'audit disk full'; END $$ LANGUAGE plpgsql; \
-                 CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
-                 FOR EACH ROW EXECUTE FUNCTION fail_audit();"
-            }
-        }
+        break_audit_sql(&self.location)
     }
 }
 
@@ -111,4 +100,20 @@ pub async fn execute_raw(location: &Location, sql: &str) {
         }
     };
     result.unwrap_or_else(|e| panic!("raw SQL failed: {e}"));
+}
+
+/// SQL that makes every insert into the audit trail fail, for the dialect of `location`.
+pub fn break_audit_sql(location: &Location) -> &'static str {
+    match location {
+        Location::Sqlite(_) => {
+            "CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
+             BEGIN SELECT RAISE(ABORT, 'audit disk full'); END;"
+        }
+        Location::Postgres(_) => {
+            "CREATE FUNCTION fail_audit() RETURNS trigger AS $$ \
+             BEGIN RAISE EXCEPTION 'audit disk full'; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events \
+             FOR EACH ROW EXECUTE FUNCTION fail_audit();"
+        }
+    }
 }
