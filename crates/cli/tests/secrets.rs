@@ -110,7 +110,9 @@ fn no_secret_reaches_a_log_line_an_audit_record_or_an_error_body() {
         .unwrap_or_default();
     error_bodies.borrow_mut().push(refused);
     secrets.push(wrong_secret.clone());
-    let wrong_vend = format!("{}0", &vend[..vend.len() - 1]);
+    // The same token with its last character changed (to one it surely is not).
+    let last = if vend.ends_with('0') { "1" } else { "0" };
+    let wrong_vend = format!("{}{last}", &vend[..vend.len() - 1]);
     call(reqwest::Method::GET, "/v1/status", Some(&wrong_vend), None);
     secrets.push(wrong_vend);
 
