@@ -127,3 +127,15 @@ pub fn print_leases(leases: &[LeaseRow]) {
         .collect();
     print_table(&["ID", "BACKEND", "SCOPES", "STATE", "EXPIRES"], &rows);
 }
+
+/// A spinner with `message` on a terminal; `None` when stderr is not one (callers then print
+/// plain progress lines).
+pub fn spinner(message: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal().then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        spinner.set_message(message.to_owned());
+        spinner
+    })
+}

@@ -113,14 +113,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
         return authenticate_jwt(state, token).await.map(Principal::Agent);
     }
     match TokenKind::of(token) {
-        Some(TokenKind::Admin) => {
-            let token = SecretToken::parse(TokenKind::Admin, token).ok_or_else(token_rejected)?;
-            if token.hash().matches(state.admin_token_hash()) {
-                Ok(Principal::LocalAdmin)
-            } else {
-                Err(token_rejected())
-            }
-        }
+        Some(TokenKind::Admin) if state.is_admin_token(token) => Ok(Principal::LocalAdmin),
         Some(TokenKind::Vend) => {
             let token = SecretToken::parse(TokenKind::Vend, token).ok_or_else(token_rejected)?;
             authenticate_agent(state, &token)

@@ -151,3 +151,24 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
         Ok(Self { ip, request_id })
     }
 }
+
+/// `application/x-www-form-urlencoded` decoding (query strings and form bodies): `+` is a
+/// space, `%XX` a byte; `None` for a bad escape or text that is not UTF-8.
+pub(crate) fn form_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}

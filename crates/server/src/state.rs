@@ -119,6 +119,12 @@ impl AppState {
         }
     }
 
+    /// Whether `token` is this node's local admin token (compared in constant time).
+    pub(crate) fn is_admin_token(&self, token: &str) -> bool {
+        creddy_core::secret::SecretToken::parse(creddy_core::secret::TokenKind::Admin, token)
+            .is_some_and(|t| t.hash().matches(&self.inner.admin_token_hash))
+    }
+
     /// The per-address limit of enrollment requests.
     pub(crate) fn enroll_limiter(&self) -> &RateLimiter {
         &self.inner.enroll_limiter
@@ -157,11 +163,6 @@ impl AppState {
     /// The clock every expiry decision reads.
     pub fn clock(&self) -> &dyn Clock {
         self.inner.clock.as_ref()
-    }
-
-    /// The hash of this node's local admin token.
-    pub(crate) fn admin_token_hash(&self) -> &TokenHash {
-        &self.inner.admin_token_hash
     }
 
     /// The issuer and public base URL.

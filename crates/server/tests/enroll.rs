@@ -74,9 +74,11 @@ impl Site {
         let api = Api::new(&server.url());
         let admin = server.admin_token();
         let site = Self { server, api, admin };
-        let body = json!({"type": "test", "name": "test", "config": {"api_key": MASTER_KEY,
-            "state_dir": site.server.scratch().join("upstream")}});
-        let added = site.api.post("/v1/admin/backends", &site.admin, body).await;
+        let upstream = site.server.scratch().join("upstream");
+        let added = site
+            .api
+            .add_test_backend(&site.admin, "test", MASTER_KEY, &upstream)
+            .await;
         assert_eq!(added.status, StatusCode::OK, "{}", added.text);
         site
     }

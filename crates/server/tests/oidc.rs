@@ -188,10 +188,11 @@ async fn access_tokens_work_as_agent_bearers_and_nothing_else_does(server: TestS
     server.install_test_plugin("test");
     let api = Api::new(&server.url());
     let admin = server.admin_token();
-    let body = json!({"type": "test", "name": "test", "config": {"api_key": MASTER_KEY,
-        "state_dir": server.scratch().join("upstream")}});
+    let upstream = server.scratch().join("upstream");
     assert_eq!(
-        api.post("/v1/admin/backends", &admin, body).await.status,
+        api.add_test_backend(&admin, "test", MASTER_KEY, &upstream)
+            .await
+            .status,
         StatusCode::OK
     );
     let created = agent(&api, &admin, "jwt-user", &["test", "test:read"]).await;

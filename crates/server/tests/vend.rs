@@ -45,8 +45,9 @@ impl Site {
     }
 
     async fn add_backend(&self, name: &str, api_key: &str) -> Answer {
-        let body = json!({"type": "test", "name": name, "config": {"api_key": api_key, "state_dir": self.upstream()}});
-        self.api.post("/v1/admin/backends", &self.admin, body).await
+        self.api
+            .add_test_backend(&self.admin, name, api_key, &self.upstream())
+            .await
     }
 
     async fn agent(&self, name: &str, scopes: &[&str]) -> String {
@@ -1000,11 +1001,7 @@ async fn a_hanging_upstream_holds_eight_revocations_and_never_delays_another_bac
     let stuck_dir = site.server.scratch().join("stuck-upstream");
     let added = site
         .api
-        .post(
-            "/v1/admin/backends",
-            &site.admin,
-            json!({"type": "test", "name": "stuck", "config": {"api_key": MASTER_KEY, "state_dir": stuck_dir}}),
-        )
+        .add_test_backend(&site.admin, "stuck", MASTER_KEY, &stuck_dir)
         .await;
     assert_eq!(added.status, StatusCode::OK, "{}", added.text);
     let token = site.agent("busy-agent", &["test", "stuck"]).await;

@@ -48,6 +48,20 @@ pub struct Api {
 }
 
 impl Api {
+    /// Configures a backend `name` of the scriptable test plugin, with its upstream master
+    /// key and the directory of its fake upstream.
+    pub async fn add_test_backend(
+        &self,
+        admin: &str,
+        name: &str,
+        api_key: &str,
+        state_dir: &std::path::Path,
+    ) -> Answer {
+        let body = serde_json::json!({"type": "test", "name": name,
+            "config": {"api_key": api_key, "state_dir": state_dir}});
+        self.post("/v1/admin/backends", admin, body).await
+    }
+
     /// A client for the server at `base`.
     pub fn new(base: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();

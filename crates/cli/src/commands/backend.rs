@@ -308,21 +308,13 @@ async fn list(global: &Global, client: &Client) -> Result<()> {
 
 /// Polls until the draining backend is gone, showing what is left on a terminal.
 async fn wait_until_gone(client: &Client, name: &str) -> Result<()> {
-    let spinner = std::io::stderr().is_terminal().then(|| {
-        let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-        spinner
-    });
+    let spinner = crate::output::spinner(&format!("waiting for backend '{name}' to drain"));
     loop {
         let shown: Result<Value> = client.get(&["v1", "admin", "backends", name]).await;
         match shown {
             Err(e) if e.api_code.as_deref() == Some("backend_not_found") => break,
             Err(e) => return Err(e),
-            Ok(_) => {
-                if let Some(spinner) = &spinner {
-                    spinner.set_message(format!("waiting for backend '{name}' to drain"));
-                }
-            }
+            Ok(_) => {}
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }

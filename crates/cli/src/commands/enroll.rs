@@ -6,7 +6,6 @@
 //! credentials to the agent config (mode 0600 in a 0700 directory; `CREDDY_AGENT_CONFIG`
 //! names another file, so several agents can live on one machine).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -158,12 +157,7 @@ async fn wait_for_decision(client: &Client, request: &Value, args: &EnrollArgs) 
     let secret = text(&request["secret"]).to_owned();
     let id = text(&request["id"]).to_owned();
     let started = Instant::now();
-    let spinner = std::io::stderr().is_terminal().then(|| {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.enable_steady_tick(StdDuration::from_millis(120));
-        s.set_message(format!("waiting for approval of {id}"));
-        s
-    });
+    let spinner = crate::output::spinner(&format!("waiting for approval of {id}"));
     let interval = StdDuration::from_secs(args.poll_interval.as_seconds());
     let result = loop {
         if let Some(limit) = args.timeout

@@ -31,7 +31,7 @@ fn from_query(query: Option<&str>) -> Result<VendRequest, ApiError> {
         .filter(|p| !p.is_empty())
     {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value).ok_or_else(|| {
+        let value = crate::http::form_decode(value).ok_or_else(|| {
             ApiError::invalid_request(format!(
                 "query parameter '{key}' is not valid percent-encoded UTF-8"
             ))
@@ -43,30 +43,6 @@ fn from_query(query: Option<&str>) -> Result<VendRequest, ApiError> {
         }
     }
     Ok(request)
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 async fn respond(

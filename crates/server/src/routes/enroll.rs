@@ -69,10 +69,10 @@ pub(crate) async fn enroll(
         .map_err(|e| ApiError::invalid_request(e.to_string()).with_remedy("pass a valid --name"))?;
     let scopes = requested_scopes(&state, &body.scopes).await?;
     let scope_texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
-    let by_admin = body.admin_token.as_deref().is_some_and(|t| {
-        SecretToken::parse(TokenKind::Admin, t)
-            .is_some_and(|t| t.hash().matches(state.admin_token_hash()))
-    });
+    let by_admin = body
+        .admin_token
+        .as_deref()
+        .is_some_and(|t| state.is_admin_token(t));
     let id = EnrollmentId::generate(now).to_string();
     let decided = if by_admin {
         None

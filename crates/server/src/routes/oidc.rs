@@ -115,7 +115,7 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Option<TokenRequest> {
         .filter(|p| !p.is_empty())
     {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = form_decode(value)?;
+        let value = crate::http::form_decode(value)?;
         match key {
             "grant_type" => request.grant_type = Some(value),
             "client_id" => request.client_id = Some(value),
@@ -126,26 +126,6 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Option<TokenRequest> {
         }
     }
     Some(request)
-}
-
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte.
-fn form_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Client credentials from HTTP Basic (preferred) or the body; the bool says Basic was used.
@@ -161,7 +141,10 @@ fn client_credentials(
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|pair| {
             let (id, secret) = pair.split_once(':')?;
-            Some((form_decode(id)?, form_decode(secret)?))
+            Some((
+                crate::http::form_decode(id)?,
+                crate::http::form_decode(secret)?,
+            ))
         });
     match basic {
         Some((id, secret)) => Some((id, secret, true)),
