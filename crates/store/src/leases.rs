@@ -400,6 +400,18 @@ type LeaseRecordRow = (
     Option<String>,
 );
 
+/// Every state a lease can be in (§12.1).
+pub const LEASE_STATES: [&str; 8] = [
+    "pending",
+    "active",
+    "revoking",
+    "revoked",
+    "failed",
+    "irrevocable",
+    "lapsed",
+    "forgotten",
+];
+
 /// Filters for [`Store::find_leases`].
 #[derive(Debug, Clone, Default)]
 pub struct LeaseFilter {
@@ -417,20 +429,10 @@ impl Store {
     /// Leases matching `filter`, newest first, at most 1000. Unknown state names match
     /// nothing.
     pub async fn find_leases(&self, filter: &LeaseFilter) -> Result<Vec<LeaseRecord>> {
-        const KNOWN: [&str; 8] = [
-            "pending",
-            "active",
-            "revoking",
-            "revoked",
-            "failed",
-            "irrevocable",
-            "lapsed",
-            "forgotten",
-        ];
         let wanted: Vec<&str> = if filter.states.is_empty() {
             vec!["pending", "active", "revoking", "irrevocable"]
         } else {
-            KNOWN
+            LEASE_STATES
                 .iter()
                 .copied()
                 .filter(|k| filter.states.iter().any(|s| s == k))
@@ -439,7 +441,7 @@ impl Store {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        // Only names from KNOWN reach the SQL text; every given filter becomes a condition
+        // Only names from LEASE_STATES reach the SQL text; every given filter becomes a condition
         // of its own (never `$n IS NULL OR …`), so the id lookup uses the primary key and the
         // others their indexes however many leases there are.
         let states = wanted

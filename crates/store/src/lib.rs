@@ -33,7 +33,9 @@ pub use audit::{AuditFilter, StoredEvent};
 pub use backends::BackendRecord;
 pub use enrollments::{Enrollment, NewEnrollment};
 pub use keys::SigningKeyRecord;
-pub use leases::{LeaseFilter, LeaseRecord, LeaseSummary, NewLease, Queued, RevocableLease};
+pub use leases::{
+    LEASE_STATES, LeaseFilter, LeaseRecord, LeaseSummary, NewLease, Queued, RevocableLease,
+};
 
 /// Where the state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

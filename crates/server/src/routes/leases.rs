@@ -24,18 +24,7 @@ use crate::state::AppState;
 async fn find(state: &AppState, id: &str) -> Result<Option<LeaseRecord>, ApiError> {
     let filter = LeaseFilter {
         id: Some(id.to_owned()),
-        states: [
-            "pending",
-            "active",
-            "revoking",
-            "revoked",
-            "failed",
-            "irrevocable",
-            "lapsed",
-            "forgotten",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
+        states: creddy_store::LEASE_STATES.map(str::to_owned).to_vec(),
         ..LeaseFilter::default()
     };
     Ok(state.store().find_leases(&filter).await?.into_iter().next())
