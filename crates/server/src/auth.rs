@@ -10,7 +10,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use creddy_core::agent::Agent;
 use creddy_core::audit::Actor;
-use creddy_core::scope::Scope;
+use creddy_core::scope::{Grants, Scope};
 use creddy_core::secret::{SecretToken, TokenKind};
 
 use crate::error::{ApiError, ErrorCode};
@@ -52,6 +52,44 @@ impl Principal {
                     )),
             )
         }
+    }
+
+    /// Succeeds when the caller may grant every scope of `granted`: the local admin may
+    /// grant anything, an agent only scopes that its own grants cover (through the one
+    /// matcher, the granted pattern read as a requested scope). So `admin:agents:write`
+    /// cannot mint `admin:*`, nor `daytona` mint `*`.
+    pub(crate) fn require_grantable(&self, granted: &Grants) -> Result<(), ApiError> {
+        let Principal::Agent(agent) = self else {
+            return Ok(());
+        };
+        let beyond: Vec<&str> = granted
+            .as_slice()
+            .iter()
+            .filter(|scope| !agent.scopes.covers(scope))
+            .map(Scope::as_str)
+            .collect();
+        if beyond.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!(
+            "agent '{}' cannot grant scopes it does not hold itself: {}",
+            agent.name,
+            beyond.join(", ")
+        ))
+        .with_remedy("ask the local admin, or an agent whose grants cover these scopes"))
+    }
+
+    /// The agent's id, when the caller is an agent.
+    pub(crate) fn agent_id(&self) -> Option<&str> {
+        match self {
+            Principal::LocalAdmin => None,
+            Principal::Agent(agent) => Some(agent.id.as_str()),
+        }
+    }
+
+    /// Who decided, as recorded on a request: `local_admin` or the agent's id.
+    pub(crate) fn decider(&self) -> String {
+        self.agent_id().unwrap_or("local_admin").to_owned()
     }
 
     /// The agent behind the call, for agent routes; the admin token is not an agent.

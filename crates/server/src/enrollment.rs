@@ -218,15 +218,6 @@ pub(crate) fn admitted_agent(
     (agent, secrets)
 }
 
-/// Sorted, de-duplicated union of an agent's scopes and approved additions.
-pub(crate) fn merged(current: &Grants, added: &[String]) -> Vec<String> {
-    let mut all = current.to_strings();
-    all.extend(added.iter().cloned());
-    all.sort();
-    all.dedup();
-    all
-}
-
 /// Closes requests whose deadline passed: undecided ones expire; approved enrollments that
 /// nobody picked up expire and their agent is removed (reason `unclaimed`).
 pub(crate) async fn expire_lapsed(state: &AppState) -> Result<(), creddy_store::StoreError> {

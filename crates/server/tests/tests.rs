@@ -2,6 +2,7 @@
 //! private PostgreSQL, each test run against both stores.
 
 mod agents;
+mod attacks;
 mod audit;
 mod edge;
 mod enroll;

@@ -286,26 +286,31 @@ impl Store {
         Ok(())
     }
 
-    /// Approves a pending amendment: the agent's scopes become `merged`, with the events.
+    /// Approves a pending amendment: `added` is merged into the agent's scopes as they are
+    /// stored when the transaction runs (sorted, without duplicates), so two approvals at
+    /// once both keep their scopes, and a caller holding a narrowed view of the agent (an
+    /// access token) cannot wipe grants it does not see. The events are built from the
+    /// merged set and appended in the same transaction; the merged set is returned.
     pub async fn approve_amendment(
         &self,
         id: &str,
         agent: &AgentId,
-        merged: &[String],
+        added: &[String],
         decided_by: &str,
         now: Timestamp,
-        events: &[AuditEvent],
-    ) -> Result<()> {
-        let scopes = encode(merged)?;
-        in_transaction!(self, |tx| {
+        events: impl FnOnce(&[String]) -> Vec<AuditEvent>,
+    ) -> Result<Vec<String>> {
+        let added_text = encode(added)?;
+        let merged = in_transaction!(self, |tx| {
             let decided = sqlx::query(
                 "UPDATE enrollments SET status = 'approved', scopes = $2, decided_at = $3, decided_by = $4 \
-                 WHERE id = $1 AND kind = 'amendment' AND status = 'pending'",
+                 WHERE id = $1 AND kind = 'amendment' AND status = 'pending' AND agent_id = $5",
             )
             .bind(id)
-            .bind(&scopes)
+            .bind(&added_text)
             .bind(now.as_millis())
             .bind(decided_by)
+            .bind(agent.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -314,20 +319,31 @@ impl Store {
                     "request {id} was already decided"
                 )));
             }
-            let updated = sqlx::query("UPDATE agents SET scopes = $2 WHERE id = $1")
-                .bind(agent.as_str())
-                .bind(&scopes)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if updated == 0 {
+            // A no-op update takes the row lock (PostgreSQL) before the scopes are read, so a
+            // concurrent approval waits and then reads what this one wrote.
+            let current: Option<(String,)> =
+                sqlx::query_as("UPDATE agents SET scopes = scopes WHERE id = $1 RETURNING scopes")
+                    .bind(agent.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((current,)) = current else {
                 return Err(StoreError::Conflict(format!(
                     "the agent of request {id} no longer exists"
                 )));
-            }
-            append_events!(tx, events);
+            };
+            let mut merged = decode_strings("agents.scopes", &current)?;
+            merged.extend(added.iter().cloned());
+            merged.sort();
+            merged.dedup();
+            sqlx::query("UPDATE agents SET scopes = $2 WHERE id = $1")
+                .bind(agent.as_str())
+                .bind(encode(&merged)?)
+                .execute(&mut *tx)
+                .await?;
+            append_events!(tx, &events(&merged));
+            merged
         });
-        Ok(())
+        Ok(merged)
     }
 
     /// Ends a request that is still `pending` as `rejected` or `expired`, or an `approved`

@@ -980,7 +980,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
             &["alpha".into(), "beta".into()],
             "local_admin",
             T0,
-            &[],
+            |_| Vec::new(),
         )
         .await
         .expect("approve amendment");

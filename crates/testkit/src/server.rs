@@ -119,6 +119,13 @@ impl TestServer {
         crate::store::execute_raw(&location, sql).await;
     }
 
+    /// The first column of the first row of raw SQL against the server's database, as text
+    /// (reading what the API does not show; `None` when no row matched).
+    pub async fn query_raw_text(&self, sql: &str) -> Option<String> {
+        let location = self.server().state().store().location().clone();
+        crate::store::query_raw_text(&location, sql).await
+    }
+
     /// Makes every audit insert of this server's database fail (fail-closed tests).
     pub async fn break_audit(&self) {
         let location = self.server().state().store().location().clone();

@@ -102,6 +102,37 @@ pub async fn execute_raw(location: &Location, sql: &str) {
     result.unwrap_or_else(|e| panic!("raw SQL failed: {e}"));
 }
 
+/// The first text column of the first row of `sql` at `location`, read outside the store.
+pub async fn query_raw_text(location: &Location, sql: &str) -> Option<String> {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    let result = match location {
+        Location::Sqlite(path) => {
+            let url = format!("sqlite://{}", path.display());
+            let pool = sqlx::SqlitePool::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let r = sqlx::query_scalar::<_, Option<String>>(sql)
+                .fetch_optional(&pool)
+                .await;
+            pool.close().await;
+            r
+        }
+        Location::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let r = sqlx::query_scalar::<_, Option<String>>(sql)
+                .fetch_optional(&pool)
+                .await;
+            pool.close().await;
+            r
+        }
+    };
+    result
+        .unwrap_or_else(|e| panic!("raw SQL failed: {e}"))
+        .flatten()
+}
+
 /// SQL that makes every insert into the audit trail fail, for the dialect of `location`.
 pub fn break_audit_sql(location: &Location) -> &'static str {
     match location {

@@ -93,6 +93,7 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     principal.require_admin("admin:agents:write")?;
     let (name, scopes, lifetime) = validate(&body)?;
+    principal.require_grantable(&scopes)?;
     let now = state.clock().now();
     let policy = crate::enrollment::admitting_policy(&state, name.as_str()).await?;
     let (mut new, secrets) =

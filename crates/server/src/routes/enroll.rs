@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use creddy_core::Timestamp;
 use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
-use creddy_core::ids::EnrollmentId;
+use creddy_core::ids::{AgentId, EnrollmentId};
 use creddy_core::names::AgentName;
 use creddy_core::policy::Verdict;
 use creddy_core::scope::Grants;
@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
-use crate::enrollment::{admitted_agent, admitting_policy, decide, merged, requested_scopes};
+use crate::enrollment::{admitted_agent, admitting_policy, decide, requested_scopes};
 use crate::error::{ApiError, ErrorCode, no_store};
 use crate::http::{ApiJson, RequestContext};
 use crate::state::AppState;
@@ -389,6 +389,21 @@ async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, ApiError
     Ok(request)
 }
 
+/// An agent never decides on its own amendment, whatever admin scopes it holds.
+fn refuse_own_amendment(principal: &Principal, request: &Enrollment) -> Result<(), ApiError> {
+    if request.kind == "amendment"
+        && principal.agent_id().is_some()
+        && principal.agent_id() == request.agent_id.as_deref()
+    {
+        return Err(ApiError::forbidden(format!(
+            "request {} is this agent's own amendment; an agent cannot decide on it",
+            request.id
+        ))
+        .with_remedy("another admin, or the local admin, must approve or reject it"));
+    }
+    Ok(())
+}
+
 /// `POST /v1/admin/pending/{id}/approve`.
 pub(crate) async fn approve(
     State(state): State<AppState>,
@@ -400,40 +415,39 @@ pub(crate) async fn approve(
     let body: ApproveBody = optional_json(&body)?;
     principal.require_admin("admin:enrollments:write")?;
     let request = open_request(&state, &id).await?;
+    refuse_own_amendment(&principal, &request)?;
     let chosen = body.scopes.unwrap_or_else(|| request.scopes.clone());
     if chosen.is_empty() || chosen.len() > crate::enrollment::MAX_REQUESTED {
         return Err(ApiError::invalid_request("approve with 1 to 64 scopes"));
     }
     let grants = Grants::parse(&chosen)
         .map_err(|e| ApiError::new(ErrorCode::InvalidScope, e.to_string()))?;
+    principal.require_grantable(&grants)?;
     let now = state.clock().now();
     let actor = principal.actor();
-    let decided_by = match &principal {
-        Principal::LocalAdmin => "local_admin".to_owned(),
-        Principal::Agent(a) => a.id.to_string(),
-    };
+    let decided_by = principal.decider();
     let (agent_id, final_scopes) = if request.kind == "amendment" {
         let agent_id = request.agent_id.clone().unwrap_or_default();
-        let agent = state
-            .store()
-            .find_agent_by_name(&request.name)
-            .await?
-            .filter(|a| a.id.as_str() == agent_id)
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Conflict,
-                    "the agent of this request no longer exists",
+        let added = grants.to_strings();
+        let request_id = id.clone();
+        let origin = context.clone();
+        let merged =
+            state
+                .store()
+                .approve_amendment(
+                    &id,
+                    &AgentId::from_stored(agent_id.clone()),
+                    &added,
+                    &decided_by,
+                    now,
+                    |merged| {
+                        vec![AuditEvent::new(Action::AmendmentApproved, actor, now)
+                    .about_agent(&agent_id, &request.name)
+                    .from_request(origin.ip, origin.request_id)
+                    .with_details(json!({"request": request_id, "added": added, "scopes": merged}))]
+                    },
                 )
-            })?;
-        let merged = merged(&agent.scopes, &grants.to_strings());
-        let event = AuditEvent::new(Action::AmendmentApproved, actor, now)
-            .about_agent(&agent_id, &agent.name)
-            .from_request(context.ip, context.request_id)
-            .with_details(json!({"request": id, "added": grants.to_strings(), "scopes": merged}));
-        state
-            .store()
-            .approve_amendment(&id, &agent.id, &merged, &decided_by, now, &[event])
-            .await?;
+                .await?;
         (agent_id, merged)
     } else {
         let name = AgentName::parse(&request.name)
@@ -483,6 +497,7 @@ pub(crate) async fn reject(
     let body: RejectBody = optional_json(&body)?;
     principal.require_admin("admin:enrollments:write")?;
     let request = open_request(&state, &id).await?;
+    refuse_own_amendment(&principal, &request)?;
     let reason = body
         .reason
         .unwrap_or_else(|| "rejected by an admin".to_owned());
@@ -503,7 +518,14 @@ pub(crate) async fn reject(
         .with_details(json!({"request": id, "name": request.name, "reason": reason}));
     if !state
         .store()
-        .close_enrollment(&id, "rejected", Some(&reason), "local_admin", now, &[event])
+        .close_enrollment(
+            &id,
+            "rejected",
+            Some(&reason),
+            &principal.decider(),
+            now,
+            &[event],
+        )
         .await?
     {
         return Err(ApiError::new(
@@ -585,15 +607,16 @@ pub(crate) async fn amend(
         }
         Verdict::Pending(_) => Ok(Json(json!({"id": id, "status": "pending"})).into_response()),
         Verdict::Approve => {
-            let all = merged(&agent.scopes, &texts);
-            let event = AuditEvent::new(Action::AmendmentApproved, Actor::system(), now)
-                .about_agent(agent.id.as_str(), &agent.name)
-                .with_details(
-                    json!({"request": id, "added": texts, "scopes": all, "policy": new.policy}),
-                );
-            state
+            let policy = new.policy.clone();
+            let all = state
                 .store()
-                .approve_amendment(&id, &agent.id, &all, "policy", now, &[event])
+                .approve_amendment(&id, &agent.id, &texts, "policy", now, |all| {
+                    vec![
+                        AuditEvent::new(Action::AmendmentApproved, Actor::system(), now)
+                            .about_agent(agent.id.as_str(), &agent.name)
+                            .with_details(json!({"request": id, "added": texts, "scopes": all, "policy": policy})),
+                    ]
+                })
                 .await?;
             Ok(Json(json!({"id": id, "status": "approved", "scopes": all})).into_response())
         }

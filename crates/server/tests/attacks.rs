@@ -1,0 +1,320 @@
+//! The attacker's suite (docs/threat-model.md): each test tries to break an invariant the way
+//! a hostile caller would, against both stores. Every test here was seen failing against the
+//! code before its fix.
+
+use creddy_core::policy::{Policy, PolicySet};
+use creddy_testkit::http::{Answer, Api};
+use creddy_testkit::server::TestServer;
+use creddy_testkit::store::Dialect;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+creddy_testkit::dialects!(attack_site =>
+    a_narrow_admin_scope_cannot_create_a_broader_agent,
+    an_enrollment_admin_cannot_approve_itself_into_full_admin,
+    an_agent_rejection_is_decided_by_that_agent,
+    concurrent_approved_amendments_keep_every_scope,
+    an_amendment_through_a_narrowed_token_keeps_the_other_grants,
+);
+
+const POLICIES: &str = r#"
+[[policies]]
+name = "auto"
+match = { name_pattern = "auto-*" }
+allow = { scopes = ["test", "spare"] }
+"#;
+
+async fn attack_site(dialect: Dialect) -> TestServer {
+    #[derive(serde::Deserialize)]
+    struct File {
+        policies: Vec<Policy>,
+    }
+    let file: File = toml::from_str(POLICIES).unwrap_or_else(|e| panic!("{e}"));
+    let server = TestServer::start_with(dialect, |s| {
+        s.policies = PolicySet::new(file.policies).unwrap_or_else(|e| panic!("{e}"));
+    })
+    .await;
+    let api = Api::new(&server.url());
+    for backend in ["test", "spare"] {
+        server.install_test_plugin(backend);
+        let upstream = server.scratch().join(format!("upstream-{backend}"));
+        let added = api
+            .add_test_backend(
+                &server.admin_token(),
+                backend,
+                "upstream-master-key",
+                &upstream,
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    }
+    server
+}
+
+/// An agent created by the local admin: its token and body.
+async fn agent(api: &Api, admin: &str, name: &str, scopes: &[&str]) -> (String, Value) {
+    let created = api
+        .post(
+            "/v1/admin/agents",
+            admin,
+            json!({"name": name, "scopes": scopes}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let token = created.body["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (token, created.body)
+}
+
+async fn scopes_of(api: &Api, admin: &str, name: &str) -> Value {
+    api.get(&format!("/v1/admin/agents/{name}"), admin)
+        .await
+        .body["scopes"]
+        .clone()
+}
+
+async fn enroll(api: &Api, name: &str, scopes: &[&str]) -> Answer {
+    api.call(
+        Method::POST,
+        "/v1/enroll",
+        None,
+        Some(json!({"name": name, "scopes": scopes})),
+    )
+    .await
+}
+
+async fn a_narrow_admin_scope_cannot_create_a_broader_agent(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let (ops, _) = agent(&api, &admin, "ops", &["admin:agents:write"]).await;
+    for scopes in [
+        json!(["admin:*"]),
+        json!(["admin:agents:*"]),
+        json!(["admin:backends:write"]),
+        json!(["*"]),
+        json!(["test"]),
+    ] {
+        let refused = api
+            .post(
+                "/v1/admin/agents",
+                &ops,
+                json!({"name": "escalated", "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{scopes}: {}",
+            refused.text
+        );
+        assert_eq!(refused.code(), "forbidden");
+        assert!(refused.error().contains("cannot grant"), "{}", refused.text);
+    }
+    assert_eq!(
+        api.get("/v1/admin/agents/escalated", &admin).await.status,
+        StatusCode::NOT_FOUND,
+        "nothing was created"
+    );
+    // What it holds, it may hand on.
+    let same = api
+        .post(
+            "/v1/admin/agents",
+            &ops,
+            json!({"name": "helper", "scopes": ["admin:agents:write"]}),
+        )
+        .await;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.text);
+    // An agent holding a broad grant may grant narrower ones, never admin through `*`.
+    let (broad, _) = agent(&api, &admin, "broad", &["admin:agents:write", "*"]).await;
+    let narrower = api
+        .post(
+            "/v1/admin/agents",
+            &broad,
+            json!({"name": "narrow", "scopes": ["test:read", "*"]}),
+        )
+        .await;
+    assert_eq!(narrower.status, StatusCode::OK, "{}", narrower.text);
+    let admin_through_star = api
+        .post(
+            "/v1/admin/agents",
+            &broad,
+            json!({"name": "sneaky", "scopes": ["admin:keys:read"]}),
+        )
+        .await;
+    assert_eq!(admin_through_star.status, StatusCode::FORBIDDEN);
+}
+
+async fn an_enrollment_admin_cannot_approve_itself_into_full_admin(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let (approver, approver_body) = agent(
+        &api,
+        &admin,
+        "approver",
+        &["admin:enrollments:write", "test"],
+    )
+    .await;
+
+    // The reproduction: file an amendment, approve it with an admin override.
+    let filed = api
+        .post("/v1/request", &approver, json!({"scopes": ["test:read"]}))
+        .await;
+    assert_eq!(filed.status, StatusCode::OK, "{}", filed.text);
+    let own = filed.body["id"].as_str().unwrap_or_default().to_owned();
+    for body in [json!({"scopes": ["admin:*"]}), json!({})] {
+        let refused = api
+            .post(&format!("/v1/admin/pending/{own}/approve"), &approver, body)
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+        assert!(
+            refused.error().contains("own amendment"),
+            "{}",
+            refused.text
+        );
+    }
+    let self_reject = api
+        .post(
+            &format!("/v1/admin/pending/{own}/reject"),
+            &approver,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        self_reject.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        self_reject.text
+    );
+    assert_eq!(
+        scopes_of(&api, &admin, "approver").await,
+        approver_body["scopes"],
+        "nothing was granted"
+    );
+
+    // Another agent's amendment, and an enrollment: no override beyond the approver's own
+    // grants, with or without admin scopes.
+    let (other, _) = agent(&api, &admin, "other", &["spare"]).await;
+    let amendment = api
+        .post("/v1/request", &other, json!({"scopes": ["test:read"]}))
+        .await;
+    let amendment = amendment.body["id"].as_str().unwrap_or_default().to_owned();
+    let enrollment = enroll(&api, "newcomer", &["test:read"]).await;
+    assert_eq!(enrollment.status, StatusCode::OK, "{}", enrollment.text);
+    let enrollment = enrollment.body["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for id in [&amendment, &enrollment] {
+        for scopes in [
+            json!(["admin:*"]),
+            json!(["admin:agents:write"]),
+            json!(["*"]),
+        ] {
+            let refused = api
+                .post(
+                    &format!("/v1/admin/pending/{id}/approve"),
+                    &approver,
+                    json!({"scopes": scopes}),
+                )
+                .await;
+            assert_eq!(
+                refused.status,
+                StatusCode::FORBIDDEN,
+                "{id} {scopes}: {}",
+                refused.text
+            );
+        }
+    }
+    let approved = api
+        .post(
+            &format!("/v1/admin/pending/{amendment}/approve"),
+            &approver,
+            json!({}),
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
+    assert_eq!(approved.body["scopes"], json!(["spare", "test:read"]));
+    let approved = api
+        .post(
+            &format!("/v1/admin/pending/{enrollment}/approve"),
+            &approver,
+            json!({}),
+        )
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
+    assert_eq!(
+        scopes_of(&api, &admin, "newcomer").await,
+        json!(["test:read"])
+    );
+}
+
+async fn an_agent_rejection_is_decided_by_that_agent(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let (approver, body) = agent(&api, &admin, "approver", &["admin:enrollments:write"]).await;
+    let filed = enroll(&api, "unwanted", &["test:read"]).await;
+    let id = filed.body["id"].as_str().unwrap_or_default().to_owned();
+    let rejected = api
+        .post(
+            &format!("/v1/admin/pending/{id}/reject"),
+            &approver,
+            json!({"reason": "not ours"}),
+        )
+        .await;
+    assert_eq!(rejected.status, StatusCode::NO_CONTENT, "{}", rejected.text);
+    let decider = server
+        .query_raw_text(&format!(
+            "SELECT decided_by FROM enrollments WHERE id = '{id}'"
+        ))
+        .await;
+    assert_eq!(decider.as_deref(), body["id"].as_str());
+}
+
+async fn concurrent_approved_amendments_keep_every_scope(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    for trial in 0..10 {
+        let name = format!("auto-{trial}");
+        let (token, _) = agent(&api, &admin, &name, &["test:read"]).await;
+        let (first, second) = tokio::join!(
+            api.post("/v1/request", &token, json!({"scopes": ["test"]})),
+            api.post("/v1/request", &token, json!({"scopes": ["spare"]})),
+        );
+        for answer in [&first, &second] {
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+            assert_eq!(answer.body["status"], "approved", "{}", answer.text);
+        }
+        assert_eq!(
+            scopes_of(&api, &admin, &name).await,
+            json!(["spare", "test", "test:read"]),
+            "trial {trial}: both approvals are kept"
+        );
+    }
+}
+
+async fn an_amendment_through_a_narrowed_token_keeps_the_other_grants(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let (_, body) = agent(&api, &admin, "auto-narrow", &["spare", "test:read"]).await;
+    let client_id = body["oidc"]["client_id"].as_str().unwrap_or_default();
+    let secret = body["oidc"]["client_secret"].as_str().unwrap_or_default();
+    let request = api
+        .request(Method::POST, "/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .basic_auth(client_id, Some(secret))
+        .body("grant_type=client_credentials&scope=test%3Aread");
+    let issued = api.send(request).await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.text);
+    let jwt = issued.body["access_token"].as_str().unwrap_or_default();
+    let amended = api
+        .post("/v1/request", jwt, json!({"scopes": ["test"]}))
+        .await;
+    assert_eq!(amended.status, StatusCode::OK, "{}", amended.text);
+    assert_eq!(amended.body["status"], "approved");
+    assert_eq!(
+        scopes_of(&api, &admin, "auto-narrow").await,
+        json!(["spare", "test", "test:read"])
+    );
+}
