@@ -12,6 +12,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::Timestamp;
 use crate::ids::EventId;
@@ -360,7 +361,6 @@ pub struct ChainCheck {
     key: Option<[u8; 32]>,
     expected_seq: i64,
     prev_hash: String,
-    keyed_seen: bool,
 }
 
 impl ChainCheck {
@@ -370,7 +370,6 @@ impl ChainCheck {
             key,
             expected_seq: 1,
             prev_hash: GENESIS_HASH.to_owned(),
-            keyed_seen: false,
         }
     }
 
@@ -404,21 +403,24 @@ impl ChainCheck {
                 "the content does not match its hash: the record was edited".into(),
             ));
         }
-        match (mac, &self.key) {
-            (Some(mac), Some(key)) => {
-                if keyed_hash(key, hash) != mac {
+        // With the key, every record from the first on must carry its keyed hash: the server
+        // knows the key before it writes its first event, so a record without one was
+        // stripped (someone recomputed the plain chain and cleared the keyed hashes).
+        if let Some(key) = &self.key {
+            match mac {
+                Some(mac) if bool::from(keyed_hash(key, hash).as_bytes().ct_eq(mac.as_bytes())) => {
+                }
+                Some(_) => {
                     return Err(fail(
                         "the keyed hash does not match: the record was rewritten without the master key".into(),
                     ));
                 }
-                self.keyed_seen = true;
+                None => {
+                    return Err(fail(
+                        "the keyed hash is missing: the record was rewritten without the master key".into(),
+                    ));
+                }
             }
-            (None, Some(_)) if self.keyed_seen => {
-                return Err(fail(
-                    "the keyed hash is missing: the record was rewritten".into(),
-                ));
-            }
-            _ => {}
         }
         self.expected_seq += 1;
         self.prev_hash = hash.to_owned();

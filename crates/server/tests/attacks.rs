@@ -15,6 +15,8 @@ creddy_testkit::dialects!(attack_site =>
     an_agent_rejection_is_decided_by_that_agent,
     concurrent_approved_amendments_keep_every_scope,
     an_amendment_through_a_narrowed_token_keeps_the_other_grants,
+    a_chain_rewritten_without_the_keyed_hashes_is_broken_from_the_first_record,
+    one_stripped_keyed_hash_breaks_the_chain_there,
 );
 
 const POLICIES: &str = r#"
@@ -317,4 +319,109 @@ async fn an_amendment_through_a_narrowed_token_keeps_the_other_grants(server: Te
         scopes_of(&api, &admin, "auto-narrow").await,
         json!(["spare", "test", "test:read"])
     );
+}
+
+async fn verify(api: &Api, admin: &str) -> Value {
+    let answer = api.get("/v1/admin/audit/verify", admin).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    answer.body
+}
+
+/// A few events to tamper with.
+async fn some_history(server: &TestServer) -> (Api, String) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    for name in ["alpha", "beta", "gamma"] {
+        agent(&api, &admin, name, &["test"]).await;
+    }
+    assert_eq!(verify(&api, &admin).await["ok"], true);
+    (api, admin)
+}
+
+async fn a_chain_rewritten_without_the_keyed_hashes_is_broken_from_the_first_record(
+    server: TestServer,
+) {
+    let (api, admin) = some_history(&server).await;
+    // The attacker writes to the database but lacks master.key: edit one record, recompute the
+    // plain SHA-256 chain from there on, and clear every keyed hash and the head's hash.
+    let mut events: Vec<Value> = api
+        .get("/v1/admin/audit?limit=1000", &admin)
+        .await
+        .body
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    events.sort_by_key(|e| e["seq"].as_i64());
+    let victim = events
+        .iter()
+        .find(|e| e["action"] == "agent.created")
+        .and_then(|e| e["seq"].as_i64())
+        .unwrap_or_default();
+    let mut sql = String::from("UPDATE audit_events SET mac = NULL;");
+    let mut prev = None::<String>;
+    for mut record in events {
+        let seq = record["seq"].as_i64().unwrap_or_default();
+        if seq < victim {
+            prev = record["hash"].as_str().map(str::to_owned);
+            continue;
+        }
+        if let Value::Object(map) = &mut record {
+            map.remove("hash");
+            if seq == victim {
+                map.insert("details".into(), json!({"scopes": ["*"], "forged": true}));
+            }
+            if let Some(prev) = &prev {
+                map.insert("prev_hash".into(), json!(prev));
+            }
+        }
+        let hash = creddy_core::audit::record_hash(&record);
+        sql.push_str(&format!(
+            "UPDATE audit_events SET details = '{}', prev_hash = '{}', hash = '{hash}' WHERE seq = {seq};",
+            record["details"],
+            record["prev_hash"].as_str().unwrap_or_default()
+        ));
+        prev = Some(hash);
+    }
+    sql.push_str(&format!(
+        "UPDATE audit_head SET hash = '{}' WHERE id = 1;",
+        prev.unwrap_or_default()
+    ));
+    server.execute_raw(&sql).await;
+    let forged = verify(&api, &admin).await;
+    assert_eq!(forged["ok"], false, "{forged}");
+    assert_eq!(forged["broken_at_seq"], 1, "{forged}");
+    assert!(
+        forged["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("keyed hash is missing"),
+        "{forged}"
+    );
+}
+
+async fn one_stripped_keyed_hash_breaks_the_chain_there(server: TestServer) {
+    let (api, admin) = some_history(&server).await;
+    for seq in [1, 4] {
+        let mac = server
+            .query_raw_text(&format!("SELECT mac FROM audit_events WHERE seq = {seq}"))
+            .await
+            .unwrap_or_default();
+        server
+            .execute_raw(&format!(
+                "UPDATE audit_events SET mac = NULL WHERE seq = {seq}"
+            ))
+            .await;
+        let broken = verify(&api, &admin).await;
+        assert_eq!(
+            (broken["ok"].clone(), broken["broken_at_seq"].clone()),
+            (json!(false), json!(seq)),
+            "{broken}"
+        );
+        server
+            .execute_raw(&format!(
+                "UPDATE audit_events SET mac = '{mac}' WHERE seq = {seq}"
+            ))
+            .await;
+        assert_eq!(verify(&api, &admin).await["ok"], true, "restored");
+    }
 }
