@@ -164,12 +164,78 @@ impl RevocationSettings {
     }
 }
 
-/// `limits = { max_active_leases_per_agent }`.
+/// `limits = { enroll_per_ip, token_per_client, vend_per_agent, request_per_agent,
+/// max_active_leases_per_agent, max_connections, max_connections_per_ip }`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     max_active_leases_per_agent: Option<u32>,
     enroll_per_ip: Option<Rate>,
+    token_per_client: Option<Rate>,
+    vend_per_agent: Option<Rate>,
+    request_per_agent: Option<Rate>,
+    max_connections: Option<u32>,
+    max_connections_per_ip: Option<u32>,
+}
+
+/// Request and connection limits (§14, §15.7), per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// `/oauth/token` requests per client id (120/minute).
+    pub token_per_client: Rate,
+    /// Credential requests per agent (600/minute).
+    pub vend_per_agent: Rate,
+    /// Scope requests (`POST /v1/request`) per agent (10/minute).
+    pub request_per_agent: Rate,
+    /// Open connections in all (1024; never more than half the descriptor limit).
+    pub max_connections: u32,
+    /// Open connections from one address (64).
+    pub max_connections_per_ip: u32,
+    /// How long a client may take to send a request body (15 s).
+    pub body_read_timeout: std::time::Duration,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let per_minute = |count| Rate {
+            count,
+            window_seconds: 60,
+        };
+        Self {
+            token_per_client: per_minute(120),
+            vend_per_agent: per_minute(600),
+            request_per_agent: per_minute(10),
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            body_read_timeout: std::time::Duration::from_secs(15),
+        }
+    }
+}
+
+impl LimitSettings {
+    fn from_file(file: &FileLimits, source: &str) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        for (key, value) in [
+            ("max_connections", file.max_connections),
+            ("max_connections_per_ip", file.max_connections_per_ip),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError(format!(
+                    "limits.{key}{source}: must be at least 1"
+                )));
+            }
+        }
+        Ok(Self {
+            token_per_client: file.token_per_client.unwrap_or(defaults.token_per_client),
+            vend_per_agent: file.vend_per_agent.unwrap_or(defaults.vend_per_agent),
+            request_per_agent: file.request_per_agent.unwrap_or(defaults.request_per_agent),
+            max_connections: file.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_ip: file
+                .max_connections_per_ip
+                .unwrap_or(defaults.max_connections_per_ip),
+            body_read_timeout: defaults.body_read_timeout,
+        })
+    }
 }
 
 /// `oidc = { alg, token_ttl, rotation_grace }`.
@@ -207,13 +273,14 @@ impl Default for OidcSettings {
     }
 }
 
-/// `enrollment = { pending_ttl, pickup_ttl, max_pending }`.
+/// `enrollment = { pending_ttl, pickup_ttl, max_pending, max_open_amendments }`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileEnrollment {
     pending_ttl: Option<Duration>,
     pickup_ttl: Option<Duration>,
     max_pending: Option<u32>,
+    max_open_amendments: Option<u32>,
 }
 
 /// Enrollment limits (§7).
@@ -223,8 +290,10 @@ pub struct EnrollmentSettings {
     pub pending_ttl: u64,
     /// Seconds an approved agent has to pick its credentials up (1h).
     pub pickup_ttl: u64,
-    /// The most open enrollments (1000).
+    /// The most open enrollments (1000); amendments are counted apart.
     pub max_pending: u32,
+    /// The most open amendments of one agent (5).
+    pub max_open_amendments: u32,
     /// Enrollment requests per client address (20/minute), per node.
     pub per_ip: Rate,
 }
@@ -235,6 +304,7 @@ impl Default for EnrollmentSettings {
             pending_ttl: 86_400,
             pickup_ttl: 3_600,
             max_pending: 1_000,
+            max_open_amendments: 5,
             per_ip: Rate {
                 count: 20,
                 window_seconds: 60,
@@ -335,6 +405,8 @@ pub struct Settings {
     pub reaper_max_idle: std::time::Duration,
     /// Enrollment limits.
     pub enrollment: EnrollmentSettings,
+    /// Request rates and connections.
+    pub limits: LimitSettings,
     /// The OIDC provider.
     pub oidc: OidcSettings,
     /// The policies, in file order.
@@ -498,11 +570,13 @@ impl Settings {
                     .pickup_ttl
                     .map_or(3_600, Duration::as_seconds),
                 max_pending: file.enrollment.max_pending.unwrap_or(1_000),
+                max_open_amendments: file.enrollment.max_open_amendments.unwrap_or(5),
                 per_ip: file
                     .limits
                     .enroll_per_ip
                     .unwrap_or(EnrollmentSettings::default().per_ip),
             },
+            limits: LimitSettings::from_file(&file.limits, &source)?,
             oidc: oidc_settings(&file.oidc, &source)?,
             policies: PolicySet::new(file.policies)
                 .map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))?,
@@ -530,6 +604,7 @@ impl Settings {
             revocation: RevocationSettings::default(),
             reaper_max_idle: crate::tasks::MAX_IDLE,
             enrollment: EnrollmentSettings::default(),
+            limits: LimitSettings::default(),
             oidc: OidcSettings::default(),
             policies: PolicySet::default(),
             config_file: None,

@@ -185,6 +185,13 @@ impl ApiError {
         Self::new(ErrorCode::Unauthorized, message)
     }
 
+    /// 429 `rate_limited` with `Retry-After`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: u64) -> Self {
+        Self::new(ErrorCode::RateLimited, message)
+            .with_remedy(format!("retry in {retry_after} seconds"))
+            .with_retry_after(retry_after)
+    }
+
     /// 403 `forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Forbidden, message)

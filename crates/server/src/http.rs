@@ -59,6 +59,31 @@ impl MakeRequestId for MakeReqId {
     }
 }
 
+/// Whether a client's `X-Request-Id` may be kept: 1 to 64 of `[A-Za-z0-9_-]`. Anything else
+/// (a 60 KB id would be copied into every audit record of the request) is replaced.
+fn is_acceptable_request_id(value: &[u8]) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+}
+
+/// Removes a client's request id unless it is one acceptable value, so that a fresh one is
+/// generated instead.
+async fn drop_malformed_request_id(mut request: Request) -> Request {
+    let ids = request.headers().get_all(&REQUEST_ID);
+    let mut values = ids.iter();
+    let keep = match (values.next(), values.next()) {
+        (None, _) => true,
+        (Some(one), None) => is_acceptable_request_id(one.as_bytes()),
+        (Some(_), Some(_)) => false,
+    };
+    if !keep {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    request
+}
+
 /// The whole application.
 pub(crate) fn router(state: AppState) -> Router {
     let trace = TraceLayer::new_for_http()
@@ -72,6 +97,7 @@ pub(crate) fn router(state: AppState) -> Router {
         })
         .on_response(DefaultOnResponse::new().level(Level::INFO));
     let layers = ServiceBuilder::new()
+        .layer(axum::middleware::map_request(drop_malformed_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeReqId))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetSensitiveRequestHeadersLayer::new([

@@ -28,6 +28,19 @@ impl RateLimiter {
         }
     }
 
+    /// Like [`RateLimiter::check`], refusing with 429 `rate_limited` and `Retry-After`;
+    /// `what` names the requests counted ("enrollment requests from this address").
+    pub(crate) fn admit(
+        &self,
+        key: &str,
+        now: Timestamp,
+        what: &str,
+    ) -> Result<(), crate::error::ApiError> {
+        self.check(key, now).map_err(|retry_after| {
+            crate::error::ApiError::rate_limited(format!("too many {what}"), retry_after)
+        })
+    }
+
     /// Counts one request of `key` at `now`; `Err(seconds)` when over the limit, with the
     /// seconds until the window ends (for `Retry-After`).
     pub fn check(&self, key: &str, now: Timestamp) -> Result<(), u64> {

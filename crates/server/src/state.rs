@@ -33,6 +33,9 @@ struct Inner {
     policies: RwLock<Arc<PolicySet>>,
     keys: crate::oidc::Keys,
     enroll_limiter: RateLimiter,
+    token_limiter: RateLimiter,
+    vend_limiter: RateLimiter,
+    request_limiter: RateLimiter,
     auth_failure_limiter: RateLimiter,
     sealer: Sealer,
     backends: Backends,
@@ -63,6 +66,9 @@ impl AppState {
                 policies: RwLock::new(Arc::new(parts.settings.policies.clone())),
                 keys: crate::oidc::Keys::default(),
                 enroll_limiter: RateLimiter::new(parts.settings.enrollment.per_ip),
+                token_limiter: RateLimiter::new(parts.settings.limits.token_per_client),
+                vend_limiter: RateLimiter::new(parts.settings.limits.vend_per_agent),
+                request_limiter: RateLimiter::new(parts.settings.limits.request_per_agent),
                 auth_failure_limiter: RateLimiter::new(creddy_core::policy::Rate {
                     count: 1,
                     window_seconds: 60,
@@ -128,6 +134,21 @@ impl AppState {
     /// The per-address limit of enrollment requests.
     pub(crate) fn enroll_limiter(&self) -> &RateLimiter {
         &self.inner.enroll_limiter
+    }
+
+    /// The per-client limit of `/oauth/token` requests.
+    pub(crate) fn token_limiter(&self) -> &RateLimiter {
+        &self.inner.token_limiter
+    }
+
+    /// The per-agent limit of credential requests.
+    pub(crate) fn vend_limiter(&self) -> &RateLimiter {
+        &self.inner.vend_limiter
+    }
+
+    /// The per-agent limit of scope requests (amendments).
+    pub(crate) fn request_limiter(&self) -> &RateLimiter {
+        &self.inner.request_limiter
     }
 
     /// This server's counters and histograms.

@@ -19,7 +19,7 @@ use creddy_core::ttl::TtlInputs;
 use creddy_core::{Duration, Timestamp};
 use creddy_plugin::host::{HostError, PluginProcess};
 use creddy_plugin::protocol::{AgentRef, Credential, EnvSource, GetCredentialParams};
-use creddy_store::NewLease;
+use creddy_store::{Intent, NewLease};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -213,6 +213,11 @@ pub(crate) async fn vend(
     request: VendRequest,
     context: RequestContext,
 ) -> Result<Issued, ApiError> {
+    state.vend_limiter().admit(
+        agent.id.as_str(),
+        state.clock().now(),
+        "credential requests from this agent",
+    )?;
     let live = state.backends().get(backend).ok_or_else(|| {
         ApiError::new(
             ErrorCode::BackendNotFound,
@@ -231,19 +236,6 @@ pub(crate) async fn vend(
     let scopes = authorise(agent, backend, &live.plugin, process, request.scopes).await?;
     let now = state.clock().now();
     let ttl = choose_ttl(state, agent, backend, process, request.ttl.as_deref(), now)?;
-    let open = state.store().count_open_leases_of(&agent.id).await?;
-    if open >= i64::from(state.settings().max_active_leases_per_agent) {
-        return Err(ApiError::new(
-            ErrorCode::QuotaExceeded,
-            format!(
-                "agent '{}' already holds {open} open credentials, the most allowed",
-                agent.name
-            ),
-        )
-        .with_remedy(
-            "revoke credentials you no longer need (creddy revoke ID) or wait for them to expire",
-        ));
-    }
     let lease_id = LeaseId::generate(now).to_string();
     let lease = NewLease {
         id: lease_id.clone(),
@@ -255,12 +247,38 @@ pub(crate) async fn vend(
         created_at: now,
         expires_at: now.plus_seconds(ttl),
     };
-    if !state.store().create_lease(&lease).await? {
-        return Err(ApiError::new(
-            ErrorCode::BackendNotFound,
-            format!("backend '{backend}' is being removed"),
-        )
-        .with_remedy("an admin lists backends with: creddy backend ls"));
+    match state
+        .store()
+        .create_lease(&lease, state.settings().max_active_leases_per_agent)
+        .await?
+    {
+        Intent::Recorded => {}
+        Intent::QuotaReached(open) => {
+            return Err(ApiError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "agent '{}' already holds {open} open credentials, the most allowed",
+                    agent.name
+                ),
+            )
+            .with_retry_after(60)
+            .with_remedy(
+                "revoke credentials you no longer need (creddy revoke ID) or wait for them to expire",
+            ));
+        }
+        Intent::AgentGone => {
+            return Err(ApiError::unauthorized(format!(
+                "agent '{}' was removed",
+                agent.name
+            )));
+        }
+        Intent::BackendUnavailable => {
+            return Err(ApiError::new(
+                ErrorCode::BackendNotFound,
+                format!("backend '{backend}' is being removed"),
+            )
+            .with_remedy("an admin lists backends with: creddy backend ls"));
+        }
     }
     let params = GetCredentialParams {
         agent: AgentRef {

@@ -2,7 +2,8 @@
 //! a hostile caller would, against both stores. Every test here was seen failing against the
 //! code before its fix.
 
-use creddy_core::policy::{Policy, PolicySet};
+use creddy_core::policy::{Policy, PolicySet, Rate};
+use creddy_server::Settings;
 use creddy_testkit::http::{Answer, Api};
 use creddy_testkit::server::TestServer;
 use creddy_testkit::store::Dialect;
@@ -17,7 +18,40 @@ creddy_testkit::dialects!(attack_site =>
     an_amendment_through_a_narrowed_token_keeps_the_other_grants,
     a_chain_rewritten_without_the_keyed_hashes_is_broken_from_the_first_record,
     one_stripped_keyed_hash_breaks_the_chain_there,
+    well_formed_request_ids_are_kept_and_others_replaced,
 );
+
+creddy_testkit::dialects!(crowded: crowded_site =>
+    an_amendment_flood_is_capped_counted_apart_and_closed_with_its_agent,
+    concurrent_vends_never_exceed_the_quota,
+);
+
+creddy_testkit::dialects!(limited: rate_limited_site =>
+    tokens_vends_and_scope_requests_are_rate_limited_with_retry_after,
+);
+
+/// Room for few open requests and leases.
+async fn crowded_site(dialect: Dialect) -> TestServer {
+    site_with(dialect, |s| {
+        s.enrollment.max_pending = 3;
+        s.max_active_leases_per_agent = 10;
+    })
+    .await
+}
+
+/// Two requests a minute of each rate-limited kind.
+async fn rate_limited_site(dialect: Dialect) -> TestServer {
+    let two = Rate {
+        count: 2,
+        window_seconds: 60,
+    };
+    site_with(dialect, |s| {
+        s.limits.token_per_client = two;
+        s.limits.vend_per_agent = two;
+        s.limits.request_per_agent = two;
+    })
+    .await
+}
 
 const POLICIES: &str = r#"
 [[policies]]
@@ -27,6 +61,12 @@ allow = { scopes = ["test", "spare"] }
 "#;
 
 async fn attack_site(dialect: Dialect) -> TestServer {
+    site_with(dialect, |_| {}).await
+}
+
+/// A server with the policies above and two backends of the test plugin, `test` and
+/// `spare`, after `adjust` changed its settings.
+async fn site_with(dialect: Dialect, adjust: impl FnOnce(&mut Settings)) -> TestServer {
     #[derive(serde::Deserialize)]
     struct File {
         policies: Vec<Policy>,
@@ -34,11 +74,12 @@ async fn attack_site(dialect: Dialect) -> TestServer {
     let file: File = toml::from_str(POLICIES).unwrap_or_else(|e| panic!("{e}"));
     let server = TestServer::start_with(dialect, |s| {
         s.policies = PolicySet::new(file.policies).unwrap_or_else(|e| panic!("{e}"));
+        adjust(s);
     })
     .await;
     let api = Api::new(&server.url());
+    server.install_test_plugin("test");
     for backend in ["test", "spare"] {
-        server.install_test_plugin(backend);
         let upstream = server.scratch().join(format!("upstream-{backend}"));
         let added = api
             .add_test_backend(
@@ -423,5 +464,200 @@ async fn one_stripped_keyed_hash_breaks_the_chain_there(server: TestServer) {
             ))
             .await;
         assert_eq!(verify(&api, &admin).await["ok"], true, "restored");
+    }
+}
+
+async fn well_formed_request_ids_are_kept_and_others_replaced(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let create = |id: String, name: &'static str| {
+        let request = api
+            .request(Method::POST, "/v1/admin/agents")
+            .bearer_auth(&admin)
+            .header("x-request-id", id)
+            .json(&json!({"name": name, "scopes": ["test"]}));
+        api.send(request)
+    };
+    let kept = create("build-42_A".into(), "kept").await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
+    assert_eq!(kept.header("x-request-id"), Some("build-42_A"));
+    for (id, name) in [
+        ("x".repeat(60 * 1024), "huge"),
+        ("a".repeat(65), "long"),
+        ("<script>".into(), "markup"),
+        ("a b".into(), "spaced"),
+    ] {
+        let replaced = create(id.clone(), name).await;
+        assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+        let given = replaced.header("x-request-id").unwrap_or_default();
+        assert!(given.starts_with("req_") && given != id, "{name}: {given}");
+    }
+    let events = server.audit_events().await;
+    let ids: Vec<&str> = events
+        .iter()
+        .filter(|e| e.action == "agent.created")
+        .filter_map(|e| e.request_id.as_deref())
+        .collect();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert_eq!(ids[0], "build-42_A");
+    assert!(
+        ids[1..]
+            .iter()
+            .all(|id| id.starts_with("req_") && id.len() <= 64),
+        "{ids:?}"
+    );
+}
+
+async fn an_amendment_flood_is_capped_counted_apart_and_closed_with_its_agent(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let (flooder, _) = agent(&api, &admin, "flooder", &["test:read"]).await;
+    let mut refused = None;
+    for i in 0..8 {
+        let answer = api
+            .post("/v1/request", &flooder, json!({"scopes": ["test"]}))
+            .await;
+        if answer.status != StatusCode::OK {
+            refused = Some((i, answer));
+            break;
+        }
+        assert_eq!(answer.body["status"], "pending", "{}", answer.text);
+    }
+    let (at, answer) = refused.unwrap_or_else(|| panic!("eight open amendments accepted"));
+    assert_eq!(at, 5, "five open amendments per agent");
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        answer.text
+    );
+    assert!(answer.header("retry-after").is_some());
+    assert!(
+        answer.error().contains("5 scope requests waiting"),
+        "{}",
+        answer.text
+    );
+
+    // Enrollments have their own count (here 3), untouched by the flood.
+    for name in ["first", "second", "third"] {
+        let enrolled = enroll(&api, name, &["test:read"]).await;
+        assert_eq!(enrolled.status, StatusCode::OK, "{name}: {}", enrolled.text);
+        assert_eq!(enrolled.body["status"], "pending");
+    }
+    let full = enroll(&api, "fourth", &["test:read"]).await;
+    assert_eq!(full.status, StatusCode::TOO_MANY_REQUESTS, "{}", full.text);
+
+    // Removing the agent closes its requests in the same step.
+    let removed = api.delete("/v1/admin/agents/flooder", &admin).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    let pending = api.get("/v1/admin/pending", &admin).await;
+    let kinds: Vec<&str> = pending
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["enroll", "enroll", "enroll"], "{}", pending.text);
+    let deleted = server
+        .audit_events()
+        .await
+        .into_iter()
+        .rfind(|e| e.action == "agent.deleted")
+        .map(|e| e.details);
+    assert_eq!(
+        deleted.map(|d| d["closed_amendments"].clone()),
+        Some(json!(5))
+    );
+}
+
+async fn concurrent_vends_never_exceed_the_quota(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let (token, _) = agent(&api, &admin, "greedy", &["test"]).await;
+    let mut vends = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let (api, token) = (api.clone(), token.clone());
+        vends.spawn(async move {
+            api.post("/v1/credentials/test", &token, json!({"ttl": "10m"}))
+                .await
+        });
+    }
+    let answers = vends.join_all().await;
+    let issued = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::OK)
+        .count();
+    let refused: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.status != StatusCode::OK)
+        .collect();
+    assert_eq!(issued, 10, "exactly the quota is issued");
+    assert!(
+        refused
+            .iter()
+            .all(|a| a.status == StatusCode::TOO_MANY_REQUESTS && a.code() == "quota_exceeded"),
+        "{:?}",
+        refused.iter().map(|a| &a.text).collect::<Vec<_>>()
+    );
+    let active = api.get("/v1/active", &token).await;
+    assert_eq!(active.body.as_array().map(Vec::len), Some(10));
+}
+
+async fn tokens_vends_and_scope_requests_are_rate_limited_with_retry_after(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let (token, body) = agent(&api, &admin, "busy", &["test"]).await;
+    let client_id = body["oidc"]["client_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let secret = body["oidc"]["client_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let token_request = || {
+        api.send(
+            api.request(Method::POST, "/oauth/token")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .basic_auth(&client_id, Some(&secret))
+                .body("grant_type=client_credentials"),
+        )
+    };
+    let vend = || api.post("/v1/credentials/test", &token, json!({"ttl": "10m"}));
+    let amend = || api.post("/v1/request", &token, json!({"scopes": ["spare"]}));
+    for round in 0..2 {
+        for _ in 0..2 {
+            assert_eq!(
+                token_request().await.status,
+                StatusCode::OK,
+                "round {round}"
+            );
+            assert_eq!(vend().await.status, StatusCode::OK, "round {round}");
+            assert_eq!(amend().await.status, StatusCode::OK, "round {round}");
+        }
+        for (kind, answer) in [
+            ("token", token_request().await),
+            ("vend", vend().await),
+            ("request", amend().await),
+        ] {
+            assert_eq!(
+                answer.status,
+                StatusCode::TOO_MANY_REQUESTS,
+                "{kind}: {}",
+                answer.text
+            );
+            let retry: u64 = answer
+                .header("retry-after")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default();
+            assert!((1..=60).contains(&retry), "{kind}: Retry-After {retry}");
+            let code = answer.body["code"]
+                .as_str()
+                .or(answer.body["error"].as_str());
+            assert_eq!(code, Some("rate_limited"), "{kind}: {}", answer.text);
+        }
+        // A new window admits them again.
+        server.clock.advance_seconds(60);
     }
 }

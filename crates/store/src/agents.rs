@@ -233,7 +233,24 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            append_event!(tx, event)?;
+            // Its open scope requests end with it, recorded in the same event.
+            let closed = sqlx::query(
+                "UPDATE enrollments SET status = 'expired', reason = 'the agent was removed', \
+                 decided_at = $2, decided_by = 'system' \
+                 WHERE agent_id = $1 AND kind = 'amendment' AND status = 'pending'",
+            )
+            .bind(id.as_str())
+            .bind(event.time.as_millis())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let mut event = event.clone();
+            if closed > 0
+                && let serde_json::Value::Object(details) = &mut event.details
+            {
+                details.insert("closed_amendments".into(), closed.into());
+            }
+            append_event!(tx, &event)?;
             queued
         });
         Ok(Some(queued))

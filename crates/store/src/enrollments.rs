@@ -115,14 +115,16 @@ fn encode(scopes: &[String]) -> Result<String> {
 
 impl Store {
     /// Records a request with its events. An `enroll` needs a name free among agents and
-    /// open enrollments ([`StoreError::NameTaken`]) and room under `max_pending`
-    /// ([`StoreError::Conflict`]); with `agent` (approved at once) the agent is created in
-    /// the same transaction.
+    /// open enrollments ([`StoreError::NameTaken`]). A `pending` request needs room under
+    /// `max_open` ([`StoreError::Conflict`]): an enrollment counts the open enrollments, an
+    /// amendment the open amendments of its agent (so one agent's amendments never block
+    /// enrollments). With `agent` (approved at once) the agent is created in the same
+    /// transaction.
     pub async fn request_enrollment(
         &self,
         new: &NewEnrollment,
         agent: Option<&NewAgent>,
-        max_pending: u32,
+        max_open: u32,
         events: &[AuditEvent],
     ) -> Result<()> {
         let scopes = encode(&new.scopes)?;
@@ -137,16 +139,35 @@ impl Store {
                 if taken > 0 {
                     return Err(StoreError::NameTaken);
                 }
+            } else {
+                // Lock the agent's row so that concurrent amendments count each other, and
+                // refuse one for an agent that is gone.
+                let exists = sqlx::query("UPDATE agents SET id = id WHERE id = $1")
+                    .bind(new.agent_id.as_deref())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if exists == 0 {
+                    return Err(StoreError::Conflict("the agent no longer exists".into()));
+                }
             }
             if new.status == "pending" {
-                let (open,): (i64,) =
-                    sqlx::query_as("SELECT COUNT(*) FROM enrollments WHERE status = 'pending'")
-                        .fetch_one(&mut *tx)
-                        .await?;
-                if open >= i64::from(max_pending) {
-                    return Err(StoreError::Conflict(format!(
-                        "{open} requests are waiting for a decision, the most allowed"
-                    )));
+                let (open,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM enrollments WHERE status = 'pending' AND kind = $1 \
+                     AND ($1 = 'enroll' OR agent_id = $2)",
+                )
+                .bind(new.kind)
+                .bind(new.agent_id.as_deref())
+                .fetch_one(&mut *tx)
+                .await?;
+                if open >= i64::from(max_open) {
+                    return Err(StoreError::Conflict(if new.kind == "enroll" {
+                        format!("{open} enrollments are waiting for a decision, the most allowed")
+                    } else {
+                        format!(
+                            "this agent already has {open} scope requests waiting, the most allowed"
+                        )
+                    }));
                 }
             }
             sqlx::query(

@@ -95,34 +95,75 @@ pub struct NewLease {
     pub expires_at: Timestamp,
 }
 
+/// What became of a lease intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Recorded as `pending`.
+    Recorded,
+    /// The agent already holds this many open leases, the most allowed.
+    QuotaReached(i64),
+    /// The agent no longer exists.
+    AgentGone,
+    /// The backend is gone or being removed.
+    BackendUnavailable,
+}
+
 impl Store {
-    /// Records a lease intent in state `pending`. Nothing is issued yet, so there is nothing
-    /// to audit: `credential.issued` or `credential.failed` follows when the attempt ends.
-    /// False, with nothing recorded, when the backend is gone or being removed (`draining`).
-    pub async fn create_lease(&self, lease: &NewLease) -> Result<bool> {
+    /// Records a lease intent in state `pending`, unless the agent already holds
+    /// `max_open` leases in `pending` or `active`, is gone, or the backend is gone or being
+    /// removed (`draining`); nothing is recorded then. Nothing is issued yet, so there is
+    /// nothing to audit: `credential.issued` or `credential.failed` follows when the attempt
+    /// ends.
+    ///
+    /// The quota is part of the insert: the agent's row is locked first (a no-op update,
+    /// which PostgreSQL serialises and SQLite's write lock already covers), so concurrent
+    /// requests of one agent count each other's intents.
+    pub async fn create_lease(&self, lease: &NewLease, max_open: u32) -> Result<Intent> {
         let scopes = serde_json::to_string(&lease.scopes)
             .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
         let ttl = i64::try_from(lease.ttl_seconds).unwrap_or(i64::MAX);
-        let created = with_pool!(self, |p| {
-            sqlx::query(
-            "INSERT INTO leases (id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, ttl_seconds, due_at) \
-             SELECT $1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9 \
-             WHERE EXISTS (SELECT 1 FROM backends WHERE name = $4 AND state = 'active')"
-        )
-        .bind(&lease.id)
-        .bind(&lease.agent_id)
-        .bind(&lease.agent_name)
-        .bind(&lease.backend)
-        .bind(&scopes)
-        .bind(lease.created_at.as_millis())
-        .bind(lease.expires_at.as_millis())
-        .bind(ttl)
-        .bind(lease.created_at.as_millis() + PENDING_GRACE_MILLIS)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected() == 1)
-        })?;
-        Ok(created)
+        let intent = in_transaction!(self, |tx| {
+            let agent = sqlx::query("UPDATE agents SET id = id WHERE id = $1")
+                .bind(&lease.agent_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if agent == 0 {
+                return Ok(Intent::AgentGone);
+            }
+            let (open,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM leases WHERE agent_id = $1 AND state IN ('pending', 'active')",
+            )
+            .bind(&lease.agent_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if open >= i64::from(max_open) {
+                return Ok(Intent::QuotaReached(open));
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO leases (id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, ttl_seconds, due_at) \
+                 SELECT $1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9 \
+                 WHERE EXISTS (SELECT 1 FROM backends WHERE name = $4 AND state = 'active')",
+            )
+            .bind(&lease.id)
+            .bind(&lease.agent_id)
+            .bind(&lease.agent_name)
+            .bind(&lease.backend)
+            .bind(&scopes)
+            .bind(lease.created_at.as_millis())
+            .bind(lease.expires_at.as_millis())
+            .bind(ttl)
+            .bind(lease.created_at.as_millis() + PENDING_GRACE_MILLIS)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                Intent::Recorded
+            } else {
+                Intent::BackendUnavailable
+            }
+        });
+        Ok(intent)
     }
 
     /// Commits an issued credential: the pending lease becomes `active` with its sealed

@@ -34,7 +34,7 @@ pub use backends::BackendRecord;
 pub use enrollments::{Enrollment, NewEnrollment};
 pub use keys::SigningKeyRecord;
 pub use leases::{
-    LEASE_STATES, LeaseFilter, LeaseRecord, LeaseSummary, NewLease, Queued, RevocableLease,
+    Intent, LEASE_STATES, LeaseFilter, LeaseRecord, LeaseSummary, NewLease, Queued, RevocableLease,
 };
 
 /// Where the state lives.

@@ -5,7 +5,7 @@ use creddy_core::audit::{Action, Actor, AuditEvent, GENESIS_HASH};
 use creddy_core::names::AgentName;
 use creddy_core::scope::Grants;
 use creddy_core::{Duration, Timestamp};
-use creddy_store::{Store, StoreError};
+use creddy_store::{Intent, Store, StoreError};
 use creddy_testkit::store::TestStore;
 
 creddy_testkit::dialects!(TestStore::new =>
@@ -25,6 +25,7 @@ creddy_testkit::dialects!(TestStore::new =>
     an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgotten,
     a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_settle,
     enrollments_go_from_request_to_one_pickup_or_expiry,
+    the_lease_quota_holds_for_concurrent_intents_on_two_handles,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -423,11 +424,11 @@ async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestSto
     let agent = new_agent("vendor", &["alpha"], None);
     create(&db.store, &agent).await;
     db.store
-        .create_lease(&lease("cred_ok", &agent))
+        .create_lease(&lease("cred_ok", &agent), 100)
         .await
         .expect("intent");
     db.store
-        .create_lease(&lease("cred_bad", &agent))
+        .create_lease(&lease("cred_bad", &agent), 100)
         .await
         .expect("intent");
     assert_eq!(
@@ -517,7 +518,10 @@ async fn shared_facts_are_set_once(db: TestStore) {
 }
 
 async fn issue(store: &Store, intent: &creddy_store::NewLease) {
-    assert!(store.create_lease(intent).await.expect("intent"));
+    assert_eq!(
+        store.create_lease(intent, 100).await.expect("intent"),
+        Intent::Recorded
+    );
     let issued = AuditEvent::new(Action::CredentialIssued, Actor::system(), T0);
     store
         .activate_lease(&intent.id, None, "h", intent.expires_at, &issued)
@@ -725,18 +729,23 @@ async fn a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_sett
             .expect("drain"),
         None
     );
-    assert!(
-        !db.store
-            .create_lease(&lease("cred_c", &agent))
+    assert_eq!(
+        db.store
+            .create_lease(&lease("cred_c", &agent), 100)
             .await
             .expect("refused"),
+        Intent::BackendUnavailable,
         "a draining backend takes no new lease"
     );
     assert_eq!(db.store.lease_state("cred_c").await.expect("state"), None);
     let mut elsewhere = lease("cred_d", &agent);
     elsewhere.backend = "ghost".into();
-    assert!(
-        !db.store.create_lease(&elsewhere).await.expect("refused"),
+    assert_eq!(
+        db.store
+            .create_lease(&elsewhere, 100)
+            .await
+            .expect("refused"),
+        Intent::BackendUnavailable,
         "a lease needs a configured backend"
     );
     let queued = db
@@ -997,5 +1006,54 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
             .await
             .expect("count"),
         0
+    );
+}
+
+async fn the_lease_quota_holds_for_concurrent_intents_on_two_handles(db: TestStore) {
+    with_backends(&db.store, &["alpha"]).await;
+    let agent = new_agent("greedy", &["alpha"], None);
+    create(&db.store, &agent).await;
+    let other = Store::open(db.location.clone()).await.expect("second node");
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = if i % 2 == 0 {
+            db.store.clone()
+        } else {
+            other.clone()
+        };
+        let intent = lease(&format!("cred_{i:02}"), &agent);
+        tasks.push(tokio::spawn(async move {
+            store.create_lease(&intent, 10).await
+        }));
+    }
+    let mut recorded = 0;
+    for t in tasks {
+        match t.await.expect("join").expect("intent") {
+            Intent::Recorded => recorded += 1,
+            Intent::QuotaReached(open) => assert_eq!(open, 10),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(recorded, 10, "exactly the quota was admitted");
+    assert_eq!(
+        db.store
+            .count_open_leases_of(&agent.id)
+            .await
+            .expect("count"),
+        10
+    );
+    db.store
+        .delete_agent(
+            &agent.id,
+            &AuditEvent::new(Action::AgentDeleted, Actor::local_admin(), T0),
+        )
+        .await
+        .expect("delete");
+    assert_eq!(
+        db.store
+            .create_lease(&lease("cred_late", &agent), 10)
+            .await
+            .expect("intent"),
+        Intent::AgentGone
     );
 }

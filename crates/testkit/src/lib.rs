@@ -19,9 +19,18 @@ pub mod store;
 
 /// Instantiates each named async test function for SQLite and for PostgreSQL:
 /// `dialects!(setup => test_a, test_b)` makes `sqlite::test_a`, `postgres::test_a`, … which
-/// call `test_a(setup(dialect).await)`.
+/// call `test_a(setup(dialect).await)`; `dialects!(group: setup => …)` puts them in `group`.
 #[macro_export]
 macro_rules! dialects {
+    // `dialects!(group: setup => …)`: the same inside `mod group`, so that one file can use
+    // several setups (`group::sqlite::test_a`, …).
+    ($group:ident : $setup:path => $($test:ident),* $(,)?) => {
+        mod $group {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::dialects!($setup => $($test),*);
+        }
+    };
     ($setup:path => $($test:ident),* $(,)?) => {
         mod sqlite {
             #[allow(unused_imports)]

@@ -57,14 +57,9 @@ pub(crate) async fn enroll(
 ) -> Result<Response, ApiError> {
     let now = state.clock().now();
     let caller = context.ip.clone().unwrap_or_default();
-    if let Err(retry_after) = state.enroll_limiter().check(&caller, now) {
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            "too many enrollment requests from this address",
-        )
-        .with_remedy(format!("retry in {retry_after} seconds"))
-        .with_retry_after(retry_after));
-    }
+    state
+        .enroll_limiter()
+        .admit(&caller, now, "enrollment requests from this address")?;
     let name = AgentName::parse(&body.name)
         .map_err(|e| ApiError::invalid_request(e.to_string()).with_remedy("pass a valid --name"))?;
     let scopes = requested_scopes(&state, &body.scopes).await?;
@@ -552,6 +547,11 @@ pub(crate) async fn amend(
     ApiJson(body): ApiJson<AmendBody>,
 ) -> Result<Response, ApiError> {
     let agent = principal.into_agent()?;
+    state.request_limiter().admit(
+        agent.id.as_str(),
+        state.clock().now(),
+        "scope requests from this agent",
+    )?;
     let scopes = requested_scopes(&state, &body.scopes).await?;
     let texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
     let now = state.clock().now();
@@ -599,8 +599,19 @@ pub(crate) async fn amend(
     };
     state
         .store()
-        .request_enrollment(&new, None, state.settings().enrollment.max_pending, &events)
-        .await?;
+        .request_enrollment(
+            &new,
+            None,
+            state.settings().enrollment.max_open_amendments,
+            &events,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => ApiError::rate_limited(m, 60).with_remedy(
+                "wait until an admin has decided on this agent's waiting requests (creddy status lists them)",
+            ),
+            other => other.into(),
+        })?;
     match decided.verdict {
         Verdict::Rejected(reason) => {
             Ok(Json(json!({"id": id, "status": "rejected", "reason": reason})).into_response())

@@ -218,6 +218,17 @@ pub(crate) async fn token(
     if agent.is_expired(now) {
         return Ok(invalid_client(basic));
     }
+    if let Err(retry_after) = state.token_limiter().check(agent.id.as_str(), now) {
+        let mut response = oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many token requests from this client",
+        );
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, retry_after.into());
+        return Ok(response);
+    }
     let grants = agent.scopes.to_strings();
     let mut granted: Vec<String> = Vec::new();
     let mut openid = false;
