@@ -2,6 +2,7 @@
 
 mod kit;
 
+mod attacks;
 mod audit;
 mod daytona;
 mod enroll;

@@ -163,6 +163,21 @@ fn private_file(path: &Path, truncate: bool) -> Result<File, DataDirError> {
 /// Refuses a path that is group- or world-accessible or owned by someone else.
 fn check_private(path: &Path, is_dir: bool) -> Result<(), DataDirError> {
     let meta = fs::symlink_metadata(path).map_err(io_error(path))?;
+    check_owner_and_mode(path, &meta, is_dir)
+}
+
+/// Refuses a file that is, or whose link target is, group- or world-accessible or owned by
+/// someone else (the master key may live outside the data directory, behind a link).
+pub(crate) fn check_private_target(path: &Path) -> Result<(), DataDirError> {
+    let meta = fs::metadata(path).map_err(io_error(path))?;
+    check_owner_and_mode(path, &meta, false)
+}
+
+fn check_owner_and_mode(
+    path: &Path,
+    meta: &fs::Metadata,
+    is_dir: bool,
+) -> Result<(), DataDirError> {
     let mode = meta.permissions().mode() & 0o777;
     let wanted = if is_dir { "700" } else { "600" };
     let me = rustix::process::geteuid().as_raw();

@@ -35,6 +35,10 @@ pub enum SealError {
         /// What is wrong.
         problem: String,
     },
+    /// The key file is readable by others or owned by another user (the message names the
+    /// path and the fix).
+    #[error("{0}")]
+    Unsafe(String),
     /// A sealed value does not open with this key in this context.
     #[error("a stored secret cannot be decrypted: {0}")]
     Open(&'static str),
@@ -78,6 +82,9 @@ impl Sealer {
                 .and_then(|()| file.sync_all())
                 .map_err(|e| fail(e.to_string()))?;
         }
+        // Anyone else who can read the key can open every sealed secret.
+        crate::data_dir::check_private_target(path)
+            .map_err(|e| SealError::Unsafe(e.to_string()))?;
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?);
         let bytes = Zeroizing::new(
             STANDARD
