@@ -1,12 +1,18 @@
-//! Accepting connections: HTTP/1.1 with a header read timeout and graceful draining.
+//! Accepting connections: HTTP/1.1 with a header read timeout, connection caps and graceful
+//! draining.
 //!
 //! axum's own `serve` has no header read timeout, which leaves a server open to clients that
 //! trickle their headers (slowloris). Here every connection gets [`HEADER_READ_TIMEOUT`] to
 //! send a request's headers, which also bounds how long an idle keep-alive connection stays
-//! open; on shutdown the listener closes, idle connections are closed and in-flight requests
-//! get [`DRAIN_TIMEOUT`] to finish.
+//! open (the body has its own timeout, in `http`). Connections are capped in all (never more
+//! than half the process's descriptor limit, so the store, plugins and logs keep theirs) and
+//! per address, so one client trickling bytes on many connections cannot starve the others:
+//! a connection over a cap is closed at once. On shutdown the listener closes, idle
+//! connections are closed and in-flight requests get [`DRAIN_TIMEOUT`] to finish.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -25,13 +31,86 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may run after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many connections may be open at once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionCaps {
+    /// In all.
+    pub(crate) total: u32,
+    /// From one address.
+    pub(crate) per_address: u32,
+}
+
+impl ConnectionCaps {
+    /// The configured caps, the total lowered to half the descriptor limit.
+    pub(crate) fn new(total: u32, per_address: u32) -> Self {
+        let descriptors = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .map_or(u64::MAX, |n| n / 2);
+        let total = u32::try_from(u64::from(total).min(descriptors.max(8))).unwrap_or(total);
+        Self { total, per_address }
+    }
+}
+
+/// The open connections, in all and per address.
+#[derive(Debug, Default)]
+struct OpenConnections {
+    total: u32,
+    per_address: HashMap<IpAddr, u32>,
+}
+
+/// One admitted connection; dropping it frees its place.
+struct Admitted {
+    open: Arc<Mutex<OpenConnections>>,
+    address: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.per_address.get_mut(&self.address) {
+            *n -= 1;
+            if *n == 0 {
+                open.per_address.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// A place for a connection from `address`, unless a cap is reached.
+fn admit(
+    open: &Arc<Mutex<OpenConnections>>,
+    caps: ConnectionCaps,
+    address: IpAddr,
+) -> Option<Admitted> {
+    let mut table = open
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let from_address = table.per_address.get(&address).copied().unwrap_or(0);
+    if table.total >= caps.total || from_address >= caps.per_address {
+        return None;
+    }
+    table.total += 1;
+    table.per_address.insert(address, from_address + 1);
+    Some(Admitted {
+        open: open.clone(),
+        address,
+    })
+}
+
 /// Serves `router` on `listener` until `shutdown` changes, then drains.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
     header_timeout: Duration,
+    caps: ConnectionCaps,
 ) {
+    let open = Arc::new(Mutex::new(OpenConnections::default()));
+    let mut refused_logged = None::<std::time::Instant>;
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -50,6 +129,15 @@ pub(crate) async fn serve(
             },
             _ = shutdown.changed() => break,
         };
+        let Some(admitted) = admit(&open, caps, remote.ip()) else {
+            // Logged at most once a minute: a flood must not fill the log either.
+            if refused_logged.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                tracing::warn!(%remote, total = caps.total, per_address = caps.per_address, "connection refused: too many open connections");
+                refused_logged = Some(std::time::Instant::now());
+            }
+            drop(stream);
+            continue;
+        };
         let app = router
             .clone()
             .map_request(move |mut req: axum::http::Request<Incoming>| {
@@ -60,6 +148,7 @@ pub(crate) async fn serve(
         let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
         let watched = graceful.watch(connection);
         tokio::spawn(async move {
+            let _admitted = admitted;
             if let Err(e) = watched.await {
                 tracing::debug!(error = %e, %remote, "connection ended with an error");
             }

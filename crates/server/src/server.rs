@@ -169,6 +169,10 @@ impl Server {
             http::router(state.clone()),
             signal.clone(),
             settings.header_read_timeout,
+            listener::ConnectionCaps::new(
+                settings.limits.max_connections,
+                settings.limits.max_connections_per_ip,
+            ),
         ));
         let tasks = tokio::spawn(tasks::reap_expired_agents(state.clone(), signal));
         tracing::info!(

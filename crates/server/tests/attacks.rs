@@ -26,6 +26,19 @@ creddy_testkit::dialects!(crowded: crowded_site =>
     concurrent_vends_never_exceed_the_quota,
 );
 
+creddy_testkit::dialects!(slow: slow_client_site =>
+    slow_clients_on_many_connections_cannot_starve_health,
+);
+
+/// Eight connections per address, bodies within one second.
+async fn slow_client_site(dialect: Dialect) -> TestServer {
+    TestServer::start_with(dialect, |s| {
+        s.limits.max_connections_per_ip = 8;
+        s.limits.body_read_timeout = std::time::Duration::from_secs(1);
+    })
+    .await
+}
+
 creddy_testkit::dialects!(limited: rate_limited_site =>
     tokens_vends_and_scope_requests_are_rate_limited_with_retry_after,
 );
@@ -660,4 +673,75 @@ async fn tokens_vends_and_scope_requests_are_rate_limited_with_retry_after(serve
         // A new window admits them again.
         server.clock.advance_seconds(60);
     }
+}
+
+/// A connection from `source` that sends a request's headers and one byte of its body.
+async fn trickling_connection(
+    server: &std::net::SocketAddr,
+    source: &str,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("{e}"));
+    let local: std::net::SocketAddr = format!("{source}:0")
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    socket.bind(local).unwrap_or_else(|e| panic!("{e}"));
+    let mut stream = socket
+        .connect(*server)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = stream
+        .write_all(
+            b"POST /v1/enroll HTTP/1.1\r\nhost: creddy\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+        )
+        .await;
+    stream
+}
+
+/// What the server sent before closing, or `None` when it kept the connection open for
+/// `within` without a word.
+async fn answer_of(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = Vec::new();
+    match tokio::time::timeout(within, stream.read_to_end(&mut buffer)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&buffer).into_owned()),
+        Err(_) => None,
+    }
+}
+
+async fn slow_clients_on_many_connections_cannot_starve_health(server: TestServer) {
+    let address = server.server().addr();
+    let mut crowd = Vec::new();
+    for _ in 0..40 {
+        crowd.push(trickling_connection(&address, "127.0.0.2").await);
+    }
+    // Everyone else is still served, at once.
+    let api = Api::new(&server.url());
+    for _ in 0..5 {
+        let health =
+            tokio::time::timeout(std::time::Duration::from_secs(5), api.get("/health", ""))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("/health did not answer while slow clients held connections")
+                });
+        assert_eq!(health.status, StatusCode::OK);
+    }
+    // Beyond eight, the crowd's connections were closed unanswered; the eight admitted ones
+    // get 408 once their body is late.
+    let mut closed = 0;
+    let mut timed_out = 0;
+    for stream in &mut crowd {
+        match answer_of(stream, std::time::Duration::from_secs(10)).await {
+            Some(text) if text.is_empty() => closed += 1,
+            Some(text) if text.starts_with("HTTP/1.1 408") => {
+                assert!(text.contains("did not arrive within 1 s"), "{text}");
+                timed_out += 1;
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((closed, timed_out), (32, 8));
 }
