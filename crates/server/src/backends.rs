@@ -73,10 +73,10 @@ impl PluginSettings {
     ) -> Result<(LaunchSpec, String), String> {
         let installed = InstalledPlugin::load(&self.dir, plugin, self.allow_unsigned)
             .map_err(|e| e.to_string())?;
-        let mut spec = LaunchSpec::new(
+        let mut spec = LaunchSpec::for_plugin(
             backend,
-            installed.binary,
-            &installed.record.sha256,
+            &installed,
+            &self.trusted_keys,
             config,
             crate::VERSION,
         );

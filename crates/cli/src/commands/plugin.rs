@@ -678,18 +678,14 @@ async fn info(global: &Global, env: &PluginEnv, name: &str) -> Result<()> {
         },
     )?;
     registry::verify_installed(&plugin, &env.trusted).map_err(registry_failure)?;
-    let description = describe(
-        &plugin.binary,
-        &plugin.record.sha256,
-        creddy_server::VERSION,
-    )
-    .await
-    .map_err(|e| {
-        Failure::new(
-            EXIT_OTHER,
-            format!("cannot ask the plugin about itself: {e}"),
-        )
-    })?;
+    let description = describe(&plugin, &env.trusted, creddy_server::VERSION)
+        .await
+        .map_err(|e| {
+            Failure::new(
+                EXIT_OTHER,
+                format!("cannot ask the plugin about itself: {e}"),
+            )
+        })?;
     let value = json!({
         "name": name,
         "version": plugin.record.version,

@@ -52,14 +52,17 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Starts `binary serve` with a cleared environment and wires up its pipes.
+    /// Starts `program serve` (the verified image of `binary`, which it sees as its name)
+    /// with a cleared environment and wires up its pipes.
     pub(crate) fn spawn(
+        program: &Path,
         binary: &Path,
         backend: &str,
         home: Option<&Path>,
     ) -> Result<Self, HostError> {
-        let mut command = Command::new(binary);
+        let mut command = Command::new(program);
         command
+            .arg0(binary)
             .arg("serve")
             .env_clear()
             .env(

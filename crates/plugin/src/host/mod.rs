@@ -151,6 +151,29 @@ impl LaunchSpec {
         }
     }
 
+    /// The spec for a backend of the installed `plugin`: a signed installation is checked
+    /// against its signed manifest and `trusted` before every start, an unsigned one (allowed
+    /// only with `plugins.allow_unsigned`) by its recorded hash alone.
+    pub fn for_plugin(
+        backend: &str,
+        plugin: &crate::installed::InstalledPlugin,
+        trusted: &[crate::signing::TrustedKey],
+        config: Value,
+        host_version: &str,
+    ) -> Self {
+        let mut spec = Self::new(
+            backend,
+            plugin.binary.clone(),
+            &plugin.record.sha256,
+            config,
+            host_version,
+        );
+        if plugin.record.signed {
+            spec.manifest_keys = Some(trusted.to_vec());
+        }
+        spec
+    }
+
     /// The timeout of a call: the specified one, capped by `timeout_cap` except for the
     /// start-up exchange, which a busy machine must not fail.
     fn timeout(&self, method_name: &str) -> Duration {
@@ -323,16 +346,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The integrity checks run before every start: the binary's hash and, for signed
-/// installations, the stored manifest's signature.
-async fn check_integrity(spec: &LaunchSpec) -> Result<(), HostError> {
+/// The integrity checks run before every start: for signed installations the stored
+/// manifest's signature against the trusted keys and that it lists the recorded SHA-256, then
+/// the binary's placement and hash. Returns the verified bytes, which are what is executed.
+async fn check_integrity(spec: &LaunchSpec) -> Result<verify::VerifiedImage, HostError> {
     let (binary, sha256, keys) = (
         spec.binary.clone(),
         spec.sha256.clone(),
         spec.manifest_keys.clone(),
     );
-    tokio::task::spawn_blocking(move || {
-        verify::verify_binary(&binary, &sha256)?;
+    let image = tokio::task::spawn_blocking(move || {
         if let Some(keys) = keys {
             crate::registry::verify_manifest(&binary, &sha256, &keys).map_err(|e| {
                 IntegrityError {
@@ -341,17 +364,28 @@ async fn check_integrity(spec: &LaunchSpec) -> Result<(), HostError> {
                 }
             })?;
         }
-        Ok::<(), IntegrityError>(())
+        verify::load_verified(&binary, &sha256)
     })
     .await
     .map_err(|e| HostError::Unavailable(e.to_string()))??;
-    Ok(())
+    Ok(image)
+}
+
+/// Verifies and spawns the plugin (with `serve`), running the verified bytes.
+async fn spawn_verified(
+    spec: &LaunchSpec,
+    backend: &str,
+    home: Option<&std::path::Path>,
+) -> Result<Connection, HostError> {
+    let image = check_integrity(spec).await?;
+    // The image's descriptor is inherited by the child; this process's copy closes when
+    // `image` drops, after the spawn.
+    Connection::spawn(&image.exec_path(), &spec.binary, backend, home)
 }
 
 /// Verify, spawn, hello, version checks, configure, constraints.
 async fn launch(spec: &LaunchSpec) -> Result<(Connection, Started), HostError> {
-    check_integrity(spec).await?;
-    let connection = Connection::spawn(&spec.binary, &spec.backend, spec.home.as_deref())?;
+    let connection = spawn_verified(spec, &spec.backend, spec.home.as_deref()).await?;
     match handshake(spec, &connection).await {
         Ok(started) => Ok((connection, started)),
         Err(e) => {
@@ -483,25 +517,15 @@ pub struct Description {
     pub constraints: Constraints,
 }
 
-/// Starts the plugin (after the integrity check), asks `hello`, `info`, `scopes`,
-/// `config_schema` and `constraints`, and stops it again.
+/// Starts the plugin (after the same integrity checks as every start), asks `hello`, `info`,
+/// `scopes`, `config_schema` and `constraints`, and stops it again.
 pub async fn describe(
-    binary: &std::path::Path,
-    sha256: &str,
+    plugin: &crate::installed::InstalledPlugin,
+    trusted: &[crate::signing::TrustedKey],
     host_version: &str,
 ) -> Result<Description, HostError> {
-    let spec = LaunchSpec::new(
-        "describe",
-        binary.to_owned(),
-        sha256,
-        Value::Null,
-        host_version,
-    );
-    let (bin, hash) = (spec.binary.clone(), spec.sha256.clone());
-    tokio::task::spawn_blocking(move || verify::verify_binary(&bin, &hash))
-        .await
-        .map_err(|e| HostError::Unavailable(e.to_string()))??;
-    let connection = Connection::spawn(&spec.binary, &spec.backend, None)?;
+    let spec = LaunchSpec::for_plugin("describe", plugin, trusted, Value::Null, host_version);
+    let connection = spawn_verified(&spec, &spec.backend, None).await?;
     let result = async {
         greet(&spec, &connection).await?;
         let info = connection

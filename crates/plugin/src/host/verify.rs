@@ -1,10 +1,17 @@
 //! The integrity check run before every start of a plugin binary: not a symlink, not
 //! writable by group or others (nor its directory), and its SHA-256 equal to the one
-//! recorded when it was installed.
+//! recorded when it was installed (for a signed installation, the one its signed manifest
+//! lists, checked by the caller).
+//!
+//! **What runs is exactly what was hashed.** [`load_verified`] reads the binary once, hashes
+//! those bytes and copies them into a sealed memory file ([`VerifiedImage`]) that is executed
+//! through `/proc/self/fd`: someone who can write to the plugin directory cannot swap the file
+//! between the check and the exec.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -40,8 +47,12 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Checks `binary` and its directory, then its hash against `expected_sha256`.
-pub fn verify_binary(binary: &Path, expected_sha256: &str) -> Result<(), IntegrityError> {
+/// The largest plugin binary creddy runs.
+pub const MAX_BINARY_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Checks that `binary` and its directory are no symlinks and not writable by group or
+/// others.
+fn check_placement(binary: &Path) -> Result<(), IntegrityError> {
     let dir = binary.parent().unwrap_or(Path::new("/"));
     for (path, what) in [(dir, "plugin directory"), (binary, "plugin binary")] {
         let meta = std::fs::symlink_metadata(path)
@@ -63,8 +74,10 @@ pub fn verify_binary(binary: &Path, expected_sha256: &str) -> Result<(), Integri
             ));
         }
     }
-    let actual = sha256_file(binary)
-        .map_err(|e| refuse(binary, format!("cannot read the plugin binary: {e}")))?;
+    Ok(())
+}
+
+fn check_hash(binary: &Path, actual: &str, expected_sha256: &str) -> Result<(), IntegrityError> {
     if !actual.eq_ignore_ascii_case(expected_sha256) {
         return Err(refuse(
             binary,
@@ -74,6 +87,85 @@ pub fn verify_binary(binary: &Path, expected_sha256: &str) -> Result<(), Integri
         ));
     }
     Ok(())
+}
+
+/// Checks `binary` and its directory, then its hash against `expected_sha256`.
+pub fn verify_binary(binary: &Path, expected_sha256: &str) -> Result<(), IntegrityError> {
+    check_placement(binary)?;
+    let actual = sha256_file(binary)
+        .map_err(|e| refuse(binary, format!("cannot read the plugin binary: {e}")))?;
+    check_hash(binary, &actual, expected_sha256)
+}
+
+/// A verified plugin binary held in a sealed memory file, ready to be executed.
+#[derive(Debug)]
+pub struct VerifiedImage {
+    memory: OwnedFd,
+}
+
+impl VerifiedImage {
+    /// The path that executes the verified bytes (valid in this process, and in a child that
+    /// inherits the descriptor: it is left inheritable so that interpreters of `#!` plugins
+    /// can read it too; it holds only the plugin's own image).
+    pub fn exec_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.memory.as_raw_fd()))
+    }
+}
+
+/// Checks `binary` like [`verify_binary`] and returns the very bytes that were hashed, sealed
+/// against any change, to execute instead of the file.
+pub fn load_verified(
+    binary: &Path,
+    expected_sha256: &str,
+) -> Result<VerifiedImage, IntegrityError> {
+    use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
+    check_placement(binary)?;
+    let unreadable =
+        |e: std::io::Error| refuse(binary, format!("cannot read the plugin binary: {e}"));
+    let file = rustix::fs::open(
+        binary,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| unreadable(e.into()))?;
+    let mut bytes = Vec::new();
+    std::fs::File::from(file)
+        .take(MAX_BINARY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_BINARY_BYTES {
+        return Err(refuse(
+            binary,
+            format!(
+                "the plugin binary is larger than {} MiB",
+                MAX_BINARY_BYTES >> 20
+            ),
+        ));
+    }
+    check_hash(
+        binary,
+        &hex::encode(Sha256::digest(&bytes)),
+        expected_sha256,
+    )?;
+    let sealing = |e: rustix::io::Errno| {
+        refuse(
+            binary,
+            format!("cannot seal the verified binary in memory: {e}"),
+        )
+    };
+    let memory =
+        rustix::fs::memfd_create("creddy-plugin", MemfdFlags::ALLOW_SEALING).map_err(sealing)?;
+    let mut writer = std::fs::File::from(memory);
+    writer
+        .write_all(&bytes)
+        .map_err(|e| refuse(binary, format!("cannot copy the verified binary: {e}")))?;
+    let memory = OwnedFd::from(writer);
+    rustix::fs::fcntl_add_seals(
+        &memory,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+    )
+    .map_err(sealing)?;
+    Ok(VerifiedImage { memory })
 }
 
 #[cfg(test)]
@@ -102,6 +194,30 @@ mod tests {
             .expect_err("tampered")
             .to_string();
         assert!(err.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn the_verified_image_holds_the_hashed_bytes_whatever_happens_to_the_file() {
+        let (_dir, bin, hash) = setup();
+        let image = load_verified(&bin, &hash).expect("verified");
+        std::fs::write(&bin, b"#!/bin/sh\necho evil\n").expect("swap after the check");
+        assert_eq!(
+            std::fs::read(image.exec_path()).expect("read image"),
+            b"#!/bin/sh\n",
+            "the image is what was hashed"
+        );
+        assert!(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(image.exec_path())
+                .and_then(|mut f| f.write_all(b"x"))
+                .is_err(),
+            "the image is sealed"
+        );
+        assert!(
+            load_verified(&bin, &hash).is_err(),
+            "the swapped file is refused"
+        );
     }
 
     #[test]

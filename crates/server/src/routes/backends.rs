@@ -72,7 +72,8 @@ fn installed(state: &AppState, name: &str) -> Result<InstalledPlugin, ApiError> 
 
 async fn describe(state: &AppState, name: &str) -> Result<Description, ApiError> {
     let plugin = installed(state, name)?;
-    Ok(host::describe(&plugin.binary, &plugin.record.sha256, crate::VERSION).await?)
+    let trusted = state.plugin_settings().trusted_keys;
+    Ok(host::describe(&plugin, &trusted, crate::VERSION).await?)
 }
 
 /// `GET /v1/admin/plugins/{name}`: what `backend add` needs to prompt.
