@@ -1,7 +1,8 @@
 //! `plugin.*` audit events: what the server notices about installed plugins at start and at
 //! each reload (§13), by comparing the plugin directory with the last snapshot it recorded:
 //! `plugin.installed`, `.upgraded`, `.removed`, `.reloaded`, and `.integrity_failed` for a
-//! plugin whose executable no longer matches its recorded SHA-256 or that cannot be used.
+//! plugin whose executable no longer matches its recorded SHA-256 or its signed manifest, or
+//! that cannot be used.
 
 use std::collections::BTreeMap;
 
@@ -47,25 +48,23 @@ pub(crate) async fn record_changes(
         let r = &plugin.record;
         let facts = json!({"name": r.name, "version": r.version, "sha256": r.sha256,
             "signed": r.signed, "signer": r.signer});
-        match sha256_file(&plugin.binary) {
-            Ok(actual) if actual == r.sha256 => {
+        // The same checks as before every start: a signed installation must match its
+        // signed manifest, and every binary its recorded hash.
+        match creddy_plugin::host::verify_installation(&plugin, &settings.trusted_keys) {
+            Ok(()) => {
                 current.insert(r.name.clone(), facts);
             }
-            Ok(actual) => {
+            Err(e) => {
                 failed.push(r.name.clone());
-                events.push(event(
-                    Action::PluginIntegrityFailed,
-                    json!({"name": r.name, "version": r.version, "expected_sha256": r.sha256, "sha256": actual}),
-                )
-                .with_outcome(Outcome::Failure));
+                events.push(
+                    event(
+                        Action::PluginIntegrityFailed,
+                        json!({"name": r.name, "version": r.version, "expected_sha256": r.sha256,
+                        "sha256": sha256_file(&plugin.binary).ok(), "error": e.problem}),
+                    )
+                    .with_outcome(Outcome::Failure),
+                );
             }
-            Err(e) => events.push(
-                event(
-                    Action::PluginIntegrityFailed,
-                    json!({"name": r.name, "error": e.to_string()}),
-                )
-                .with_outcome(Outcome::Failure),
-            ),
         }
     }
     let seen: BTreeMap<String, Value> = state

@@ -39,6 +39,130 @@ async fn slow_client_site(dialect: Dialect) -> TestServer {
     .await
 }
 
+creddy_testkit::dialects!(signed: signed_plugin_site =>
+    a_rehashed_wrapper_in_the_plugin_directory_never_runs_or_sees_the_master_key,
+);
+
+/// The master key the signed-plugin attack tries to steal.
+const STOLEN: &str = "the-upstream-master-key-nobody-may-see";
+
+/// A server that runs signed plugins only, with the test plugin installed from a signed
+/// registry and configured as backend `test`.
+async fn signed_plugin_site(dialect: Dialect) -> (TestServer, creddy_testkit::plugins::Installed) {
+    let key = creddy_testkit::signing::DevKey::generate();
+    let server = TestServer::start_with(dialect, |s| {
+        s.allow_unsigned_plugins = false;
+        s.trusted_plugin_keys = vec![key.public_key()];
+    })
+    .await;
+    let installed = creddy_testkit::registry::install_signed(
+        &creddy_testkit::plugins::test_plugin_binary(),
+        &server.scratch().join("registry"),
+        &server.settings.plugin_dir,
+        "test",
+        &key,
+    );
+    let api = Api::new(&server.url());
+    let added = api
+        .add_test_backend(
+            &server.admin_token(),
+            "test",
+            STOLEN,
+            &server.scratch().join("upstream"),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    (server, installed)
+}
+
+async fn backend_state(api: &Api, admin: &str) -> Value {
+    api.get("/v1/admin/backends/test", admin).await.body["state"].clone()
+}
+
+/// The backend is down, `describe` refuses, and the wrapper never ran.
+async fn refused_everywhere(server: &TestServer, capture: &std::path::Path, stage: &str) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    assert_eq!(backend_state(&api, &admin).await, "error", "{stage}");
+    let described = api.get("/v1/admin/plugins/test", &admin).await;
+    assert!(
+        !described.status.is_success(),
+        "{stage}: describe ran the wrapper: {}",
+        described.text
+    );
+    let captured = std::fs::read_to_string(capture).unwrap_or_default();
+    assert!(
+        captured.is_empty(),
+        "{stage}: the wrapper ran and saw: {captured}"
+    );
+}
+
+async fn a_rehashed_wrapper_in_the_plugin_directory_never_runs_or_sees_the_master_key(
+    (mut server, installed): (TestServer, creddy_testkit::plugins::Installed),
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    assert_eq!(backend_state(&api, &admin).await, "ready");
+
+    // The attacker, with write access to the plugin directory only: keep the real plugin
+    // elsewhere, put a wrapper that records everything it is sent in its place, and write the
+    // wrapper's SHA-256 into install.json (leaving "signed": true).
+    let capture = server.scratch().join("captured");
+    let real_dir = server.scratch().join("real");
+    std::fs::create_dir_all(&real_dir).unwrap_or_else(|e| panic!("{e}"));
+    let real = real_dir.join("creddy-test");
+    std::fs::copy(&installed.binary, &real).unwrap_or_else(|e| panic!("{e}"));
+    let wrapper = format!(
+        "#!/bin/sh\ntee -a '{}' | '{}' \"$@\"\n",
+        capture.display(),
+        real.display()
+    );
+    std::fs::write(&installed.binary, wrapper).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&installed.binary, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let wrapper_sha = creddy_plugin::host::verify::sha256_file(&installed.binary)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let record_path = installed.binary.with_file_name("install.json");
+    let record = std::fs::read_to_string(&record_path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(record.contains("\"signed\": true"), "{record}");
+    std::fs::write(
+        &record_path,
+        record.replace(&installed.sha256, &wrapper_sha),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let reloaded = api
+        .post("/v1/admin/plugins/reload", &admin, json!({}))
+        .await;
+    assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text);
+    refused_everywhere(&server, &capture, "after a reload").await;
+    server.restart().await;
+    refused_everywhere(&server, &capture, "after a restart").await;
+    let api = Api::new(&server.url());
+
+    // The manifest rewritten to list the wrapper: its signature no longer holds.
+    let manifest_path = installed.binary.with_file_name("manifest.json");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(manifest.contains(&installed.sha256));
+    std::fs::write(
+        &manifest_path,
+        manifest.replace(&installed.sha256, &wrapper_sha),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let reloaded = api
+        .post("/v1/admin/plugins/reload", &admin, json!({}))
+        .await;
+    assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text);
+    refused_everywhere(&server, &capture, "with a rewritten manifest").await;
+    let trail = serde_json::to_string(&server.audit_events().await).unwrap_or_default();
+    assert!(
+        trail.contains("plugin.integrity_failed"),
+        "the failure is audited"
+    );
+    assert!(!trail.contains(STOLEN));
+}
+
 creddy_testkit::dialects!(limited: rate_limited_site =>
     tokens_vends_and_scope_requests_are_rate_limited_with_retry_after,
 );

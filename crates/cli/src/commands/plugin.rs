@@ -671,13 +671,10 @@ async fn info(global: &Global, env: &PluginEnv, name: &str) -> Result<()> {
     let format = global.list_format()?;
     let plugin = InstalledPlugin::load(&env.dir, name, true)
         .map_err(|e| Failure::new(EXIT_OTHER, e.to_string()))?;
-    creddy_plugin::host::verify::verify_binary(&plugin.binary, &plugin.record.sha256).map_err(
-        |e| {
-            Failure::new(EXIT_INTEGRITY, e.to_string())
-                .hint(format!("reinstall it: creddy plugin install {name}"))
-        },
-    )?;
-    registry::verify_installed(&plugin, &env.trusted).map_err(registry_failure)?;
+    creddy_plugin::host::verify_installation(&plugin, &env.trusted).map_err(|e| {
+        Failure::new(EXIT_INTEGRITY, e.to_string())
+            .hint(format!("reinstall it: creddy plugin install {name}"))
+    })?;
     let description = describe(&plugin, &env.trusted, creddy_server::VERSION)
         .await
         .map_err(|e| {

@@ -346,25 +346,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The checks of [`check_integrity`] for an installed plugin, without starting it: the signed
+/// manifest (for a signed installation) and the binary's placement and hash.
+pub fn verify_installation(
+    plugin: &crate::installed::InstalledPlugin,
+    trusted: &[crate::signing::TrustedKey],
+) -> Result<(), IntegrityError> {
+    let spec = LaunchSpec::for_plugin("check", plugin, trusted, Value::Null, "");
+    verify_manifest_of(&spec)?;
+    verify::verify_binary(&spec.binary, &spec.sha256)
+}
+
+/// For a signed installation, the stored manifest's signature and that it lists the
+/// recorded SHA-256.
+fn verify_manifest_of(spec: &LaunchSpec) -> Result<(), IntegrityError> {
+    match &spec.manifest_keys {
+        Some(keys) => {
+            crate::registry::verify_manifest(&spec.binary, &spec.sha256, keys).map_err(|e| {
+                IntegrityError {
+                    path: spec.binary.display().to_string(),
+                    problem: e.to_string(),
+                }
+            })
+        }
+        None => Ok(()),
+    }
+}
+
 /// The integrity checks run before every start: for signed installations the stored
 /// manifest's signature against the trusted keys and that it lists the recorded SHA-256, then
 /// the binary's placement and hash. Returns the verified bytes, which are what is executed.
 async fn check_integrity(spec: &LaunchSpec) -> Result<verify::VerifiedImage, HostError> {
-    let (binary, sha256, keys) = (
-        spec.binary.clone(),
-        spec.sha256.clone(),
-        spec.manifest_keys.clone(),
-    );
+    let spec = spec.clone();
     let image = tokio::task::spawn_blocking(move || {
-        if let Some(keys) = keys {
-            crate::registry::verify_manifest(&binary, &sha256, &keys).map_err(|e| {
-                IntegrityError {
-                    path: binary.display().to_string(),
-                    problem: e.to_string(),
-                }
-            })?;
-        }
-        verify::load_verified(&binary, &sha256)
+        verify_manifest_of(&spec)?;
+        verify::load_verified(&spec.binary, &spec.sha256)
     })
     .await
     .map_err(|e| HostError::Unavailable(e.to_string()))??;
