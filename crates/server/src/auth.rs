@@ -177,21 +177,24 @@ async fn authenticate_jwt(state: &AppState, token: &str) -> Result<Agent, ApiErr
         .await?
         .ok_or_else(token_rejected)?;
     check_lifetime(state, &agent)?;
-    let allowed: Vec<&str> = claims["scopes"]
+    agent.scopes = narrowed_to_token(&agent.scopes, &claims["scopes"]);
+    Ok(agent)
+}
+
+/// What an access token lets its agent do: the token's scopes that some grant the agent holds
+/// now still covers (through the one matcher). A token narrowed to
+/// `daytona:workspaces:read` on a `daytona` agent acts as `daytona:workspaces:read`; a grant
+/// removed since issuance is gone from the token too.
+fn narrowed_to_token(current: &Grants, token_scopes: &serde_json::Value) -> Grants {
+    let narrowed: Vec<Scope> = token_scopes
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(serde_json::Value::as_str)
+        .filter_map(|s| Scope::parse(s).ok())
+        .filter(|s| current.covers(s))
         .collect();
-    let narrowed: Vec<Scope> = agent
-        .scopes
-        .as_slice()
-        .iter()
-        .filter(|s| allowed.contains(&s.as_str()))
-        .cloned()
-        .collect();
-    agent.scopes = creddy_core::scope::Grants::from_scopes(narrowed);
-    Ok(agent)
+    Grants::from_scopes(narrowed)
 }
 
 fn check_lifetime(state: &AppState, agent: &Agent) -> Result<(), ApiError> {

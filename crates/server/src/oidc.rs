@@ -55,7 +55,12 @@ impl PrivateKey {
             Self::P256(k) => {
                 use p256::ecdsa::signature::Signer;
                 let signature: p256::ecdsa::Signature = k.sign(message);
-                signature.to_bytes().to_vec()
+                // Low S only: the verifier refuses the other half (see `verify`).
+                signature
+                    .normalize_s()
+                    .unwrap_or(signature)
+                    .to_bytes()
+                    .to_vec()
             }
         }
     }
@@ -108,9 +113,11 @@ impl PublicKey {
                 k.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&s))
                     .is_ok()
             }),
+            // ECDSA signatures are malleable: (r, s) and (r, n - s) both verify. Only the low
+            // form is accepted, so one token has one string (one `jti`, one token).
             Self::P256(k) => p256::ecdsa::Signature::from_slice(signature).is_ok_and(|s| {
                 use p256::ecdsa::signature::Verifier;
-                k.verify(message, &s).is_ok()
+                s.normalize_s().is_none() && k.verify(message, &s).is_ok()
             }),
         }
     }

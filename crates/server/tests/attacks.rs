@@ -19,6 +19,9 @@ creddy_testkit::dialects!(attack_site =>
     a_chain_rewritten_without_the_keyed_hashes_is_broken_from_the_first_record,
     one_stripped_keyed_hash_breaks_the_chain_there,
     well_formed_request_ids_are_kept_and_others_replaced,
+    a_high_s_es256_token_is_refused,
+    an_access_token_never_outlives_its_agent,
+    a_token_narrowed_below_a_grant_keeps_its_narrow_scope,
 );
 
 creddy_testkit::dialects!(crowded: crowded_site =>
@@ -868,4 +871,147 @@ async fn slow_clients_on_many_connections_cannot_starve_health(server: TestServe
         }
     }
     assert_eq!((closed, timed_out), (32, 8));
+}
+
+/// An access token for the agent created with `body`, asking for `scope` (if any).
+async fn access_token(api: &Api, body: &Value, scope: Option<&str>) -> Answer {
+    let client_id = body["oidc"]["client_id"].as_str().unwrap_or_default();
+    let secret = body["oidc"]["client_secret"].as_str().unwrap_or_default();
+    let form = match scope {
+        Some(scope) => format!(
+            "grant_type=client_credentials&scope={}",
+            scope.replace(':', "%3A")
+        ),
+        None => "grant_type=client_credentials".to_owned(),
+    };
+    let request = api
+        .request(Method::POST, "/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .basic_auth(client_id, Some(secret))
+        .body(form);
+    let issued = api.send(request).await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.text);
+    issued
+}
+
+/// `n - s` for a big-endian 32-byte `s`, with `n` the order of P-256.
+fn p256_negate(s: &[u8]) -> Vec<u8> {
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let mut out = vec![0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = i16::from(N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        out[i] = u8::try_from(d).unwrap_or_default();
+    }
+    out
+}
+
+async fn a_high_s_es256_token_is_refused(server: TestServer) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let rotated = api
+        .post("/v1/admin/keys/rotate", &admin, json!({"alg": "ES256"}))
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    let (_, body) = agent(&api, &admin, "signer", &["test"]).await;
+    for _ in 0..4 {
+        let issued = access_token(&api, &body, None).await;
+        let token = issued.body["access_token"].as_str().unwrap_or_default();
+        let (signed, signature) = token.rsplit_once('.').unwrap_or_default();
+        let raw = URL_SAFE_NO_PAD.decode(signature).unwrap_or_default();
+        assert_eq!(raw.len(), 64);
+        let mut twin = raw[..32].to_vec();
+        twin.extend(p256_negate(&raw[32..]));
+        let twin = format!("{signed}.{}", URL_SAFE_NO_PAD.encode(&twin));
+        assert_eq!(api.get("/v1/status", token).await.status, StatusCode::OK);
+        let refused = api.get("/v1/status", &twin).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNAUTHORIZED,
+            "the malleated twin: {}",
+            refused.text
+        );
+    }
+}
+
+async fn an_access_token_never_outlives_its_agent(server: TestServer) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let created = api
+        .post(
+            "/v1/admin/agents",
+            &admin,
+            json!({"name": "short-lived", "scopes": ["test"], "expires_in": "10m"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let issued = access_token(&api, &created.body, None).await;
+    let expires_in = issued.body["expires_in"].as_i64().unwrap_or_default();
+    assert!((1..=600).contains(&expires_in), "expires_in {expires_in}");
+    let token = issued.body["access_token"].as_str().unwrap_or_default();
+    let claims: Value = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let agent_end = api.get("/v1/admin/agents/short-lived", &admin).await.body["expires_at"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_default();
+    let exp = claims["exp"].as_i64().unwrap_or_default();
+    let end =
+        time::OffsetDateTime::parse(&agent_end, &time::format_description::well_known::Rfc3339)
+            .map(|t| t.unix_timestamp())
+            .unwrap_or_default();
+    assert!(exp <= end, "exp {exp} after the agent's end {end}");
+}
+
+async fn a_token_narrowed_below_a_grant_keeps_its_narrow_scope(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let (_, body) = agent(&api, &admin, "narrowed", &["test"]).await;
+    let issued = access_token(&api, &body, Some("test:read")).await;
+    let jwt = issued.body["access_token"].as_str().unwrap_or_default();
+    let vend = api
+        .post(
+            "/v1/credentials/test",
+            jwt,
+            json!({"ttl": "5m", "scopes": ["test:read"]}),
+        )
+        .await;
+    assert_eq!(
+        vend.status,
+        StatusCode::OK,
+        "the narrow scope is usable: {}",
+        vend.text
+    );
+    assert_eq!(vend.body["scopes"], json!(["test:read"]));
+    let broader = api
+        .post(
+            "/v1/credentials/test",
+            jwt,
+            json!({"ttl": "5m", "scopes": ["test"]}),
+        )
+        .await;
+    assert_eq!(broader.status, StatusCode::FORBIDDEN, "{}", broader.text);
+    let status = api.get("/v1/status", jwt).await;
+    assert_eq!(
+        status.body["scopes"],
+        json!(["test:read"]),
+        "{}",
+        status.text
+    );
 }

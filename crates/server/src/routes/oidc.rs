@@ -265,11 +265,13 @@ pub(crate) async fn token(
     }
     let issuer = state.issuer().to_owned();
     let audience = request.audience.clone().unwrap_or_else(|| issuer.clone());
-    let ttl = state.settings().oidc.token_ttl;
-    let (iat, exp) = (
-        now.as_millis() / 1000,
-        now.as_millis() / 1000 + i64::try_from(ttl).unwrap_or(3_600),
-    );
+    // A token never outlives its agent.
+    let iat = now.as_millis() / 1000;
+    let mut exp = iat + i64::try_from(state.settings().oidc.token_ttl).unwrap_or(3_600);
+    if let Some(end) = agent.expires_at {
+        exp = exp.min(end.as_millis() / 1000);
+    }
+    let ttl = u64::try_from(exp - iat).unwrap_or(0);
     let mut jti = [0u8; 16];
     creddy_core::secret::fill_random(&mut jti);
     let jti = hex::encode(jti);
