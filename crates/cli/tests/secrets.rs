@@ -15,8 +15,15 @@ fn no_secret_reaches_a_log_line_an_audit_record_or_an_error_body() {
     site.install_test_plugin("test");
     let state = format!("state_dir={}", site.upstream().display());
     let key = format!("api_key={UPSTREAM_KEY}");
-    site.admin(&["backend", "add", "test", "--set", &key, "--set", &state])
-        .ok();
+    let added = site.admin(&["backend", "add", "test", "--set", &key, "--set", &state]);
+    added.ok();
+    assert!(
+        added.stderr.contains("Warning: --set api_key=")
+            && added.stderr.contains("use --set-file api_key=PATH"),
+        "a secret given with --set is warned about: {}",
+        added.stderr
+    );
+    assert!(!added.stderr.contains(UPSTREAM_KEY), "{}", added.stderr);
     let url = site.server.url();
     let client = http();
     let mut secrets: Vec<String> = vec![

@@ -20,6 +20,7 @@ creddy_testkit::dialects!(attack_site =>
     one_stripped_keyed_hash_breaks_the_chain_there,
     well_formed_request_ids_are_kept_and_others_replaced,
     a_high_s_es256_token_is_refused,
+    a_damaged_trail_fails_readiness_and_verification,
     an_access_token_never_outlives_its_agent,
     a_token_narrowed_below_a_grant_keeps_its_narrow_scope,
 );
@@ -1013,5 +1014,35 @@ async fn a_token_narrowed_below_a_grant_keeps_its_narrow_scope(server: TestServe
         json!(["test:read"]),
         "{}",
         status.text
+    );
+}
+
+async fn a_damaged_trail_fails_readiness_and_verification(server: TestServer) {
+    let (api, admin) = some_history(&server).await;
+    assert_eq!(api.get("/ready", "").await.status, StatusCode::OK);
+    server
+        .execute_raw("UPDATE audit_events SET details = '{not json' WHERE seq = 2")
+        .await;
+    let broken = verify(&api, &admin).await;
+    assert_eq!(broken["ok"], false, "{broken}");
+    assert!(
+        broken["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot be read"),
+        "{broken}"
+    );
+    server
+        .execute_raw(
+            "UPDATE audit_events SET details = '{not json' \
+             WHERE seq = (SELECT seq FROM audit_head WHERE id = 1)",
+        )
+        .await;
+    let ready = api.get("/ready", "").await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.text
     );
 }

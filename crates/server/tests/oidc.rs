@@ -209,7 +209,8 @@ async fn access_tokens_work_as_agent_bearers_and_nothing_else_does(server: TestS
     );
     assert_eq!(
         discovery.body["scopes_supported"],
-        json!(["openid", "test"])
+        json!(["openid"]),
+        "no backend names for unauthenticated callers"
     );
     assert!(discovery.body.get("authorization_endpoint").is_none());
 

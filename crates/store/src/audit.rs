@@ -343,4 +343,34 @@ impl Store {
                 .await)?;
         rows.into_iter().map(StoredEvent::try_from).collect()
     }
+
+    /// Checks that the trail's head and its newest record agree and that the newest record
+    /// can be read: a cheap sign, for readiness, that the database is not damaged or cut.
+    pub async fn check_audit_head(&self) -> Result<()> {
+        let (seq, hash): (i64, String) = with_pool!(self, |p| sqlx::query_as(
+            "SELECT seq, hash FROM audit_head WHERE id = 1"
+        )
+        .fetch_one(p)
+        .await)?;
+        if seq == 0 {
+            return Ok(());
+        }
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq = $1");
+        let row: Option<EventRow> =
+            with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(seq)
+                .fetch_optional(p)
+                .await)?;
+        let newest = row.map(StoredEvent::try_from).transpose()?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "the audit record {seq} named by the head is missing"
+            ))
+        })?;
+        if newest.hash != hash {
+            return Err(StoreError::Corrupt(format!(
+                "the audit head does not match record {seq}"
+            )));
+        }
+        Ok(())
+    }
 }

@@ -464,11 +464,19 @@ pub struct LeaseFilter {
     pub backend: Option<String>,
     /// Only these states (default: pending, active, revoking, irrevocable).
     pub states: Vec<String>,
+    /// Only leases older than this one (its id): the cursor of the next page.
+    pub before: Option<String>,
+    /// At most this many (1 to [`MAX_LEASE_PAGE`]; 0 means the most).
+    pub limit: u32,
 }
 
+/// The most leases one page lists.
+pub const MAX_LEASE_PAGE: u32 = 1000;
+
 impl Store {
-    /// Leases matching `filter`, newest first, at most 1000. Unknown state names match
-    /// nothing.
+    /// Leases matching `filter`, newest first (by id, whose ULID starts with the creation
+    /// time), one page of at most `filter.limit`; the last id is the cursor of the next page.
+    /// Unknown state names match nothing.
     pub async fn find_leases(&self, filter: &LeaseFilter) -> Result<Vec<LeaseRecord>> {
         let wanted: Vec<&str> = if filter.states.is_empty() {
             vec!["pending", "active", "revoking", "irrevocable"]
@@ -496,15 +504,22 @@ impl Store {
             ("id", &filter.id),
             ("agent_name", &filter.agent_name),
             ("backend", &filter.backend),
+            ("before", &filter.before),
         ] {
             if let Some(value) = value {
                 values.push(value);
-                conditions.push(format!("{column} = ${}", values.len()));
+                let operator = if column == "before" { "id <" } else { "=" };
+                let column = if column == "before" { "" } else { column };
+                conditions.push(format!("{column} {operator} ${}", values.len()));
             }
         }
+        let limit = match filter.limit {
+            0 => MAX_LEASE_PAGE,
+            n => n.min(MAX_LEASE_PAGE),
+        };
         let sql = format!(
             "SELECT id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, revoked_at, attempts, last_error \
-             FROM leases WHERE {} ORDER BY created_at DESC LIMIT 1000",
+             FROM leases WHERE {} ORDER BY id DESC LIMIT {limit}",
             conditions.join(" AND ")
         );
         let rows: Vec<LeaseRecordRow> = with_pool!(self, |p| {

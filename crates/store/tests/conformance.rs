@@ -26,6 +26,7 @@ creddy_testkit::dialects!(TestStore::new =>
     a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_settle,
     enrollments_go_from_request_to_one_pickup_or_expiry,
     the_lease_quota_holds_for_concurrent_intents_on_two_handles,
+    lease_listings_page_newest_first_with_a_cursor,
 );
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -1055,5 +1056,34 @@ async fn the_lease_quota_holds_for_concurrent_intents_on_two_handles(db: TestSto
             .await
             .expect("intent"),
         Intent::AgentGone
+    );
+}
+
+async fn lease_listings_page_newest_first_with_a_cursor(db: TestStore) {
+    with_backends(&db.store, &["alpha"]).await;
+    let agent = new_agent("pager", &["alpha"], None);
+    create(&db.store, &agent).await;
+    for i in 1..=5 {
+        let intent = lease(&format!("cred_0{i}"), &agent);
+        assert_eq!(
+            db.store.create_lease(&intent, 100).await.expect("intent"),
+            Intent::Recorded
+        );
+    }
+    let mut seen = Vec::new();
+    let mut filter = creddy_store::LeaseFilter {
+        limit: 2,
+        ..Default::default()
+    };
+    loop {
+        let page = db.store.find_leases(&filter).await.expect("page");
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        filter.before = Some(last.id.clone());
+        seen.extend(page.iter().map(|l| l.id.clone()));
+    }
+    assert_eq!(
+        seen,
+        ["cred_05", "cred_04", "cred_03", "cred_02", "cred_01"]
     );
 }

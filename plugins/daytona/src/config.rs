@@ -124,6 +124,14 @@ impl DaytonaConfig {
             invalid(format!("base_url '{base_url}' is not a URL"))
                 .with_remedy("use e.g. https://app.daytona.io/api")
         })?;
+        // Credentials in the URL would travel in every error message and log line that
+        // names the URL; the master key goes in api_key only. The URL is not echoed here.
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid(
+                "base_url must not hold a user name or password (the part before '@')",
+            )
+            .with_remedy("give the URL without credentials, e.g. https://daytona.internal/api; the key goes in api_key"));
+        }
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(invalid(format!(
                 "base_url '{base_url}' must be an http:// or https:// URL with a host"
@@ -216,6 +224,14 @@ mod tests {
                 "is not a URL",
             ),
             (
+                json!({"api_key": "k", "base_url": "http://svc:hunter2@daytona.internal/api"}),
+                "must not hold a user name or password",
+            ),
+            (
+                json!({"api_key": "k", "base_url": "https://svc@daytona.internal/api"}),
+                "must not hold a user name or password",
+            ),
+            (
                 json!({"api_key": "k", "delegated_permissions": ["manage:api_keys"]}),
                 "never delegates manage",
             ),
@@ -227,6 +243,7 @@ mod tests {
         for (config, reason) in cases {
             let err = DaytonaConfig::from_value("daytona", &config).expect_err(reason);
             assert!(err.message.contains(reason), "{}", err.message);
+            assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
         }
     }
 

@@ -134,10 +134,14 @@ fn from_flags(
     };
     for pair in inputs.set {
         let (key, value) = split_pair("--set", pair)?;
-        config.insert(
-            key.to_owned(),
-            field(schema, plugin, key)?.field_type.parse(value),
-        );
+        let field_type = field(schema, plugin, key)?.field_type;
+        if field_type == FieldType::Secret {
+            // Never the value: only its name.
+            eprintln!(
+                "Warning: --set {key}=… puts a secret in the process list and your shell history; use --set-file {key}=PATH"
+            );
+        }
+        config.insert(key.to_owned(), field_type.parse(value));
     }
     for pair in inputs.set_file {
         let (key, path) = split_pair("--set-file", pair)?;

@@ -75,9 +75,7 @@ pub async fn admin(global: &Global, cmd: crate::cli::CredentialsCmd) -> Result<(
             query.extend(agent.map(|a| ("agent", a)));
             query.extend(backend.map(|b| ("backend", b)));
             query.extend(state.map(|s| ("state", s)));
-            let value: Value = client
-                .get_with_query(&["v1", "admin", "tokens"], &query)
-                .await?;
+            let value = all_pages(&client, query).await?;
             if format == Format::Json {
                 return print_json(&value);
             }
@@ -177,6 +175,35 @@ pub async fn list(global: &Global) -> Result<()> {
     print_leases(&leases);
     Ok(())
 }
+
+/// Every lease the filter matches, page after page (the server answers at most 1000 at a
+/// time, newest first; the last id of a page is the cursor of the next).
+async fn all_pages(client: &crate::client::Client, query: Vec<(&str, String)>) -> Result<Value> {
+    let mut all = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut page_query = query.clone();
+        page_query.extend(before.clone().map(|b| ("before", b)));
+        let page: Vec<Value> = decode(
+            client
+                .get_with_query(&["v1", "admin", "tokens"], &page_query)
+                .await?,
+        )?;
+        let last = page
+            .last()
+            .and_then(|l| l["id"].as_str())
+            .map(str::to_owned);
+        let full = page.len() >= PAGE;
+        all.extend(page);
+        match last {
+            Some(last) if full => before = Some(last),
+            _ => return Ok(Value::Array(all)),
+        }
+    }
+}
+
+/// The server's page size for leases.
+const PAGE: usize = 1000;
 
 #[cfg(test)]
 mod tests {

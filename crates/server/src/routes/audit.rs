@@ -112,7 +112,18 @@ pub(crate) async fn verify(
     let mut expected_found = query.expect_head.is_none();
     let mut last_seq = 0;
     loop {
-        let batch = state.store().events_after(last_seq, VERIFY_BATCH).await?;
+        let batch = match state.store().events_after(last_seq, VERIFY_BATCH).await {
+            Ok(batch) => batch,
+            // A record that cannot even be read is a broken link, not a server error.
+            Err(creddy_store::StoreError::Corrupt(reason)) => {
+                tracing::error!(after = last_seq, %reason, "audit chain unreadable");
+                return Ok(Json(
+                    json!({"ok": false, "broken_at_seq": check.count() + 1,
+                    "event_id": null, "reason": format!("a record cannot be read: {reason}")}),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let Some(last) = batch.last() else { break };
         last_seq = last.seq;
         for event in &batch {

@@ -45,10 +45,10 @@ pub(crate) async fn health(
 
 /// Readiness: 200 when the store answers.
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
-    match state.store().ping().await {
+    match state.store().check_audit_head().await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(e) => {
-            tracing::error!(error = %e, "readiness check: storage unreachable");
+            tracing::error!(error = %e, "readiness check: storage unreachable or damaged");
             unavailable()
         }
     }
@@ -59,7 +59,7 @@ fn unavailable() -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         Json(json!({
             "status": "unavailable",
-            "error": "storage is unreachable",
+            "error": "storage is unreachable or damaged",
             "code": "storage_unavailable",
         })),
     )

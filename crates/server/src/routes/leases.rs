@@ -103,9 +103,13 @@ pub(crate) struct ListQuery {
     agent: Option<String>,
     backend: Option<String>,
     state: Option<String>,
+    /// The id of the last lease of the previous page.
+    before: Option<String>,
+    limit: Option<u32>,
 }
 
-/// `GET /v1/admin/tokens`.
+/// `GET /v1/admin/tokens`: newest first, a page of `limit` (at most 1000, the default);
+/// `before=<last id>` gives the next page.
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -120,6 +124,8 @@ pub(crate) async fn list(
             .state
             .map(|s| s.split(',').map(str::to_owned).collect())
             .unwrap_or_default(),
+        before: query.before,
+        limit: query.limit.unwrap_or(creddy_store::MAX_LEASE_PAGE),
     };
     Ok(Json(state.store().find_leases(&filter).await?))
 }

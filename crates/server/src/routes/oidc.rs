@@ -34,8 +34,6 @@ pub(crate) async fn discovery(State(state): State<AppState>) -> Response {
         .collect();
     algs.sort();
     algs.dedup();
-    let mut scopes = vec!["openid".to_owned()];
-    scopes.extend(state.backends().all().iter().map(|b| b.name.clone()));
     let body = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth/token"),
@@ -46,7 +44,8 @@ pub(crate) async fn discovery(State(state): State<AppState>) -> Response {
         "response_types_supported": ["token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,
-        "scopes_supported": scopes,
+        // Only `openid`: unauthenticated callers learn no backend names (§15.8).
+        "scopes_supported": ["openid"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id",
             "agent_id", "agent_name", "scope", "scopes", "auth_time"],
         "credential_exchange_endpoint": format!("{issuer}/v1/credentials/{{backend}}"),
