@@ -401,3 +401,55 @@ async fn permissions_the_master_key_lacks_are_named() {
     plugin.stop().await;
     plugin2.stop().await;
 }
+
+/// A hostile upstream redirects every call, hoping the plugin follows with the master key
+/// attached (to another origin, which the HTTP client would strip, or to another path of its
+/// own): no redirect is followed, and no error echoes the key.
+#[tokio::test]
+async fn a_redirecting_upstream_is_never_followed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let daytona = standin(&FULL).await;
+    let followed = Arc::new(AtomicUsize::new(0));
+    let counter = followed.clone();
+    let hostile = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let counter = counter.clone();
+        async move {
+            if uri.path().starts_with("/followed") {
+                counter.fetch_add(1, Ordering::SeqCst);
+                return (
+                    axum::http::StatusCode::OK,
+                    [("location", String::new())],
+                    "{}",
+                );
+            }
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [("location", format!("/followed{}", uri.path()))],
+                "",
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move { axum::serve(listener, hostile).await });
+    let plugin = daytona
+        .plugin(json!({"api_key": MASTER, "base_url": format!("http://{addr}/api"), "organization_id": ORG}))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let minted = plugin
+        .get_credential(&request(&["daytona"], "cred_redirect", 600))
+        .await;
+    let text = format!("{minted:?}");
+    assert!(text.contains("redirect, which is not followed"), "{text}");
+    assert!(!text.contains(MASTER), "{text}");
+    let validated = format!("{:?}", plugin.validate().await);
+    assert!(!validated.contains(MASTER), "{validated}");
+    assert_eq!(
+        followed.load(Ordering::SeqCst),
+        0,
+        "a redirect was followed"
+    );
+    plugin.stop().await;
+}
