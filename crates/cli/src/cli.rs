@@ -465,7 +465,8 @@ pub enum KeysCmd {
     Ls,
     /// Make a new signing key current; the previous one stays published for the grace period
     Rotate {
-        /// The algorithm: EdDSA, or ES256 for relying parties that cannot verify EdDSA
+        /// The algorithm: EdDSA, or ES256 or RS256 (3072-bit) for relying parties that cannot
+        /// verify EdDSA
         #[arg(long, default_value = "EdDSA")]
         alg: String,
         /// How long the previous key stays published (default: oidc.rotation_grace, 24h)

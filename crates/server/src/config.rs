@@ -705,7 +705,7 @@ fn oidc_settings(file: &FileOidc, source: &str) -> Result<OidcSettings, ConfigEr
     let alg = file.alg.clone().unwrap_or_else(|| "EdDSA".to_owned());
     if !crate::oidc::ALGS.contains(&alg.as_str()) {
         return Err(ConfigError(format!(
-            "oidc.alg{source}: '{alg}' is not offered; use EdDSA (default) or ES256"
+            "oidc.alg{source}: '{alg}' is not offered; use EdDSA (default), ES256 or RS256"
         )));
     }
     let token_ttl = file.token_ttl.map_or(3_600, Duration::as_seconds);

@@ -1,5 +1,6 @@
-//! The OIDC provider's keys and tokens (§11): Ed25519 (EdDSA, the default) or P-256 (ES256)
-//! signing keys stored sealed and shared by every node, JWTs signed and verified here, and the checks a JWT must pass to be
+//! The OIDC provider's keys and tokens (§11): Ed25519 (EdDSA, the default), P-256 (ES256) or
+//! 3072-bit RSA (RS256) signing keys stored sealed and shared by every node, JWTs signed and
+//! verified here, and the checks a JWT must pass to be
 //! accepted as an agent bearer: a published key whose `alg` matches, `typ: at+jwt`, `iss` the
 //! issuer, `aud` containing the issuer, `exp` and `nbf` with 60 s of leeway.
 
@@ -18,9 +19,11 @@ use zeroize::Zeroizing;
 use crate::sealing::Sealer;
 use crate::state::AppState;
 
-/// The algorithms offered: EdDSA (default) and ES256 for relying parties that cannot verify
-/// EdDSA.
-pub const ALGS: [&str; 2] = ["EdDSA", "ES256"];
+/// The algorithms offered: EdDSA (default), and ES256 or RS256 for relying parties that
+/// cannot verify EdDSA (many cloud federation endpoints).
+pub const ALGS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
+/// The size of generated RSA keys.
+const RSA_BITS: usize = 3072;
 /// Clock leeway for `exp` and `nbf`.
 const LEEWAY_SECONDS: i64 = 60;
 
@@ -28,17 +31,30 @@ const LEEWAY_SECONDS: i64 = 60;
 enum PrivateKey {
     Ed25519(ed25519_dalek::SigningKey),
     P256(p256::ecdsa::SigningKey),
+    /// Signed through ring's constant-time RSA (the pure-Rust `rsa` crate only generates).
+    Rsa(ring::signature::RsaKeyPair),
 }
 
 /// The public half of a key.
 enum PublicKey {
     Ed25519(ed25519_dalek::VerifyingKey),
     P256(p256::ecdsa::VerifyingKey),
+    /// Big-endian modulus and exponent.
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
 }
 
 impl PrivateKey {
-    /// A key from its 32 secret bytes.
+    /// A key from its stored secret: 32 bytes for EdDSA and ES256, the PKCS#1 DER of the
+    /// private key for RS256.
     fn from_seed(alg: &str, seed: &[u8]) -> Option<Self> {
+        if alg == "RS256" {
+            return ring::signature::RsaKeyPair::from_der(seed)
+                .ok()
+                .map(Self::Rsa);
+        }
         let seed = <[u8; 32]>::try_from(seed).ok()?;
         match alg {
             "EdDSA" => Some(Self::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))),
@@ -62,6 +78,19 @@ impl PrivateKey {
                     .to_bytes()
                     .to_vec()
             }
+            Self::Rsa(k) => {
+                let mut signature = vec![0u8; k.public().modulus_len()];
+                let rng = ring::rand::SystemRandom::new();
+                match k.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    message,
+                    &mut signature,
+                ) {
+                    Ok(()) => signature,
+                    Err(_) => Vec::new(),
+                }
+            }
         }
     }
 
@@ -75,6 +104,11 @@ impl PrivateKey {
                 json!({"kty": "EC", "crv": "P-256",
                     "x": URL_SAFE_NO_PAD.encode(point.x().map(|x| x.to_vec()).unwrap_or_default()),
                     "y": URL_SAFE_NO_PAD.encode(point.y().map(|y| y.to_vec()).unwrap_or_default())})
+            }
+            Self::Rsa(k) => {
+                let parts = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(k.public());
+                json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&parts.n),
+                    "e": URL_SAFE_NO_PAD.encode(&parts.e)})
             }
         }
     }
@@ -103,6 +137,10 @@ impl PublicKey {
                     .ok()
                     .map(Self::P256)
             }
+            "RS256" => Some(Self::Rsa {
+                n: field("n")?,
+                e: field("e")?,
+            }),
             _ => None,
         }
     }
@@ -119,6 +157,13 @@ impl PublicKey {
                 use p256::ecdsa::signature::Verifier;
                 s.normalize_s().is_none() && k.verify(message, &s).is_ok()
             }),
+            Self::Rsa { n, e } => ring::signature::RsaPublicKeyComponents { n, e }
+                .verify(
+                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    message,
+                    signature,
+                )
+                .is_ok(),
         }
     }
 }
@@ -149,15 +194,27 @@ fn sealing_context(kid: &str) -> String {
     format!("signing-key:{kid}")
 }
 
-/// A new key of `alg` (`EdDSA` or `ES256`), its record (private key sealed) ready to store.
-pub fn new_key(sealer: &Sealer, now: Timestamp, alg: &str) -> Option<SigningKeyRecord> {
-    // Random 32 bytes make an Ed25519 seed; for P-256 they are valid below the group order,
-    // which a few draws reach.
-    let (seed, private) = (0..16).find_map(|_| {
-        let mut seed = Zeroizing::new([0u8; 32]);
+/// A new secret of `alg` and the key it makes. Random 32 bytes make an Ed25519 seed; for
+/// P-256 they are valid below the group order, which a few draws reach; an RSA key is
+/// generated (3072 bits, a second or so) and kept as PKCS#1 DER.
+fn new_secret(alg: &str) -> Option<(Zeroizing<Vec<u8>>, PrivateKey)> {
+    if alg == "RS256" {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, RSA_BITS).ok()?;
+        let der = Zeroizing::new(key.to_pkcs1_der().ok()?.as_bytes().to_vec());
+        let private = PrivateKey::from_seed(alg, &der)?;
+        return Some((der, private));
+    }
+    (0..16).find_map(|_| {
+        let mut seed = Zeroizing::new(vec![0u8; 32]);
         creddy_core::secret::fill_random(seed.as_mut());
-        PrivateKey::from_seed(alg, seed.as_ref()).map(|k| (seed, k))
-    })?;
+        PrivateKey::from_seed(alg, &seed).map(|k| (seed, k))
+    })
+}
+
+/// A new key of `alg` (`EdDSA`, `ES256` or `RS256`), its record (private key sealed) ready to store.
+pub fn new_key(sealer: &Sealer, now: Timestamp, alg: &str) -> Option<SigningKeyRecord> {
+    let (seed, private) = new_secret(alg)?;
     let mut jwk = private.public_jwk();
     let kid = hex::encode(&sha2::Sha256::digest(jwk.to_string().as_bytes())[..8]);
     jwk["kid"] = json!(kid);

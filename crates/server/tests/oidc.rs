@@ -125,6 +125,43 @@ async fn a_third_party_relying_party_verifies_tokens_before_and_after_rotation(s
         "an ES256 access token is an agent bearer too"
     );
 
+    // And one that wants RSA gets a 3072-bit RS256 key, signed through ring.
+    let rs256 = api
+        .post(
+            "/v1/admin/keys/rotate",
+            &admin,
+            json!({"alg": "RS256", "grace": "2h"}),
+        )
+        .await;
+    assert_eq!(rs256.body["alg"], "RS256", "{}", rs256.text);
+    let rsa = relying_party(&issuer, &client_id, &secret, Some(&earlier)).await;
+    assert_eq!(rsa["algs"], json!(["ES256", "EdDSA", "RS256"]), "{rsa}");
+    assert_eq!(
+        jwt_kid(&text(&rsa["access_token"])),
+        text(&rs256.body["kid"])
+    );
+    let jwks = api.get("/.well-known/jwks.json", "").await;
+    let rsa_jwk = jwks.body["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["alg"] == "RS256")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rsa_jwk["kty"], "RSA");
+    assert_eq!(
+        text(&rsa_jwk["n"]).len(),
+        512,
+        "a 3072-bit modulus (384 bytes) in base64url"
+    );
+    assert_eq!(
+        api.get("/v1/status", &text(&rsa["access_token"]))
+            .await
+            .status,
+        StatusCode::OK,
+        "an RS256 access token is an agent bearer too"
+    );
+
     server.clock.advance_seconds(2 * 3_600 + 1);
     server.server().state().tasks().sweep_now().await;
     // The server's clock is now ahead of the relying party's, so only the earlier token is
@@ -147,7 +184,12 @@ async fn a_third_party_relying_party_verifies_tokens_before_and_after_rotation(s
         .flatten()
         .map(|k| text(&k["state"]))
         .collect();
-    assert_eq!(states, ["current", "retired", "retired"], "{}", keys.text);
+    assert_eq!(
+        states,
+        ["current", "retired", "retired", "retired"],
+        "{}",
+        keys.text
+    );
     assert!(
         !keys.text.contains("private"),
         "private keys never leave the server"

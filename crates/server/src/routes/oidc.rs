@@ -363,7 +363,7 @@ pub(crate) async fn rotate_keys(
     if !crate::oidc::ALGS.contains(&alg.as_str()) {
         return Err(
             ApiError::invalid_request(format!("algorithm '{alg}' is not offered"))
-                .with_remedy("use EdDSA or ES256"),
+                .with_remedy("use EdDSA, ES256 or RS256"),
         );
     }
     let grace = match body.grace.as_deref() {
