@@ -910,7 +910,8 @@ mod tests {
         let file = write(
             "ttl = { min = \"2m\", max = \"12h\", backends = { daytona = { max = \"8h\" } } }\n\
              plugins = { dir = \"/opt/plugins\", allow_unsigned = true }\n\
-             limits = { max_active_leases_per_agent = 5 }\n\
+             limits = { max_active_leases_per_agent = 5, token_per_client = \"30/minute\", vend_per_agent = \"100/hour\", request_per_agent = \"3/hour\", max_connections = 200, max_connections_per_ip = 20 }\n\
+             enrollment = { max_open_amendments = 2 }\n\
              secrets = { key_file = \"/etc/creddy/master.key\" }\n",
         );
         let args = ServerArgs {
@@ -925,6 +926,18 @@ mod tests {
         assert_eq!(s.plugin_dir, PathBuf::from("/opt/plugins"));
         assert!(s.allow_unsigned_plugins);
         assert_eq!(s.max_active_leases_per_agent, 5);
+        let rate = |count, window_seconds| Rate {
+            count,
+            window_seconds,
+        };
+        assert_eq!(s.limits.token_per_client, rate(30, 60));
+        assert_eq!(s.limits.vend_per_agent, rate(100, 3_600));
+        assert_eq!(s.limits.request_per_agent, rate(3, 3_600));
+        assert_eq!(
+            (s.limits.max_connections, s.limits.max_connections_per_ip),
+            (200, 20)
+        );
+        assert_eq!(s.enrollment.max_open_amendments, 2);
         assert_eq!(s.key_file, Some(PathBuf::from("/etc/creddy/master.key")));
         let bad = write("ttl = { max = \"7 days\" }\n");
         let args = ServerArgs {

@@ -162,3 +162,47 @@ pub(crate) async fn serve(
         tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing them");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_capped_in_all_and_per_address_and_freed_when_they_end() {
+        let open = Arc::new(Mutex::new(OpenConnections::default()));
+        let caps = ConnectionCaps {
+            total: 3,
+            per_address: 2,
+        };
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+            [127, 0, 0, 2].into(),
+            [127, 0, 0, 3].into(),
+            [127, 0, 0, 4].into(),
+        );
+        let first = admit(&open, caps, a);
+        let second = admit(&open, caps, a);
+        assert!(first.is_some() && second.is_some());
+        assert!(admit(&open, caps, a).is_none(), "two per address");
+        let third = admit(&open, caps, b);
+        assert!(third.is_some());
+        assert!(admit(&open, caps, c).is_none(), "three in all");
+        drop(first);
+        assert!(
+            admit(&open, caps, c).is_some(),
+            "an ended connection frees its place"
+        );
+    }
+
+    #[test]
+    fn the_total_never_exceeds_half_the_descriptor_limit() {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .unwrap_or(u64::MAX);
+        let caps = ConnectionCaps::new(u32::MAX, 64);
+        assert!(
+            u64::from(caps.total) <= (limit / 2).max(8),
+            "{} of {limit}",
+            caps.total
+        );
+    }
+}
