@@ -237,19 +237,9 @@ async fn site_with(dialect: Dialect, adjust: impl FnOnce(&mut Settings)) -> Test
 
 /// An agent created by the local admin: its token and body.
 async fn agent(api: &Api, admin: &str, name: &str, scopes: &[&str]) -> (String, Value) {
-    let created = api
-        .post(
-            "/v1/admin/agents",
-            admin,
-            json!({"name": name, "scopes": scopes}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
-    let token = created.body["token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    (token, created.body)
+    let created = api.create_agent(admin, name, scopes).await;
+    let token = created["token"].as_str().unwrap_or_default().to_owned();
+    (token, created)
 }
 
 async fn scopes_of(api: &Api, admin: &str, name: &str) -> Value {

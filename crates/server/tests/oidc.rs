@@ -44,18 +44,6 @@ async fn relying_party(
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn agent(api: &Api, admin: &str, name: &str, scopes: &[&str]) -> Value {
-    let created = api
-        .post(
-            "/v1/admin/agents",
-            admin,
-            json!({"name": name, "scopes": scopes}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
-    created.body
-}
-
 fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
@@ -63,7 +51,9 @@ fn text(v: &Value) -> String {
 async fn a_third_party_relying_party_verifies_tokens_before_and_after_rotation(server: TestServer) {
     let api = Api::new(&server.url());
     let admin = server.admin_token();
-    let created = agent(&api, &admin, "federated", &["test", "admin:audit:read"]).await;
+    let created = api
+        .create_agent(&admin, "federated", &["test", "admin:audit:read"])
+        .await;
     let (client_id, secret) = (
         text(&created["oidc"]["client_id"]),
         text(&created["oidc"]["client_secret"]),
@@ -237,7 +227,9 @@ async fn access_tokens_work_as_agent_bearers_and_nothing_else_does(server: TestS
             .status,
         StatusCode::OK
     );
-    let created = agent(&api, &admin, "jwt-user", &["test", "test:read"]).await;
+    let created = api
+        .create_agent(&admin, "jwt-user", &["test", "test:read"])
+        .await;
     let (client_id, secret) = (
         text(&created["oidc"]["client_id"]),
         text(&created["oidc"]["client_secret"]),

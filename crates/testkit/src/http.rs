@@ -62,6 +62,25 @@ impl Api {
         self.post("/v1/admin/backends", admin, body).await
     }
 
+    /// Creates agent `name` with `scopes` as `admin` (which must succeed) and returns the
+    /// answer's body: the agent with its token and OIDC credentials.
+    pub async fn create_agent(&self, admin: &str, name: &str, scopes: &[&str]) -> Value {
+        let created = self
+            .post(
+                "/v1/admin/agents",
+                admin,
+                serde_json::json!({"name": name, "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(
+            created.status,
+            reqwest::StatusCode::OK,
+            "creating agent {name}: {}",
+            created.text
+        );
+        created.body
+    }
+
     /// A client for the server at `base`.
     pub fn new(base: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -77,57 +77,49 @@ impl TestStore {
     }
 }
 
+/// Runs `$body` with `$pool` bound to a fresh pool on the database at `$location` (outside
+/// the store), then closes the pool; the body is written once for both dialects.
+macro_rules! on_raw_pool {
+    ($location:expr, |$pool:ident| $body:expr) => {
+        match $location {
+            Location::Sqlite(path) => {
+                let $pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+            Location::Postgres(url) => {
+                let $pool = sqlx::PgPool::connect(url)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let result = $body;
+                $pool.close().await;
+                result
+            }
+        }
+    };
+}
+
 /// Runs raw SQL against the database at `location`, outside the store (tampering tests).
 pub async fn execute_raw(location: &Location, sql: &str) {
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    let result = match location {
-        Location::Sqlite(path) => {
-            let url = format!("sqlite://{}", path.display());
-            let pool = sqlx::SqlitePool::connect(&url)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let r = sqlx::raw_sql(sql).execute(&pool).await.map(|_| ());
-            pool.close().await;
-            r
-        }
-        Location::Postgres(url) => {
-            let pool = sqlx::PgPool::connect(url)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let r = sqlx::raw_sql(sql).execute(&pool).await.map(|_| ());
-            pool.close().await;
-            r
-        }
-    };
+    let result = on_raw_pool!(location, |pool| sqlx::raw_sql(sql)
+        .execute(&pool)
+        .await
+        .map(|_| ()));
     result.unwrap_or_else(|e| panic!("raw SQL failed: {e}"));
 }
 
 /// The first text column of the first row of `sql` at `location`, read outside the store.
 pub async fn query_raw_text(location: &Location, sql: &str) -> Option<String> {
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    let result = match location {
-        Location::Sqlite(path) => {
-            let url = format!("sqlite://{}", path.display());
-            let pool = sqlx::SqlitePool::connect(&url)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let r = sqlx::query_scalar::<_, Option<String>>(sql)
-                .fetch_optional(&pool)
-                .await;
-            pool.close().await;
-            r
-        }
-        Location::Postgres(url) => {
-            let pool = sqlx::PgPool::connect(url)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let r = sqlx::query_scalar::<_, Option<String>>(sql)
-                .fetch_optional(&pool)
-                .await;
-            pool.close().await;
-            r
-        }
-    };
+    let result = on_raw_pool!(location, |pool| sqlx::query_scalar::<_, Option<String>>(
+        sql
+    )
+    .fetch_optional(&pool)
+    .await);
     result
         .unwrap_or_else(|e| panic!("raw SQL failed: {e}"))
         .flatten()
