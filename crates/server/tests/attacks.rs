@@ -25,6 +25,47 @@ creddy_testkit::dialects!(attack_site =>
     a_token_narrowed_below_a_grant_keeps_its_narrow_scope,
 );
 
+/// A damaged SQLite file: the pages of the audit trail overwritten behind the server's back.
+#[tokio::test]
+async fn a_damaged_database_file_fails_readiness_and_verification() {
+    use std::io::{Seek, SeekFrom, Write};
+    let server = TestServer::start(Dialect::Sqlite).await;
+    let (api, admin) = some_history(&server).await;
+    server.execute_raw("PRAGMA wal_checkpoint(TRUNCATE)").await;
+    let root: u64 = server
+        .query_raw_text(
+            "SELECT CAST(rootpage AS TEXT) FROM sqlite_master WHERE name = 'audit_events'",
+        )
+        .await
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_default();
+    let page_size: u64 = server
+        .query_raw_text("SELECT CAST(page_size AS TEXT) FROM pragma_page_size()")
+        .await
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(4096);
+    assert!(root > 1);
+    let path = server.settings.data_dir.join("creddy.db");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{e}"));
+    file.seek(SeekFrom::Start((root - 1) * page_size))
+        .unwrap_or_else(|e| panic!("{e}"));
+    file.write_all(&vec![0xA5; usize::try_from(page_size).unwrap_or(4096)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    file.sync_all().unwrap_or_else(|e| panic!("{e}"));
+    let ready = api.get("/ready", "").await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.text
+    );
+    let broken = verify(&api, &admin).await;
+    assert_eq!(broken["ok"], false, "{broken}");
+}
+
 creddy_testkit::dialects!(crowded: crowded_site =>
     an_amendment_flood_is_capped_counted_apart_and_closed_with_its_agent,
     concurrent_vends_never_exceed_the_quota,

@@ -103,8 +103,19 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e.as_database_error() {
             Some(db) if db.is_unique_violation() => StoreError::NameTaken,
+            Some(db) if is_damaged(db) => StoreError::Corrupt(db.message().to_owned()),
             _ => StoreError::Unavailable(e),
         }
+    }
+}
+
+/// SQLite's answer for a damaged file (`SQLITE_CORRUPT`, `SQLITE_NOTADB` and their extended
+/// codes), and PostgreSQL's `XX001`/`XX002` (data or index corrupted).
+fn is_damaged(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else { return false };
+    match code.parse::<u32>() {
+        Ok(sqlite) => matches!(sqlite & 0xff, 11 | 26),
+        Err(_) => matches!(code.as_ref(), "XX001" | "XX002"),
     }
 }
 
