@@ -138,6 +138,11 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
         .ok(),
         "CREDDY_TOKEN",
     );
+    let org_wide = exported(
+        site.admin(&["agent", "create", "org-wide", "--can", "daytona:org:*"])
+            .ok(),
+        "CREDDY_TOKEN",
+    );
     let nobody = exported(
         site.admin(&["agent", "create", "nobody", "--can", "other"])
             .ok(),
@@ -182,6 +187,13 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
         .map(|r| r.status().as_u16())
         .unwrap_or(0);
     assert_eq!(listing, 200, "but may read");
+    // `daytona:org:*` with no --scope: a key of the backend's organisation (§5 meets §10.3).
+    let org_key = site
+        .agent(&org_wide, &["get", "daytona"])
+        .ok()
+        .trim()
+        .to_owned();
+    assert_eq!(sandbox(&org_key), 200, "daytona:org:* acts as daytona");
 
     // Refusals.
     site.agent(&token, &["get", "daytona", "--ttl", "30s"])
@@ -205,7 +217,7 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
         .flatten()
         .filter(|k| k["name"] != "master")
         .collect();
-    assert_eq!(minted.len(), 3);
+    assert_eq!(minted.len(), 4);
     assert!(
         minted.iter().all(|k| k["expiresAt"].is_string()),
         "{minted:?}"
@@ -228,13 +240,15 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
     );
     assert_eq!(
         deleted.len(),
-        4,
-        "the probe and the three leased keys: {deleted:?}"
+        5,
+        "the probe and the four leased keys: {deleted:?}"
     );
     assert!(
         deleted[1..]
             .iter()
-            .all(|d| d.starts_with("creddy-ci-agent-") || d.starts_with("creddy-reader-"))
+            .all(|d| d.starts_with("creddy-ci-agent-")
+                || d.starts_with("creddy-reader-")
+                || d.starts_with("creddy-org-wide-"))
     );
     assert_eq!(sandbox(&dtn), 401, "a revoked key is dead upstream");
     assert!(

@@ -230,3 +230,22 @@ fn sighup_reloads_the_policies_and_keeps_them_when_the_file_is_bad() {
         "a bad file keeps the policies in force"
     );
 }
+
+#[test]
+fn the_listening_line_of_step_one_is_printed_whatever_the_log_format() {
+    for format in ["text", "json"] {
+        let site = Site::start_blocking(Dialect::Sqlite, &["--log-format", format]);
+        let url = site.server.url();
+        let addr = url.trim_start_matches("http://");
+        let expected = format!(
+            "creddy {} listening on {addr}, issuer {url}, storage sqlite ({})",
+            env!("CARGO_PKG_VERSION"),
+            site.data_dir.display()
+        );
+        let log = site.server.log();
+        assert!(
+            log.lines().any(|l| l == expected),
+            "{format}: wanted {expected:?} in\n{log}"
+        );
+    }
+}

@@ -60,6 +60,8 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// 500: unexpected server error.
     Internal,
+    /// 501: a route kept for compatibility whose feature is not offered.
+    NotImplemented,
     /// 502: the upstream refused the master credential.
     UpstreamAuthFailed,
     /// 502: the upstream did not find the organisation.
@@ -106,6 +108,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorCode::AuditUnavailable
             | ErrorCode::StorageUnavailable
             | ErrorCode::UpstreamUnavailable

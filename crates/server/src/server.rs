@@ -176,8 +176,10 @@ impl Server {
         ));
         let tasks = tokio::spawn(tasks::reap_expired_agents(state.clone(), signal));
         tracing::info!(
-            "creddy {VERSION} listening on {addr}, issuer {issuer}, storage {}",
-            location.describe()
+            %addr,
+            %issuer,
+            storage = %location.describe(),
+            "creddy {VERSION} started"
         );
         Ok(Self {
             addr,
@@ -201,6 +203,21 @@ impl Server {
             .await
             .map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// The bound address.
+    /// The line that says the server is up (§2, step 1): `creddy <version> listening on
+    /// <addr>, issuer <url>, storage sqlite (<data dir>)` or `storage postgresql (<host>…)`.
+    pub fn banner(&self) -> String {
+        let storage = match self.state.store().location() {
+            creddy_store::Location::Sqlite(_) => format!("sqlite ({})", self.data_dir().display()),
+            other => other.describe(),
+        };
+        format!(
+            "creddy {VERSION} listening on {}, issuer {}, storage {storage}",
+            self.addr,
+            self.state.issuer()
+        )
     }
 
     /// The bound address.

@@ -37,7 +37,7 @@ pub fn external_id_context(lease_id: &str) -> String {
 }
 
 /// What the agent asked for.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct VendRequest {
     pub(crate) ttl: Option<String>,
     pub(crate) scopes: Vec<String>,
@@ -87,6 +87,18 @@ fn default_scopes(agent: &Agent, backend: &str) -> Vec<String> {
     scopes
 }
 
+/// The grant `<default>:*` from which the default scope `default` was made, if the agent
+/// holds it.
+fn verbatim_grant(agent: &Agent, default: &str) -> Option<String> {
+    let grant = format!("{default}:*");
+    agent
+        .scopes
+        .as_slice()
+        .iter()
+        .any(|g| g.as_str() == grant)
+        .then_some(grant)
+}
+
 /// The scopes of an authorised request.
 struct Authorised {
     /// As the agent asked (backend-named), for the lease and the response.
@@ -112,11 +124,8 @@ async fn authorise(
         )));
     }
     let grants = default_scopes(agent, backend);
-    let requested = if requested.is_empty() {
-        grants.clone()
-    } else {
-        requested
-    };
+    let defaulted = requested.is_empty();
+    let requested = if defaulted { grants.clone() } else { requested };
     if requested.is_empty() {
         return Err(ApiError::new(
             ErrorCode::ScopeDenied,
@@ -130,8 +139,9 @@ async fn authorise(
         )));
     }
     let mut for_plugin_scopes = Vec::new();
-    for text in &requested {
-        let scope = Scope::parse(text)
+    let mut chosen = Vec::new();
+    for asked in &requested {
+        let scope = Scope::parse(asked)
             .map_err(|e| ApiError::new(ErrorCode::InvalidScope, e.to_string()))?;
         if scope.backend() != backend {
             return Err(ApiError::new(
@@ -146,20 +156,32 @@ async fn authorise(
             )
             .with_remedy("request it with: creddy request --can SCOPE"));
         }
-        let verdict = process.match_scope(&for_plugin(text, plugin)).await?;
+        let mut text = asked.clone();
+        let mut verdict = process.match_scope(&for_plugin(&text, plugin)).await?;
+        // A default scope whose `:*` was dropped may mean nothing to the plugin
+        // (`daytona:org:*` → `daytona:org`); then the grant itself is asked for, which covers
+        // itself and which the plugin defines (`daytona:org:*` acts as `daytona`, §10.3).
+        if defaulted
+            && !verdict.matches
+            && let Some(grant) = verbatim_grant(agent, &text)
+        {
+            verdict = process.match_scope(&for_plugin(&grant, plugin)).await?;
+            text = grant;
+        }
         if !verdict.matches {
             return Err(ApiError::new(
                 ErrorCode::InvalidScope,
-                format!("backend '{backend}' does not support the scope '{scope}'"),
+                format!("backend '{backend}' does not support the scope '{text}'"),
             )
             .with_remedy(format!(
                 "see the scopes of its plugin: creddy plugin info {plugin}"
             )));
         }
         for_plugin_scopes.push(verdict.normalized);
+        chosen.push(text);
     }
     Ok(Authorised {
-        requested,
+        requested: chosen,
         for_plugin: for_plugin_scopes,
         grants: grants.iter().map(|g| for_plugin(g, plugin)).collect(),
     })
@@ -203,6 +225,51 @@ fn choose_ttl(
         .range()
         .choose(requested, backend)
         .map_err(|e| invalid(e.to_string()))
+}
+
+/// Records `credential.denied` for a vend refused by a rule (scope, TTL, quota, backend,
+/// organisation): the requested scopes and TTL, the code and message (which never hold a
+/// secret). Rate-limit refusals are not recorded one by one, so a flood cannot fill the
+/// trail; a failure to record is logged and does not change the answer.
+pub(crate) async fn record_denial(
+    state: &AppState,
+    agent: &Agent,
+    backend: &str,
+    asked: &VendRequest,
+    refusal: &ApiError,
+    context: &RequestContext,
+) {
+    let recorded = matches!(
+        refusal.code,
+        ErrorCode::ScopeDenied
+            | ErrorCode::InvalidScope
+            | ErrorCode::InvalidTtl
+            | ErrorCode::QuotaExceeded
+            | ErrorCode::OrgNotConfigured
+            | ErrorCode::BackendNotFound
+            | ErrorCode::UnknownBackend
+    );
+    if !recorded {
+        return;
+    }
+    let event = AuditEvent::new(
+        Action::CredentialDenied,
+        creddy_core::audit::Actor::agent(agent.id.as_str(), &agent.name),
+        state.clock().now(),
+    )
+    .about_agent(agent.id.as_str(), &agent.name)
+    .about_lease(backend, None)
+    .with_outcome(Outcome::Denied)
+    .from_request(context.ip.clone(), context.request_id.clone())
+    .with_details(json!({
+        "scopes": asked.scopes,
+        "ttl": asked.ttl,
+        "code": refusal.code,
+        "reason": refusal.message,
+    }));
+    if let Err(e) = state.store().record_event(&event).await {
+        tracing::warn!(error = %e, "credential.denied could not be recorded");
+    }
 }
 
 /// Issues a credential of `backend` to `agent`.

@@ -11,6 +11,7 @@ creddy_testkit::dialects!(TestServer::start =>
     malformed_json_is_refused_naming_the_field,
     oversized_bodies_get_413,
     request_ids_are_generated_or_echoed,
+    routes_kept_for_compatibility_answer_501,
 );
 
 async fn health_is_minimal_for_the_public_and_detailed_for_admins(server: TestServer) {
@@ -25,6 +26,20 @@ async fn health_is_minimal_for_the_public_and_detailed_for_admins(server: TestSe
     let admin = api.get("/health", &server.admin_token()).await;
     assert_eq!(admin.body["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(admin.body["agents"], 0);
+    for field in [
+        "backends",
+        "pending",
+        "leases",
+        "irrevocable",
+        "uptime_seconds",
+    ] {
+        assert_eq!(
+            admin.body[field].as_u64().is_some(),
+            true,
+            "{field}: {}",
+            admin.text
+        );
+    }
     let ready = api.call(Method::GET, "/ready", None, None).await;
     assert_eq!(
         (ready.status, ready.body["status"].as_str()),
@@ -159,4 +174,25 @@ async fn request_ids_are_generated_or_echoed(server: TestServer) {
         )
         .await;
     assert_eq!(echoed.header("x-request-id"), Some("trace-42"));
+}
+
+async fn routes_kept_for_compatibility_answer_501(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    for (method, path) in [
+        (Method::GET, "/v1/signing-key"),
+        (Method::GET, "/v1/proxy/daytona/api/sandbox"),
+        (Method::POST, "/v1/proxy/daytona/api/sandbox"),
+        (Method::GET, "/api/v1/admin/agents"),
+        (Method::POST, "/api/v1/credentials/daytona"),
+    ] {
+        let answer = api.call(method.clone(), path, Some(&admin), None).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
+            "{method} {path}: {}",
+            answer.text
+        );
+        assert!(answer.error().contains("is not offered"), "{}", answer.text);
+    }
 }

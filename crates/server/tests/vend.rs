@@ -13,6 +13,7 @@ creddy_testkit::dialects!(TestServer::start =>
     plugin_failures_during_a_mint_are_recorded_and_mapped,
     backends_come_back_after_a_restart,
     a_plugin_reload_restarts_backends_from_the_installed_binaries,
+    plugins_are_listed_and_reloaded_one_at_a_time,
     expired_and_orphaned_credentials_are_revoked_upstream,
     explicit_revocation_is_idempotent_and_limited_to_the_owner,
     a_mint_with_an_unknown_outcome_is_reconciled_after_two_minutes,
@@ -235,6 +236,49 @@ async fn ttl_scope_and_backend_refusals_name_the_problem(server: TestServer) {
     );
     let leases = site.api.get("/v1/active", &token).await;
     assert_eq!(leases.body, json!([]), "no refusal left a lease behind");
+
+    // Every refusal by a rule is audited with what was asked and why, never a secret.
+    let denials: Vec<Value> = site
+        .server
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "credential.denied")
+        .map(|e| json!({"agent": e.subject.map(|s| s["agent_name"].clone()), "backend": e.backend, "outcome": e.outcome, "details": e.details}))
+        .collect();
+    let codes: Vec<&str> = denials
+        .iter()
+        .filter_map(|d| d["details"]["code"].as_str())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "invalid_ttl",
+            "invalid_ttl",
+            "invalid_ttl",
+            "scope_denied",
+            "scope_denied",
+            "invalid_scope",
+            "invalid_scope",
+            "backend_not_found"
+        ],
+        "{denials:#?}"
+    );
+    assert_eq!(denials[0]["details"]["ttl"], "30s");
+    assert_eq!(denials[4]["details"]["scopes"], json!(["test"]));
+    assert_eq!(denials[4]["agent"], "reader");
+    assert_eq!(denials[4]["outcome"], "denied");
+    assert!(
+        denials[4]["details"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("holds no grant covering 'test'")
+    );
+    assert!(
+        !serde_json::to_string(&denials)
+            .unwrap_or_default()
+            .contains(MASTER_KEY)
+    );
 }
 
 async fn a_backend_is_saved_only_when_its_configuration_works(server: TestServer) {
@@ -1068,4 +1112,54 @@ async fn a_hanging_upstream_holds_eight_revocations_and_never_delays_another_bac
         .await;
     assert_eq!(stuck_open.body.as_array().map(Vec::len), Some(12));
     sweeping.abort();
+}
+
+async fn plugins_are_listed_and_reloaded_one_at_a_time(server: TestServer) {
+    let (site, _token) = ready(server).await;
+    site.server.install_test_plugin("spare");
+    let listed = site.api.get("/v1/admin/plugins", &site.admin).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(listed.body["dir"], json!(site.server.settings.plugin_dir));
+    let plugins = listed.body["plugins"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = plugins.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["spare", "test"]);
+    assert_eq!(plugins[1]["backends"], json!(["test"]));
+    assert_eq!(plugins[1]["state"], "ok");
+    assert_eq!(plugins[1]["protocol_version"], 1);
+    assert_eq!(plugins[0]["backends"], json!([]));
+
+    let before = site.plugin_restarts().map(|r| *r.borrow());
+    let other = site
+        .api
+        .post("/v1/admin/plugins/spare/reload", &site.admin, json!({}))
+        .await;
+    assert_eq!(other.body["loaded"], json!([]), "{}", other.text);
+    let reloaded = site
+        .api
+        .post("/v1/admin/plugins/test/reload", &site.admin, json!({}))
+        .await;
+    assert_eq!(
+        reloaded.body["loaded"],
+        json!(["test"]),
+        "{}",
+        reloaded.text
+    );
+    assert!(before.is_some());
+    let missing = site
+        .api
+        .post("/v1/admin/plugins/ghost/reload", &site.admin, json!({}))
+        .await;
+    assert_eq!(missing.code(), "unknown_backend", "{}", missing.text);
+
+    // A tampered plugin is listed as such.
+    std::fs::write(
+        site.server.settings.plugin_dir.join("spare/creddy-spare"),
+        b"#!/bin/sh\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let listed = site.api.get("/v1/admin/plugins", &site.admin).await;
+    assert_eq!(listed.body["plugins"][0]["state"], "integrity_failed");
 }

@@ -45,6 +45,8 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
             e.to_string(),
         )
     })?;
+    // Whatever the log format, the operator sees this line (§2, step 1).
+    eprintln!("{}", server.banner());
     signals.wait(&server).await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await;

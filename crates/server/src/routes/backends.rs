@@ -105,6 +105,84 @@ pub(crate) async fn reload_plugins(
     ))
 }
 
+/// `POST /v1/admin/plugins/{name}/reload`: restarts the backends of plugin `name` only.
+pub(crate) async fn reload_plugin(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require_admin("admin:plugins:write")?;
+    installed(&state, &name)?;
+    let records: Vec<_> = state
+        .store()
+        .list_backends()
+        .await?
+        .into_iter()
+        .filter(|r| r.plugin == name)
+        .collect();
+    let (loaded, upgraded) = state
+        .backends()
+        .reload(&records, state.sealer(), &state.plugin_settings())
+        .await;
+    tracing::info!(plugin = %name, ?loaded, ?upgraded, "plugin reloaded");
+    crate::plugin_events::record_changes(&state, true).await?;
+    Ok(Json(
+        json!({"loaded": loaded, "removed": [], "upgraded": upgraded}),
+    ))
+}
+
+/// `GET /v1/admin/plugins`: the installed plugins, whether each passes its integrity check
+/// (`ok`, `unsigned` when unsigned plugins may not run, `integrity_failed`), and the
+/// backends that use it.
+pub(crate) async fn list_plugins(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Value>, ApiError> {
+    principal.require_admin("admin:plugins:read")?;
+    let settings = state.plugin_settings();
+    let live = state.backends().all();
+    let checked = {
+        let settings = settings.clone();
+        tokio::task::spawn_blocking(move || {
+            InstalledPlugin::list(&settings.dir, true)
+                .into_iter()
+                .filter_map(Result::ok)
+                .map(|p| {
+                    let check =
+                        creddy_plugin::host::verify_installation(&p, &settings.trusted_keys);
+                    (p, check)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+    };
+    let plugins: Vec<Value> = checked
+        .into_iter()
+        .map(|(plugin, check)| {
+            let r = &plugin.record;
+            let users: Vec<&LiveBackend> = live
+                .iter()
+                .filter(|b| b.plugin == r.name)
+                .map(AsRef::as_ref)
+                .collect();
+            let protocol = users
+                .iter()
+                .find_map(|b| b.process.as_ref().ok())
+                .map_or(1, |p| p.started().hello.protocol_version);
+            let plugin_state = match check {
+                Err(_) => "integrity_failed",
+                Ok(()) if !r.signed && !settings.allow_unsigned => "unsigned",
+                Ok(()) => "ok",
+            };
+            json!({"name": r.name, "version": r.version, "sha256": r.sha256, "signed": r.signed,
+                "signer": r.signer, "protocol_version": protocol, "state": plugin_state,
+                "backends": users.iter().map(|b| b.name.as_str()).collect::<Vec<_>>()})
+        })
+        .collect();
+    Ok(Json(json!({"dir": settings.dir, "plugins": plugins})))
+}
+
 /// `POST /v1/admin/backends` body.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AddBackend {

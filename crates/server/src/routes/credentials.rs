@@ -54,7 +54,11 @@ async fn respond(
 ) -> Result<Response, ApiError> {
     let agent = principal.into_agent()?;
     let started = std::time::Instant::now();
-    let issued = vend(&state, &agent, &backend, request, context).await;
+    let asked = request.clone();
+    let issued = vend(&state, &agent, &backend, request, context.clone()).await;
+    if let Err(refusal) = &issued {
+        crate::vend::record_denial(&state, &agent, &backend, &asked, refusal, &context).await;
+    }
     let outcome = match &issued {
         Ok(_) => "success",
         Err(e) if e.code.status().is_client_error() => "denied",

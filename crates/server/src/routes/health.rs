@@ -26,19 +26,29 @@ pub(crate) async fn health(
     if !is_admin {
         return Json(json!({"status": "ok"})).into_response();
     }
-    let (agents, leases) = match (
+    let (agents, leases, by_backend, pending) = match (
         state.store().count_agents().await,
         state.store().count_open_leases().await,
+        state.store().count_open_leases_by_backend().await,
+        state.store().pending_enrollments().await,
     ) {
-        (Ok(a), Ok(l)) => (a, l),
+        (Ok(a), Ok(l), Ok(b), Ok(p)) => (a, l, b, p),
         _ => return unavailable(),
     };
+    let irrevocable: i64 = by_backend
+        .iter()
+        .filter(|(_, lease_state, _)| lease_state == "irrevocable")
+        .map(|(_, _, n)| n)
+        .sum();
     Json(json!({
         "status": "ok",
         "version": crate::VERSION,
         "uptime_seconds": state.uptime_seconds(),
         "agents": agents,
+        "backends": state.backends().all().len(),
+        "pending": pending.len(),
         "leases": leases,
+        "irrevocable": irrevocable,
     }))
     .into_response()
 }
@@ -64,4 +74,13 @@ fn unavailable() -> Response {
         })),
     )
         .into_response()
+}
+
+/// Routes kept so that clients of the original get a clear answer: 501 `not_implemented`.
+pub(crate) async fn not_offered(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        crate::error::ErrorCode::NotImplemented,
+        format!("{} is not offered by this creddy", uri.path()),
+    )
+    .with_remedy("see the API reference: credentials come from /v1/credentials/{backend}, OIDC keys from /.well-known/jwks.json")
 }

@@ -13,7 +13,7 @@ mod oidc;
 mod status;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 
 use crate::state::AppState;
 
@@ -56,7 +56,15 @@ pub(crate) fn router() -> Router<AppState> {
             "/v1/admin/plugins/{name}",
             get(backends::plugin_description),
         )
+        .route("/v1/admin/plugins", get(backends::list_plugins))
         .route("/v1/admin/plugins/reload", post(backends::reload_plugins))
+        .route(
+            "/v1/admin/plugins/{name}/reload",
+            post(backends::reload_plugin),
+        )
+        .route("/v1/signing-key", any(health::not_offered))
+        .route("/v1/proxy/{*rest}", any(health::not_offered))
+        .route("/api/v1/{*rest}", any(health::not_offered))
         .route(
             "/v1/credentials/{backend}",
             get(credentials::vend_get).post(credentials::vend_post),
