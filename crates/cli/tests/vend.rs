@@ -8,6 +8,7 @@ use crate::kit::{Site, exported};
 creddy_testkit::dialects!(Site::start =>
     an_operator_adds_a_backend_and_an_agent_gets_credentials,
     backend_add_refuses_incomplete_or_rejected_configurations,
+    a_forced_plugin_removal_stops_its_backends_at_once,
 );
 
 const MASTER_KEY: &str = "upstream-master-key-cli";
@@ -348,4 +349,43 @@ fn run_injects_credentials_forwards_signals_and_revokes_on_exit() {
     );
     site.agent(&stranger, &["revoke", &id])
         .fails(1, "no credential with id");
+}
+
+async fn a_forced_plugin_removal_stops_its_backends_at_once(site: Site) {
+    tokio::task::spawn_blocking(move || {
+        add_backend(&site);
+        let token = exported(
+            site.admin(&["agent", "create", "ci-agent", "--can", "test"])
+                .ok(),
+            "CREDDY_TOKEN",
+        );
+        site.agent(&token, &["get", "test"]).ok();
+        let url = site.server.url();
+        let dir = site.data_dir.display().to_string();
+        let plugins = site.home.path().join("plugins").display().to_string();
+        let rm = |force: bool| {
+            let mut args = vec!["--server", &url, "--data-dir", &dir, "plugin", "rm", "test"];
+            if force {
+                args.push("--force");
+            }
+            crate::kit::creddy(site.home.path(), &args, &[("CREDDY_PLUGIN_DIR", &plugins)])
+        };
+        rm(false).fails(1, "used by backends: test");
+        let removed = rm(true);
+        removed.ok();
+        assert!(
+            removed
+                .stderr
+                .contains("Server stopped the backends of 'test': test"),
+            "{}",
+            removed.stderr
+        );
+        let listed: Value = serde_json::from_str(site.admin(&["backend", "ls", "-o", "json"]).ok())
+            .unwrap_or_default();
+        assert_eq!(listed[0]["state"], "error", "{listed}");
+        site.agent(&token, &["get", "test"])
+            .fails(1, "not available");
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
 }

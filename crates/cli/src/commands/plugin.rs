@@ -149,7 +149,7 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
             let env = plugin_env(None)?;
             InstalledPlugin::load(&env.dir, &name, true)
                 .map_err(|e| Failure::new(EXIT_OTHER, e.to_string()))?;
-            refuse_while_in_use(global, &name, force).await?;
+            let users = refuse_while_in_use(global, &name, force).await?;
             std::fs::remove_dir_all(env.dir.join(&name)).map_err(|e| {
                 Failure::new(
                     EXIT_OTHER,
@@ -157,6 +157,9 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
                 )
             })?;
             confirm(&format!("Removed plugin '{name}'"));
+            if !users.is_empty() {
+                stop_backends_of(global, &name, &users).await;
+            }
             Ok(())
         }
     }
@@ -195,26 +198,49 @@ async fn outdated(env: &PluginEnv) -> Result<Vec<(String, String, String)>> {
         .collect())
 }
 
-/// Asks the local server which backends use the plugin; refuses unless forced. A server that
-/// cannot be asked does not block the removal.
-async fn refuse_while_in_use(global: &Global, name: &str, force: bool) -> Result<()> {
+/// After a forced removal, asks the local server to restart the backends of the removed
+/// plugin, so that they stop serving at once (they go to `error`).
+async fn stop_backends_of(global: &Global, name: &str, users: &[String]) {
+    let stopped = match crate::credentials::admin_client(global) {
+        Ok(client) => client
+            .post::<_, serde_json::Value>(&["v1", "admin", "plugins", name, "reload"], &json!({}))
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    if stopped {
+        confirm(&format!(
+            "Server stopped the backends of '{name}': {} (now in error)",
+            users.join(", ")
+        ));
+    } else {
+        eprintln!(
+            "Warning: the server could not be told; its backends {} keep the old process until it reloads (creddy plugin reload) or restarts",
+            users.join(", ")
+        );
+    }
+}
+
+/// Asks the local server which backends use the plugin; refuses unless forced, and returns
+/// them. A server that cannot be asked does not block the removal.
+async fn refuse_while_in_use(global: &Global, name: &str, force: bool) -> Result<Vec<String>> {
     let Ok(client) = crate::credentials::admin_client(global) else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let backends: Vec<serde_json::Value> = match client.get(&["v1", "admin", "backends"]).await {
         Ok(b) => b,
         Err(_) => {
             eprintln!("Warning: could not ask the server whether backends use '{name}'");
-            return Ok(());
+            return Ok(Vec::new());
         }
     };
-    let users: Vec<&str> = backends
+    let users: Vec<String> = backends
         .iter()
         .filter(|b| b["type"] == name)
-        .filter_map(|b| b["name"].as_str())
+        .filter_map(|b| b["name"].as_str().map(str::to_owned))
         .collect();
     if users.is_empty() || force {
-        return Ok(());
+        return Ok(users);
     }
     Err(Failure::new(
         EXIT_OTHER,

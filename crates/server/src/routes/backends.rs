@@ -105,14 +105,14 @@ pub(crate) async fn reload_plugins(
     ))
 }
 
-/// `POST /v1/admin/plugins/{name}/reload`: restarts the backends of plugin `name` only.
+/// `POST /v1/admin/plugins/{name}/reload`: restarts the backends of plugin `name` only (after
+/// an upgrade, or a removal: then they go to `error`).
 pub(crate) async fn reload_plugin(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require_admin("admin:plugins:write")?;
-    installed(&state, &name)?;
     let records: Vec<_> = state
         .store()
         .list_backends()
@@ -120,6 +120,10 @@ pub(crate) async fn reload_plugin(
         .into_iter()
         .filter(|r| r.plugin == name)
         .collect();
+    // A removed plugin's backends are restarted too: they go to `error` at once.
+    if records.is_empty() {
+        installed(&state, &name)?;
+    }
     let (loaded, upgraded) = state
         .backends()
         .reload(&records, state.sealer(), &state.plugin_settings())
