@@ -362,6 +362,64 @@ impl Node {
     }
 }
 
+/// Two nodes started before any backend exists: a backend added on one is served by the
+/// other within a poll or two, with no manual step; removed on the other, it stops on the
+/// first. (The delay is measured and printed, not asserted: the poll interval is 2 s.)
+#[test]
+fn a_backend_added_or_removed_on_one_node_reaches_the_other() {
+    let rig = Rig::new(Dialect::Postgres, "");
+    let a = rig.node("a");
+    let b = rig.node("b");
+    let token = a.agent("fleet");
+    let vend_on = |node: &Node| {
+        node.call(
+            reqwest::Method::POST,
+            "/v1/credentials/daytona?ttl=1m",
+            &token,
+            None,
+        )
+        .0
+    };
+    assert_eq!(vend_on(&b), 404, "no backend yet");
+    a.add_daytona(&rig);
+    let added = std::time::Instant::now();
+    eventually("node b serves the backend added on node a", || {
+        vend_on(&b) == 200
+    });
+    eprintln!("backend added on a served by b after {:?}", added.elapsed());
+    // A plugin reload on a (after an upgrade) reloads b's plugins too.
+    let (status, body, _) = a.call(
+        reqwest::Method::POST,
+        "/v1/admin/plugins/reload",
+        &a.admin,
+        Some(json!({})),
+    );
+    assert_eq!(status, 200, "{body}");
+    eventually("node b reloads its plugins too", || {
+        b.process
+            .log()
+            .contains("plugins reloaded after a reload on another node")
+    });
+    assert_eq!(vend_on(&b), 200, "and still serves");
+    let (status, body, _) = b.call(
+        reqwest::Method::DELETE,
+        "/v1/admin/backends/daytona?force=true",
+        &b.admin,
+        None,
+    );
+    assert!(status == 204 || status == 202, "{status} {body}");
+    let removed = std::time::Instant::now();
+    eventually("node a stops serving the backend removed on node b", || {
+        vend_on(&a) == 404
+    });
+    eprintln!(
+        "backend removed on b gone from a after {:?}",
+        removed.elapsed()
+    );
+    let backends = a.admin_get("/v1/admin/backends");
+    assert_eq!(backends, json!([]), "{backends}");
+}
+
 /// A server killed while the upstream had minted a key but not yet answered leaves a
 /// `pending` lease; after a restart it is reconciled (the key is found by its name and
 /// deleted). Killed before the upstream acted, nothing is minted and the lease ends `failed`.

@@ -26,6 +26,9 @@ pub struct LiveBackend {
     pub version: String,
     /// The running process, or why it is not running.
     pub process: Result<PluginProcess, String>,
+    /// The stored (sealed) configuration it was started with: another node changed the
+    /// backend when the stored one differs.
+    pub sealed_config: String,
 }
 
 impl LiveBackend {
@@ -123,7 +126,16 @@ impl Backends {
 
     /// Adds or replaces a backend.
     pub fn insert(&self, live: LiveBackend) {
-        lock_write(&self.live).insert(live.name.clone(), Arc::new(live));
+        let replaced = lock_write(&self.live).insert(live.name.clone(), Arc::new(live));
+        // A process this one replaces (started meanwhile by the follower of other nodes)
+        // must not be left running.
+        if let Some(old) = replaced {
+            tokio::spawn(async move {
+                if let Ok(process) = &old.process {
+                    process.stop().await;
+                }
+            });
+        }
     }
 
     /// Removes a backend and stops its plugin.
@@ -164,6 +176,43 @@ impl Backends {
         (loaded, upgraded)
     }
 
+    /// Brings the live backends in line with the stored ones: starts those added elsewhere,
+    /// restarts those whose stored configuration or plugin differs, stops those removed.
+    /// Returns the names that changed.
+    pub async fn align(
+        &self,
+        records: &[BackendRecord],
+        sealer: &Sealer,
+        plugins: &PluginSettings,
+    ) -> Vec<String> {
+        let stale: Vec<&BackendRecord> = records
+            .iter()
+            .filter(|r| {
+                self.get(&r.name).is_none_or(|live| {
+                    live.sealed_config != r.sealed_config || live.plugin != r.plugin
+                })
+            })
+            .collect();
+        let mut changed: Vec<String> = stale.iter().map(|r| r.name.clone()).collect();
+        for record in stale {
+            let live = start(record, sealer, plugins).await;
+            let old = lock_write(&self.live).insert(live.name.clone(), Arc::new(live));
+            if let Some(Ok(process)) = old.as_ref().map(|o| &o.process) {
+                process.stop().await;
+            }
+        }
+        let gone: Vec<String> = lock_read(&self.live)
+            .keys()
+            .filter(|name| !records.iter().any(|r| &r.name == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove(&name).await;
+            changed.push(name);
+        }
+        changed
+    }
+
     /// Stops every plugin.
     pub async fn stop_all(&self) {
         let all: Vec<Arc<LiveBackend>> = std::mem::take(&mut *lock_write(&self.live))
@@ -193,5 +242,6 @@ async fn start(record: &BackendRecord, sealer: &Sealer, plugins: &PluginSettings
         plugin: record.plugin.clone(),
         version: record.plugin_version.clone(),
         process,
+        sealed_config: record.sealed_config.clone(),
     }
 }

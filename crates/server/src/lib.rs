@@ -25,6 +25,7 @@ mod routes;
 pub mod sealing;
 mod server;
 mod state;
+mod sync;
 mod tasks;
 pub mod vend;
 

@@ -72,6 +72,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     serve: JoinHandle<()>,
     tasks: JoinHandle<()>,
+    follower: JoinHandle<()>,
     data_dir: DataDir,
 }
 
@@ -174,7 +175,15 @@ impl Server {
                 settings.limits.max_connections_per_ip,
             ),
         ));
-        let tasks = tokio::spawn(tasks::reap_expired_agents(state.clone(), signal));
+        let tasks = tokio::spawn(tasks::reap_expired_agents(state.clone(), signal.clone()));
+        // The generation in force now is not news to this node.
+        *state.seen_reload_generation() = state
+            .store()
+            .meta(crate::sync::RELOAD_GENERATION)
+            .await
+            .ok()
+            .flatten();
+        let follower = tokio::spawn(crate::sync::follow_other_nodes(state.clone(), signal));
         tracing::info!(
             %addr,
             %issuer,
@@ -187,6 +196,7 @@ impl Server {
             shutdown,
             serve,
             tasks,
+            follower,
             data_dir,
         })
     }
@@ -242,6 +252,7 @@ impl Server {
         let _ = self.shutdown.send(true);
         let _ = self.serve.await;
         let _ = self.tasks.await;
+        let _ = self.follower.await;
         self.state.backends().stop_all().await;
         self.state.store().close().await;
         tracing::info!("creddy stopped");

@@ -37,6 +37,7 @@ struct Inner {
     vend_limiter: RateLimiter,
     request_limiter: RateLimiter,
     auth_failure_limiter: RateLimiter,
+    reload_generation: std::sync::Mutex<Option<String>>,
     sealer: Sealer,
     backends: Backends,
     settings: Settings,
@@ -73,6 +74,7 @@ impl AppState {
                     count: 1,
                     window_seconds: 60,
                 }),
+                reload_generation: std::sync::Mutex::new(None),
                 sealer: parts.sealer,
                 backends: parts.backends,
                 settings: parts.settings,
@@ -149,6 +151,14 @@ impl AppState {
     /// The per-agent limit of scope requests (amendments).
     pub(crate) fn request_limiter(&self) -> &RateLimiter {
         &self.inner.request_limiter
+    }
+
+    /// The last plugin-reload generation this node acted on (see `sync`).
+    pub(crate) fn seen_reload_generation(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.inner
+            .reload_generation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// This server's counters and histograms.

@@ -901,12 +901,23 @@ async fn failing_revocations_back_off_then_become_irrevocable_and_are_retried_da
         "metrics are for admins"
     );
 
+    // Without --force, an admin's revoke queues one more attempt now (§12.4).
+    let attempts = lease().await["attempts"].as_i64().unwrap_or_default();
     let not_forced = site.api.delete(&path, &site.admin).await;
-    assert_eq!(not_forced.code(), "conflict");
-    assert!(
-        not_forced.remedy().contains("--force"),
+    assert_eq!(
+        not_forced.status,
+        StatusCode::ACCEPTED,
         "{}",
         not_forced.text
+    );
+    assert_eq!(not_forced.body["state"], "irrevocable");
+    sweep().await;
+    let retried = lease().await;
+    assert_eq!(retried["state"], "irrevocable", "still failing upstream");
+    assert_eq!(
+        retried["attempts"].as_i64(),
+        Some(attempts + 1),
+        "{retried}"
     );
     script(&site.upstream(), json!({}));
     site.server.clock.advance_seconds(3_600);
@@ -981,7 +992,10 @@ async fn a_plugin_crash_during_a_revocation_is_retried_after_its_restart(server:
     site.server.clock.advance_seconds(61);
     site.server.server().state().tasks().sweep_now().await;
     let after_crash = site.api.get(&path, &site.admin).await.body;
-    assert_eq!(after_crash["state"], "active", "{after_crash}");
+    assert_eq!(
+        after_crash["state"], "revoking",
+        "an expired lease whose revocation failed is revoking (§12.1): {after_crash}"
+    );
     assert_eq!(after_crash["attempts"], 1);
     assert_eq!(after_crash["last_error"], "plugin_unavailable");
     assert_eq!(site.revoked_upstream(), 0);

@@ -548,6 +548,22 @@ impl Store {
             .collect()
     }
 
+    /// Makes an `irrevocable` lease due now, so the reaper tries it again at once instead
+    /// of at its daily retry. False when the lease is not irrevocable.
+    pub async fn retry_irrevocable_now(&self, id: &str, now: Timestamp) -> Result<bool> {
+        let retried = with_pool!(self, |p| {
+            sqlx::query(
+            "UPDATE leases SET due_at = $2, next_attempt_at = $2 WHERE id = $1 AND state = 'irrevocable'"
+        )
+        .bind(id)
+        .bind(now.as_millis())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        })?;
+        Ok(retried)
+    }
+
     /// Queues a lease for revocation (an explicit revoke). An `active` lease becomes
     /// `revoking` and is claimed by the caller for `claim_millis`, who should try at once
     /// ([`Queued::Claimed`]); a `pending` one (its mint still running) becomes `revoking` and
@@ -651,7 +667,8 @@ impl Store {
 
 impl Store {
     /// Records a failed revocation attempt with its `credential.revoke_failed` event and
-    /// schedules the next one; with `give_up`, the lease moves to that state instead
+    /// schedules the next one; an `active` lease is `revoking` from its first failed attempt
+    /// (§12.1). With `give_up`, the lease moves to that state instead
     /// (`irrevocable`, retried from `next_attempt_at`, or `lapsed`, final).
     pub async fn record_revoke_failure(
         &self,
@@ -665,7 +682,8 @@ impl Store {
         in_transaction!(self, |tx| {
             sqlx::query(
                 "UPDATE leases SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, due_at = $3, \
-                 first_failed_at = COALESCE(first_failed_at, $4), state = COALESCE($5, state) \
+                 first_failed_at = COALESCE(first_failed_at, $4), \
+                 state = COALESCE($5, CASE WHEN state = 'active' THEN 'revoking' ELSE state END) \
                  WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
             )
             .bind(id)

@@ -33,6 +33,9 @@ fn report_revocation(global: &Global, answer: &Value) -> Result<()> {
     match answer["state"].as_str() {
         Some("revoking") => eprintln!("Revocation of {id} queued"),
         Some("revoked") => crate::output::confirm(&format!("Revoked {id}")),
+        Some("irrevocable") => eprintln!(
+            "{id} is irrevocable; a new revocation attempt was queued (to stop the retries: creddy credentials revoke {id} --force --reason TEXT)"
+        ),
         Some("forgotten") => crate::output::confirm(&format!(
             "Stopped retrying {id} (forgotten); if its credential still exists upstream, delete it there"
         )),

@@ -100,6 +100,7 @@ pub(crate) async fn reload_plugins(
         .await;
     tracing::info!(?loaded, ?upgraded, "plugins reloaded");
     crate::plugin_events::record_changes(&state, true).await?;
+    crate::sync::announce_reload(&state).await?;
     Ok(Json(
         json!({"loaded": loaded, "removed": [], "upgraded": upgraded}),
     ))
@@ -130,6 +131,7 @@ pub(crate) async fn reload_plugin(
         .await;
     tracing::info!(plugin = %name, ?loaded, ?upgraded, "plugin reloaded");
     crate::plugin_events::record_changes(&state, true).await?;
+    crate::sync::announce_reload(&state).await?;
     Ok(Json(
         json!({"loaded": loaded, "removed": [], "upgraded": upgraded}),
     ))
@@ -306,6 +308,7 @@ pub(crate) async fn add(
         plugin: body.plugin,
         version,
         process: Ok(process),
+        sealed_config: record.sealed_config.clone(),
     });
     tracing::info!(backend = %name, "backend added");
     let mut out = serde_json::to_value(view(&state, &record)).unwrap_or_default();

@@ -5,7 +5,8 @@
 //! upstream confirmed, else 202 `revoking` (the reaper keeps trying). Repeating it on an
 //! ended or `revoking` lease changes nothing and answers its state. Another agent's lease
 //! answers 404, like an unknown one. An admin's `force=true` on an `irrevocable` lease stops
-//! its retries: it becomes `forgotten`, audited with the admin's reason.
+//! its retries: it becomes `forgotten`, audited with the admin's reason; without it, the lease is
+//! tried again at once (202, still `irrevocable` until that attempt succeeds).
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -17,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::ApiError;
 use crate::http::RequestContext;
 use crate::state::AppState;
 
@@ -167,14 +168,23 @@ pub(crate) async fn revoke_any(
     principal.require_admin("admin:tokens:write")?;
     let lease = find(&state, &id).await?.ok_or_else(|| no_such_lease(&id))?;
     if lease.state == "irrevocable" {
-        if !query.force {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("credential {id} is irrevocable; its revocation is retried daily"),
-            )
-            .with_remedy("once the credential is gone upstream (or you accept that it is not), stop the retries with: creddy credentials revoke --force --reason TEXT"));
+        if query.force {
+            return forget(&state, &principal, context, lease, query.reason).await;
         }
-        return forget(&state, &principal, context, lease, query.reason).await;
+        // Without force: one more attempt now rather than at the daily retry.
+        if state
+            .store()
+            .retry_irrevocable_now(&id, state.clock().now())
+            .await?
+        {
+            tracing::info!(lease = %id, "an admin asked for a new revocation attempt of an irrevocable credential");
+            state.tasks().kick();
+        }
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "state": "irrevocable", "retry": "queued"})),
+        )
+            .into_response());
     }
     revoke(&state, &principal, &context, lease).await
 }
