@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use creddy_core::{Clock, Duration, SystemClock, Timestamp};
+use creddy_core::{Clock, SystemClock, Timestamp};
 use serde::Serialize;
 
 use crate::failure::{EXIT_OTHER, Failure, Result};
@@ -63,10 +63,35 @@ pub fn relative(at: Timestamp) -> String {
     } else {
         (now.seconds_since(at), false)
     };
-    match Duration::from_seconds(seconds) {
-        None => "now".to_owned(),
-        Some(d) if future => format!("in {d}"),
-        Some(d) => format!("{d} ago"),
+    if seconds == 0 {
+        return "now".to_owned();
+    }
+    let rounded = rounded(seconds);
+    if future {
+        format!("in {rounded}")
+    } else {
+        format!("{rounded} ago")
+    }
+}
+
+/// A duration rounded to its largest unit, as people read lists: `7d`, `3h`, `9m`, `40s`.
+fn rounded(seconds: u64) -> String {
+    let nearest = |unit: u64| (seconds + unit / 2) / unit;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3_570 => format!("{}m", nearest(60)),
+        3_570..84_600 => format!("{}h", nearest(3_600).max(1)),
+        _ => format!("{}d", nearest(86_400).max(1)),
+    }
+}
+
+/// When a lease expires, for a table: nothing for one that has ended (revoked, failed,
+/// lapsed, forgotten), whose expiry no longer means anything.
+pub fn lease_expiry(state: &str, expires_at: Option<&str>) -> String {
+    if matches!(state, "pending" | "active" | "revoking" | "irrevocable") {
+        relative_text(expires_at, "-")
+    } else {
+        "-".to_owned()
     }
 }
 
@@ -121,7 +146,7 @@ pub fn print_leases(leases: &[LeaseRow]) {
                 l.backend.clone(),
                 scope_list(&l.scopes),
                 l.state.clone(),
-                relative_text(Some(&l.expires_at), "-"),
+                lease_expiry(&l.state, Some(&l.expires_at)),
             ]
         })
         .collect();
@@ -138,4 +163,34 @@ pub fn spinner(message: &str) -> Option<indicatif::ProgressBar> {
         spinner.set_message(message.to_owned());
         spinner
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_lists_are_rounded_to_their_largest_unit() {
+        for (seconds, text) in [
+            (40, "40s"),
+            (59, "59s"),
+            (60, "1m"),
+            (9 * 60 + 20, "9m"),
+            (9 * 60 + 40, "10m"),
+            (3_599, "1h"),
+            (3 * 3_600 + 100, "3h"),
+            (7 * 86_400 - 2, "7d"),
+            (86_399, "1d"),
+        ] {
+            assert_eq!(rounded(seconds), text, "{seconds}");
+        }
+    }
+
+    #[test]
+    fn an_ended_lease_shows_no_expiry() {
+        let later = "2999-01-01T00:00:00Z";
+        assert_eq!(lease_expiry("revoked", Some(later)), "-");
+        assert_eq!(lease_expiry("failed", Some(later)), "-");
+        assert!(lease_expiry("active", Some(later)).starts_with("in "));
+    }
 }

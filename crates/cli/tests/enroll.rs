@@ -198,6 +198,30 @@ fn an_agent_enrolls_an_admin_approves_and_the_agent_lives_and_leaves() {
     let status = rig.agent(&home, &["status", "-o", "json"]);
     let status: Value = serde_json::from_str(status.ok()).unwrap_or_default();
     assert_eq!(status["scopes"], serde_json::json!(["test", "test:read"]));
+    // `request --wait` ends with the rejection and its reason.
+    let waiting = Command::new(bin())
+        .args([
+            "--server",
+            &rig.site.server.url(),
+            "request",
+            "--can",
+            "test",
+            "--wait",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("CREDDY_AGENT_CONFIG", config_of(&home))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let amendment = rig.pending_id("ci-agent");
+    rig.site
+        .admin(&["reject", &amendment, "--reason", "test is enough"])
+        .ok();
+    finish(waiting).fails(5, "was rejected: test is enough");
 
     // Leaving revokes the agent's credentials and forgets the config.
     let left = rig.agent(&home, &["unenroll"]);

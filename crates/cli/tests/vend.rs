@@ -155,7 +155,7 @@ async fn backend_add_refuses_incomplete_or_rejected_configurations(site: Site) {
     site.install_test_plugin("test");
     let state = format!("state_dir={}", site.upstream().display());
     site.admin(&["backend", "add", "test", "--set", &state])
-        .fails(2, "missing required configuration fields: api_key");
+        .fails(2, "missing required field: api_key");
     site.admin(&["backend", "add", "test", "--set", "colour=red"])
         .fails(2, "has no configuration field 'colour'");
     site.admin(&["backend", "add", "nope"])
@@ -354,6 +354,11 @@ fn run_injects_credentials_forwards_signals_and_revokes_on_exit() {
 async fn a_forced_plugin_removal_stops_its_backends_at_once(site: Site) {
     tokio::task::spawn_blocking(move || {
         add_backend(&site);
+        // The name is checked before anything is prompted for or sent upstream.
+        site.admin(&["backend", "add", "test"])
+            .fails(2, "a backend named 'test' already exists");
+        site.admin(&["credentials", "ls", "--state", "bogus"])
+            .fails(2, "unknown lease state 'bogus'");
         let token = exported(
             site.admin(&["agent", "create", "ci-agent", "--can", "test"])
                 .ok(),

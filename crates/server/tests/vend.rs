@@ -300,9 +300,7 @@ async fn a_backend_is_saved_only_when_its_configuration_works(server: TestServer
         .await;
     assert_eq!(missing.code(), "invalid_request");
     assert!(
-        missing
-            .error()
-            .contains("missing required configuration fields: api_key"),
+        missing.error().contains("missing required field: api_key"),
         "{}",
         missing.error()
     );

@@ -218,8 +218,22 @@ async fn add(
     validate: bool,
 ) -> Result<()> {
     let format = global.list_format()?;
-    let description: Description = client.get(&["v1", "admin", "plugins", plugin]).await?;
     let name = name.unwrap_or_else(|| plugin.to_owned());
+    // The name first: nobody should type a master key for a backend that cannot be added.
+    creddy_core::names::check_backend_name(&name)
+        .map_err(|e| Failure::usage(format!("invalid backend name '{name}': {e}")))?;
+    if client
+        .get::<Value>(&["v1", "admin", "backends", &name])
+        .await
+        .is_ok()
+    {
+        return Err(
+            Failure::usage(format!("a backend named '{name}' already exists")).hint(format!(
+                "choose another --name, or remove it first: creddy backend rm {name}"
+            )),
+        );
+    }
+    let description: Description = client.get(&["v1", "admin", "plugins", plugin]).await?;
     eprintln!(
         "Adding backend '{name}' (plugin {plugin} {})",
         description.info.version
@@ -233,7 +247,7 @@ async fn add(
     schema.apply_defaults(&mut with_defaults);
     let missing = schema.missing_required(&with_defaults);
     if !missing.is_empty() {
-        return Err(Failure::usage(format!("missing required configuration fields: {}", missing.join(", ")))
+        return Err(Failure::usage(format!("missing required field: {}", missing.join(", ")))
             .hint("give them with --set KEY=VALUE, --set-file KEY=PATH or --config FILE.json, or run on a terminal to be prompted"));
     }
     if validate {

@@ -94,7 +94,10 @@ pub async fn admin(global: &Global, cmd: crate::cli::CredentialsCmd) -> Result<(
                         text(&l["backend"]),
                         crate::output::scope_list(&scopes),
                         text(&l["state"]),
-                        crate::output::relative_text(l["expires_at"].as_str(), "-"),
+                        crate::output::lease_expiry(
+                            l["state"].as_str().unwrap_or_default(),
+                            l["expires_at"].as_str(),
+                        ),
                     ]
                 })
                 .collect();

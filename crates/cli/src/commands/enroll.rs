@@ -363,33 +363,25 @@ pub async fn request(global: &Global, scopes: &[String], wait: bool) -> Result<(
     }
 }
 
-/// Polls the agent's status until the amendment is no longer pending.
+/// Polls the agent's request until it is no longer pending; answers its outcome with the
+/// reason of a rejection.
 async fn wait_for_amendment(client: &Client, id: &str, scopes: &[String]) -> Result<Value> {
     loop {
         tokio::time::sleep(StdDuration::from_secs(2)).await;
-        let status: Value = match client.get(&["v1", "status"]).await {
-            Ok(s) => s,
+        let request: Value = match client.get(&["v1", "request", id]).await {
+            Ok(r) => r,
             Err(e) if e.exit_code == EXIT_CONNECT => continue,
             Err(e) => return Err(e),
         };
-        let waiting = status["pending_amendments"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|p| p["id"] == id));
-        if waiting {
-            continue;
+        match text(&request["status"]) {
+            "pending" => continue,
+            "approved" => return Ok(json!({"id": id, "status": "approved", "scopes": scopes})),
+            "expired" => {
+                return Ok(json!({"id": id, "status": "rejected",
+                    "reason": request["reason"].as_str().unwrap_or("it expired undecided")}));
+            }
+            _ => return Ok(request),
         }
-        let held: Vec<&str> = status["scopes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let granted = scopes.iter().all(|s| held.contains(&s.as_str()));
-        return Ok(if granted {
-            json!({"id": id, "status": "approved", "scopes": held})
-        } else {
-            json!({"id": id, "status": "rejected"})
-        });
     }
 }
 

@@ -241,7 +241,7 @@ fn check_config(
     let missing = schema.missing_required(&config);
     if !missing.is_empty() {
         return Err(ApiError::invalid_request(format!(
-            "missing required configuration fields: {}",
+            "missing required field: {}",
             missing.join(", ")
         ))
         .with_remedy("give them with --set KEY=VALUE, --set-file KEY=PATH or --config FILE.json"));

@@ -634,6 +634,24 @@ pub(crate) async fn amend(
     }
 }
 
+/// `GET /v1/request/{id}`: one of the caller's own scope requests, with its outcome (what
+/// `creddy request --wait` polls); another agent's request answers 404.
+pub(crate) async fn amendment_status(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let agent = principal.into_agent()?;
+    let request = state
+        .store()
+        .find_enrollment(&id)
+        .await?
+        .filter(|r| r.kind == "amendment" && r.agent_id.as_deref() == Some(agent.id.as_str()))
+        .ok_or_else(|| no_such_request(&id))?;
+    Ok(Json(json!({"id": request.id, "status": request.status,
+        "scopes": request.scopes, "reason": request.reason})))
+}
+
 /// `DELETE /v1/self`: the agent leaves; its leases are queued for revocation.
 pub(crate) async fn leave(
     State(state): State<AppState>,

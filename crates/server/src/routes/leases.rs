@@ -117,14 +117,28 @@ pub(crate) async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<LeaseRecord>>, ApiError> {
     principal.require_admin("admin:tokens:read")?;
+    let states: Vec<String> = query
+        .state
+        .map(|s| s.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    if let Some(unknown) = states
+        .iter()
+        .find(|s| !creddy_store::LEASE_STATES.contains(&s.as_str()))
+    {
+        return Err(
+            ApiError::invalid_request(format!("unknown lease state '{unknown}'")).with_remedy(
+                format!(
+                    "use one or more of: {}",
+                    creddy_store::LEASE_STATES.join(", ")
+                ),
+            ),
+        );
+    }
     let filter = LeaseFilter {
         id: None,
         agent_name: query.agent,
         backend: query.backend,
-        states: query
-            .state
-            .map(|s| s.split(',').map(str::to_owned).collect())
-            .unwrap_or_default(),
+        states,
         before: query.before,
         limit: query.limit.unwrap_or(creddy_store::MAX_LEASE_PAGE),
     };

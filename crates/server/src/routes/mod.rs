@@ -37,6 +37,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/admin/pending/{id}/approve", post(enroll::approve))
         .route("/v1/admin/pending/{id}/reject", post(enroll::reject))
         .route("/v1/request", post(enroll::amend))
+        .route("/v1/request/{id}", get(enroll::amendment_status))
         .route("/v1/self", delete(enroll::leave))
         .route("/metrics", get(metrics::metrics))
         .route("/v1/admin/agents", get(agents::list).post(agents::create))
