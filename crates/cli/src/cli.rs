@@ -136,6 +136,8 @@ pub enum Command {
     },
     /// Delete this agent on the server (revoking its credentials) and forget its config
     Unenroll,
+    /// Print creddy's version (`-o json` for a JSON object)
+    Version,
     /// List enrollments and scope requests waiting for approval (admin)
     Pending,
     /// OIDC signing keys (admin)

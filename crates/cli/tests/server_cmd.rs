@@ -250,3 +250,17 @@ fn the_listening_line_of_step_one_is_printed_whatever_the_log_format() {
         );
     }
 }
+
+#[test]
+fn version_prints_the_version_for_people_and_scripts() {
+    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let plain = creddy(home.path(), &["version"], &[]);
+    assert_eq!(
+        plain.ok().trim(),
+        format!("creddy {}", env!("CARGO_PKG_VERSION"))
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(creddy(home.path(), &["version", "-o", "json"], &[]).ok())
+            .unwrap_or_default();
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+}

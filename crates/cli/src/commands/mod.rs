@@ -40,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Request { scopes, wait } => enroll::request(&cli.global, &scopes, wait).await,
         Command::Unenroll => enroll::unenroll(&cli.global).await,
+        Command::Version => version(&cli.global),
         Command::Pending => enroll::pending(&cli.global).await,
         Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
         Command::Audit { command, filters } => audit::run(&cli.global, command, filters).await,
@@ -57,4 +58,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Credentials(cmd) => credentials::admin(&cli.global, cmd).await,
         Command::Run { with, ttl, command } => run::run(&cli.global, &with, ttl, &command).await,
     }
+}
+
+/// `creddy version`: `creddy <version>` on stdout, or `{"version"}` with `-o json`.
+fn version(global: &crate::cli::Global) -> crate::failure::Result<()> {
+    if global.list_format()? == crate::cli::Format::Json {
+        return crate::output::print_json(&serde_json::json!({"version": creddy_server::VERSION}));
+    }
+    println!("creddy {}", creddy_server::VERSION);
+    Ok(())
 }
