@@ -67,6 +67,30 @@ struct FileServer {
     database_url: Option<String>,
     issuer: Option<String>,
     log_format: Option<LogFormat>,
+    #[serde(default)]
+    tls_cert_file: String,
+    #[serde(default)]
+    tls_key_file: String,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+}
+
+impl FileServer {
+    /// The §14 keys this build reads but cannot honour yet are accepted only when they ask
+    /// for nothing (empty), so that no operator believes TLS or proxy headers are in force.
+    fn refuse_unsupported(&self, source: &str) -> Result<(), ConfigError> {
+        if !self.tls_cert_file.is_empty() || !self.tls_key_file.is_empty() {
+            return Err(ConfigError(format!(
+                "server.tls_cert_file / tls_key_file{source}: native TLS is not available in this build yet; leave them empty and terminate TLS in a reverse proxy in front of creddy"
+            )));
+        }
+        if !self.trusted_proxies.is_empty() {
+            return Err(ConfigError(format!(
+                "server.trusted_proxies{source}: X-Forwarded-For is not honoured in this build yet; leave it empty (clients are identified by their own address)"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// `secrets = { key_file = "" }`.
@@ -313,10 +337,28 @@ impl Default for EnrollmentSettings {
     }
 }
 
+/// `audit = { retention_days }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAudit {
+    retention_days: Option<u32>,
+}
+
+/// `agents = { inactivity_days }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAgents {
+    inactivity_days: Option<u32>,
+}
+
 /// The configuration file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
+    #[serde(default)]
+    agents: FileAgents,
+    #[serde(default)]
+    audit: FileAudit,
     #[serde(default)]
     secrets: FileSecrets,
     #[serde(default)]
@@ -407,6 +449,8 @@ pub struct Settings {
     pub enrollment: EnrollmentSettings,
     /// Request rates and connections.
     pub limits: LimitSettings,
+    /// Agents unused this many days are removed (0: never).
+    pub agents_inactivity_days: u32,
     /// The OIDC provider.
     pub oidc: OidcSettings,
     /// The policies, in file order.
@@ -483,6 +527,12 @@ impl Settings {
     /// validates the result. An explicitly named file must exist; the default file may not.
     pub fn resolve(args: ServerArgs, env: &Environment) -> Result<Self, ConfigError> {
         let (file, source, config_file) = load_file(&args, env)?;
+        file.server.refuse_unsupported(&source)?;
+        if file.audit.retention_days.unwrap_or(0) != 0 {
+            return Err(ConfigError(format!(
+                "audit.retention_days{source}: pruning the audit trail is not available in this build yet; leave it 0 (events are kept)"
+            )));
+        }
         let listen_text = args
             .listen
             .or(file.server.listen)
@@ -577,6 +627,7 @@ impl Settings {
                     .unwrap_or(EnrollmentSettings::default().per_ip),
             },
             limits: LimitSettings::from_file(&file.limits, &source)?,
+            agents_inactivity_days: file.agents.inactivity_days.unwrap_or(0),
             oidc: oidc_settings(&file.oidc, &source)?,
             policies: PolicySet::new(file.policies)
                 .map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))?,
@@ -605,6 +656,7 @@ impl Settings {
             reaper_max_idle: crate::tasks::MAX_IDLE,
             enrollment: EnrollmentSettings::default(),
             limits: LimitSettings::default(),
+            agents_inactivity_days: 0,
             oidc: OidcSettings::default(),
             policies: PolicySet::default(),
             config_file: None,
@@ -959,5 +1011,77 @@ mod tests {
         let example = include_str!("../../../creddy.example.toml");
         let parsed: Result<FileConfig, _> = toml::from_str(example);
         assert!(parsed.is_ok(), "{parsed:?}");
+        let file = write(example);
+        let args = ServerArgs {
+            config: Some(file.path().into()),
+            data_dir: Some("/tmp/d".into()),
+            ..ServerArgs::default()
+        };
+        Settings::resolve(args, &env_with_home()).expect("the example file starts a server");
+    }
+
+    /// The specification's own example (§14), verbatim: every key is read.
+    #[test]
+    fn the_specification_example_is_read() {
+        let spec = r#"
+secrets    = { key_file = "" }
+ttl        = { min = "1m", default = "10m", max = "24h", backends = { daytona = { max = "8h" } } }
+oidc       = { alg = "EdDSA", token_ttl = "1h", rotate_every = "30d", rotation_grace = "24h" }
+enrollment = { pending_ttl = "24h", pickup_ttl = "1h", max_pending = 1000 }
+agents     = { inactivity_days = 0 }
+revocation = { horizon = "24h", base_delay = "10s", max_delay = "1h", backends = { daytona = { horizon = "48h" } } }
+limits     = { enroll_per_ip = "20/minute", token_per_client = "120/minute", vend_per_agent = "600/minute", max_active_leases_per_agent = 100 }
+plugins    = { dir = "", registry = "https://plugins.creddy.dev", trusted_keys = [], allow_unsigned = false }
+audit      = { retention_days = 0 }
+
+[server]
+listen = "127.0.0.1:8400"
+data_dir = ""
+database_url = ""
+issuer = ""
+tls_cert_file = ""
+tls_key_file = ""
+trusted_proxies = []
+"#;
+        let file = write(spec);
+        let args = ServerArgs {
+            config: Some(file.path().into()),
+            data_dir: Some("/tmp/d".into()),
+            ..ServerArgs::default()
+        };
+        let s = Settings::resolve(args, &env_with_home()).expect("§14 starts a server");
+        assert_eq!(s.agents_inactivity_days, 0);
+        assert_eq!(
+            s.limits.vend_per_agent,
+            Rate {
+                count: 600,
+                window_seconds: 60
+            }
+        );
+        for (text, reason) in [
+            (
+                "[server]\ntls_cert_file = \"/etc/creddy/cert.pem\"\n",
+                "native TLS is not available",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+                "X-Forwarded-For is not honoured",
+            ),
+            (
+                "audit = { retention_days = 30 }\n",
+                "pruning the audit trail is not available",
+            ),
+        ] {
+            let file = write(text);
+            let args = ServerArgs {
+                config: Some(file.path().into()),
+                data_dir: Some("/tmp/d".into()),
+                ..ServerArgs::default()
+            };
+            let err = Settings::resolve(args, &env_with_home())
+                .expect_err(reason)
+                .to_string();
+            assert!(err.contains(reason), "{err}");
+        }
     }
 }

@@ -251,6 +251,30 @@ async fn expire_agents(state: &AppState) -> Result<(), creddy_store::StoreError>
             tracing::info!(agent = %agent.name, queued, "removed expired agent");
         }
     }
+    remove_idle_agents(state, now).await
+}
+
+/// With `agents.inactivity_days`, removes agents unused that long (reason `inactive`); their
+/// leases are revoked like those of any removed agent.
+async fn remove_idle_agents(
+    state: &AppState,
+    now: creddy_core::Timestamp,
+) -> Result<(), creddy_store::StoreError> {
+    let days = state.settings().agents_inactivity_days;
+    if days == 0 {
+        return Ok(());
+    }
+    let before =
+        creddy_core::Timestamp::from_millis(now.as_millis() - i64::from(days) * 86_400_000);
+    for agent in state.store().idle_agents(before, SWEEP_BATCH).await? {
+        let event = AuditEvent::new(Action::AgentDeleted, Actor::system(), now)
+            .about_agent(agent.id.as_str(), &agent.name)
+            .with_details(json!({"reason": "inactive", "last_used": agent.last_used,
+                "inactivity_days": days}));
+        if let Some(queued) = state.store().delete_agent(&agent.id, &event).await? {
+            tracing::info!(agent = %agent.name, queued, days, "removed inactive agent");
+        }
+    }
     Ok(())
 }
 

@@ -14,6 +14,91 @@ creddy_testkit::dialects!(TestServer::start =>
     removing_an_agent_revokes_its_token_and_is_audited,
 );
 
+creddy_testkit::dialects!(idle: two_idle_days =>
+    agents_idle_for_the_inactivity_days_are_removed_with_their_leases,
+);
+
+async fn two_idle_days(dialect: creddy_testkit::store::Dialect) -> TestServer {
+    TestServer::start_with(dialect, |s| s.agents_inactivity_days = 2).await
+}
+
+async fn agents_idle_for_the_inactivity_days_are_removed_with_their_leases(server: TestServer) {
+    server.install_test_plugin("test");
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let added = api
+        .add_test_backend(
+            &admin,
+            "test",
+            "idle-master-key",
+            &server.scratch().join("upstream"),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text);
+    let idle = api.create_agent(&admin, "idle", &["test"]).await;
+    let busy = api.create_agent(&admin, "busy", &["test"]).await;
+    let never = api.create_agent(&admin, "never-used", &["test"]).await;
+    let token = |a: &Value| a["token"].as_str().unwrap_or_default().to_owned();
+    let lease = api
+        .post("/v1/credentials/test", &token(&idle), json!({"ttl": "1d"}))
+        .await;
+    assert_eq!(lease.status, StatusCode::OK, "{}", lease.text);
+    let sweep = || async { server.server().state().tasks().sweep_now().await };
+    server.clock.advance_seconds(86_400);
+    assert_eq!(
+        api.get("/v1/status", &token(&busy)).await.status,
+        StatusCode::OK
+    );
+    server.clock.advance_seconds(86_400 + 60);
+    sweep().await;
+    let names: Vec<String> = api
+        .get("/v1/admin/agents", &admin)
+        .await
+        .body
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        names,
+        ["busy"],
+        "idle two days: removed; used a day ago: kept"
+    );
+    assert_eq!(
+        api.get("/v1/status", &token(&idle)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let removed: Vec<(String, Value)> = server
+        .audit_events()
+        .await
+        .into_iter()
+        .filter(|e| e.action == "agent.deleted")
+        .map(|e| {
+            (
+                e.subject
+                    .map(|s| s["agent_name"].to_string())
+                    .unwrap_or_default(),
+                e.details["reason"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(
+        removed.iter().all(|(_, reason)| reason == "inactive"),
+        "{removed:?}"
+    );
+    let _ = never;
+    sweep().await;
+    let leases = api.get("/v1/admin/tokens?state=revoked", &admin).await;
+    assert_eq!(
+        leases.body.as_array().map(Vec::len),
+        Some(1),
+        "the idle agent's lease was revoked: {}",
+        leases.text
+    );
+}
+
 async fn create(api: &Api, token: &str, body: Value) -> Value {
     let answer = api.post("/v1/admin/agents", token, body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);

@@ -289,6 +289,21 @@ impl Store {
         rows.into_iter().map(agent_from_row).collect()
     }
 
+    /// Agents unused since before `before` (never used: since their creation), longest idle
+    /// first, at most `limit` (for `agents.inactivity_days`).
+    pub async fn idle_agents(&self, before: Timestamp, limit: i64) -> Result<Vec<Agent>> {
+        let rows: Vec<AgentRow> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at \
+             FROM agents WHERE COALESCE(last_used, created_at) < $1 \
+             ORDER BY COALESCE(last_used, created_at) LIMIT $2"
+        )
+        .bind(before.as_millis())
+        .bind(limit)
+        .fetch_all(p)
+        .await)?;
+        rows.into_iter().map(agent_from_row).collect()
+    }
+
     /// The earliest agent expiry still ahead, if any.
     pub async fn next_agent_expiry(&self) -> Result<Option<Timestamp>> {
         let (next,): (Option<i64>,) = with_pool!(self, |p| sqlx::query_as(
