@@ -90,6 +90,10 @@ pub enum Action {
     /// A node created its local admin token.
     #[serde(rename = "admin_token.created")]
     AdminTokenCreated,
+    /// Events older than `audit.retention_days` were pruned; the chain now starts after the
+    /// recorded anchor.
+    #[serde(rename = "audit.pruned")]
+    AuditPruned,
     /// A backend was configured.
     #[serde(rename = "backend.added")]
     BackendAdded,
@@ -148,6 +152,7 @@ impl Action {
             Action::AgentCreated => "agent.created",
             Action::AgentDeleted => "agent.deleted",
             Action::AdminTokenCreated => "admin_token.created",
+            Action::AuditPruned => "audit.pruned",
             Action::BackendAdded => "backend.added",
             Action::BackendRemoved => "backend.removed",
             Action::CredentialIssued => "credential.issued",
@@ -344,6 +349,20 @@ pub fn keyed_hash(key: &[u8; 32], hash: &str) -> String {
     hex::encode(crate::secret::hmac_sha256(key, hash.as_bytes()))
 }
 
+/// The keyed hash of a chain anchor (the last pruned record), so that nobody without the
+/// audit key can move the start of the chain.
+pub fn anchor_mac(key: &[u8; 32], seq: i64, hash: &str) -> String {
+    hex::encode(crate::secret::hmac_sha256(
+        key,
+        format!("anchor:{seq}:{hash}").as_bytes(),
+    ))
+}
+
+/// Whether `mac` is the anchor's keyed hash (compared in constant time).
+pub fn anchor_is_genuine(key: &[u8; 32], seq: i64, hash: &str, mac: &str) -> bool {
+    bool::from(anchor_mac(key, seq, hash).as_bytes().ct_eq(mac.as_bytes()))
+}
+
 /// Where the chain breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainBreak {
@@ -359,6 +378,7 @@ pub struct ChainBreak {
 #[derive(Debug, Clone)]
 pub struct ChainCheck {
     key: Option<[u8; 32]>,
+    first_seq: i64,
     expected_seq: i64,
     prev_hash: String,
 }
@@ -368,8 +388,20 @@ impl ChainCheck {
     pub fn new(key: Option<[u8; 32]>) -> Self {
         Self {
             key,
+            first_seq: 1,
             expected_seq: 1,
             prev_hash: GENESIS_HASH.to_owned(),
+        }
+    }
+
+    /// A check of a chain pruned through `anchor_seq`, whose last pruned record had
+    /// `anchor_hash`: the first record must be `anchor_seq + 1` and link to it.
+    pub fn from_anchor(key: Option<[u8; 32]>, anchor_seq: i64, anchor_hash: &str) -> Self {
+        Self {
+            key,
+            first_seq: anchor_seq + 1,
+            expected_seq: anchor_seq + 1,
+            prev_hash: anchor_hash.to_owned(),
         }
     }
 
@@ -429,6 +461,11 @@ impl ChainCheck {
 
     /// Records checked so far.
     pub fn count(&self) -> i64 {
+        self.expected_seq - self.first_seq
+    }
+
+    /// The `seq` of the last record checked (the anchor's before any).
+    pub fn head_seq(&self) -> i64 {
         self.expected_seq - 1
     }
 

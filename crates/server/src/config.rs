@@ -451,6 +451,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Agents unused this many days are removed (0: never).
     pub agents_inactivity_days: u32,
+    /// Audit records older than this many days are pruned (0: kept forever).
+    pub audit_retention_days: u32,
     /// The OIDC provider.
     pub oidc: OidcSettings,
     /// The policies, in file order.
@@ -528,11 +530,7 @@ impl Settings {
     pub fn resolve(args: ServerArgs, env: &Environment) -> Result<Self, ConfigError> {
         let (file, source, config_file) = load_file(&args, env)?;
         file.server.refuse_unsupported(&source)?;
-        if file.audit.retention_days.unwrap_or(0) != 0 {
-            return Err(ConfigError(format!(
-                "audit.retention_days{source}: pruning the audit trail is not available in this build yet; leave it 0 (events are kept)"
-            )));
-        }
+
         let listen_text = args
             .listen
             .or(file.server.listen)
@@ -628,6 +626,7 @@ impl Settings {
             },
             limits: LimitSettings::from_file(&file.limits, &source)?,
             agents_inactivity_days: file.agents.inactivity_days.unwrap_or(0),
+            audit_retention_days: file.audit.retention_days.unwrap_or(0),
             oidc: oidc_settings(&file.oidc, &source)?,
             policies: PolicySet::new(file.policies)
                 .map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))?,
@@ -657,6 +656,7 @@ impl Settings {
             enrollment: EnrollmentSettings::default(),
             limits: LimitSettings::default(),
             agents_inactivity_days: 0,
+            audit_retention_days: 0,
             oidc: OidcSettings::default(),
             policies: PolicySet::default(),
             config_file: None,

@@ -50,6 +50,8 @@ pub struct TaskSignals {
     /// The number of the last sweep completed, and whether no revocation was in flight
     /// after it.
     sweeps: watch::Sender<(u64, bool)>,
+    /// When this node last pruned the audit trail (milliseconds; 0: never).
+    last_prune: std::sync::atomic::AtomicI64,
 }
 
 impl Default for TaskSignals {
@@ -58,6 +60,7 @@ impl Default for TaskSignals {
             kick: Notify::new(),
             started: AtomicU64::new(0),
             sweeps: watch::channel((0, true)).0,
+            last_prune: std::sync::atomic::AtomicI64::new(0),
         }
     }
 }
@@ -193,6 +196,7 @@ pub(crate) async fn reap_expired_agents(state: AppState, mut shutdown: watch::Re
 
 async fn sweep(state: &AppState, in_flight: &mut InFlight) -> Result<(), creddy_store::StoreError> {
     expire_agents(state).await?;
+    prune_audit(state).await?;
     crate::enrollment::expire_lapsed(state).await?;
     crate::oidc::retire_ended(state).await?;
     revoke_due_leases(state, in_flight).await?;
@@ -274,6 +278,39 @@ async fn remove_idle_agents(
         if let Some(queued) = state.store().delete_agent(&agent.id, &event).await? {
             tracing::info!(agent = %agent.name, queued, days, "removed inactive agent");
         }
+    }
+    Ok(())
+}
+
+/// How often a node prunes the audit trail (with `audit.retention_days`).
+const PRUNE_EVERY_MILLIS: i64 = 3_600_000;
+
+/// With `audit.retention_days`, at most hourly: removes the records older than that, keeping
+/// the chain verifiable from the recorded anchor (§13), with an `audit.pruned` event.
+async fn prune_audit(state: &AppState) -> Result<(), creddy_store::StoreError> {
+    let days = state.settings().audit_retention_days;
+    let now = state.clock().now();
+    let last = state.tasks().last_prune.load(Ordering::SeqCst);
+    if days == 0 || now.as_millis() - last < PRUNE_EVERY_MILLIS {
+        return Ok(());
+    }
+    state
+        .tasks()
+        .last_prune
+        .store(now.as_millis(), Ordering::SeqCst);
+    let before =
+        creddy_core::Timestamp::from_millis(now.as_millis() - i64::from(days) * 86_400_000);
+    let anchor = state
+        .store()
+        .prune_audit(before, |anchor, pruned| {
+            AuditEvent::new(Action::AuditPruned, Actor::system(), now).with_details(json!({
+                "through_seq": anchor.seq, "anchor_hash": anchor.hash, "events": pruned,
+                "retention_days": days,
+            }))
+        })
+        .await?;
+    if let Some(anchor) = anchor {
+        tracing::info!(through_seq = anchor.seq, days, "audit trail pruned");
     }
     Ok(())
 }

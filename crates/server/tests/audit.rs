@@ -14,6 +14,87 @@ creddy_testkit::dialects!(TestServer::start =>
     a_change_whose_audit_record_cannot_be_written_is_refused,
 );
 
+creddy_testkit::dialects!(retained: one_day_of_audit =>
+    records_past_the_retention_are_pruned_and_the_rest_still_verifies,
+);
+
+async fn one_day_of_audit(dialect: creddy_testkit::store::Dialect) -> TestServer {
+    TestServer::start_with(dialect, |s| s.audit_retention_days = 1).await
+}
+
+async fn records_past_the_retention_are_pruned_and_the_rest_still_verifies(server: TestServer) {
+    let (api, admin) = setup(&server).await;
+    let old = verify(&api, &admin, "").await;
+    assert_eq!(old["ok"], true, "{old}");
+    let old_head = old["head_seq"].as_i64().unwrap_or_default();
+    server.clock.advance_seconds(86_400 + 3_600);
+    let young = api
+        .post(
+            "/v1/admin/agents",
+            &admin,
+            json!({"name": "young", "scopes": ["test"]}),
+        )
+        .await;
+    assert_eq!(young.status, StatusCode::OK, "{}", young.text);
+    server.server().state().tasks().sweep_now().await;
+    let events = server.audit_events().await;
+    let first = events.first().map(|e| e.seq).unwrap_or_default();
+    assert_eq!(first, old_head + 1, "every record older than a day is gone");
+    let pruned = events
+        .iter()
+        .find(|e| e.action == "audit.pruned")
+        .map(|e| e.details.clone())
+        .unwrap_or_default();
+    assert_eq!(pruned["through_seq"], old_head, "{pruned}");
+    assert_eq!(pruned["events"], old_head);
+    let kept = verify(&api, &admin, "").await;
+    assert_eq!(
+        kept["ok"], true,
+        "the kept chain verifies from its anchor: {kept}"
+    );
+    assert_eq!(kept["events"].as_i64(), Some(events.len() as i64));
+    assert_eq!(
+        kept["head_seq"],
+        events.last().map(|e| e.seq).unwrap_or_default()
+    );
+
+    // Without the master key the anchor cannot be moved, forged or dropped.
+    let anchor = server
+        .query_raw_text("SELECT value FROM meta WHERE key = 'audit_anchor'")
+        .await
+        .unwrap_or_default();
+    let moved: Value = {
+        let mut a: Value = serde_json::from_str(&anchor).unwrap_or_default();
+        a["seq"] = json!(old_head + 1);
+        a["hash"] = json!(events[0].hash);
+        a
+    };
+    server
+        .execute_raw(&format!(
+            "DELETE FROM audit_events WHERE seq = {}; UPDATE meta SET value = '{moved}' WHERE key = 'audit_anchor'",
+            old_head + 1
+        ))
+        .await;
+    let forged = verify(&api, &admin, "").await;
+    assert_eq!(forged["ok"], false, "{forged}");
+    assert!(
+        forged["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("anchor"),
+        "{forged}"
+    );
+    server
+        .execute_raw("DELETE FROM meta WHERE key = 'audit_anchor'")
+        .await;
+    let dropped = verify(&api, &admin, "").await;
+    assert_eq!(
+        (dropped["ok"].clone(), dropped["broken_at_seq"].clone()),
+        (json!(false), json!(old_head + 2)),
+        "{dropped}"
+    );
+}
+
 async fn setup(server: &TestServer) -> (Api, String) {
     let api = Api::new(&server.url());
     let admin = server.admin_token();

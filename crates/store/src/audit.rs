@@ -373,4 +373,90 @@ impl Store {
         }
         Ok(())
     }
+
+    /// The anchor of a pruned chain: the last pruned record's `seq` and hash, with their
+    /// keyed hash. `None` when nothing was ever pruned.
+    pub async fn audit_anchor(&self) -> Result<Option<AuditAnchor>> {
+        let Some(text) = self.meta(ANCHOR_KEY).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("the audit anchor: {e}")))
+    }
+
+    /// Prunes the records older than `before` (a prefix of the chain: through the record
+    /// just before the first one at or after `before`), records the last pruned one as the
+    /// new anchor with its keyed hash, and appends `event` (given the anchor) in the same
+    /// transaction. Returns the anchor, or `None` when nothing was old enough.
+    pub async fn prune_audit(
+        &self,
+        before: creddy_core::Timestamp,
+        event: impl FnOnce(&AuditAnchor, i64) -> AuditEvent,
+    ) -> Result<Option<AuditAnchor>> {
+        let Some(key) = self.audit_key() else {
+            return Err(StoreError::Conflict(
+                "the audit key is not set; nothing is pruned".into(),
+            ));
+        };
+        let pruned = in_transaction!(self, |tx| {
+            // The head row serialises this with every append.
+            let (head,): (i64,) =
+                sqlx::query_as("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let (first_young,): (Option<i64>,) =
+                sqlx::query_as("SELECT MIN(seq) FROM audit_events WHERE time >= $1")
+                    .bind(before.as_millis())
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let through = first_young.map_or(head, |s| s - 1);
+            let row: Option<(i64, String)> =
+                sqlx::query_as("SELECT seq, hash FROM audit_events WHERE seq = $1")
+                    .bind(through)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some((seq, hash)) = row else {
+                return Ok(None);
+            };
+            let deleted = sqlx::query("DELETE FROM audit_events WHERE seq <= $1")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let anchor = AuditAnchor {
+                seq,
+                mac: creddy_core::audit::anchor_mac(&key, seq, &hash),
+                hash,
+            };
+            let text =
+                serde_json::to_string(&anchor).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(ANCHOR_KEY)
+            .bind(&text)
+            .execute(&mut *tx)
+            .await?;
+            let event = event(&anchor, i64::try_from(deleted).unwrap_or(i64::MAX));
+            append_event!(tx, &event)?;
+            Some(anchor)
+        });
+        Ok(pruned)
+    }
+}
+
+/// The meta key of the chain anchor.
+const ANCHOR_KEY: &str = "audit_anchor";
+
+/// Where a pruned chain starts: after record `seq`, whose hash was `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct AuditAnchor {
+    /// The last pruned record.
+    pub seq: i64,
+    /// Its chain hash.
+    pub hash: String,
+    /// The keyed hash of `seq` and `hash` under the audit key.
+    pub mac: String,
 }

@@ -29,7 +29,7 @@ use sqlx::sqlite::{
 };
 
 pub use agents::AgentListing;
-pub use audit::{AuditFilter, StoredEvent};
+pub use audit::{AuditAnchor, AuditFilter, StoredEvent};
 pub use backends::BackendRecord;
 pub use enrollments::{Enrollment, NewEnrollment};
 pub use keys::SigningKeyRecord;

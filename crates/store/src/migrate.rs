@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_signing_keys.sql"),
         include_str!("../migrations/postgres/0008_signing_keys.sql"),
     ),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_audit_time.sql"),
+        include_str!("../migrations/postgres/0009_audit_time.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming creddy's migration lock among PostgreSQL advisory locks.

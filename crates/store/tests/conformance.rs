@@ -59,7 +59,7 @@ async fn migrations_are_idempotent_and_a_newer_schema_is_refused(db: TestStore) 
     match Store::open(db.location.clone()).await {
         Err(StoreError::SchemaTooNew {
             found: 999,
-            supported: 8,
+            supported: 9,
         }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }

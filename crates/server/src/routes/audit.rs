@@ -108,9 +108,24 @@ pub(crate) async fn verify(
     Query(query): Query<VerifyQuery>,
 ) -> Result<Json<Value>, ApiError> {
     principal.require_admin("admin:audit:read")?;
-    let mut check = ChainCheck::new(Some(state.sealer().audit_key()));
+    let key = state.sealer().audit_key();
+    // A pruned chain starts after its anchor, whose keyed hash nobody without the key can
+    // make: a forged or moved anchor is a broken link.
+    let (mut check, mut last_seq) = match state.store().audit_anchor().await? {
+        None => (ChainCheck::new(Some(key)), 0),
+        Some(anchor) => {
+            if !creddy_core::audit::anchor_is_genuine(&key, anchor.seq, &anchor.hash, &anchor.mac) {
+                return Ok(Json(json!({"ok": false, "broken_at_seq": anchor.seq + 1,
+                    "event_id": null,
+                    "reason": "the chain anchor's keyed hash does not match: the start of the trail was moved without the master key"})));
+            }
+            (
+                ChainCheck::from_anchor(Some(key), anchor.seq, &anchor.hash),
+                anchor.seq,
+            )
+        }
+    };
     let mut expected_found = query.expect_head.is_none();
-    let mut last_seq = 0;
     loop {
         let batch = match state.store().events_after(last_seq, VERIFY_BATCH).await {
             Ok(batch) => batch,
@@ -118,7 +133,7 @@ pub(crate) async fn verify(
             Err(creddy_store::StoreError::Corrupt(reason)) => {
                 tracing::error!(after = last_seq, %reason, "audit chain unreadable");
                 return Ok(Json(
-                    json!({"ok": false, "broken_at_seq": check.count() + 1,
+                    json!({"ok": false, "broken_at_seq": check.head_seq() + 1,
                     "event_id": null, "reason": format!("a record cannot be read: {reason}")}),
                 ));
             }
@@ -139,12 +154,12 @@ pub(crate) async fn verify(
     }
     if !expected_found {
         return Ok(Json(
-            json!({"ok": false, "broken_at_seq": check.count() + 1, "event_id": null,
+            json!({"ok": false, "broken_at_seq": check.head_seq() + 1, "event_id": null,
             "reason": "the recorded head is not in the chain: the newest events were removed"}),
         ));
     }
     Ok(Json(
-        json!({"ok": true, "events": check.count(), "head_seq": check.count(),
+        json!({"ok": true, "events": check.count(), "head_seq": check.head_seq(),
         "head_hash": check.head()}),
     ))
 }
