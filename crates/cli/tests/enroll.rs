@@ -274,7 +274,36 @@ fn an_agent_enrolls_an_admin_approves_and_the_agent_lives_and_leaves() {
         ],
     )
     .fails(5, "timed out after 2s waiting for approval");
-    rig.pending_id("impatient");
+    let id = rig.pending_id("impatient");
+    let kept = std::path::PathBuf::from(format!("{}.pending", config_of(&home3)));
+    assert!(kept.exists(), "the waiting request is kept for a resume");
+    // Running enroll again resumes waiting for the same request, which an admin approves.
+    let resumed = rig.enroll(
+        &home3,
+        &[
+            "--name",
+            "impatient",
+            "--can",
+            "test",
+            "--poll-interval",
+            "1s",
+        ],
+    );
+    rig.site.admin(&["approve", &id]).ok();
+    let resumed = finish(resumed);
+    resumed.ok();
+    assert!(
+        resumed
+            .stderr
+            .contains(&format!("Resuming enrollment {id}")),
+        "{}",
+        resumed.stderr
+    );
+    assert!(!kept.exists(), "the request is forgotten once decided");
+    assert!(
+        !rig.pending().iter().any(|p| p["name"] == "impatient"),
+        "no second request was filed"
+    );
 
     // Refusals that help.
     rig.agent(

@@ -96,6 +96,13 @@ fn a_plugin_installs_from_a_signed_registry_and_describes_itself() {
     let info: Value = serde_json::from_str(info.ok()).unwrap_or_default();
     assert_eq!(info["constraints"]["max_ttl"], 86_400);
     assert_eq!(info["config_fields"][0]["name"], "api_key");
+    let shown = setup.run(&["plugin", "info", "sample"], &setup.trusted());
+    let text = shown.ok();
+    assert!(
+        text.contains("ttl:               min 1m, default 10m, max 1d"),
+        "readable TTLs: {text}"
+    );
+    assert!(text.contains("(default: hello)"), "field defaults: {text}");
     let listed = setup.run(&["plugin", "ls"], &setup.trusted());
     assert!(
         listed.ok().contains("sample") && listed.stdout.contains("0.1.0"),

@@ -1051,6 +1051,7 @@ trusted_proxies = []
         };
         let s = Settings::resolve(args, &env_with_home()).expect("§14 starts a server");
         assert_eq!(s.agents_inactivity_days, 0);
+        assert_eq!(s.audit_retention_days, 0);
         assert_eq!(
             s.limits.vend_per_agent,
             Rate {
@@ -1066,10 +1067,6 @@ trusted_proxies = []
             (
                 "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
                 "X-Forwarded-For is not honoured",
-            ),
-            (
-                "audit = { retention_days = 30 }\n",
-                "pruning the audit trail is not available",
             ),
         ] {
             let file = write(text);

@@ -94,23 +94,59 @@ pub async fn enroll(global: &Global, args: EnrollArgs) -> Result<()> {
         .or_else(|| global.server.clone())
         .or_else(|| std::env::var("CREDDY_URL").ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| DEFAULT_SERVER.to_owned());
-    let url = parse_server_url(&server)?;
-    let name = args.name.clone().unwrap_or_else(host_name);
-    let client = Client::new(url.clone(), None, global.debug)?;
-    let mut body = json!({"name": name, "scopes": args.scopes});
-    if let Some(token) = local_admin_token(global, &url) {
-        body["admin_token"] = json!(token);
-    }
-    let answer: Value = client.post(&["v1", "enroll"], &body).await?;
-    let id = text(&answer["id"]).to_owned();
-    let outcome = match text(&answer["status"]) {
-        "pending" => {
+    let mut url = parse_server_url(&server)?;
+    let mut name = args.name.clone().unwrap_or_else(host_name);
+    let resumed = load_pending(&path).filter(|_| !args.force);
+    let (answer, id) = if let Some(waiting) = resumed {
+        // A request filed earlier is still waiting: wait for it rather than file another.
+        url = parse_server_url(&waiting.server)?;
+        name.clone_from(&waiting.name);
+        eprintln!(
+            "Resuming enrollment {} (agent '{}'); pass --force to file a new request instead",
+            waiting.id, waiting.name
+        );
+        let id = waiting.id.clone();
+        (
+            json!({"id": waiting.id, "status": "pending", "secret": waiting.secret}),
+            id,
+        )
+    } else {
+        let client = Client::new(url.clone(), None, global.debug)?;
+        let mut body = json!({"name": name, "scopes": args.scopes});
+        if let Some(token) = local_admin_token(global, &url) {
+            body["admin_token"] = json!(token);
+        }
+        let answer: Value = client.post(&["v1", "enroll"], &body).await?;
+        let id = text(&answer["id"]).to_owned();
+        if answer["status"] == "pending" {
             eprintln!(
                 "Enrollment requested: {id} (agent '{name}', scopes: {})",
                 scope_list(&args.scopes)
             );
+            let waiting = PendingEnrollment {
+                server: url.to_string(),
+                id: id.clone(),
+                name: name.clone(),
+                secret: text(&answer["secret"]).to_owned(),
+            };
+            let body = toml::to_string(&waiting)
+                .map_err(|e| Failure::new(1, format!("cannot encode the request: {e}")))?;
+            write_private(&pending_path(&path), &body)?;
+        }
+        (answer, id)
+    };
+    let client = Client::new(url.clone(), None, global.debug)?;
+    let outcome = match text(&answer["status"]) {
+        "pending" => {
             eprintln!("Waiting for approval; an admin can run: creddy approve {id}");
-            wait_for_decision(&client, &answer, &args).await?
+            let decided = wait_for_decision(&client, &answer, &args).await;
+            // Kept only while the request may still be decided: after a timeout or an
+            // interruption, never after an answer.
+            let still_waiting = matches!(&decided, Err(e) if e.message.starts_with("timed out"));
+            if !still_waiting {
+                let _ = std::fs::remove_file(pending_path(&path));
+            }
+            decided?
         }
         _ => answer,
     };
@@ -167,7 +203,7 @@ async fn wait_for_decision(client: &Client, request: &Value, args: &EnrollArgs) 
                 EXIT_ENROLLMENT,
                 format!("timed out after {limit} waiting for approval of {id}"),
             )
-            .hint("the request stays pending until it expires; run creddy enroll again later, or ask an admin (creddy pending)"));
+            .hint("the request stays pending until it expires and is kept beside the agent config: run the same creddy enroll again to resume waiting, or ask an admin (creddy pending)"));
         }
         tokio::time::sleep(interval).await;
         match client
@@ -206,8 +242,6 @@ async fn wait_for_decision(client: &Client, request: &Value, args: &EnrollArgs) 
 /// Writes the agent config: directory 0700, file 0600 before any secret is written, then
 /// renamed into place.
 fn save(path: &Path, server: &str, pickup: &Value) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let saved = SavedAgent {
         server,
         name: text(&pickup["name"]),
@@ -218,6 +252,14 @@ fn save(path: &Path, server: &str, pickup: &Value) -> Result<()> {
     };
     let body = toml::to_string(&saved)
         .map_err(|e| Failure::new(1, format!("cannot encode the agent config: {e}")))?;
+    write_private(path, &body)
+}
+
+/// Writes `body` to `path` with mode 0600 (directory 0700) through a rename, so that a
+/// secret never rests in a readable or half-written file.
+fn write_private(path: &Path, body: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let fail = |what: &str, e: std::io::Error| {
         Failure::new(1, format!("cannot {what} {}: {e}", path.display()))
             .hint("set CREDDY_AGENT_CONFIG to a writable file path")
@@ -241,6 +283,26 @@ fn save(path: &Path, server: &str, pickup: &Value) -> Result<()> {
         .and_then(|()| file.sync_all())
         .map_err(|e| fail("write", e))?;
     std::fs::rename(&partial, path).map_err(|e| fail("write", e))
+}
+
+/// An enrollment still waiting for a decision, kept beside the agent config (0600) so that
+/// `creddy enroll` can resume waiting after a timeout or an interruption.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct PendingEnrollment {
+    server: String,
+    id: String,
+    name: String,
+    secret: String,
+}
+
+/// Where the waiting enrollment of the agent config at `config` is kept.
+fn pending_path(config: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.pending", config.display()))
+}
+
+fn load_pending(config: &Path) -> Option<PendingEnrollment> {
+    let text = std::fs::read_to_string(pending_path(config)).ok()?;
+    toml::from_str(&text).ok()
 }
 
 /// `creddy pending`.

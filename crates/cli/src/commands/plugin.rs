@@ -748,11 +748,18 @@ async fn info(global: &Global, env: &PluginEnv, name: &str) -> Result<()> {
     ] {
         line(&format!("{key}:"), &value[key]);
     }
+    // Durations as people write them (`1m`, `10m`, `1d`); `-` where the plugin sets none.
+    let ttl = |key: &str| {
+        value["constraints"][key]
+            .as_u64()
+            .and_then(creddy_core::Duration::from_seconds)
+            .map_or_else(|| "-".to_owned(), |d| d.to_string())
+    };
     println!(
-        "ttl:               min {}s, default {}s, max {}s",
-        value["constraints"]["min_ttl"],
-        value["constraints"]["default_ttl"],
-        value["constraints"]["max_ttl"]
+        "ttl:               min {}, default {}, max {}",
+        ttl("min_ttl"),
+        ttl("default_ttl"),
+        ttl("max_ttl")
     );
     println!("scopes:");
     for scope in &description.scopes {
@@ -765,8 +772,13 @@ async fn info(global: &Global, env: &PluginEnv, name: &str) -> Result<()> {
         } else {
             "optional"
         };
+        let default = field
+            .default
+            .as_deref()
+            .map(|d| format!(" (default: {d})"))
+            .unwrap_or_default();
         println!(
-            "  {:<24}{:?} {required}  {}",
+            "  {:<24}{:?} {required}  {}{default}",
             field.name, field.field_type, field.description
         );
     }
