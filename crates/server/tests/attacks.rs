@@ -124,6 +124,20 @@ async fn backend_state(api: &Api, admin: &str) -> Value {
     api.get("/v1/admin/backends/test", admin).await.body["state"].clone()
 }
 
+/// Replaces `from` with `to` in the file at `path`, as an attacker with write access would;
+/// returns the text before.
+fn rewrite(path: &std::path::Path, from: &str, to: &str) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(path, text.replace(from, to)).unwrap_or_else(|e| panic!("{e}"));
+    text
+}
+
+/// Asks the server to reload its plugins (as an operator after an upgrade would).
+async fn reload(api: &Api, admin: &str) {
+    let reloaded = api.post("/v1/admin/plugins/reload", admin, json!({})).await;
+    assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text);
+}
+
 /// The backend is down, `describe` refuses, and the wrapper never ran.
 async fn refused_everywhere(server: &TestServer, capture: &std::path::Path, stage: &str) {
     let api = Api::new(&server.url());
@@ -168,37 +182,26 @@ async fn a_rehashed_wrapper_in_the_plugin_directory_never_runs_or_sees_the_maste
         .unwrap_or_else(|e| panic!("{e}"));
     let wrapper_sha = creddy_plugin::host::verify::sha256_file(&installed.binary)
         .unwrap_or_else(|e| panic!("{e}"));
-    let record_path = installed.binary.with_file_name("install.json");
-    let record = std::fs::read_to_string(&record_path).unwrap_or_else(|e| panic!("{e}"));
+    let record = rewrite(
+        &installed.binary.with_file_name("install.json"),
+        &installed.sha256,
+        &wrapper_sha,
+    );
     assert!(record.contains("\"signed\": true"), "{record}");
-    std::fs::write(
-        &record_path,
-        record.replace(&installed.sha256, &wrapper_sha),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-
-    let reloaded = api
-        .post("/v1/admin/plugins/reload", &admin, json!({}))
-        .await;
-    assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text);
+    reload(&api, &admin).await;
     refused_everywhere(&server, &capture, "after a reload").await;
     server.restart().await;
     refused_everywhere(&server, &capture, "after a restart").await;
     let api = Api::new(&server.url());
 
     // The manifest rewritten to list the wrapper: its signature no longer holds.
-    let manifest_path = installed.binary.with_file_name("manifest.json");
-    let manifest = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| panic!("{e}"));
+    let manifest = rewrite(
+        &installed.binary.with_file_name("manifest.json"),
+        &installed.sha256,
+        &wrapper_sha,
+    );
     assert!(manifest.contains(&installed.sha256));
-    std::fs::write(
-        &manifest_path,
-        manifest.replace(&installed.sha256, &wrapper_sha),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let reloaded = api
-        .post("/v1/admin/plugins/reload", &admin, json!({}))
-        .await;
-    assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.text);
+    reload(&api, &admin).await;
     refused_everywhere(&server, &capture, "with a rewritten manifest").await;
     let trail = serde_json::to_string(&server.audit_events().await).unwrap_or_default();
     assert!(
