@@ -264,3 +264,21 @@ fn version_prints_the_version_for_people_and_scripts() {
             .unwrap_or_default();
     assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
 }
+
+/// `creddy … | head`: a reader that went away ends the command quietly, exit 0.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let (reader, writer) = std::io::pipe().unwrap_or_else(|e| panic!("{e}"));
+    drop(reader);
+    let output = std::process::Command::new(bin())
+        .args(["version", "-o", "json"])
+        .env("HOME", home.path())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
