@@ -138,6 +138,11 @@ pub enum Command {
     Unenroll,
     /// Print creddy's version (`-o json` for a JSON object)
     Version,
+    /// Print a shell completion script: creddy completion bash > /etc/bash_completion.d/creddy
+    Completion {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
     /// List enrollments and scope requests waiting for approval (admin)
     Pending,
     /// OIDC signing keys (admin)

@@ -282,3 +282,20 @@ fn a_closed_stdout_ends_a_command_quietly() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn completion_scripts_are_generated_from_the_commands() {
+    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let bash = creddy(home.path(), &["completion", "bash"], &[]);
+    let script = bash.ok();
+    assert!(script.contains("_creddy()"), "{script}");
+    for command in ["enroll", "approve", "credentials", "version"] {
+        assert!(script.contains(command), "{command} is completed");
+    }
+    assert!(
+        creddy(home.path(), &["completion", "zsh"], &[])
+            .ok()
+            .starts_with("#compdef creddy")
+    );
+    creddy(home.path(), &["completion", "tcsh"], &[]).fails(2, "invalid value 'tcsh'");
+}

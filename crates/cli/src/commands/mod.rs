@@ -41,6 +41,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Request { scopes, wait } => enroll::request(&cli.global, &scopes, wait).await,
         Command::Unenroll => enroll::unenroll(&cli.global).await,
         Command::Version => version(&cli.global),
+        Command::Completion { shell } => completion(shell),
         Command::Pending => enroll::pending(&cli.global).await,
         Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
         Command::Audit { command, filters } => audit::run(&cli.global, command, filters).await,
@@ -67,4 +68,24 @@ fn version(global: &crate::cli::Global) -> crate::failure::Result<()> {
     }
     println!("creddy {}", creddy_server::VERSION);
     Ok(())
+}
+
+/// `creddy completion SHELL`: the completion script on stdout (a closed stdout is quiet).
+fn completion(shell: clap_complete::Shell) -> crate::failure::Result<()> {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut crate::cli::Cli::command(),
+        "creddy",
+        &mut script,
+    );
+    match std::io::stdout().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(crate::failure::Failure::new(
+            crate::failure::EXIT_OTHER,
+            format!("cannot write the completion script: {e}"),
+        )),
+        _ => Ok(()),
+    }
 }
