@@ -68,6 +68,18 @@ impl Failure {
             eprintln!("Hint: {hint}");
         }
     }
+
+    /// With `-o json`: the failure also as one JSON object on stderr, for scripts (§17).
+    pub fn print_json(&self) {
+        if self.message.is_empty() {
+            return;
+        }
+        eprintln!(
+            "{}",
+            serde_json::json!({"error": self.message, "code": self.api_code,
+                "remedy": self.hint, "exit_code": self.exit_code})
+        );
+    }
 }
 
 /// Shorthand for command results.

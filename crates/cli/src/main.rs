@@ -30,10 +30,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let json = args.global.output == Some(cli::Format::Json);
     match runtime.block_on(commands::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             failure.print();
+            if json {
+                failure.print_json();
+            }
             ExitCode::from(failure.exit_code)
         }
     }

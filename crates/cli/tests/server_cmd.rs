@@ -255,14 +255,44 @@ fn the_listening_line_of_step_one_is_printed_whatever_the_log_format() {
 fn version_prints_the_version_for_people_and_scripts() {
     let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
     let plain = creddy(home.path(), &["version"], &[]);
-    assert_eq!(
-        plain.ok().trim(),
-        format!("creddy {}", env!("CARGO_PKG_VERSION"))
+    let line = plain.ok().trim().to_owned();
+    let prefix = format!(
+        "creddy {} ({}/{}, commit ",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
     );
+    assert!(line.starts_with(&prefix) && line.ends_with(')'), "{line}");
     let json: serde_json::Value =
         serde_json::from_str(creddy(home.path(), &["version", "-o", "json"], &[]).ok())
             .unwrap_or_default();
     assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    assert!(
+        json["commit"].as_str().is_some_and(|c| !c.is_empty()),
+        "{json}"
+    );
+    // With -o json a failure is one JSON object on stderr too.
+    let failed = creddy(
+        home.path(),
+        &[
+            "--server",
+            "http://127.0.0.1:1",
+            "-o",
+            "json",
+            "agent",
+            "ls",
+        ],
+        &[("CREDDY_ADMIN_TOKEN", "cka_0000")],
+    );
+    let last = failed.stderr.lines().last().unwrap_or_default();
+    let object: serde_json::Value = serde_json::from_str(last).unwrap_or_default();
+    assert_eq!(
+        object["exit_code"].as_u64(),
+        failed.code.and_then(|c| u64::try_from(c).ok()),
+        "{}",
+        failed.stderr
+    );
+    assert!(object["error"].is_string(), "{}", failed.stderr);
 }
 
 /// `creddy … | head`: a reader that went away ends the command quietly, exit 0.

@@ -61,12 +61,22 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// `creddy version`: `creddy <version>` on stdout, or `{"version"}` with `-o json`.
+/// `creddy version`: `creddy <version> (<os>/<arch>, commit <hash>)` on stdout, or the same
+/// facts as JSON with `-o json`.
 fn version(global: &crate::cli::Global) -> crate::failure::Result<()> {
+    let (os, arch, commit) = (
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        env!("CREDDY_COMMIT"),
+    );
     if global.list_format()? == crate::cli::Format::Json {
-        return crate::output::print_json(&serde_json::json!({"version": creddy_server::VERSION}));
+        return crate::output::print_json(&serde_json::json!({"version": creddy_server::VERSION,
+            "os": os, "arch": arch, "commit": commit}));
     }
-    println!("creddy {}", creddy_server::VERSION);
+    println!(
+        "creddy {} ({os}/{arch}, commit {commit})",
+        creddy_server::VERSION
+    );
     Ok(())
 }
 
