@@ -226,8 +226,9 @@ pub enum CredentialsCmd {
         /// Only this backend's
         #[arg(long)]
         backend: Option<String>,
-        /// Only these states (comma-separated)
-        #[arg(long)]
+        /// Only these states (comma-separated): pending, active, revoking, revoked, failed,
+        /// irrevocable, lapsed, forgotten
+        #[arg(long, value_parser = parse_lease_states)]
         state: Option<String>,
     },
     /// Revoke any credential now; --force stops retrying an irrevocable one
@@ -379,6 +380,18 @@ pub struct ServerCmd {
     pub plugin_dir: Option<PathBuf>,
 }
 
+/// A comma-separated list of lease states, each one creddy knows.
+fn parse_lease_states(s: &str) -> Result<String, String> {
+    let known = creddy_core::lease::STATES;
+    match s.split(',').find(|state| !known.contains(state)) {
+        Some(unknown) => Err(format!(
+            "unknown lease state '{unknown}' (use: {})",
+            known.join(", ")
+        )),
+        None => Ok(s.to_owned()),
+    }
+}
+
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
     s.parse()
 }
@@ -474,7 +487,7 @@ pub enum KeysCmd {
     Rotate {
         /// The algorithm: EdDSA, or ES256 or RS256 (3072-bit) for relying parties that cannot
         /// verify EdDSA
-        #[arg(long, default_value = "EdDSA")]
+        #[arg(long, default_value = "EdDSA", value_parser = ["EdDSA", "ES256", "RS256"])]
         alg: String,
         /// How long the previous key stays published (default: oidc.rotation_grace, 24h)
         #[arg(long, value_name = "DURATION")]

@@ -88,7 +88,7 @@ fn rounded(seconds: u64) -> String {
 /// When a lease expires, for a table: nothing for one that has ended (revoked, failed,
 /// lapsed, forgotten), whose expiry no longer means anything.
 pub fn lease_expiry(state: &str, expires_at: Option<&str>) -> String {
-    if matches!(state, "pending" | "active" | "revoking" | "irrevocable") {
+    if creddy_core::lease::is_open(state) {
         relative_text(expires_at, "-")
     } else {
         "-".to_owned()

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod clock;
 pub mod duration;
 pub mod ids;
+pub mod lease;
 pub mod names;
 pub mod policy;
 pub mod scope;

@@ -442,16 +442,7 @@ type LeaseRecordRow = (
 );
 
 /// Every state a lease can be in (§12.1).
-pub const LEASE_STATES: [&str; 8] = [
-    "pending",
-    "active",
-    "revoking",
-    "revoked",
-    "failed",
-    "irrevocable",
-    "lapsed",
-    "forgotten",
-];
+pub use creddy_core::lease::STATES as LEASE_STATES;
 
 /// Filters for [`Store::find_leases`].
 #[derive(Debug, Clone, Default)]
