@@ -279,6 +279,17 @@ async fn ttl_scope_and_backend_refusals_name_the_problem(server: TestServer) {
             .unwrap_or_default()
             .contains(MASTER_KEY)
     );
+    let bogus = site
+        .api
+        .get("/v1/admin/tokens?state=active,bogus", &site.admin)
+        .await;
+    assert_eq!(
+        (bogus.status, bogus.code()),
+        (StatusCode::BAD_REQUEST, "invalid_request"),
+        "{}",
+        bogus.text
+    );
+    assert!(bogus.remedy().contains("irrevocable"), "{}", bogus.text);
 }
 
 async fn a_backend_is_saved_only_when_its_configuration_works(server: TestServer) {
