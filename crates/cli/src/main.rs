@@ -19,7 +19,9 @@ fn main() -> ExitCode {
     quiet_on_closed_stdout();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = cli::Cli::parse();
-    output::set_color(!args.global.no_color);
+    // --no-color, or NO_COLOR set to anything (https://no-color.org), turns styling off.
+    let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    output::set_color(!args.global.no_color && !no_color_env);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -186,12 +186,39 @@ fn a_local_binary_needs_allow_unsigned() {
     setup
         .run(&["plugin", "install", &path], "")
         .fails(6, "without a signature");
-    let installed = setup.run(&["plugin", "install", &path, "--allow-unsigned"], "");
-    installed.ok();
+    let installed = setup.run(
+        &["plugin", "install", &path, "--allow-unsigned", "-o", "json"],
+        "",
+    );
+    let records: Value = serde_json::from_str(installed.ok()).unwrap_or_default();
+    assert_eq!(
+        records[0]["name"], "local",
+        "-o json lists what was installed"
+    );
+    assert_eq!(records[0]["signed"], false);
     assert!(
         installed.stderr.contains("unsigned"),
         "{}",
         installed.stderr
+    );
+    assert!(
+        installed.stderr.contains("\u{2713} Installed local"),
+        "{}",
+        installed.stderr
+    );
+    let plain = crate::kit::creddy(
+        setup.home.path(),
+        &["plugin", "install", &path, "--allow-unsigned"],
+        &[
+            ("CREDDY_PLUGIN_DIR", &setup.plugins().display().to_string()),
+            ("NO_COLOR", "1"),
+        ],
+    );
+    plain.ok();
+    assert!(
+        plain.stderr.contains("OK: Installed local"),
+        "NO_COLOR: {}",
+        plain.stderr
     );
     let listed = setup.run(&["plugin", "ls", "--installed", "-o", "json"], "");
     let listed: Value = serde_json::from_str(listed.ok()).unwrap_or_default();

@@ -94,11 +94,12 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
             allow_downgrade,
         } => {
             let env = plugin_env(registry)?;
+            let mut installed = Vec::new();
             for spec in specs {
-                install(&env, &spec, allow_unsigned, allow_downgrade).await?;
+                installed.push(install(&env, &spec, allow_unsigned, allow_downgrade).await?);
             }
             ask_server_to_reload(global).await;
-            Ok(())
+            print_installed(global, &installed)
         }
         PluginCmd::Ls {
             installed,
@@ -137,13 +138,14 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
                 confirm("Everything is up to date");
             }
             let any = !chosen.is_empty();
+            let mut installed = Vec::new();
             for (name, _, latest) in chosen {
-                install(&env, &format!("{name}@{latest}"), false, false).await?;
+                installed.push(install(&env, &format!("{name}@{latest}"), false, false).await?);
             }
             if any {
                 ask_server_to_reload(global).await;
             }
-            Ok(())
+            print_installed(global, &installed)
         }
         PluginCmd::Rm { name, force } => {
             let env = plugin_env(None)?;
@@ -163,6 +165,17 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// With `-o json`, what was installed (the install records) on stdout.
+fn print_installed(
+    global: &Global,
+    installed: &[creddy_plugin::installed::InstallRecord],
+) -> Result<()> {
+    if global.output == Some(Format::Json) {
+        return print_json(&installed);
+    }
+    Ok(())
 }
 
 /// Asks the local server to restart its plugins from the new binaries.
@@ -379,7 +392,7 @@ async fn install(
     spec: &str,
     allow_unsigned: bool,
     allow_downgrade: bool,
-) -> Result<()> {
+) -> Result<creddy_plugin::installed::InstallRecord> {
     let release = if is_path(spec) || is_url(spec) {
         file_release(env, spec, allow_unsigned || env.allow_unsigned).await?
     } else {
@@ -398,10 +411,10 @@ async fn install(
         }
     }
     let now = SystemClock.now().to_rfc3339();
-    registry::install(&env.dir, &release, &now).map_err(registry_failure)?;
+    let record = registry::install(&env.dir, &release, &now).map_err(registry_failure)?;
     confirm(&format!("Installed {name} {}", release.manifest.version));
     eprintln!("Next: creddy backend add {name}");
-    Ok(())
+    Ok(record)
 }
 
 async fn registry_release(env: &PluginEnv, spec: &str) -> Result<Release> {
