@@ -51,6 +51,9 @@ pub struct Global {
     /// No colours or symbols styling in output
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// A CA certificate (PEM) to trust for the server besides the system roots
+    #[arg(long, global = true, env = "CREDDY_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Output formats.
@@ -378,6 +381,12 @@ pub struct ServerCmd {
     /// Plugin directory [default: /usr/local/lib/creddy/plugins as root, else ~/.local/share/creddy/plugins]
     #[arg(long, env = "CREDDY_PLUGIN_DIR", value_name = "DIR")]
     pub plugin_dir: Option<PathBuf>,
+    /// TLS certificate chain (PEM): with --tls-key, HTTPS on the listener
+    #[arg(long, env = "CREDDY_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, env = "CREDDY_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A comma-separated list of lease states, each one creddy knows.

@@ -80,19 +80,32 @@ pub fn is_loopback(url: &Url) -> bool {
 impl Client {
     /// A client for `base`, authenticating with `bearer` when given; `debug` traces each
     /// call (method, URL, status; never headers) on stderr.
-    pub fn new(base: Url, bearer: Option<Bearer>, debug: bool) -> Result<Self> {
-        let http = reqwest::Client::builder()
+    pub fn new(base: Url, bearer: Option<Bearer>, global: &crate::cli::Global) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
-            .user_agent(concat!("creddy/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("creddy/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &global.ca_cert {
+            let pem = std::fs::read(path).map_err(|e| {
+                Failure::usage(format!(
+                    "cannot read the CA certificate {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                Failure::usage(format!("{} is not a PEM certificate: {e}", path.display()))
+            })?;
+            builder = builder.add_root_certificate(ca);
+        }
+        let http = builder
             .build()
             .map_err(|e| Failure::new(EXIT_OTHER, format!("cannot set up HTTP: {e}")))?;
         Ok(Self {
             http,
             base,
             bearer,
-            debug,
+            debug: global.debug,
         })
     }
 

@@ -111,7 +111,7 @@ impl AdminSources {
 /// A client for admin commands.
 pub fn admin_client(global: &Global) -> Result<Client> {
     let (url, bearer) = AdminSources::current(global).resolve()?;
-    Client::new(url, Some(bearer), global.debug)
+    Client::new(url, Some(bearer), global)
 }
 
 /// The agent's saved configuration (written by `creddy enroll`; the fields the commands
@@ -173,7 +173,7 @@ pub async fn agent_client(global: &Global) -> Result<Client> {
         );
     }
     if let Some(token) = env("CREDDY_TOKEN").or(config.token) {
-        return Client::new(url, Some(Bearer::new(token)), global.debug);
+        return Client::new(url, Some(Bearer::new(token)), global);
     }
     let client_id = env("CREDDY_CLIENT_ID").or(config.client_id);
     let client_secret = env("CREDDY_CLIENT_SECRET").or(config.client_secret);
@@ -182,9 +182,9 @@ pub async fn agent_client(global: &Global) -> Result<Client> {
             .hint("set CREDDY_TOKEN to the agent's vend token (or CREDDY_CLIENT_ID and CREDDY_CLIENT_SECRET), or enroll with: creddy enroll --server URL --name NAME --can SCOPE"));
     };
     // Only client credentials: trade them for an access token first.
-    let anonymous = Client::new(url.clone(), None, global.debug)?;
+    let anonymous = Client::new(url.clone(), None, global)?;
     let access = anonymous.client_credentials_token(&id, &secret).await?;
-    Client::new(url, Some(Bearer::new(access)), global.debug)
+    Client::new(url, Some(Bearer::new(access)), global)
 }
 
 #[cfg(test)]

@@ -11,4 +11,5 @@ mod flow;
 mod plugins;
 mod secrets;
 mod server_cmd;
+mod tls;
 mod vend;

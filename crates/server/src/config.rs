@@ -56,6 +56,10 @@ pub struct ServerArgs {
     pub plugin_dir: Option<PathBuf>,
     /// `CREDDY_PLUGIN_TRUSTED_KEYS`: comma-separated minisign public keys.
     pub trusted_keys: Option<String>,
+    /// `--tls-cert` / `CREDDY_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key` / `CREDDY_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The `[server]` table of the configuration file.
@@ -77,13 +81,8 @@ struct FileServer {
 
 impl FileServer {
     /// The §14 keys this build reads but cannot honour yet are accepted only when they ask
-    /// for nothing (empty), so that no operator believes TLS or proxy headers are in force.
+    /// for nothing (empty), so that no operator believes proxy headers are in force.
     fn refuse_unsupported(&self, source: &str) -> Result<(), ConfigError> {
-        if !self.tls_cert_file.is_empty() || !self.tls_key_file.is_empty() {
-            return Err(ConfigError(format!(
-                "server.tls_cert_file / tls_key_file{source}: native TLS is not available in this build yet; leave them empty and terminate TLS in a reverse proxy in front of creddy"
-            )));
-        }
         if !self.trusted_proxies.is_empty() {
             return Err(ConfigError(format!(
                 "server.trusted_proxies{source}: X-Forwarded-For is not honoured in this build yet; leave it empty (clients are identified by their own address)"
@@ -453,6 +452,8 @@ pub struct Settings {
     pub agents_inactivity_days: u32,
     /// Audit records older than this many days are pruned (0: kept forever).
     pub audit_retention_days: u32,
+    /// HTTPS on the listener, when both files are given.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// The OIDC provider.
     pub oidc: OidcSettings,
     /// The policies, in file order.
@@ -530,6 +531,12 @@ impl Settings {
     pub fn resolve(args: ServerArgs, env: &Environment) -> Result<Self, ConfigError> {
         let (file, source, config_file) = load_file(&args, env)?;
         file.server.refuse_unsupported(&source)?;
+        let tls = tls_files(
+            args.tls_cert.clone(),
+            args.tls_key.clone(),
+            &file.server,
+            &source,
+        )?;
 
         let listen_text = args
             .listen
@@ -627,6 +634,7 @@ impl Settings {
             limits: LimitSettings::from_file(&file.limits, &source)?,
             agents_inactivity_days: file.agents.inactivity_days.unwrap_or(0),
             audit_retention_days: file.audit.retention_days.unwrap_or(0),
+            tls,
             oidc: oidc_settings(&file.oidc, &source)?,
             policies: PolicySet::new(file.policies)
                 .map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))?,
@@ -657,10 +665,34 @@ impl Settings {
             limits: LimitSettings::default(),
             agents_inactivity_days: 0,
             audit_retention_days: 0,
+            tls: None,
             oidc: OidcSettings::default(),
             policies: PolicySet::default(),
             config_file: None,
         }
+    }
+}
+
+/// The certificate and key files: both or neither, flags before the file.
+fn tls_files(
+    cert_flag: Option<PathBuf>,
+    key_flag: Option<PathBuf>,
+    file: &FileServer,
+    source: &str,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let given = |flag: Option<PathBuf>, text: &str| {
+        flag.filter(|p| !p.as_os_str().is_empty())
+            .or_else(|| (!text.is_empty()).then(|| PathBuf::from(text)))
+    };
+    match (
+        given(cert_flag, &file.tls_cert_file),
+        given(key_flag, &file.tls_key_file),
+    ) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        _ => Err(ConfigError(format!(
+            "server.tls_cert_file and tls_key_file{source}: give both (--tls-cert and --tls-key) or neither"
+        ))),
     }
 }
 
@@ -1062,7 +1094,7 @@ trusted_proxies = []
         for (text, reason) in [
             (
                 "[server]\ntls_cert_file = \"/etc/creddy/cert.pem\"\n",
-                "native TLS is not available",
+                "give both (--tls-cert and --tls-key) or neither",
             ),
             (
                 "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",

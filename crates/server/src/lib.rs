@@ -27,6 +27,7 @@ mod server;
 mod state;
 mod sync;
 mod tasks;
+pub mod tls;
 pub mod vend;
 
 pub use config::{LogFormat, ServerArgs, Settings};

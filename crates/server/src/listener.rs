@@ -1,5 +1,5 @@
-//! Accepting connections: HTTP/1.1 with a header read timeout, connection caps and graceful
-//! draining.
+//! Accepting connections: HTTP/1.1 (over TLS when configured) with a header read timeout,
+//! connection caps and graceful draining.
 //!
 //! axum's own `serve` has no header read timeout, which leaves a server open to clients that
 //! trickle their headers (slowloris). Here every connection gets [`HEADER_READ_TIMEOUT`] to
@@ -108,6 +108,7 @@ pub(crate) async fn serve(
     mut shutdown: watch::Receiver<bool>,
     header_timeout: Duration,
     caps: ConnectionCaps,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let open = Arc::new(Mutex::new(OpenConnections::default()));
     let mut refused_logged = None::<std::time::Instant>;
@@ -145,11 +146,36 @@ pub(crate) async fn serve(
                     .insert(ConnectInfo::<SocketAddr>(remote));
                 req
             });
-        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-        let watched = graceful.watch(connection);
+        let service = TowerToHyperService::new(app);
+        let watcher = graceful.watcher();
+        let http = http.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _admitted = admitted;
-            if let Err(e) = watched.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(acceptor) => {
+                    // The handshake has the header timeout too: a client that never finishes
+                    // it holds nothing for long.
+                    let stream =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, %remote, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, %remote, "connection ended with an error");
             }
         });

@@ -44,6 +44,9 @@ pub enum StartError {
     /// The master key is missing, unreadable, or not the key the data was sealed with.
     #[error("{0}")]
     Key(String),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -58,7 +61,10 @@ impl StartError {
     /// The process exit code: 2 for configuration and data directory problems, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::Config(_) | StartError::DataDir(_) | StartError::Key(_) => 2,
+            StartError::Config(_)
+            | StartError::DataDir(_)
+            | StartError::Key(_)
+            | StartError::Tls(_) => 2,
             StartError::Storage { .. } | StartError::Bind { .. } => 1,
         }
     }
@@ -73,6 +79,7 @@ pub struct Server {
     serve: JoinHandle<()>,
     tasks: JoinHandle<()>,
     follower: JoinHandle<()>,
+    certificates: Option<Arc<crate::tls::Certificates>>,
     data_dir: DataDir,
 }
 
@@ -121,10 +128,26 @@ impl Server {
             addr: settings.listen,
             source,
         })?;
+        let certificates = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::Certificates::load)
+            .transpose()
+            .map_err(StartError::Tls)?;
+        let acceptor = certificates
+            .as_ref()
+            .map(crate::tls::Certificates::acceptor)
+            .transpose()
+            .map_err(StartError::Tls)?;
+        let scheme = if certificates.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let issuer = settings
             .issuer
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
         if settings.issuer.is_none() && addr.ip().is_unspecified() {
             tracing::warn!(
                 "listening on a wildcard address without --issuer: the issuer {issuer} is not reachable by relying parties; pass --issuer with the public URL"
@@ -174,6 +197,7 @@ impl Server {
                 settings.limits.max_connections,
                 settings.limits.max_connections_per_ip,
             ),
+            acceptor,
         ));
         let tasks = tokio::spawn(tasks::reap_expired_agents(state.clone(), signal.clone()));
         // The generation in force now is not news to this node.
@@ -197,6 +221,7 @@ impl Server {
             serve,
             tasks,
             follower,
+            certificates,
             data_dir,
         })
     }
@@ -215,7 +240,15 @@ impl Server {
         Ok(())
     }
 
-    /// The bound address.
+    /// Reads the TLS certificate and key again (SIGHUP); `Ok(false)` without TLS. On a
+    /// problem the certificate in force stays.
+    pub fn reload_certificate(&self) -> Result<bool, String> {
+        match &self.certificates {
+            Some(certificates) => certificates.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// The line that says the server is up (§2, step 1): `creddy <version> listening on
     /// <addr>, issuer <url>, storage sqlite (<data dir>)` or `storage postgresql (<host>…)`.
     pub fn banner(&self) -> String {

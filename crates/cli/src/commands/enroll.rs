@@ -111,7 +111,7 @@ pub async fn enroll(global: &Global, args: EnrollArgs) -> Result<()> {
             id,
         )
     } else {
-        let client = Client::new(url.clone(), None, global.debug)?;
+        let client = Client::new(url.clone(), None, global)?;
         let mut body = json!({"name": name, "scopes": args.scopes});
         if let Some(token) = local_admin_token(global, &url) {
             body["admin_token"] = json!(token);
@@ -135,7 +135,7 @@ pub async fn enroll(global: &Global, args: EnrollArgs) -> Result<()> {
         }
         (answer, id)
     };
-    let client = Client::new(url.clone(), None, global.debug)?;
+    let client = Client::new(url.clone(), None, global)?;
     let outcome = match text(&answer["status"]) {
         "pending" => {
             eprintln!("Waiting for approval; an admin can run: creddy approve {id}");

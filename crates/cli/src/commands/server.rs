@@ -21,6 +21,8 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
         log_format: cmd.log_format,
         plugin_dir: cmd.plugin_dir,
         trusted_keys: std::env::var("CREDDY_PLUGIN_TRUSTED_KEYS").ok(),
+        tls_cert: cmd.tls_cert,
+        tls_key: cmd.tls_key,
     };
     let mut settings = Settings::resolve(args, &Environment::current())
         .map_err(|e| Failure::usage(e.to_string()))?;
@@ -100,10 +102,17 @@ impl ShutdownSignals {
             tokio::select! {
                 _ = self.interrupt.recv() => return,
                 _ = self.terminate.recv() => return,
-                _ = self.hangup.recv() => match server.reload_policies().await {
-                    Ok(()) => tracing::info!("SIGHUP: policies reloaded"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: policies not reloaded; the previous ones stay in force"),
-                },
+                _ = self.hangup.recv() => {
+                    match server.reload_policies().await {
+                        Ok(()) => tracing::info!("SIGHUP: policies reloaded"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: policies not reloaded; the previous ones stay in force"),
+                    }
+                    match server.reload_certificate() {
+                        Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; the previous one stays in force"),
+                    }
+                }
             }
         }
     }

@@ -1,0 +1,129 @@
+//! Native TLS with the real binaries (§17): a CA and certificates made by the test, the CLI
+//! trusting the CA through --ca-cert, refusals for a wrong CA and for plain HTTP, and a
+//! certificate replaced on SIGHUP without a restart.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use creddy_testkit::store::Dialect;
+
+use crate::kit::{Site, creddy, eventually};
+
+/// A certificate authority made for one test.
+struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Self {
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key)
+                .unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
+    /// Writes the CA certificate to `path`.
+    fn write(&self, path: &Path) {
+        std::fs::write(path, self.issuer.pem()).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Writes a server certificate for 127.0.0.1 and localhost, and its key (0600).
+    fn issue(&self, cert: &Path, key: &Path) {
+        let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pair = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let signed = params
+            .signed_by(&pair, &self.issuer)
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(cert, signed.pem()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(key, pair.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+fn text(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[test]
+fn the_server_speaks_https_and_serves_a_renewed_certificate_without_a_restart() {
+    let certs = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let (cert, key) = (
+        certs.path().join("server.pem"),
+        certs.path().join("server.key"),
+    );
+    let (ca_pem, other_pem) = (certs.path().join("ca.pem"), certs.path().join("other.pem"));
+    let ca = TestCa::new("creddy test CA");
+    ca.write(&ca_pem);
+    ca.issue(&cert, &key);
+    let other = TestCa::new("another CA");
+    other.write(&other_pem);
+
+    let site = Site::start_blocking(
+        Dialect::Sqlite,
+        &["--tls-cert", &text(&cert), "--tls-key", &text(&key)],
+    );
+    let https = site.server.url().replacen("http://", "https://", 1);
+    let dir = text(&site.data_dir);
+    let admin = |ca: &PathBuf, args: &[&str]| {
+        let mut full = vec!["--server", https.as_str(), "--data-dir", dir.as_str()];
+        let ca = text(ca);
+        full.extend(["--ca-cert", ca.as_str()]);
+        full.extend_from_slice(args);
+        creddy(site.home.path(), &full, &[])
+    };
+    assert!(
+        site.server.log().contains(&format!("issuer {https}")),
+        "the default issuer is https: {}",
+        site.server.log()
+    );
+    let created = admin(&ca_pem, &["agent", "create", "tls-agent", "--can", "test"]);
+    created.ok();
+    let token = crate::kit::exported(created.stdout.as_str(), "CREDDY_TOKEN");
+    let status = creddy(
+        site.home.path(),
+        &["--ca-cert", &text(&ca_pem), "status"],
+        &[("CREDDY_URL", &https), ("CREDDY_TOKEN", &token)],
+    );
+    assert!(status.ok().contains("tls-agent"), "{}", status.stdout);
+
+    // A client that does not trust the CA, or that speaks plain HTTP, gets nothing.
+    let refused = admin(&other_pem, &["agent", "ls"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.stderr);
+    let plain = creddy(
+        site.home.path(),
+        &[
+            "--server",
+            &site.server.url(),
+            "--data-dir",
+            &dir,
+            "agent",
+            "ls",
+        ],
+        &[],
+    );
+    assert_ne!(
+        plain.code,
+        Some(0),
+        "plain HTTP to the TLS port: {}",
+        plain.stdout
+    );
+
+    // A renewed certificate (here from another CA) is served after SIGHUP, without a restart.
+    other.issue(&cert, &key);
+    site.server.signal("HUP");
+    eventually("the renewed certificate", || {
+        admin(&other_pem, &["agent", "ls"]).code == Some(0)
+    });
+    let old_ca = admin(&ca_pem, &["agent", "ls"]);
+    assert_ne!(old_ca.code, Some(0), "the old certificate is gone");
+    assert!(site.server.log().contains("TLS certificate reloaded"));
+}
