@@ -118,10 +118,7 @@ impl FromRequestParts<AppState> for Principal {
             && e.code == ErrorCode::Unauthorized
             && parts.headers.contains_key(AUTHORIZATION)
         {
-            let ip = parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip().to_string());
+            let ip = crate::http::client_ip(parts, state);
             state.record_auth_failure(ip, "bearer").await;
         }
         result

@@ -80,15 +80,15 @@ struct FileServer {
 }
 
 impl FileServer {
-    /// The §14 keys this build reads but cannot honour yet are accepted only when they ask
-    /// for nothing (empty), so that no operator believes proxy headers are in force.
-    fn refuse_unsupported(&self, source: &str) -> Result<(), ConfigError> {
-        if !self.trusted_proxies.is_empty() {
-            return Err(ConfigError(format!(
-                "server.trusted_proxies{source}: X-Forwarded-For is not honoured in this build yet; leave it empty (clients are identified by their own address)"
-            )));
-        }
-        Ok(())
+    /// `trusted_proxies`, each checked.
+    fn trusted_proxies(&self, source: &str) -> Result<Vec<crate::proxies::Network>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|text| {
+                crate::proxies::Network::parse(text)
+                    .map_err(|e| ConfigError(format!("server.trusted_proxies{source}: {e}")))
+            })
+            .collect()
     }
 }
 
@@ -454,6 +454,8 @@ pub struct Settings {
     pub audit_retention_days: u32,
     /// HTTPS on the listener, when both files are given.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Networks whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<crate::proxies::Network>,
     /// The OIDC provider.
     pub oidc: OidcSettings,
     /// The policies, in file order.
@@ -530,7 +532,7 @@ impl Settings {
     /// validates the result. An explicitly named file must exist; the default file may not.
     pub fn resolve(args: ServerArgs, env: &Environment) -> Result<Self, ConfigError> {
         let (file, source, config_file) = load_file(&args, env)?;
-        file.server.refuse_unsupported(&source)?;
+        let trusted_proxies = file.server.trusted_proxies(&source)?;
         let tls = tls_files(
             args.tls_cert.clone(),
             args.tls_key.clone(),
@@ -635,6 +637,7 @@ impl Settings {
             agents_inactivity_days: file.agents.inactivity_days.unwrap_or(0),
             audit_retention_days: file.audit.retention_days.unwrap_or(0),
             tls,
+            trusted_proxies,
             oidc: oidc_settings(&file.oidc, &source)?,
             policies: PolicySet::new(file.policies)
                 .map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))?,
@@ -666,6 +669,7 @@ impl Settings {
             agents_inactivity_days: 0,
             audit_retention_days: 0,
             tls: None,
+            trusted_proxies: Vec::new(),
             oidc: OidcSettings::default(),
             policies: PolicySet::default(),
             config_file: None,
@@ -1097,8 +1101,8 @@ trusted_proxies = []
                 "give both (--tls-cert and --tls-key) or neither",
             ),
             (
-                "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
-                "X-Forwarded-For is not honoured",
+                "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "server.trusted_proxies",
             ),
         ] {
             let file = write(text);

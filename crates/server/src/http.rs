@@ -205,14 +205,28 @@ pub(crate) struct RequestContext {
     pub(crate) request_id: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+/// The client's address: the peer, or behind a trusted proxy the forwarded one (see
+/// `proxies`).
+pub(crate) fn client_ip(parts: &Parts, state: &AppState) -> Option<String> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    Some(
+        crate::proxies::client_address(peer, forwarded, &state.settings().trusted_proxies)
+            .to_string(),
+    )
+}
+
+impl FromRequestParts<AppState> for RequestContext {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ip = client_ip(parts, state);
         let request_id = parts
             .headers
             .get(&REQUEST_ID)

@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 mod oidc;
 mod plugin_events;
+pub mod proxies;
 mod ratelimit;
 mod revocation;
 mod routes;

@@ -1080,3 +1080,38 @@ async fn a_damaged_trail_fails_readiness_and_verification(server: TestServer) {
         ready.text
     );
 }
+
+/// A client claiming another address in `X-Forwarded-For` is believed only through a trusted
+/// proxy: otherwise audit records and rate limits see its own address.
+#[tokio::test]
+async fn a_forged_forwarded_address_is_believed_only_from_a_trusted_proxy() {
+    for (trusted, expected) in [(None, "127.0.0.1"), (Some("127.0.0.0/8"), "203.0.113.9")] {
+        let server = TestServer::start_with(Dialect::Sqlite, |s| {
+            s.trusted_proxies = trusted
+                .map(|t| {
+                    creddy_server::proxies::Network::parse(t).unwrap_or_else(|e| panic!("{e}"))
+                })
+                .into_iter()
+                .collect();
+        })
+        .await;
+        let api = Api::new(&server.url());
+        let request = api
+            .request(Method::POST, "/v1/admin/agents")
+            .bearer_auth(server.admin_token())
+            .header("x-forwarded-for", "6.6.6.6, 203.0.113.9")
+            .json(&json!({"name": "forwarded", "scopes": ["test"]}));
+        assert_eq!(api.send(request).await.status, StatusCode::OK);
+        let created = server
+            .audit_events()
+            .await
+            .into_iter()
+            .find(|e| e.action == "agent.created")
+            .and_then(|e| e.ip);
+        assert_eq!(
+            created.as_deref(),
+            Some(expected),
+            "trusted proxies: {trusted:?}"
+        );
+    }
+}
