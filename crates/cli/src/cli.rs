@@ -24,7 +24,7 @@ pub struct Cli {
 }
 
 /// Options every command accepts.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Server URL (admin commands: else CREDDY_ADMIN_URL; agent commands: else CREDDY_URL,
     /// then the agent config; default http://127.0.0.1:8400)

@@ -126,6 +126,8 @@ pub struct AgentConfig {
     pub client_id: Option<String>,
     /// The OIDC client secret.
     pub client_secret: Option<String>,
+    /// A CA certificate to trust for the server (saved by `enroll --ca-cert`).
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The agent config file's path.
@@ -160,6 +162,12 @@ pub fn load_agent_config() -> Result<AgentConfig> {
 /// A client for agent commands.
 pub async fn agent_client(global: &Global) -> Result<Client> {
     let config = load_agent_config()?;
+    // The CA saved at enrollment, unless --ca-cert or CREDDY_CA_CERT names another.
+    let mut with_ca = global.clone();
+    if with_ca.ca_cert.is_none() {
+        with_ca.ca_cert.clone_from(&config.ca_cert);
+    }
+    let global = &with_ca;
     let server = global
         .server
         .clone()

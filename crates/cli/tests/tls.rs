@@ -95,6 +95,32 @@ fn the_server_speaks_https_and_serves_a_renewed_certificate_without_a_restart() 
     );
     assert!(status.ok().contains("tls-agent"), "{}", status.stdout);
 
+    // `enroll --ca-cert` saves the CA into the agent config; later commands use it.
+    let agent_config = site.home.path().join("enrolled.toml");
+    let agent_env = [("CREDDY_AGENT_CONFIG", text(&agent_config))];
+    let agent_env: Vec<(&str, &str)> = agent_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    creddy(
+        site.home.path(),
+        &[
+            "--data-dir",
+            &dir,
+            "--ca-cert",
+            &text(&ca_pem),
+            "enroll",
+            &https,
+            "--name",
+            "tls-enrolled",
+            "--can",
+            "*",
+        ],
+        &agent_env,
+    )
+    .ok();
+    let saved = std::fs::read_to_string(&agent_config).unwrap_or_default();
+    assert!(saved.contains("ca_cert = "), "{saved}");
+    let status = creddy(site.home.path(), &["status"], &agent_env);
+    assert!(status.ok().contains("tls-enrolled"), "{}", status.stdout);
+
     // A client that does not trust the CA, or that speaks plain HTTP, gets nothing.
     let refused = admin(&other_pem, &["agent", "ls"]);
     assert_ne!(refused.code, Some(0), "{}", refused.stderr);

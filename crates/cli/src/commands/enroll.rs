@@ -47,6 +47,8 @@ struct SavedAgent<'a> {
     token: &'a str,
     client_id: &'a str,
     client_secret: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_cert: Option<String>,
 }
 
 fn text(v: &Value) -> &str {
@@ -152,7 +154,7 @@ pub async fn enroll(global: &Global, args: EnrollArgs) -> Result<()> {
     };
     match text(&outcome["status"]) {
         "approved" => {
-            save(&path, url.as_str(), &outcome)?;
+            save(&path, url.as_str(), &outcome, global.ca_cert.as_deref())?;
             let scopes: Vec<String> = crate::output::strings(&outcome["scopes"]);
             if global.list_format()? == Format::Json {
                 print_json(
@@ -241,8 +243,12 @@ async fn wait_for_decision(client: &Client, request: &Value, args: &EnrollArgs) 
 
 /// Writes the agent config: directory 0700, file 0600 before any secret is written, then
 /// renamed into place.
-fn save(path: &Path, server: &str, pickup: &Value) -> Result<()> {
+fn save(path: &Path, server: &str, pickup: &Value, ca_cert: Option<&Path>) -> Result<()> {
+    let ca_cert = ca_cert
+        .map(|ca| std::fs::canonicalize(ca).unwrap_or_else(|_| ca.to_owned()))
+        .map(|ca| ca.display().to_string());
     let saved = SavedAgent {
+        ca_cert,
         server,
         name: text(&pickup["name"]),
         agent_id: text(&pickup["agent_id"]),
