@@ -427,3 +427,26 @@ fn bundles_install_signed_and_urls_serve_bare_binaries() {
         .ok();
     assert!(setup.plugins().join("fetched/creddy-fetched").is_file());
 }
+
+#[test]
+fn an_unreachable_registry_says_where_creddy_looked_and_how_to_point_elsewhere() {
+    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let plugins = home.path().join("plugins").display().to_string();
+    let run = creddy(
+        home.path(),
+        &["plugin", "install", "daytona"],
+        &[
+            ("CREDDY_PLUGIN_REGISTRY", "http://127.0.0.1:1/registry"),
+            ("CREDDY_PLUGIN_DIR", &plugins),
+        ],
+    );
+    run.fails(3, "cannot download http://127.0.0.1:1/registry");
+    assert!(
+        run.stderr
+            .contains("creddy looked for the plugin registry at")
+            && run.stderr.contains("CREDDY_PLUGIN_REGISTRY")
+            && run.stderr.contains("--registry"),
+        "{}",
+        run.stderr
+    );
+}

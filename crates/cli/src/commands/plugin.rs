@@ -324,6 +324,9 @@ async fn download(url: &str, limit: u64) -> Result<Vec<u8>> {
                 crate::failure::EXIT_CONNECT,
                 format!("cannot download {url}: {e}"),
             )
+            .hint(format!(
+                "creddy looked for the plugin registry at {url}; point it elsewhere with --registry URL|DIR, CREDDY_PLUGIN_REGISTRY or plugins.registry in the server's config, or install a local binary: creddy plugin install ./creddy-NAME --allow-unsigned"
+            ))
         })?;
     let progress = progress_bar(response.content_length(), url);
     let mut bytes = Vec::new();
