@@ -286,6 +286,12 @@ async fn agent(api: &Api, admin: &str, name: &str, scopes: &[&str]) -> (String, 
     (token, created)
 }
 
+/// `POST /v1/admin/pending/{id}/{verb}` (`approve` or `reject`) as `token`.
+async fn decide(api: &Api, token: &str, id: &str, verb: &str, body: Value) -> Answer {
+    api.post(&format!("/v1/admin/pending/{id}/{verb}"), token, body)
+        .await
+}
+
 async fn scopes_of(api: &Api, admin: &str, name: &str) -> Value {
     api.get(&format!("/v1/admin/agents/{name}"), admin)
         .await
@@ -382,9 +388,7 @@ async fn an_enrollment_admin_cannot_approve_itself_into_full_admin(server: TestS
     assert_eq!(filed.status, StatusCode::OK, "{}", filed.text);
     let own = filed.body["id"].as_str().unwrap_or_default().to_owned();
     for body in [json!({"scopes": ["admin:*"]}), json!({})] {
-        let refused = api
-            .post(&format!("/v1/admin/pending/{own}/approve"), &approver, body)
-            .await;
+        let refused = decide(&api, &approver, &own, "approve", body).await;
         assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
         assert!(
             refused.error().contains("own amendment"),
@@ -392,13 +396,7 @@ async fn an_enrollment_admin_cannot_approve_itself_into_full_admin(server: TestS
             refused.text
         );
     }
-    let self_reject = api
-        .post(
-            &format!("/v1/admin/pending/{own}/reject"),
-            &approver,
-            json!({}),
-        )
-        .await;
+    let self_reject = decide(&api, &approver, &own, "reject", json!({})).await;
     assert_eq!(
         self_reject.status,
         StatusCode::FORBIDDEN,
@@ -430,13 +428,7 @@ async fn an_enrollment_admin_cannot_approve_itself_into_full_admin(server: TestS
             json!(["admin:agents:write"]),
             json!(["*"]),
         ] {
-            let refused = api
-                .post(
-                    &format!("/v1/admin/pending/{id}/approve"),
-                    &approver,
-                    json!({"scopes": scopes}),
-                )
-                .await;
+            let refused = decide(&api, &approver, id, "approve", json!({"scopes": scopes})).await;
             assert_eq!(
                 refused.status,
                 StatusCode::FORBIDDEN,
@@ -445,22 +437,10 @@ async fn an_enrollment_admin_cannot_approve_itself_into_full_admin(server: TestS
             );
         }
     }
-    let approved = api
-        .post(
-            &format!("/v1/admin/pending/{amendment}/approve"),
-            &approver,
-            json!({}),
-        )
-        .await;
+    let approved = decide(&api, &approver, &amendment, "approve", json!({})).await;
     assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
     assert_eq!(approved.body["scopes"], json!(["spare", "test:read"]));
-    let approved = api
-        .post(
-            &format!("/v1/admin/pending/{enrollment}/approve"),
-            &approver,
-            json!({}),
-        )
-        .await;
+    let approved = decide(&api, &approver, &enrollment, "approve", json!({})).await;
     assert_eq!(approved.status, StatusCode::OK, "{}", approved.text);
     assert_eq!(
         scopes_of(&api, &admin, "newcomer").await,
@@ -474,13 +454,14 @@ async fn an_agent_rejection_is_decided_by_that_agent(server: TestServer) {
     let (approver, body) = agent(&api, &admin, "approver", &["admin:enrollments:write"]).await;
     let filed = enroll(&api, "unwanted", &["test:read"]).await;
     let id = filed.body["id"].as_str().unwrap_or_default().to_owned();
-    let rejected = api
-        .post(
-            &format!("/v1/admin/pending/{id}/reject"),
-            &approver,
-            json!({"reason": "not ours"}),
-        )
-        .await;
+    let rejected = decide(
+        &api,
+        &approver,
+        &id,
+        "reject",
+        json!({"reason": "not ours"}),
+    )
+    .await;
     assert_eq!(rejected.status, StatusCode::NO_CONTENT, "{}", rejected.text);
     let decider = server
         .query_raw_text(&format!(
