@@ -286,6 +286,16 @@ async fn agent(api: &Api, admin: &str, name: &str, scopes: &[&str]) -> (String, 
     (token, created)
 }
 
+/// `POST /v1/admin/agents` as `token`, which may be refused.
+async fn create_as(api: &Api, token: &str, name: &str, scopes: Value) -> Answer {
+    api.post(
+        "/v1/admin/agents",
+        token,
+        json!({"name": name, "scopes": scopes}),
+    )
+    .await
+}
+
 /// `POST /v1/admin/pending/{id}/{verb}` (`approve` or `reject`) as `token`.
 async fn decide(api: &Api, token: &str, id: &str, verb: &str, body: Value) -> Answer {
     api.post(&format!("/v1/admin/pending/{id}/{verb}"), token, body)
@@ -320,13 +330,7 @@ async fn a_narrow_admin_scope_cannot_create_a_broader_agent(server: TestServer) 
         json!(["*"]),
         json!(["test"]),
     ] {
-        let refused = api
-            .post(
-                "/v1/admin/agents",
-                &ops,
-                json!({"name": "escalated", "scopes": scopes}),
-            )
-            .await;
+        let refused = create_as(&api, &ops, "escalated", json!(scopes)).await;
         assert_eq!(
             refused.status,
             StatusCode::FORBIDDEN,
@@ -342,31 +346,13 @@ async fn a_narrow_admin_scope_cannot_create_a_broader_agent(server: TestServer) 
         "nothing was created"
     );
     // What it holds, it may hand on.
-    let same = api
-        .post(
-            "/v1/admin/agents",
-            &ops,
-            json!({"name": "helper", "scopes": ["admin:agents:write"]}),
-        )
-        .await;
+    let same = create_as(&api, &ops, "helper", json!(["admin:agents:write"])).await;
     assert_eq!(same.status, StatusCode::OK, "{}", same.text);
     // An agent holding a broad grant may grant narrower ones, never admin through `*`.
     let (broad, _) = agent(&api, &admin, "broad", &["admin:agents:write", "*"]).await;
-    let narrower = api
-        .post(
-            "/v1/admin/agents",
-            &broad,
-            json!({"name": "narrow", "scopes": ["test:read", "*"]}),
-        )
-        .await;
+    let narrower = create_as(&api, &broad, "narrow", json!(["test:read", "*"])).await;
     assert_eq!(narrower.status, StatusCode::OK, "{}", narrower.text);
-    let admin_through_star = api
-        .post(
-            "/v1/admin/agents",
-            &broad,
-            json!({"name": "sneaky", "scopes": ["admin:keys:read"]}),
-        )
-        .await;
+    let admin_through_star = create_as(&api, &broad, "sneaky", json!(["admin:keys:read"])).await;
     assert_eq!(admin_through_star.status, StatusCode::FORBIDDEN);
 }
 
