@@ -463,7 +463,8 @@ fn policies_approve_deny_limit_and_narrow_between_processes() {
     // names answer at once, and count like any other request).
     let flood = rig.agent_home("flood");
     let mut refused = None;
-    for i in 0..13 {
+    // Twice the limit and one: the fixed window may roll over once while the flood runs.
+    for i in 0..25 {
         let name = format!("blocked-flood-{i}");
         let run = rig.agent(
             &flood,

@@ -106,7 +106,7 @@ pub struct VerifiedImage {
 impl VerifiedImage {
     /// The path that executes the verified bytes (valid in this process, and in a child that
     /// inherits the descriptor: it is left inheritable so that interpreters of `#!` plugins
-    /// can read it too; it holds only the plugin's own image).
+    /// can read it too; it is read-only and holds only the plugin's own image).
     pub fn exec_path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.memory.as_raw_fd()))
     }
@@ -153,18 +153,31 @@ pub fn load_verified(
             format!("cannot seal the verified binary in memory: {e}"),
         )
     };
-    let memory =
-        rustix::fs::memfd_create("creddy-plugin", MemfdFlags::ALLOW_SEALING).map_err(sealing)?;
-    let mut writer = std::fs::File::from(memory);
+    // Written through a close-on-exec descriptor that no other child can inherit, sealed,
+    // then reopened read-only: at exec no process holds the image open for writing (which
+    // would make the exec fail with "text file busy").
+    let writable = rustix::fs::memfd_create(
+        "creddy-plugin",
+        MemfdFlags::ALLOW_SEALING | MemfdFlags::CLOEXEC,
+    )
+    .map_err(sealing)?;
+    let mut writer = std::fs::File::from(writable);
     writer
         .write_all(&bytes)
         .map_err(|e| refuse(binary, format!("cannot copy the verified binary: {e}")))?;
-    let memory = OwnedFd::from(writer);
+    let writable = OwnedFd::from(writer);
     rustix::fs::fcntl_add_seals(
-        &memory,
+        &writable,
         SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
     )
     .map_err(sealing)?;
+    let memory = rustix::fs::open(
+        format!("/proc/self/fd/{}", writable.as_raw_fd()),
+        OFlags::RDONLY,
+        Mode::empty(),
+    )
+    .map_err(sealing)?;
+    drop(writable);
     Ok(VerifiedImage { memory })
 }
 
