@@ -109,7 +109,7 @@ impl Backends {
             if let Err(reason) = &live.process {
                 tracing::error!(backend = %record.name, "backend not available: {reason}");
             }
-            backends.insert(live);
+            backends.swap_in(live).await;
         }
         backends
     }
@@ -124,18 +124,14 @@ impl Backends {
         lock_read(&self.live).values().cloned().collect()
     }
 
-    /// Adds or replaces a backend.
-    pub fn insert(&self, live: LiveBackend) {
+    /// Adds or replaces a backend; a replaced plugin process is stopped once the new one is
+    /// in place, and the replaced backend is returned.
+    pub async fn swap_in(&self, live: LiveBackend) -> Option<Arc<LiveBackend>> {
         let replaced = lock_write(&self.live).insert(live.name.clone(), Arc::new(live));
-        // A process this one replaces (started meanwhile by the follower of other nodes)
-        // must not be left running.
-        if let Some(old) = replaced {
-            tokio::spawn(async move {
-                if let Ok(process) = &old.process {
-                    process.stop().await;
-                }
-            });
+        if let Some(Ok(process)) = replaced.as_ref().map(|old| &old.process) {
+            process.stop().await;
         }
+        replaced
     }
 
     /// Removes a backend and stops its plugin.
@@ -161,15 +157,13 @@ impl Backends {
             if let Ok(process) = &live.process {
                 live.version = process.started().hello.plugin.version;
             }
-            let old = lock_write(&self.live).insert(live.name.clone(), Arc::new(live));
-            let new = self.get(&record.name);
-            if let (Some(old), Some(new)) = (&old, &new) {
-                if old.version != new.version {
-                    upgraded.push(record.name.clone());
-                }
-                if let Ok(process) = &old.process {
-                    process.stop().await;
-                }
+            let version = live.version.clone();
+            if self
+                .swap_in(live)
+                .await
+                .is_some_and(|old| old.version != version)
+            {
+                upgraded.push(record.name.clone());
             }
             loaded.push(record.name.clone());
         }
@@ -195,11 +189,7 @@ impl Backends {
             .collect();
         let mut changed: Vec<String> = stale.iter().map(|r| r.name.clone()).collect();
         for record in stale {
-            let live = start(record, sealer, plugins).await;
-            let old = lock_write(&self.live).insert(live.name.clone(), Arc::new(live));
-            if let Some(Ok(process)) = old.as_ref().map(|o| &o.process) {
-                process.stop().await;
-            }
+            self.swap_in(start(record, sealer, plugins).await).await;
         }
         let gone: Vec<String> = lock_read(&self.live)
             .keys()

@@ -161,18 +161,18 @@ pub(crate) async fn serve(
                 Some(acceptor) => {
                     // The handshake has the header timeout too: a client that never finishes
                     // it holds nothing for long.
-                    let stream =
-                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => {
-                                tracing::debug!(error = %e, %remote, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                    watcher
-                        .watch(http.serve_connection(TokioIo::new(stream), service))
-                        .await
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %remote, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
                 }
             };
             if let Err(e) = served {

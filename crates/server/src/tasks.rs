@@ -248,12 +248,8 @@ async fn revoke_due_leases(
 async fn expire_agents(state: &AppState) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
     for agent in state.store().expired_agents(now, SWEEP_BATCH).await? {
-        let event = AuditEvent::new(Action::AgentDeleted, Actor::system(), now)
-            .about_agent(agent.id.as_str(), &agent.name)
-            .with_details(json!({"reason": "expired", "expired_at": agent.expires_at}));
-        if let Some(queued) = state.store().delete_agent(&agent.id, &event).await? {
-            tracing::info!(agent = %agent.name, queued, "removed expired agent");
-        }
+        let details = json!({"reason": "expired", "expired_at": agent.expires_at});
+        remove_agent(state, &agent, details, now).await?;
     }
     remove_idle_agents(state, now).await
 }
@@ -271,13 +267,27 @@ async fn remove_idle_agents(
     let before =
         creddy_core::Timestamp::from_millis(now.as_millis() - i64::from(days) * 86_400_000);
     for agent in state.store().idle_agents(before, SWEEP_BATCH).await? {
-        let event = AuditEvent::new(Action::AgentDeleted, Actor::system(), now)
-            .about_agent(agent.id.as_str(), &agent.name)
-            .with_details(json!({"reason": "inactive", "last_used": agent.last_used,
-                "inactivity_days": days}));
-        if let Some(queued) = state.store().delete_agent(&agent.id, &event).await? {
-            tracing::info!(agent = %agent.name, queued, days, "removed inactive agent");
-        }
+        let details = json!({"reason": "inactive", "last_used": agent.last_used,
+            "inactivity_days": days});
+        remove_agent(state, &agent, details, now).await?;
+    }
+    Ok(())
+}
+
+/// Removes `agent` for the reaper (`agent.deleted` with `details`); its open leases are
+/// queued for revocation in the same transaction.
+async fn remove_agent(
+    state: &AppState,
+    agent: &creddy_core::agent::Agent,
+    details: serde_json::Value,
+    now: creddy_core::Timestamp,
+) -> Result<(), creddy_store::StoreError> {
+    let reason = details["reason"].as_str().unwrap_or_default().to_owned();
+    let event = AuditEvent::new(Action::AgentDeleted, Actor::system(), now)
+        .about_agent(agent.id.as_str(), &agent.name)
+        .with_details(details);
+    if let Some(queued) = state.store().delete_agent(&agent.id, &event).await? {
+        tracing::info!(agent = %agent.name, queued, %reason, "reaper removed an agent");
     }
     Ok(())
 }

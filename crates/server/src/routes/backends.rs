@@ -94,13 +94,22 @@ pub(crate) async fn reload_plugins(
 ) -> Result<Json<Value>, ApiError> {
     principal.require_admin("admin:plugins:write")?;
     let records = state.store().list_backends().await?;
+    restart_backends(&state, &records).await
+}
+
+/// Restarts the plugins of `records` from the installed binaries, records what changed among
+/// the plugins, and tells the other nodes to reload theirs.
+async fn restart_backends(
+    state: &AppState,
+    records: &[BackendRecord],
+) -> Result<Json<Value>, ApiError> {
     let (loaded, upgraded) = state
         .backends()
-        .reload(&records, state.sealer(), &state.plugin_settings())
+        .reload(records, state.sealer(), &state.plugin_settings())
         .await;
     tracing::info!(?loaded, ?upgraded, "plugins reloaded");
-    crate::plugin_events::record_changes(&state, true).await?;
-    crate::sync::announce_reload(&state).await?;
+    crate::plugin_events::record_changes(state, true).await?;
+    crate::sync::announce_reload(state).await?;
     Ok(Json(
         json!({"loaded": loaded, "removed": [], "upgraded": upgraded}),
     ))
@@ -125,16 +134,7 @@ pub(crate) async fn reload_plugin(
     if records.is_empty() {
         installed(&state, &name)?;
     }
-    let (loaded, upgraded) = state
-        .backends()
-        .reload(&records, state.sealer(), &state.plugin_settings())
-        .await;
-    tracing::info!(plugin = %name, ?loaded, ?upgraded, "plugin reloaded");
-    crate::plugin_events::record_changes(&state, true).await?;
-    crate::sync::announce_reload(&state).await?;
-    Ok(Json(
-        json!({"loaded": loaded, "removed": [], "upgraded": upgraded}),
-    ))
+    restart_backends(&state, &records).await
 }
 
 /// `GET /v1/admin/plugins`: the installed plugins, whether each passes its integrity check
@@ -303,13 +303,16 @@ pub(crate) async fn add(
             other => other.into(),
         });
     }
-    state.backends().insert(LiveBackend {
-        name: name.clone(),
-        plugin: body.plugin,
-        version,
-        process: Ok(process),
-        sealed_config: record.sealed_config.clone(),
-    });
+    state
+        .backends()
+        .swap_in(LiveBackend {
+            name: name.clone(),
+            plugin: body.plugin,
+            version,
+            process: Ok(process),
+            sealed_config: record.sealed_config.clone(),
+        })
+        .await;
     tracing::info!(backend = %name, "backend added");
     let mut out = serde_json::to_value(view(&state, &record)).unwrap_or_default();
     out["warnings"] = json!(warnings);
