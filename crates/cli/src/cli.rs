@@ -146,6 +146,13 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell
         shell: clap_complete::Shell,
     },
+    /// Write the man pages into DIR (one per command; used by the release build)
+    #[command(hide = true)]
+    Man {
+        /// Where to write creddy.1, creddy-server.1, …
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// List enrollments and scope requests waiting for approval (admin)
     Pending,
     /// OIDC signing keys (admin)

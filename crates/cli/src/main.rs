@@ -10,6 +10,7 @@ mod commands;
 mod credentials;
 mod failure;
 mod output;
+mod release;
 
 use std::process::ExitCode;
 

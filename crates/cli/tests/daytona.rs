@@ -2,10 +2,10 @@
 //! stand-in, the plugin installed from a signed local registry, `backend add`, an agent, and
 //! keys that work on the stand-in's sandbox endpoints with exactly their scope's rights.
 
+use creddy_plugin::publish::{Publish, SigningKey};
 use creddy_testkit::plugins::workspace_binary;
-use creddy_testkit::registry::{Publish, publish};
+use creddy_testkit::registry::publish_signed;
 use creddy_testkit::server::StandinProcess;
-use creddy_testkit::signing::DevKey;
 use creddy_testkit::store::Dialect;
 use serde_json::{Value, json};
 
@@ -16,7 +16,7 @@ const MASTER: &str = "dtn_0123456789abcdef0123456789abcdef0123456789abcdef012345
 /// A creddy server trusting a fresh development key, and a Daytona stand-in with a master key
 /// of organisation `org-1`.
 struct Daytona {
-    key: DevKey,
+    key: SigningKey,
     trusted: String,
     site: Site,
     standin: StandinProcess,
@@ -24,7 +24,7 @@ struct Daytona {
 
 impl Daytona {
     fn start() -> Self {
-        let key = DevKey::generate();
+        let key = SigningKey::generate();
         let trusted = key.public_key();
         let site = Site::start_with_env(
             Dialect::Sqlite,
@@ -63,7 +63,7 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
     // Step 2: install the plugin from a signed registry.
     let registry = home.join("registry");
     let binary = workspace_binary("creddy-daytona", "creddy-daytona");
-    publish(
+    publish_signed(
         &registry,
         &key,
         &[Publish {
@@ -71,9 +71,9 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
             version: "0.1.0",
             description: "Ephemeral Daytona API keys",
             binary: &binary,
+            min_creddy_version: "0.1.0",
         }],
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    );
     let (registry_text, plugins) = (
         registry.display().to_string(),
         home.join("plugins").display().to_string(),

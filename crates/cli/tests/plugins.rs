@@ -1,8 +1,8 @@
 //! Installing plugins from a signed registry with the real binary, as users do.
 
+use creddy_plugin::publish::{Publish, SigningKey};
 use creddy_testkit::plugins::test_plugin_binary;
-use creddy_testkit::registry::{Publish, publish};
-use creddy_testkit::signing::DevKey;
+use creddy_testkit::registry::publish_signed;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -10,14 +10,14 @@ use crate::kit::{Run, creddy};
 
 struct Setup {
     home: TempDir,
-    key: DevKey,
+    key: SigningKey,
 }
 
 impl Setup {
     fn new() -> Self {
         let setup = Self {
             home: TempDir::new().unwrap_or_else(|e| panic!("{e}")),
-            key: DevKey::generate(),
+            key: SigningKey::generate(),
         };
         std::fs::write(setup.home.path().join("empty.toml"), "").unwrap_or_else(|e| panic!("{e}"));
         setup.publish("0.1.0");
@@ -39,8 +39,9 @@ impl Setup {
             version,
             description: "A sample plugin",
             binary: &binary,
+            min_creddy_version: "0.1.0",
         };
-        publish(&self.registry(), &self.key, &[release]).unwrap_or_else(|e| panic!("{e}"));
+        publish_signed(&self.registry(), &self.key, &[release]);
     }
 
     fn run(&self, args: &[&str], trusted: &str) -> Run {
@@ -135,7 +136,7 @@ fn a_plugin_installs_from_a_signed_registry_and_describes_itself() {
 #[test]
 fn bad_signatures_and_checksums_refuse_the_install_with_exit_6() {
     let setup = Setup::new();
-    let stranger = DevKey::generate().public_key();
+    let stranger = SigningKey::generate().public_key();
     setup
         .run(&["plugin", "install", "sample"], &stranger)
         .fails(6, "not trusted");
@@ -409,7 +410,7 @@ fn bundles_install_signed_and_urls_serve_bare_binaries() {
     setup
         .run(
             &["plugin", "install", &signed.display().to_string()],
-            &DevKey::generate().public_key(),
+            &SigningKey::generate().public_key(),
         )
         .fails(6, "not trusted");
 

@@ -15,6 +15,8 @@ pub mod frame;
 pub mod host;
 pub mod installed;
 pub mod protocol;
+#[cfg(feature = "publish")]
+pub mod publish;
 pub mod registry;
 pub mod sdk;
 pub mod signing;

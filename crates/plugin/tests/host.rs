@@ -317,11 +317,11 @@ async fn sixteen_calls_run_at_once() {
 
 #[tokio::test]
 async fn a_signed_installation_is_reverified_before_every_start() {
+    use creddy_plugin::publish::SigningKey;
     use creddy_plugin::signing::TrustedKey;
     use creddy_testkit::registry::install_signed;
-    use creddy_testkit::signing::DevKey;
     let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let key = DevKey::generate();
+    let key = SigningKey::generate();
     let installed = install_signed(
         &test_plugin_binary(),
         &dir.path().join("registry"),
@@ -347,7 +347,7 @@ async fn a_signed_installation_is_reverified_before_every_start() {
 
     let mut untrusted = spec.clone();
     untrusted.manifest_keys = Some(vec![
-        TrustedKey::parse(&DevKey::generate().public_key()).unwrap_or_else(|e| panic!("{e}")),
+        TrustedKey::parse(&SigningKey::generate().public_key()).unwrap_or_else(|e| panic!("{e}")),
     ]);
     let err = PluginProcess::start(untrusted)
         .await

@@ -56,6 +56,9 @@ pub struct ServerArgs {
     pub plugin_dir: Option<PathBuf>,
     /// `CREDDY_PLUGIN_TRUSTED_KEYS`: comma-separated minisign public keys.
     pub trusted_keys: Option<String>,
+    /// Keys the binary trusts with no setting: the release key built into it and the key of
+    /// a workspace build's registry (§17).
+    pub builtin_keys: Vec<String>,
     /// `--tls-cert` / `CREDDY_TLS_CERT`.
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key` / `CREDDY_TLS_KEY`.
@@ -598,6 +601,7 @@ impl Settings {
             max_active_leases_per_agent: file.limits.max_active_leases_per_agent.unwrap_or(100),
             plugin_timeout_cap: None,
             trusted_plugin_keys: trusted_keys(
+                &args.builtin_keys,
                 &file.plugins,
                 args.trusted_keys.as_deref(),
                 &source,
@@ -700,15 +704,16 @@ fn tls_files(
     }
 }
 
-/// The configured and environment keys, each checked to be a minisign public key.
+/// The built-in, configured and environment keys, each checked to be a minisign public key.
 fn trusted_keys(
+    builtin: &[String],
     plugins: &FilePlugins,
     from_env: Option<&str>,
     source: &str,
 ) -> Result<Vec<String>, ConfigError> {
-    let keys: Vec<String> = plugins
-        .trusted_keys
+    let keys: Vec<String> = builtin
         .iter()
+        .chain(&plugins.trusted_keys)
         .map(|k| k.trim().to_owned())
         .chain(
             from_env

@@ -94,7 +94,7 @@ const STOLEN: &str = "the-upstream-master-key-nobody-may-see";
 /// A server that runs signed plugins only, with the test plugin installed from a signed
 /// registry and configured as backend `test`.
 async fn signed_plugin_site(dialect: Dialect) -> (TestServer, creddy_testkit::plugins::Installed) {
-    let key = creddy_testkit::signing::DevKey::generate();
+    let key = creddy_plugin::publish::SigningKey::generate();
     let server = TestServer::start_with(dialect, |s| {
         s.allow_unsigned_plugins = false;
         s.trusted_plugin_keys = vec![key.public_key()];

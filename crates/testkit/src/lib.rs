@@ -14,7 +14,6 @@ pub mod postgres;
 pub mod pty;
 pub mod registry;
 pub mod server;
-pub mod signing;
 pub mod store;
 
 /// Instantiates each named async test function for SQLite and for PostgreSQL:

@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Unenroll => enroll::unenroll(&cli.global).await,
         Command::Version => version(&cli.global),
         Command::Completion { shell } => completion(shell),
+        Command::Man { dir } => man_pages(&dir),
         Command::Pending => enroll::pending(&cli.global).await,
         Command::Keys(cmd) => keys::run(&cli.global, cmd).await,
         Command::Audit { command, filters } => audit::run(&cli.global, command, filters).await,
@@ -70,14 +71,30 @@ fn version(global: &crate::cli::Global) -> crate::failure::Result<()> {
         env!("CREDDY_COMMIT"),
     );
     if global.list_format()? == crate::cli::Format::Json {
+        let release_key = crate::release::release_key()
+            .and_then(|k| creddy_plugin::signing::TrustedKey::parse(k).ok())
+            .map(|k| k.id().to_owned());
         return crate::output::print_json(&serde_json::json!({"version": creddy_server::VERSION,
-            "os": os, "arch": arch, "commit": commit}));
+            "os": os, "arch": arch, "commit": commit, "release_key": release_key}));
     }
     println!(
         "creddy {} ({os}/{arch}, commit {commit})",
         creddy_server::VERSION
     );
     Ok(())
+}
+
+/// `creddy man DIR` (hidden): one man page per command, generated from the clap definition.
+fn man_pages(dir: &std::path::Path) -> crate::failure::Result<()> {
+    use clap::CommandFactory;
+    let fail = |e: std::io::Error| {
+        crate::failure::Failure::new(
+            crate::failure::EXIT_OTHER,
+            format!("cannot write man pages into {}: {e}", dir.display()),
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    clap_mangen::generate_to(crate::cli::Cli::command(), dir).map_err(fail)
 }
 
 /// `creddy completion SHELL`: the completion script on stdout (a closed stdout is quiet).

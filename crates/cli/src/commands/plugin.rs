@@ -21,9 +21,6 @@ use crate::cli::{Format, Global, PluginCmd};
 use crate::failure::{EXIT_INTEGRITY, EXIT_OTHER, Failure, Result};
 use crate::output::{confirm, print_json, print_table};
 
-/// The official signing keys built into creddy. None is published yet; until then, trust
-/// keys explicitly with `plugins.trusted_keys` or `CREDDY_PLUGIN_TRUSTED_KEYS`.
-const OFFICIAL_KEYS: &[&str] = &[];
 /// The public registry.
 const DEFAULT_REGISTRY: &str = "https://plugins.creddy.dev";
 
@@ -31,21 +28,15 @@ const DEFAULT_REGISTRY: &str = "https://plugins.creddy.dev";
 struct PluginEnv {
     dir: PathBuf,
     registry: String,
+    /// Asked for what the bundled registry lacks (the network registry), when the registry
+    /// is the bundled one.
+    fallback: Option<String>,
     trusted: Vec<TrustedKey>,
     allow_unsigned: bool,
 }
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// The registry bundled beside the binary, when a build or release placed one there.
-fn bundled_registry() -> Option<String> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?.join("registry");
-    dir.join("index.json")
-        .is_file()
-        .then(|| dir.display().to_string())
 }
 
 fn plugin_env(registry_flag: Option<String>) -> Result<PluginEnv> {
@@ -59,11 +50,16 @@ fn plugin_env(registry_flag: Option<String>) -> Result<PluginEnv> {
         .ok_or_else(|| {
             Failure::usage("no plugin directory: HOME is not set; set CREDDY_PLUGIN_DIR")
         })?;
-    let registry = registry_flag
-        .or(file.registry.clone().filter(|r| !r.is_empty()))
-        .or_else(bundled_registry)
-        .unwrap_or_else(|| DEFAULT_REGISTRY.to_owned());
-    let mut keys: Vec<String> = OFFICIAL_KEYS.iter().map(|k| (*k).to_owned()).collect();
+    let chosen = registry_flag.or(file.registry.clone().filter(|r| !r.is_empty()));
+    let (registry, fallback) = match (chosen, crate::release::bundled_registry()) {
+        (Some(registry), _) => (registry, None),
+        (None, Some(bundled)) => (
+            bundled.dir.display().to_string(),
+            Some(DEFAULT_REGISTRY.to_owned()),
+        ),
+        (None, None) => (DEFAULT_REGISTRY.to_owned(), None),
+    };
+    let mut keys = crate::release::builtin_keys();
     keys.extend(file.trusted_keys.iter().cloned());
     keys.extend(env("CREDDY_PLUGIN_TRUSTED_KEYS").into_iter().flat_map(|v| {
         v.split(',')
@@ -79,6 +75,7 @@ fn plugin_env(registry_flag: Option<String>) -> Result<PluginEnv> {
     Ok(PluginEnv {
         dir,
         registry,
+        fallback,
         trusted,
         allow_unsigned: file.allow_unsigned,
     })
@@ -381,8 +378,12 @@ async fn fetch_text(registry: &str, relative: &str) -> Result<String> {
 }
 
 async fn index(env: &PluginEnv) -> Result<(Index, String)> {
-    let bytes = fetch(&env.registry, "index.json", SMALL_FILE).await?;
-    let signature = fetch_text(&env.registry, "index.json.minisig").await?;
+    index_of(env, &env.registry).await
+}
+
+async fn index_of(env: &PluginEnv, registry: &str) -> Result<(Index, String)> {
+    let bytes = fetch(registry, "index.json", SMALL_FILE).await?;
+    let signature = fetch_text(registry, "index.json.minisig").await?;
     Index::verified(&bytes, &signature, &env.trusted).map_err(registry_failure)
 }
 
@@ -420,28 +421,49 @@ async fn install(
     Ok(record)
 }
 
+/// A release from the registry: the bundled one first when it is in use, then the network
+/// registry for a plugin or version it lacks. Only "not found" falls through; a bundled
+/// registry that fails its checks is an integrity failure.
 async fn registry_release(env: &PluginEnv, spec: &str) -> Result<Release> {
     let (name, version) = match spec.split_once('@') {
         Some((n, v)) => (n, Some(v)),
         None => (spec, None),
     };
-    eprintln!(
-        "Resolving {name}@{} from {}",
-        version.unwrap_or("latest"),
-        env.registry
-    );
-    let (index, _) = index(env).await?;
-    let version = index.resolve(name, version).map_err(registry_failure)?;
+    let registries = std::iter::once(&env.registry).chain(env.fallback.as_ref());
+    let mut last = None;
+    for registry in registries {
+        eprintln!(
+            "Resolving {name}@{} from {registry}",
+            version.unwrap_or("latest"),
+        );
+        let (index, _) = index_of(env, registry).await?;
+        match index.resolve(name, version) {
+            Ok(found) => return release_from(env, registry, name, &found).await,
+            Err(e @ RegistryError::NotFound(_)) => last = Some(e),
+            Err(e) => return Err(registry_failure(e)),
+        }
+    }
+    Err(registry_failure(last.unwrap_or_else(|| {
+        RegistryError::NotFound(format!("no registry offers {name}"))
+    })))
+}
+
+/// Fetches and verifies one resolved release of `registry`.
+async fn release_from(
+    env: &PluginEnv,
+    registry: &str,
+    name: &str,
+    version: &str,
+) -> Result<Release> {
     let base = format!("{name}/{version}");
-    let manifest_bytes = fetch(&env.registry, &format!("{base}/manifest.json"), SMALL_FILE).await?;
-    let manifest_signature =
-        fetch_text(&env.registry, &format!("{base}/manifest.json.minisig")).await?;
+    let manifest_bytes = fetch(registry, &format!("{base}/manifest.json"), SMALL_FILE).await?;
+    let manifest_signature = fetch_text(registry, &format!("{base}/manifest.json.minisig")).await?;
     let (manifest, signer) = Manifest::verified(
         &manifest_bytes,
         &manifest_signature,
         &env.trusted,
         name,
-        &version,
+        version,
         creddy_server::VERSION,
     )
     .map_err(registry_failure)?;
@@ -460,7 +482,7 @@ async fn registry_release(env: &PluginEnv, spec: &str) -> Result<Release> {
         Some(url) => download(url, binary.size).await?,
         None => {
             fetch(
-                &env.registry,
+                registry,
                 &format!("{base}/{}", binary.filename),
                 binary.size,
             )
@@ -478,7 +500,7 @@ async fn registry_release(env: &PluginEnv, spec: &str) -> Result<Release> {
         manifest_signature,
         binary: bytes,
         signer: Some(signer),
-        source: env.registry.clone(),
+        source: registry.to_owned(),
     })
 }
 

@@ -21,6 +21,7 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
         log_format: cmd.log_format,
         plugin_dir: cmd.plugin_dir,
         trusted_keys: std::env::var("CREDDY_PLUGIN_TRUSTED_KEYS").ok(),
+        builtin_keys: crate::release::builtin_keys(),
         tls_cert: cmd.tls_cert,
         tls_key: cmd.tls_key,
     };

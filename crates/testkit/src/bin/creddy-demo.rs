@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use creddy_plugin::publish::{Publish, SigningKey};
 use creddy_testkit::plugins::workspace_binaries;
-use creddy_testkit::registry::{Publish, publish};
+use creddy_testkit::registry::publish_signed;
 use creddy_testkit::server::{ServerProcess, StandinProcess};
-use creddy_testkit::signing::DevKey;
 use serde_json::{Value, json};
 
 const MASTER: &str = "dtn_demo000000000000000000000000000000000000000000000000000000master";
@@ -106,9 +106,9 @@ async fn run() -> Result<(), String> {
     );
 
     step("Publishing the plugin to a local registry signed with a development key");
-    let key = DevKey::generate();
+    let key = SigningKey::generate();
     let registry = home.join("registry");
-    publish(
+    publish_signed(
         &registry,
         &key,
         &[Publish {
@@ -116,9 +116,9 @@ async fn run() -> Result<(), String> {
             version: env!("CARGO_PKG_VERSION"),
             description: "Ephemeral Daytona API keys",
             binary: &plugin_bin,
+            min_creddy_version: env!("CARGO_PKG_VERSION"),
         }],
-    )
-    .map_err(|e| e.to_string())?;
+    );
     let trusted = key.public_key();
 
     step("Starting creddy on a fresh data directory");
