@@ -394,6 +394,14 @@ pub struct ServerCmd {
     /// TLS private key (PEM)
     #[arg(long, env = "CREDDY_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Development mode: state in a temporary directory removed at exit, loopback only, every
+    /// bundled plugin installed, and export lines for the admin commands on stdout. Not for
+    /// production.
+    #[arg(long)]
+    pub dev: bool,
+    /// With --dev: keep the state in DIR (created if missing, kept at exit)
+    #[arg(long, value_name = "DIR", requires = "dev")]
+    pub dev_dir: Option<PathBuf>,
 }
 
 /// A comma-separated list of lease states, each one creddy knows.

@@ -9,6 +9,7 @@ mod enroll;
 mod faults;
 mod flow;
 mod plugins;
+mod release;
 mod secrets;
 mod server_cmd;
 mod tls;

@@ -4,6 +4,7 @@ mod agent;
 mod audit;
 mod backend;
 mod credentials;
+mod dev;
 mod enroll;
 mod keys;
 mod plugin;

@@ -164,6 +164,35 @@ pub async fn run(global: &Global, cmd: PluginCmd) -> Result<()> {
     }
 }
 
+/// Installs the newest release of every plugin of the bundled registry into `dir`, verified
+/// against the keys the binary trusts with no setting (for `creddy server --dev`); a plugin
+/// already installed at that version is kept. Returns the plugins offered, or `None` without
+/// a bundled registry.
+pub async fn install_bundled(dir: &std::path::Path) -> Result<Option<Vec<String>>> {
+    let Some(bundled) = crate::release::bundled_registry() else {
+        return Ok(None);
+    };
+    let trusted = crate::release::builtin_keys()
+        .iter()
+        .map(|k| TrustedKey::parse(k).map_err(|e| Failure::new(EXIT_INTEGRITY, e.to_string())))
+        .collect::<Result<Vec<_>>>()?;
+    let env = PluginEnv {
+        dir: dir.to_owned(),
+        registry: bundled.dir.display().to_string(),
+        fallback: None,
+        trusted,
+        allow_unsigned: false,
+    };
+    let (index, _) = index(&env).await?;
+    for (name, entry) in &index.plugins {
+        let current = InstalledPlugin::load(dir, name, true).map(|p| p.record.version);
+        if current.as_deref() != Ok(entry.latest.as_str()) {
+            install(&env, &format!("{name}@{}", entry.latest), false, false).await?;
+        }
+    }
+    Ok(Some(index.plugins.into_keys().collect()))
+}
+
 /// With `-o json`, what was installed (the install records) on stdout.
 fn print_installed(
     global: &Global,

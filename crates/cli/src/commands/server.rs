@@ -11,10 +11,17 @@ use crate::cli::{Global, ServerCmd};
 use crate::failure::{EXIT_OTHER, Failure, Result};
 
 /// Resolves the settings, starts the server and serves until a signal arrives.
-pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
+pub async fn run(global: &Global, mut cmd: ServerCmd) -> Result<()> {
+    let dev = match cmd.dev {
+        true => Some(super::dev::DevSite::prepare(&mut cmd).await?),
+        false => None,
+    };
     let args = ServerArgs {
         listen: cmd.listen,
-        data_dir: global.data_dir.clone(),
+        data_dir: dev
+            .as_ref()
+            .map(|d| d.data_dir.clone())
+            .or_else(|| global.data_dir.clone()),
         database_url: cmd.database_url,
         config: cmd.config,
         issuer: cmd.issuer,
@@ -28,6 +35,7 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
     let mut settings = Settings::resolve(args, &Environment::current())
         .map_err(|e| Failure::usage(e.to_string()))?;
     logging::init(settings.log_format, global.debug);
+    let tls = settings.tls.is_some();
     let clock: Arc<dyn Clock> = match std::env::var_os(TEST_CLOCK_ENV) {
         Some(path) => {
             tracing::warn!(
@@ -50,9 +58,13 @@ pub async fn run(global: &Global, cmd: ServerCmd) -> Result<()> {
     })?;
     // Whatever the log format, the operator sees this line (§2, step 1).
     eprintln!("{}", server.banner());
+    if let Some(dev) = &dev {
+        dev.announce(&server, tls)?;
+    }
     signals.wait(&server).await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await;
+    drop(dev);
     Ok(())
 }
 
