@@ -622,6 +622,17 @@ fn server_dev_works_in_one_command() {
     let kept_text = kept.display().to_string();
     let mut first = DevServer::start(&prefix, home.path(), &["--dev-dir", &kept_text]);
     let token = exported(&first.stdout, "CREDDY_ADMIN_TOKEN");
+    let first_url = exported(&first.stdout, "CREDDY_ADMIN_URL");
+    prefix
+        .run(
+            home.path(),
+            &["agent", "create", "kept-agent", "--can", "daytona"],
+            &[
+                ("CREDDY_ADMIN_URL", &first_url),
+                ("CREDDY_ADMIN_TOKEN", &token),
+            ],
+        )
+        .ok();
     first.stop();
     assert!(kept.join("data/creddy.db").is_file(), "--dev-dir is kept");
     let mut second = DevServer::start(&prefix, home.path(), &["--dev-dir", &kept_text]);
@@ -637,7 +648,7 @@ fn server_dev_works_in_one_command() {
             ("CREDDY_ADMIN_TOKEN", &token),
         ],
     );
-    assert_eq!(listed.ok().trim(), "[]");
+    assert!(listed.ok().contains("\"kept-agent\""), "{}", listed.stdout);
     second.stop();
 }
 

@@ -85,6 +85,7 @@ fn the_server_speaks_https_and_serves_a_renewed_certificate_without_a_restart() 
         "the default issuer is https: {}",
         site.server.log()
     );
+    let ca_text = text(&ca_pem);
     let created = admin(&ca_pem, &["agent", "create", "tls-agent", "--can", "test"]);
     created.ok();
     let token = crate::kit::exported(created.stdout.as_str(), "CREDDY_TOKEN");
@@ -94,6 +95,39 @@ fn the_server_speaks_https_and_serves_a_renewed_certificate_without_a_restart() 
         &[("CREDDY_URL", &https), ("CREDDY_TOKEN", &token)],
     );
     assert!(status.ok().contains("tls-agent"), "{}", status.stdout);
+
+    // The vend flow over HTTPS: a backend added, a credential issued, listed and revoked.
+    site.install_test_plugin("test");
+    let state = format!("state_dir={}", site.upstream().display());
+    admin(
+        &ca_pem,
+        &[
+            "backend",
+            "add",
+            "test",
+            "--set",
+            "api_key=upstream-master-key-tls",
+            "--set",
+            &state,
+        ],
+    )
+    .ok();
+    let agent = |args: &[&str]| {
+        let mut full = vec!["--ca-cert", ca_text.as_str()];
+        full.extend_from_slice(args);
+        creddy(
+            site.home.path(),
+            &full,
+            &[("CREDDY_URL", &https), ("CREDDY_TOKEN", &token)],
+        )
+    };
+    let issued: serde_json::Value =
+        serde_json::from_str(agent(&["get", "test", "--ttl", "5m", "-o", "json"]).ok())
+            .unwrap_or_else(|e| panic!("{e}"));
+    let id = issued["id"].as_str().unwrap_or_default().to_owned();
+    assert!(id.starts_with("cred_"), "{issued}");
+    assert!(agent(&["ls"]).ok().contains(&id));
+    agent(&["revoke", &id]).ok();
 
     // `enroll --ca-cert` saves the CA into the agent config; later commands use it.
     let agent_config = site.home.path().join("enrolled.toml");

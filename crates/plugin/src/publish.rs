@@ -328,14 +328,14 @@ mod tests {
         let line = text.lines().nth(1).unwrap_or_default();
         let mut raw = STANDARD.decode(line).unwrap_or_default();
         raw[2..4].copy_from_slice(b"Sc");
-        let encrypted = format!("c\n{}\n", STANDARD.encode(&raw));
+        let encrypted = format!("untrusted comment: c\n{}\n", STANDARD.encode(&raw));
         assert_eq!(
             SigningKey::from_minisign(&encrypted).err(),
             Some(KeyError::Encrypted)
         );
         raw[2..4].copy_from_slice(&[0, 0]);
         raw[KEYNUM_OFFSET + 50] ^= 1;
-        let damaged = format!("c\n{}\n", STANDARD.encode(&raw));
+        let damaged = format!("untrusted comment: c\n{}\n", STANDARD.encode(&raw));
         assert_eq!(
             SigningKey::from_minisign(&damaged).err(),
             Some(KeyError::Inconsistent)
