@@ -64,7 +64,12 @@ impl Run {
 
 /// Runs `creddy ARGS…` with `HOME` at `home`, only `PATH` inherited, plus `envs`.
 pub fn creddy(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
-    Command::new(bin())
+    run_binary(bin(), home, args, envs)
+}
+
+/// Runs a `creddy` binary (this build's, or an unpacked release's) as [`creddy`] does.
+pub fn run_binary(binary: &Path, home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    Command::new(binary)
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -14,7 +14,7 @@ use creddy_testkit::server::{ServerProcess, StandinProcess};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::kit::{ClockFile, Run, eventually, exported, http};
+use crate::kit::{ClockFile, Run, eventually, exported, http, run_binary};
 
 const MASTER: &str = "dtn_release000000000000000000000000000000000000000000000000000master";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -53,6 +53,13 @@ fn archive() -> PathBuf {
     assert!(output.status.success(), "cargo xtask dist failed");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let path = stdout.lines().last().unwrap_or_default().trim().to_owned();
+    // Stamps of earlier runs name an archive this build has replaced.
+    for old in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = old.file_name().to_string_lossy().into_owned();
+        if name.starts_with("test-dist.") && name != "test-dist.lock" {
+            let _ = std::fs::remove_file(old.path());
+        }
+    }
     std::fs::write(&stamp, &path).unwrap_or_else(|e| panic!("{e}"));
     PathBuf::from(path)
 }
@@ -91,15 +98,7 @@ impl Prefix {
 
     /// Runs the archive's `creddy` with `HOME` at `home`, only `PATH` inherited, plus `envs`.
     fn run(&self, home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
-        Command::new(self.creddy())
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home)
-            .envs(envs.iter().copied())
-            .output()
-            .unwrap_or_else(|e| panic!("running the archive's creddy: {e}"))
-            .into()
+        run_binary(&self.creddy(), home, args, envs)
     }
 
     /// The release key id the archive's `creddy` carries.
