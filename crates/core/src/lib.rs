@@ -14,6 +14,7 @@ pub mod duration;
 pub mod ids;
 pub mod lease;
 pub mod names;
+pub mod origin;
 pub mod policy;
 pub mod scope;
 pub mod secret;

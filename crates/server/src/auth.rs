@@ -5,15 +5,12 @@
 //! hash is compared in constant time. An agent past its lifetime is refused at once, before
 //! the background task gets round to removing it.
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use creddy_core::agent::Agent;
 use creddy_core::audit::Actor;
 use creddy_core::scope::{Grants, Scope};
 use creddy_core::secret::{SecretToken, TokenKind};
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{EngineError, ErrorCode};
 use crate::state::AppState;
 
 /// An authenticated caller.
@@ -35,7 +32,7 @@ impl Principal {
     }
 
     /// Succeeds when the caller holds the admin scope `needed` (the local admin holds all).
-    pub(crate) fn require_admin(&self, needed: &'static str) -> Result<(), ApiError> {
+    pub(crate) fn require_admin(&self, needed: &'static str) -> Result<(), EngineError> {
         let allowed = match self {
             Principal::LocalAdmin => true,
             Principal::Agent(agent) => {
@@ -46,7 +43,7 @@ impl Principal {
             Ok(())
         } else {
             Err(
-                ApiError::forbidden(format!("this route needs the admin scope '{needed}'"))
+                EngineError::forbidden(format!("this route needs the admin scope '{needed}'"))
                     .with_remedy(format!(
                         "use the local admin token, or an agent granted '{needed}' by an admin"
                     )),
@@ -58,7 +55,7 @@ impl Principal {
     /// grant anything, an agent only scopes that its own grants cover (through the one
     /// matcher, the granted pattern read as a requested scope). So `admin:agents:write`
     /// cannot mint `admin:*`, nor `daytona` mint `*`.
-    pub(crate) fn require_grantable(&self, granted: &Grants) -> Result<(), ApiError> {
+    pub(crate) fn require_grantable(&self, granted: &Grants) -> Result<(), EngineError> {
         let Principal::Agent(agent) = self else {
             return Ok(());
         };
@@ -71,7 +68,7 @@ impl Principal {
         if beyond.is_empty() {
             return Ok(());
         }
-        Err(ApiError::forbidden(format!(
+        Err(EngineError::forbidden(format!(
             "agent '{}' cannot grant scopes it does not hold itself: {}",
             agent.name,
             beyond.join(", ")
@@ -93,10 +90,10 @@ impl Principal {
     }
 
     /// The agent behind the call, for agent routes; the admin token is not an agent.
-    pub(crate) fn into_agent(self) -> Result<Agent, ApiError> {
+    pub(crate) fn into_agent(self) -> Result<Agent, EngineError> {
         match self {
             Principal::Agent(agent) => Ok(agent),
-            Principal::LocalAdmin => Err(ApiError::forbidden(
+            Principal::LocalAdmin => Err(EngineError::forbidden(
                 "this route is for agents; the admin token is not an agent",
             )
             .with_remedy("call it with an agent's vend token (CREDDY_TOKEN)")),
@@ -104,43 +101,28 @@ impl Principal {
     }
 }
 
-fn token_rejected() -> ApiError {
-    ApiError::unauthorized("the bearer token is unknown, revoked or malformed")
+fn token_rejected() -> EngineError {
+    EngineError::unauthorized("the bearer token is unknown, revoked or malformed")
         .with_remedy("check CREDDY_TOKEN or CREDDY_ADMIN_TOKEN; an agent whose token was lost must be re-created or re-enrolled")
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let result = authenticate(parts, state).await;
-        if let Err(e) = &result
-            && e.code == ErrorCode::Unauthorized
-            && parts.headers.contains_key(AUTHORIZATION)
-        {
-            let ip = crate::http::client_ip(parts, state);
-            state.record_auth_failure(ip, "bearer").await;
-        }
-        result
-    }
-}
-
-/// The caller behind the `Authorization` header.
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let header = parts
-        .headers
-        .get(AUTHORIZATION)
+/// The caller behind an `Authorization` header's value (`None`: no header; `Some(None)`: a
+/// value that is not text).
+pub(crate) async fn authenticate(
+    state: &AppState,
+    authorization: Option<Option<&str>>,
+) -> Result<Principal, EngineError> {
+    let header = authorization
         .ok_or_else(|| {
-            ApiError::unauthorized("no bearer token was sent")
+            EngineError::unauthorized("no bearer token was sent")
                 .with_remedy("send Authorization: Bearer <token>")
         })?
-        .to_str()
-        .map_err(|_| token_rejected())?;
+        .ok_or_else(token_rejected)?;
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or_else(|| {
-            ApiError::unauthorized("the Authorization header is not a bearer token")
+            EngineError::unauthorized("the Authorization header is not a bearer token")
                 .with_remedy("send Authorization: Bearer <token>")
         })?
         .trim();
@@ -162,7 +144,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Principal, ApiE
 /// An OIDC access token: it must pass every check of [`crate::oidc::Keys::verify`], name an
 /// agent that still exists and has not expired; the agent's scopes are narrowed to the
 /// token's.
-async fn authenticate_jwt(state: &AppState, token: &str) -> Result<Agent, ApiError> {
+async fn authenticate_jwt(state: &AppState, token: &str) -> Result<Agent, EngineError> {
     let claims = state.keys().verify(state, token).await.map_err(|refusal| {
         tracing::info!(reason = <&str>::from(refusal), "access token refused");
         token_rejected()
@@ -194,10 +176,10 @@ fn narrowed_to_token(current: &Grants, token_scopes: &serde_json::Value) -> Gran
     Grants::from_scopes(narrowed)
 }
 
-fn check_lifetime(state: &AppState, agent: &Agent) -> Result<(), ApiError> {
+fn check_lifetime(state: &AppState, agent: &Agent) -> Result<(), EngineError> {
     let now = state.clock().now();
     if agent.is_expired(now) {
-        return Err(ApiError::new(
+        return Err(EngineError::new(
             ErrorCode::AgentExpired,
             format!(
                 "agent '{}' expired at {}",
@@ -210,7 +192,7 @@ fn check_lifetime(state: &AppState, agent: &Agent) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn authenticate_agent(state: &AppState, token: &SecretToken) -> Result<Agent, ApiError> {
+async fn authenticate_agent(state: &AppState, token: &SecretToken) -> Result<Agent, EngineError> {
     let presented = token.hash();
     let (mut agent, stored) = state
         .store()

@@ -529,12 +529,24 @@ impl Environment {
 
 /// The default listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8400";
+/// How long a client may take to send a request's headers (and how long an idle keep-alive
+/// connection is kept).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest the reaper sleeps between sweeps by default, so a removal happens within a
+/// minute even when an agent is created by another node (see `Settings::reaper_max_idle`).
+pub const REAPER_MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+/// The most open leases of one agent (`limits.max_active_leases_per_agent`).
+pub const MAX_ACTIVE_LEASES_PER_AGENT: u32 = 100;
+/// The signing algorithms offered: EdDSA (default), and ES256 or RS256 for relying parties
+/// that cannot verify EdDSA (many cloud federation endpoints).
+pub const SIGNING_ALGS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
 
 impl Settings {
     /// Lays flags and environment over the configuration file over the defaults, and
     /// validates the result. An explicitly named file must exist; the default file may not.
     pub fn resolve(args: ServerArgs, env: &Environment) -> Result<Self, ConfigError> {
         let (file, source, config_file) = load_file(&args, env)?;
+        let enrollment = enrollment_settings(&file);
         let trusted_proxies = file.server.trusted_proxies(&source)?;
         let tls = tls_files(
             args.tls_cert.clone(),
@@ -593,12 +605,15 @@ impl Settings {
                 .log_format
                 .or(file.server.log_format)
                 .unwrap_or_default(),
-            header_read_timeout: crate::listener::HEADER_READ_TIMEOUT,
+            header_read_timeout: HEADER_READ_TIMEOUT,
             key_file: file.secrets.key_file.filter(|k| !k.as_os_str().is_empty()),
             plugin_dir,
             allow_unsigned_plugins: file.plugins.allow_unsigned,
             ttl: ttl_settings(file.ttl),
-            max_active_leases_per_agent: file.limits.max_active_leases_per_agent.unwrap_or(100),
+            max_active_leases_per_agent: file
+                .limits
+                .max_active_leases_per_agent
+                .unwrap_or(MAX_ACTIVE_LEASES_PER_AGENT),
             plugin_timeout_cap: None,
             trusted_plugin_keys: trusted_keys(
                 &args.builtin_keys,
@@ -606,37 +621,9 @@ impl Settings {
                 args.trusted_keys.as_deref(),
                 &source,
             )?,
-            revocation: RevocationSettings {
-                horizon: file.revocation.horizon.map_or(86_400, Duration::as_seconds),
-                backend_horizons: file
-                    .revocation
-                    .backends
-                    .iter()
-                    .map(|(name, b)| (name.clone(), b.horizon.as_seconds()))
-                    .collect(),
-                base_delay: file.revocation.base_delay.map_or(10, Duration::as_seconds),
-                max_delay: file
-                    .revocation
-                    .max_delay
-                    .map_or(3_600, Duration::as_seconds),
-            },
-            reaper_max_idle: crate::tasks::MAX_IDLE,
-            enrollment: EnrollmentSettings {
-                pending_ttl: file
-                    .enrollment
-                    .pending_ttl
-                    .map_or(86_400, Duration::as_seconds),
-                pickup_ttl: file
-                    .enrollment
-                    .pickup_ttl
-                    .map_or(3_600, Duration::as_seconds),
-                max_pending: file.enrollment.max_pending.unwrap_or(1_000),
-                max_open_amendments: file.enrollment.max_open_amendments.unwrap_or(5),
-                per_ip: file
-                    .limits
-                    .enroll_per_ip
-                    .unwrap_or(EnrollmentSettings::default().per_ip),
-            },
+            revocation: revocation_settings(&file.revocation),
+            reaper_max_idle: REAPER_MAX_IDLE,
+            enrollment,
             limits: LimitSettings::from_file(&file.limits, &source)?,
             agents_inactivity_days: file.agents.inactivity_days.unwrap_or(0),
             audit_retention_days: file.audit.retention_days.unwrap_or(0),
@@ -658,16 +645,16 @@ impl Settings {
             database_url: None,
             issuer: None,
             log_format: LogFormat::Text,
-            header_read_timeout: crate::listener::HEADER_READ_TIMEOUT,
+            header_read_timeout: HEADER_READ_TIMEOUT,
             key_file: None,
             plugin_dir: data_dir.join("plugins"),
             allow_unsigned_plugins: false,
             ttl: TtlSettings::default(),
-            max_active_leases_per_agent: 100,
+            max_active_leases_per_agent: MAX_ACTIVE_LEASES_PER_AGENT,
             plugin_timeout_cap: None,
             trusted_plugin_keys: Vec::new(),
             revocation: RevocationSettings::default(),
-            reaper_max_idle: crate::tasks::MAX_IDLE,
+            reaper_max_idle: REAPER_MAX_IDLE,
             enrollment: EnrollmentSettings::default(),
             limits: LimitSettings::default(),
             agents_inactivity_days: 0,
@@ -728,6 +715,44 @@ fn trusted_keys(
             .map_err(|e| ConfigError(format!("plugins.trusted_keys{source}: {e}")))?;
     }
     Ok(keys)
+}
+
+/// `[revocation]` over the defaults.
+fn revocation_settings(file: &FileRevocation) -> RevocationSettings {
+    let defaults = RevocationSettings::default();
+    RevocationSettings {
+        horizon: file.horizon.map_or(defaults.horizon, Duration::as_seconds),
+        backend_horizons: file
+            .backends
+            .iter()
+            .map(|(name, b)| (name.clone(), b.horizon.as_seconds()))
+            .collect(),
+        base_delay: file
+            .base_delay
+            .map_or(defaults.base_delay, Duration::as_seconds),
+        max_delay: file
+            .max_delay
+            .map_or(defaults.max_delay, Duration::as_seconds),
+    }
+}
+
+/// `[enrollment]` and `limits.enroll_per_ip` over the defaults.
+fn enrollment_settings(file: &FileConfig) -> EnrollmentSettings {
+    let defaults = EnrollmentSettings::default();
+    let enrollment = &file.enrollment;
+    EnrollmentSettings {
+        pending_ttl: enrollment
+            .pending_ttl
+            .map_or(defaults.pending_ttl, Duration::as_seconds),
+        pickup_ttl: enrollment
+            .pickup_ttl
+            .map_or(defaults.pickup_ttl, Duration::as_seconds),
+        max_pending: enrollment.max_pending.unwrap_or(defaults.max_pending),
+        max_open_amendments: enrollment
+            .max_open_amendments
+            .unwrap_or(defaults.max_open_amendments),
+        per_ip: file.limits.enroll_per_ip.unwrap_or(defaults.per_ip),
+    }
 }
 
 fn ttl_settings(file: FileTtl) -> TtlSettings {
@@ -796,7 +821,7 @@ fn load_file(args: &ServerArgs, env: &Environment) -> Result<Loaded, ConfigError
 
 fn oidc_settings(file: &FileOidc, source: &str) -> Result<OidcSettings, ConfigError> {
     let alg = file.alg.clone().unwrap_or_else(|| "EdDSA".to_owned());
-    if !crate::oidc::ALGS.contains(&alg.as_str()) {
+    if !SIGNING_ALGS.contains(&alg.as_str()) {
         return Err(ConfigError(format!(
             "oidc.alg{source}: '{alg}' is not offered; use EdDSA (default), ES256 or RS256"
         )));

@@ -12,7 +12,7 @@ use creddy_core::policy::{Policy, Verdict};
 use creddy_core::scope::{Grants, Scope};
 use serde_json::json;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{EngineError, ErrorCode};
 use crate::state::AppState;
 
 /// The most scopes one request may name.
@@ -23,13 +23,13 @@ pub(crate) const MAX_REQUESTED: usize = 64;
 pub(crate) async fn requested_scopes(
     state: &AppState,
     raw: &[String],
-) -> Result<Vec<Scope>, ApiError> {
+) -> Result<Vec<Scope>, EngineError> {
     if raw.is_empty() {
-        return Err(ApiError::invalid_request("request at least one scope")
+        return Err(EngineError::invalid_request("request at least one scope")
             .with_remedy("for example: --can daytona"));
     }
     if raw.len() > MAX_REQUESTED {
-        return Err(ApiError::invalid_request(format!(
+        return Err(EngineError::invalid_request(format!(
             "too many scopes ({}); at most {MAX_REQUESTED} per request",
             raw.len()
         )));
@@ -37,9 +37,9 @@ pub(crate) async fn requested_scopes(
     let mut scopes = Vec::with_capacity(raw.len());
     for text in raw {
         let scope = Scope::parse(text)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidScope, e.to_string()))?;
+            .map_err(|e| EngineError::new(ErrorCode::InvalidScope, e.to_string()))?;
         if scope.is_admin() {
-            return Err(ApiError::new(
+            return Err(EngineError::new(
                 ErrorCode::InvalidScope,
                 format!("'{scope}' is an admin scope, which only an admin grants"),
             )
@@ -56,9 +56,9 @@ pub(crate) async fn requested_scopes(
 }
 
 /// The scope names a configured backend whose plugin accepts it.
-async fn check_supported(state: &AppState, scope: &Scope) -> Result<(), ApiError> {
+async fn check_supported(state: &AppState, scope: &Scope) -> Result<(), EngineError> {
     let unknown = || {
-        ApiError::new(
+        EngineError::new(
             ErrorCode::UnknownBackend,
             format!("scope '{scope}' names no backend of this server"),
         )
@@ -71,7 +71,7 @@ async fn check_supported(state: &AppState, scope: &Scope) -> Result<(), ApiError
         None => live.plugin.clone(),
     };
     if !process.match_scope(&pattern).await?.matches {
-        return Err(ApiError::new(
+        return Err(EngineError::new(
             ErrorCode::InvalidScope,
             format!("scope '{scope}' is not supported by its backend"),
         )
@@ -116,7 +116,7 @@ pub(crate) async fn decide(
     scopes: &[Scope],
     policy_name: Option<&str>,
     now: Timestamp,
-) -> Result<Decided, ApiError> {
+) -> Result<Decided, EngineError> {
     let policies = state.policies();
     let (policy, verdict) = match policy_name {
         Some(named) => match policies.named(named) {
@@ -148,7 +148,7 @@ async fn limits_reached(
     state: &AppState,
     policy: &Policy,
     now: Timestamp,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, EngineError> {
     let agents = match policy.limits.max_agents {
         Some(_) => state.store().count_agents_of_policy(&policy.name).await?,
         None => 0,
@@ -173,7 +173,7 @@ async fn limits_reached(
 pub(crate) async fn admitting_policy(
     state: &AppState,
     name: &str,
-) -> Result<Option<Policy>, ApiError> {
+) -> Result<Option<Policy>, EngineError> {
     let policies = state.policies();
     let Some(policy) = policies.policies().iter().find(|p| p.governs(name)) else {
         return Ok(None);
@@ -181,7 +181,7 @@ pub(crate) async fn admitting_policy(
     if let Some(max) = policy.limits.max_agents
         && state.store().count_agents_of_policy(&policy.name).await? >= max
     {
-        return Err(ApiError::new(
+        return Err(EngineError::new(
             ErrorCode::PolicyLimit,
             format!(
                 "policy '{}' already governs {max} agents, its limits.max_agents",

@@ -2,8 +2,9 @@
 //!
 //! The server is a value: [`Server::start`] takes resolved [`Settings`] and a [`Clock`],
 //! binds, and returns a handle that tests drive on `127.0.0.1:0` and the binary drives until a
-//! signal. Only this crate knows HTTP; the domain lives in `creddy-core` and state in
-//! `creddy-store`.
+//! signal. The engine (every module but [`http`]) knows nothing of HTTP and answers with
+//! [`EngineError`]; [`http`] is its HTTP front end, and `server` assembles the two. The pure
+//! domain lives in `creddy-core` and state in `creddy-store`.
 //!
 //! [`Clock`]: creddy_core::Clock
 
@@ -13,8 +14,7 @@ pub mod config;
 pub mod data_dir;
 mod enrollment;
 mod error;
-mod http;
-pub mod listener;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 mod oidc;
@@ -22,7 +22,6 @@ mod plugin_events;
 pub mod proxies;
 mod ratelimit;
 mod revocation;
-mod routes;
 pub mod sealing;
 mod server;
 mod state;
@@ -32,7 +31,7 @@ pub mod tls;
 pub mod vend;
 
 pub use config::{LogFormat, ServerArgs, Settings};
-pub use error::{ApiError, ErrorCode};
+pub use error::{EngineError, ErrorCode};
 pub use server::{Server, StartError};
 pub use state::AppState;
 

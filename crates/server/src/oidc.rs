@@ -19,9 +19,6 @@ use zeroize::Zeroizing;
 use crate::sealing::Sealer;
 use crate::state::AppState;
 
-/// The algorithms offered: EdDSA (default), and ES256 or RS256 for relying parties that
-/// cannot verify EdDSA (many cloud federation endpoints).
-pub const ALGS: [&str; 3] = ["EdDSA", "ES256", "RS256"];
 /// The size of generated RSA keys.
 const RSA_BITS: usize = 3072;
 /// Clock leeway for `exp` and `nbf`.

@@ -12,10 +12,10 @@ use creddy_plugin::protocol::AgentRef;
 use creddy_store::RevocableLease;
 use serde_json::json;
 
-use crate::error::ApiError;
-use crate::http::RequestContext;
+use crate::error::EngineError;
 use crate::state::AppState;
 use crate::vend::external_id_context;
+use creddy_core::origin::Origin;
 
 /// Revokes `lease` upstream and marks it `revoked` with a `credential.revoked` event; a
 /// `pending` lease (an intent whose mint had an unknown outcome) is reconciled instead: once
@@ -26,8 +26,8 @@ pub(crate) async fn revoke(
     lease: &RevocableLease,
     actor: Actor,
     reason: &str,
-    context: Option<&RequestContext>,
-) -> Result<bool, ApiError> {
+    context: Option<&Origin>,
+) -> Result<bool, EngineError> {
     let live = state.backends().get(&lease.backend);
     let process = live.as_ref().and_then(|l| l.process.as_ref().ok());
     let external_id = lease
@@ -152,7 +152,7 @@ async fn schedule_retry(
     lease: &RevocableLease,
     failure: &Failure,
     self_expiring: bool,
-) -> Result<(), ApiError> {
+) -> Result<(), EngineError> {
     let settings = &state.settings().revocation;
     let now = state.clock().now();
     let failures = lease.attempts + 1;

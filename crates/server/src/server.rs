@@ -20,9 +20,10 @@ use tokio::task::JoinHandle;
 use crate::backends::Backends;
 use crate::config::{ConfigError, Settings};
 use crate::data_dir::{DataDir, DataDirError};
+use crate::http::listener;
 use crate::sealing::Sealer;
 use crate::state::{AppState, StateParts, plugin_settings};
-use crate::{VERSION, http, listener, tasks};
+use crate::{VERSION, http, tasks};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -279,7 +280,7 @@ impl Server {
     }
 
     /// Stops accepting, drains in-flight requests (up to
-    /// [`DRAIN_TIMEOUT`](crate::listener::DRAIN_TIMEOUT)), stops the background tasks and
+    /// [`DRAIN_TIMEOUT`](crate::http::listener::DRAIN_TIMEOUT)), stops the background tasks and
     /// closes the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

@@ -23,9 +23,6 @@ use tokio::task::JoinSet;
 
 use crate::state::AppState;
 
-/// The longest the reaper sleeps between sweeps by default, so a removal happens within a
-/// minute even when an agent is created by another node (see `Settings::reaper_max_idle`).
-pub const MAX_IDLE: Duration = Duration::from_secs(30);
 /// The shortest pause between sweeps, so a failing upstream is not hammered.
 const RETRY_PACE: Duration = Duration::from_secs(1);
 /// How long to back off after a storage error.

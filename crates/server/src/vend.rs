@@ -24,9 +24,9 @@ use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::error::{ApiError, ErrorCode};
-use crate::http::RequestContext;
+use crate::error::{EngineError, ErrorCode};
 use crate::state::AppState;
+use creddy_core::origin::Origin;
 
 /// The most scopes one request may name.
 pub const MAX_REQUESTED_SCOPES: usize = 16;
@@ -116,9 +116,9 @@ async fn authorise(
     plugin: &str,
     process: &PluginProcess,
     requested: Vec<String>,
-) -> Result<Authorised, ApiError> {
+) -> Result<Authorised, EngineError> {
     if requested.len() > MAX_REQUESTED_SCOPES {
-        return Err(ApiError::invalid_request(format!(
+        return Err(EngineError::invalid_request(format!(
             "too many scopes ({}); at most {MAX_REQUESTED_SCOPES} per request",
             requested.len()
         )));
@@ -127,7 +127,7 @@ async fn authorise(
     let defaulted = requested.is_empty();
     let requested = if defaulted { grants.clone() } else { requested };
     if requested.is_empty() {
-        return Err(ApiError::new(
+        return Err(EngineError::new(
             ErrorCode::ScopeDenied,
             format!(
                 "agent '{}' holds no scope for backend '{backend}'",
@@ -142,15 +142,15 @@ async fn authorise(
     let mut chosen = Vec::new();
     for asked in &requested {
         let scope = Scope::parse(asked)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidScope, e.to_string()))?;
+            .map_err(|e| EngineError::new(ErrorCode::InvalidScope, e.to_string()))?;
         if scope.backend() != backend {
-            return Err(ApiError::new(
+            return Err(EngineError::new(
                 ErrorCode::InvalidScope,
                 format!("scope '{scope}' is not a scope of backend '{backend}'"),
             ));
         }
         if !agent.scopes.covers(&scope) {
-            return Err(ApiError::new(
+            return Err(EngineError::new(
                 ErrorCode::ScopeDenied,
                 format!("agent '{}' holds no grant covering '{scope}'", agent.name),
             )
@@ -169,7 +169,7 @@ async fn authorise(
             text = grant;
         }
         if !verdict.matches {
-            return Err(ApiError::new(
+            return Err(EngineError::new(
                 ErrorCode::InvalidScope,
                 format!("backend '{backend}' does not support the scope '{text}'"),
             )
@@ -195,9 +195,9 @@ fn choose_ttl(
     process: &PluginProcess,
     requested: Option<&str>,
     now: Timestamp,
-) -> Result<u64, ApiError> {
+) -> Result<u64, EngineError> {
     let invalid = |message: String| {
-        ApiError::new(ErrorCode::InvalidTtl, message)
+        EngineError::new(ErrorCode::InvalidTtl, message)
             .with_remedy("use a duration such as 30m, 1h or 2h30m within the allowed range")
     };
     let requested = requested
@@ -236,8 +236,8 @@ pub(crate) async fn record_denial(
     agent: &Agent,
     backend: &str,
     asked: &VendRequest,
-    refusal: &ApiError,
-    context: &RequestContext,
+    refusal: &EngineError,
+    context: &Origin,
 ) {
     let recorded = matches!(
         refusal.code,
@@ -278,15 +278,15 @@ pub(crate) async fn vend(
     agent: &Agent,
     backend: &str,
     request: VendRequest,
-    context: RequestContext,
-) -> Result<Issued, ApiError> {
+    context: Origin,
+) -> Result<Issued, EngineError> {
     state.vend_limiter().admit(
         agent.id.as_str(),
         state.clock().now(),
         "credential requests from this agent",
     )?;
     let live = state.backends().get(backend).ok_or_else(|| {
-        ApiError::new(
+        EngineError::new(
             ErrorCode::BackendNotFound,
             format!("no backend named '{backend}'"),
         )
@@ -294,7 +294,7 @@ pub(crate) async fn vend(
     })?;
     let process = live.process.as_ref().map_err(|reason| {
         tracing::error!(%backend, %reason, "vend refused: backend not available");
-        ApiError::new(
+        EngineError::new(
             ErrorCode::PluginUnavailable,
             format!("backend '{backend}' is not available"),
         )
@@ -321,7 +321,7 @@ pub(crate) async fn vend(
     {
         Intent::Recorded => {}
         Intent::QuotaReached(open) => {
-            return Err(ApiError::new(
+            return Err(EngineError::new(
                 ErrorCode::QuotaExceeded,
                 format!(
                     "agent '{}' already holds {open} open credentials, the most allowed",
@@ -334,13 +334,13 @@ pub(crate) async fn vend(
             ));
         }
         Intent::AgentGone => {
-            return Err(ApiError::unauthorized(format!(
+            return Err(EngineError::unauthorized(format!(
                 "agent '{}' was removed",
                 agent.name
             )));
         }
         Intent::BackendUnavailable => {
-            return Err(ApiError::new(
+            return Err(EngineError::new(
                 ErrorCode::BackendNotFound,
                 format!("backend '{backend}' is being removed"),
             )
@@ -370,9 +370,9 @@ async fn record_failure(
     state: &AppState,
     agent: &Agent,
     lease: &NewLease,
-    context: &RequestContext,
+    context: &Origin,
     error: HostError,
-) -> ApiError {
+) -> EngineError {
     let credential_may_exist = matches!(
         error,
         HostError::Timeout { .. } | HostError::Unavailable(_) | HostError::Protocol(_)
@@ -414,8 +414,8 @@ async fn commit(
     lease: &NewLease,
     credential: Credential,
     process: &PluginProcess,
-    context: &RequestContext,
-) -> Result<Issued, ApiError> {
+    context: &Origin,
+) -> Result<Issued, EngineError> {
     let now = state.clock().now();
     let expires_at = Timestamp::parse_rfc3339(&credential.expires_at)
         .filter(|t| *t < lease.expires_at)

@@ -4,6 +4,7 @@
 mod agents;
 mod attacks;
 mod audit;
+mod boundary;
 mod edge;
 mod enroll;
 mod lifecycle;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::EngineError;
 use crate::state::AppState;
 
 /// The default and largest page.
@@ -47,14 +47,14 @@ fn action_name(given: &str) -> String {
 }
 
 /// A time: RFC 3339, or a duration meaning that long ago (`24h`).
-fn parse_time(field: &str, text: &str, now: Timestamp) -> Result<i64, ApiError> {
+fn parse_time(field: &str, text: &str, now: Timestamp) -> Result<i64, EngineError> {
     if let Some(t) = Timestamp::parse_rfc3339(text) {
         return Ok(t.as_millis());
     }
     Duration::parse(text)
         .map(|d| now.as_millis() - i64::try_from(d.as_seconds() * 1000).unwrap_or(i64::MAX))
         .map_err(|_| {
-            ApiError::invalid_request(format!(
+            EngineError::invalid_request(format!(
                 "{field}: '{text}' is neither a time (2026-11-27T10:00:00Z) nor a duration (24h)"
             ))
         })
@@ -65,11 +65,11 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<AuditQuery>,
-) -> Result<Json<Vec<StoredEvent>>, ApiError> {
+) -> Result<Json<Vec<StoredEvent>>, EngineError> {
     principal.require_admin("admin:audit:read")?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid_request(format!(
+        return Err(EngineError::invalid_request(format!(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
@@ -106,7 +106,7 @@ pub(crate) async fn verify(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<VerifyQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, EngineError> {
     principal.require_admin("admin:audit:read")?;
     let key = state.sealer().audit_key();
     // A pruned chain starts after its anchor, whose keyed hash nobody without the key can

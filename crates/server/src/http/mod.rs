@@ -5,6 +5,11 @@
 //! string or the `Authorization` header), panic recovery, the per-request timeout, and the
 //! rewrite of bodiless errors into the standard error shape. Bodies are limited to 64 KiB.
 
+pub(crate) mod auth;
+pub(crate) mod error;
+pub mod listener;
+mod routes;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,6 +25,7 @@ use axum::{Json, Router};
 use creddy_core::Clock;
 use creddy_core::SystemClock;
 use creddy_core::ids::RequestId;
+use creddy_core::origin::Origin;
 use serde::de::DeserializeOwned;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -29,9 +35,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::error::{self, ApiError, ErrorCode};
+use crate::error::{EngineError, ErrorCode};
 use crate::metrics;
-use crate::routes;
 use crate::state::AppState;
 
 /// The largest request body accepted.
@@ -161,7 +166,7 @@ async fn read_body_in_time(
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             axum::response::IntoResponse::into_response(error::payload_too_large())
         }
-        Ok(Err(_)) => axum::response::IntoResponse::into_response(ApiError::invalid_request(
+        Ok(Err(_)) => axum::response::IntoResponse::into_response(EngineError::invalid_request(
             "the request body could not be read",
         )),
         Err(_) => {
@@ -170,7 +175,7 @@ async fn read_body_in_time(
                 "request body not received in time"
             );
             axum::response::IntoResponse::into_response(
-                ApiError::new(
+                EngineError::new(
                     ErrorCode::RequestTimeout,
                     format!(
                         "the request body did not arrive within {} s",
@@ -188,22 +193,20 @@ async fn read_body_in_time(
 pub(crate) struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = EngineError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, EngineError> {
         let Json(value) = Json::<T>::from_request(req, state)
             .await
-            .map_err(|e: JsonRejection| ApiError::from(e))?;
+            .map_err(|e: JsonRejection| EngineError::from(e))?;
         Ok(Self(value))
     }
 }
 
-/// Where a request came from, for audit records.
+/// Where a request came from (the client's address and the request id), as the engine's
+/// plain [`Origin`].
 #[derive(Debug, Clone, Default)]
-pub(crate) struct RequestContext {
-    pub(crate) ip: Option<String>,
-    pub(crate) request_id: Option<String>,
-}
+pub(crate) struct RequestOrigin(pub(crate) Origin);
 
 /// The client's address: the peer, or behind a trusted proxy the forwarded one (see
 /// `proxies`).
@@ -219,7 +222,7 @@ pub(crate) fn client_ip(parts: &Parts, state: &AppState) -> Option<String> {
     )
 }
 
-impl FromRequestParts<AppState> for RequestContext {
+impl FromRequestParts<AppState> for RequestOrigin {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
@@ -232,7 +235,7 @@ impl FromRequestParts<AppState> for RequestContext {
             .get(&REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok(Self { ip, request_id })
+        Ok(Self(Origin { ip, request_id }))
     }
 }
 

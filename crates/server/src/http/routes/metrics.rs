@@ -5,7 +5,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::EngineError;
 use crate::metrics::Sample;
 use crate::state::AppState;
 
@@ -13,7 +13,7 @@ use crate::state::AppState;
 pub(crate) async fn metrics(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     principal.require_admin("admin:metrics:read")?;
     let mut samples = Vec::new();
     let mut irrevocable = 0;

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::auth::Principal;
-use crate::error::{ApiError, ErrorCode, no_store};
-use crate::http::{ApiJson, RequestContext};
+use crate::error::{EngineError, ErrorCode};
+use crate::http::error::no_store;
+use crate::http::{ApiJson, RequestOrigin};
 use crate::state::AppState;
 
 /// The most scopes one agent may hold.
@@ -61,17 +62,17 @@ pub(crate) struct CreateAgent {
 }
 
 /// Validates the body: the name grammar, the scope grammar and count, the lifetime syntax.
-fn validate(body: &CreateAgent) -> Result<(AgentName, Grants, Option<Duration>), ApiError> {
+fn validate(body: &CreateAgent) -> Result<(AgentName, Grants, Option<Duration>), EngineError> {
     let name =
-        AgentName::parse(&body.name).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+        AgentName::parse(&body.name).map_err(|e| EngineError::invalid_request(e.to_string()))?;
     if body.scopes.len() > MAX_SCOPES {
-        return Err(ApiError::invalid_request(format!(
+        return Err(EngineError::invalid_request(format!(
             "too many scopes ({}); an agent holds at most {MAX_SCOPES}",
             body.scopes.len()
         )));
     }
     let scopes = Grants::parse(&body.scopes).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidScope, e.to_string()).with_remedy(
+        EngineError::new(ErrorCode::InvalidScope, e.to_string()).with_remedy(
             "scopes look like 'daytona', 'daytona:workspaces:read' or 'admin:agents:read'",
         )
     })?;
@@ -80,7 +81,7 @@ fn validate(body: &CreateAgent) -> Result<(AgentName, Grants, Option<Duration>),
         .as_deref()
         .map(Duration::parse)
         .transpose()
-        .map_err(|e| ApiError::invalid_request(format!("expires_in: {e}")))?;
+        .map_err(|e| EngineError::invalid_request(format!("expires_in: {e}")))?;
     Ok((name, scopes, lifetime))
 }
 
@@ -88,9 +89,9 @@ fn validate(body: &CreateAgent) -> Result<(AgentName, Grants, Option<Duration>),
 pub(crate) async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     ApiJson(body): ApiJson<CreateAgent>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     principal.require_admin("admin:agents:write")?;
     let (name, scopes, lifetime) = validate(&body)?;
     principal.require_grantable(&scopes)?;
@@ -113,7 +114,7 @@ pub(crate) async fn create(
         .create_agent(&new, &event)
         .await
         .map_err(|e| match e {
-            StoreError::NameTaken => ApiError::new(
+            StoreError::NameTaken => EngineError::new(
                 ErrorCode::NameTaken,
                 format!("an agent named '{}' already exists", new.name),
             )
@@ -159,7 +160,7 @@ fn unconfigured_backends(state: &AppState, scopes: &Grants) -> Vec<String> {
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<AgentView>>, ApiError> {
+) -> Result<Json<Vec<AgentView>>, EngineError> {
     principal.require_admin("admin:agents:read")?;
     let agents = state.store().list_agents().await?;
     Ok(Json(
@@ -183,7 +184,7 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<Json<AgentDetail>, ApiError> {
+) -> Result<Json<AgentDetail>, EngineError> {
     principal.require_admin("admin:agents:read")?;
     let agent = find(&state, &name).await?;
     let leases = state.store().open_leases_of(&agent.id).await?;
@@ -198,9 +199,9 @@ pub(crate) async fn show(
 pub(crate) async fn remove(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, EngineError> {
     principal.require_admin("admin:agents:write")?;
     let agent = find(&state, &name).await?;
     let event = AuditEvent::new(Action::AgentDeleted, principal.actor(), state.clock().now())
@@ -216,8 +217,8 @@ pub(crate) async fn remove(
     }
 }
 
-async fn find(state: &AppState, name: &str) -> Result<Agent, ApiError> {
-    AgentName::parse(name).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+async fn find(state: &AppState, name: &str) -> Result<Agent, EngineError> {
+    AgentName::parse(name).map_err(|e| EngineError::invalid_request(e.to_string()))?;
     state
         .store()
         .find_agent_by_name(name)
@@ -225,7 +226,7 @@ async fn find(state: &AppState, name: &str) -> Result<Agent, ApiError> {
         .ok_or_else(|| no_such_agent(name))
 }
 
-fn no_such_agent(name: &str) -> ApiError {
-    ApiError::not_found(format!("no agent named '{name}'"))
+fn no_such_agent(name: &str) -> EngineError {
+    EngineError::not_found(format!("no agent named '{name}'"))
         .with_remedy("list agents with: creddy agent ls")
 }

@@ -6,7 +6,7 @@ use creddy_core::Timestamp;
 use serde::Serialize;
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::EngineError;
 use crate::state::AppState;
 
 /// One open credential of the agent.
@@ -36,7 +36,7 @@ pub(crate) struct AgentStatus {
 pub(crate) async fn status(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<AgentStatus>, ApiError> {
+) -> Result<Json<AgentStatus>, EngineError> {
     let agent = principal.into_agent()?;
     let leases = state.store().open_leases_of(&agent.id).await?;
     let amendments = state.store().pending_amendments_of(&agent.id).await?;

@@ -18,11 +18,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::http::RequestContext;
+use crate::error::EngineError;
+use crate::http::RequestOrigin;
 use crate::state::AppState;
 
-async fn find(state: &AppState, id: &str) -> Result<Option<LeaseRecord>, ApiError> {
+async fn find(state: &AppState, id: &str) -> Result<Option<LeaseRecord>, EngineError> {
     let filter = LeaseFilter {
         id: Some(id.to_owned()),
         states: creddy_store::LEASE_STATES.map(str::to_owned).to_vec(),
@@ -31,8 +31,8 @@ async fn find(state: &AppState, id: &str) -> Result<Option<LeaseRecord>, ApiErro
     Ok(state.store().find_leases(&filter).await?.into_iter().next())
 }
 
-fn no_such_lease(id: &str) -> ApiError {
-    ApiError::not_found(format!("no credential with id '{id}'"))
+fn no_such_lease(id: &str) -> EngineError {
+    EngineError::not_found(format!("no credential with id '{id}'"))
         .with_remedy("list credentials with: creddy ls")
 }
 
@@ -44,9 +44,9 @@ const EXPLICIT_CLAIM_MILLIS: i64 = 60_000;
 async fn revoke(
     state: &AppState,
     principal: &Principal,
-    context: &RequestContext,
+    context: &creddy_core::origin::Origin,
     lease: LeaseRecord,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let now = state.clock().now();
     let current = match state
         .store()
@@ -87,9 +87,9 @@ async fn revoke(
 pub(crate) async fn revoke_own(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let agent = principal.clone().into_agent()?;
     let lease = find(&state, &id)
         .await?
@@ -115,7 +115,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<LeaseRecord>>, ApiError> {
+) -> Result<Json<Vec<LeaseRecord>>, EngineError> {
     principal.require_admin("admin:tokens:read")?;
     let states: Vec<String> = query
         .state
@@ -126,7 +126,7 @@ pub(crate) async fn list(
         .find(|s| !creddy_store::LEASE_STATES.contains(&s.as_str()))
     {
         return Err(
-            ApiError::invalid_request(format!("unknown lease state '{unknown}'")).with_remedy(
+            EngineError::invalid_request(format!("unknown lease state '{unknown}'")).with_remedy(
                 format!(
                     "use one or more of: {}",
                     creddy_store::LEASE_STATES.join(", ")
@@ -150,7 +150,7 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<LeaseRecord>, ApiError> {
+) -> Result<Json<LeaseRecord>, EngineError> {
     principal.require_admin("admin:tokens:read")?;
     find(&state, &id)
         .await?
@@ -175,10 +175,10 @@ const MAX_REASON_CHARS: usize = 500;
 pub(crate) async fn revoke_any(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     Path(id): Path<String>,
     Query(query): Query<RevokeQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     principal.require_admin("admin:tokens:write")?;
     let lease = find(&state, &id).await?.ok_or_else(|| no_such_lease(&id))?;
     if lease.state == "irrevocable" {
@@ -208,13 +208,13 @@ pub(crate) async fn revoke_any(
 async fn forget(
     state: &AppState,
     principal: &Principal,
-    context: RequestContext,
+    context: creddy_core::origin::Origin,
     lease: LeaseRecord,
     reason: Option<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let reason = reason.unwrap_or_default();
     if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(ApiError::invalid_request(format!(
+        return Err(EngineError::invalid_request(format!(
             "the reason is longer than {MAX_REASON_CHARS} characters"
         ))
         .with_remedy("shorten --reason"));

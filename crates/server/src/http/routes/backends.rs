@@ -23,8 +23,8 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::Principal;
 use crate::backends::{LiveBackend, config_context};
-use crate::error::{ApiError, ErrorCode};
-use crate::http::{ApiJson, RequestContext};
+use crate::error::{EngineError, ErrorCode};
+use crate::http::{ApiJson, RequestOrigin};
 use crate::state::AppState;
 
 /// A backend as the API shows it.
@@ -58,19 +58,19 @@ fn view(state: &AppState, record: &BackendRecord) -> BackendView {
 }
 
 /// The installed plugin `name`, or an error that says how to install it.
-fn installed(state: &AppState, name: &str) -> Result<InstalledPlugin, ApiError> {
+fn installed(state: &AppState, name: &str) -> Result<InstalledPlugin, EngineError> {
     let settings = state.plugin_settings();
     InstalledPlugin::load(&settings.dir, name, settings.allow_unsigned).map_err(|e| match e {
-        InstalledError::NotInstalled(_) => ApiError::new(
+        InstalledError::NotInstalled(_) => EngineError::new(
             ErrorCode::UnknownBackend,
             format!("plugin '{name}' is not installed"),
         )
         .with_remedy(format!("install it with: creddy plugin install {name}")),
-        other => ApiError::invalid_request(other.to_string()),
+        other => EngineError::invalid_request(other.to_string()),
     })
 }
 
-async fn describe(state: &AppState, name: &str) -> Result<Description, ApiError> {
+async fn describe(state: &AppState, name: &str) -> Result<Description, EngineError> {
     let plugin = installed(state, name)?;
     let trusted = state.plugin_settings().trusted_keys;
     Ok(host::describe(&plugin, &trusted, crate::VERSION).await?)
@@ -81,7 +81,7 @@ pub(crate) async fn plugin_description(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<Json<Description>, ApiError> {
+) -> Result<Json<Description>, EngineError> {
     principal.require_admin("admin:plugins:read")?;
     Ok(Json(describe(&state, &name).await?))
 }
@@ -91,7 +91,7 @@ pub(crate) async fn plugin_description(
 pub(crate) async fn reload_plugins(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, EngineError> {
     principal.require_admin("admin:plugins:write")?;
     let records = state.store().list_backends().await?;
     restart_backends(&state, &records).await
@@ -102,7 +102,7 @@ pub(crate) async fn reload_plugins(
 async fn restart_backends(
     state: &AppState,
     records: &[BackendRecord],
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, EngineError> {
     let (loaded, upgraded) = state
         .backends()
         .reload(records, state.sealer(), &state.plugin_settings())
@@ -121,7 +121,7 @@ pub(crate) async fn reload_plugin(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, EngineError> {
     principal.require_admin("admin:plugins:write")?;
     let records: Vec<_> = state
         .store()
@@ -143,7 +143,7 @@ pub(crate) async fn reload_plugin(
 pub(crate) async fn list_plugins(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, EngineError> {
     principal.require_admin("admin:plugins:read")?;
     let settings = state.plugin_settings();
     let live = state.backends().all();
@@ -161,7 +161,7 @@ pub(crate) async fn list_plugins(
                 .collect::<Vec<_>>()
         })
         .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))?
     };
     let plugins: Vec<Value> = checked
         .into_iter()
@@ -206,10 +206,10 @@ fn check_config(
     schema: &ConfigSchema,
     plugin: &str,
     mut config: Map<String, Value>,
-) -> Result<Value, ApiError> {
+) -> Result<Value, EngineError> {
     let known: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
     if let Some(unknown) = config.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(ApiError::invalid_request(format!(
+        return Err(EngineError::invalid_request(format!(
             "unknown configuration field '{unknown}' for plugin '{plugin}' (its fields: {})",
             known.join(", ")
         )));
@@ -227,7 +227,7 @@ fn check_config(
                 .is_some_and(|a| a.iter().all(Value::is_string)),
         };
         if !fits {
-            return Err(ApiError::invalid_request(format!(
+            return Err(EngineError::invalid_request(format!(
                 "configuration field '{}' must be of type {}",
                 field.name,
                 serde_json::to_value(field.field_type)
@@ -240,7 +240,7 @@ fn check_config(
     schema.apply_defaults(&mut config);
     let missing = schema.missing_required(&config);
     if !missing.is_empty() {
-        return Err(ApiError::invalid_request(format!(
+        return Err(EngineError::invalid_request(format!(
             "missing required field: {}",
             missing.join(", ")
         ))
@@ -253,12 +253,12 @@ fn check_config(
 pub(crate) async fn add(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     ApiJson(body): ApiJson<AddBackend>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     principal.require_admin("admin:backends:write")?;
     let name = body.name.clone().unwrap_or_else(|| body.plugin.clone());
-    check_backend_name(&name).map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    check_backend_name(&name).map_err(|e| EngineError::invalid_request(e.to_string()))?;
     if state.store().find_backend(&name).await?.is_some() {
         return Err(backend_exists(&name));
     }
@@ -267,7 +267,7 @@ pub(crate) async fn add(
     let (spec, version) = state
         .plugin_settings()
         .spec(&name, &body.plugin, config.clone())
-        .map_err(ApiError::invalid_request)?;
+        .map_err(EngineError::invalid_request)?;
     let process = PluginProcess::start(spec).await?;
     let warnings = if body.validate.unwrap_or(true) {
         match process.validate().await {
@@ -319,8 +319,8 @@ pub(crate) async fn add(
     Ok(Json(out).into_response())
 }
 
-fn backend_exists(name: &str) -> ApiError {
-    ApiError::new(
+fn backend_exists(name: &str) -> EngineError {
+    EngineError::new(
         ErrorCode::NameTaken,
         format!("a backend named '{name}' already exists"),
     )
@@ -333,13 +333,13 @@ fn backend_exists(name: &str) -> ApiError {
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<BackendView>>, ApiError> {
+) -> Result<Json<Vec<BackendView>>, EngineError> {
     principal.require_admin("admin:backends:read")?;
     let records = state.store().list_backends().await?;
     Ok(Json(records.iter().map(|r| view(&state, r)).collect()))
 }
 
-async fn find(state: &AppState, name: &str) -> Result<BackendRecord, ApiError> {
+async fn find(state: &AppState, name: &str) -> Result<BackendRecord, EngineError> {
     state
         .store()
         .find_backend(name)
@@ -347,8 +347,8 @@ async fn find(state: &AppState, name: &str) -> Result<BackendRecord, ApiError> {
         .ok_or_else(|| no_such_backend(name))
 }
 
-fn no_such_backend(name: &str) -> ApiError {
-    ApiError::new(
+fn no_such_backend(name: &str) -> EngineError {
+    EngineError::new(
         ErrorCode::BackendNotFound,
         format!("no backend named '{name}'"),
     )
@@ -360,12 +360,12 @@ pub(crate) async fn inspect(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, EngineError> {
     principal.require_admin("admin:backends:read")?;
     let record = find(&state, &name).await?;
     let plain = state.sealer().open(&config_context(&name), &record.sealed_config).map_err(|e| {
         tracing::error!(backend = %name, error = %e, "stored backend configuration cannot be opened");
-        ApiError::new(ErrorCode::Internal, "the stored configuration cannot be decrypted")
+        EngineError::new(ErrorCode::Internal, "the stored configuration cannot be decrypted")
     })?;
     let config: Map<String, Value> = serde_json::from_slice(&plain).unwrap_or_default();
     let schema = match describe(&state, &record.plugin).await {
@@ -402,10 +402,10 @@ pub(crate) struct RemoveQuery {
 pub(crate) async fn remove(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     Path(name): Path<String>,
     Query(query): Query<RemoveQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     principal.require_admin("admin:backends:write")?;
     let record = find(&state, &name).await?;
     let now = state.clock().now();
@@ -450,7 +450,7 @@ async fn mark_irrevocable(
     state: &AppState,
     principal: &Principal,
     name: &str,
-) -> Result<usize, ApiError> {
+) -> Result<usize, EngineError> {
     let leases = state.store().revocable_leases_of_backend(name).await?;
     for lease in &leases {
         let event = AuditEvent::new(

@@ -19,8 +19,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
-use crate::error::{ApiError, no_store};
-use crate::http::RequestContext;
+use crate::error::EngineError;
+use crate::http::RequestOrigin;
+use crate::http::error::no_store;
 use crate::state::AppState;
 
 /// `GET /.well-known/openid-configuration`.
@@ -161,7 +162,7 @@ async fn authenticate_client(
     state: &AppState,
     id: &str,
     secret: &str,
-) -> Result<Option<Agent>, ApiError> {
+) -> Result<Option<Agent>, EngineError> {
     if let Some(given) = SecretToken::parse(TokenKind::ClientSecret, secret) {
         if let Some((agent, stored)) = state.store().find_agent_by_client_id(id).await? {
             let presented = state.sealer().client_secret_hash(&given);
@@ -182,10 +183,10 @@ async fn authenticate_client(
 /// `POST /oauth/token`.
 pub(crate) async fn token(
     State(state): State<AppState>,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let Some(request) = parse_request(&headers, &body) else {
         return Ok(oauth_error(
             StatusCode::BAD_REQUEST,
@@ -292,7 +293,7 @@ pub(crate) async fn token(
         state.keys().sign(&claims, "at+jwt"),
         state.keys().sign(&id_claims, "JWT"),
     ) else {
-        return Err(ApiError::new(
+        return Err(EngineError::new(
             crate::error::ErrorCode::Internal,
             "no signing key is available",
         )
@@ -321,7 +322,7 @@ pub(crate) async fn token(
 }
 
 /// `GET /oauth/userinfo`.
-pub(crate) async fn userinfo(principal: Principal) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn userinfo(principal: Principal) -> Result<Json<Value>, EngineError> {
     let agent = principal.into_agent()?;
     Ok(Json(
         json!({"sub": agent.id.as_str(), "agent_id": agent.id.as_str(),
@@ -333,7 +334,7 @@ pub(crate) async fn userinfo(principal: Principal) -> Result<Json<Value>, ApiErr
 pub(crate) async fn list_keys(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<creddy_store::SigningKeyRecord>>, ApiError> {
+) -> Result<Json<Vec<creddy_store::SigningKeyRecord>>, EngineError> {
     principal.require_admin("admin:keys:read")?;
     Ok(Json(state.store().signing_keys().await?))
 }
@@ -350,25 +351,25 @@ pub(crate) async fn rotate_keys(
     State(state): State<AppState>,
     principal: Principal,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, EngineError> {
     principal.require_admin("admin:keys:write")?;
     let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
         RotateBody::default()
     } else {
         serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?
+            .map_err(|e| EngineError::invalid_request(format!("invalid JSON body: {e}")))?
     };
     let settings = state.settings().oidc.clone();
     let alg = body.alg.clone().unwrap_or_else(|| settings.alg.clone());
-    if !crate::oidc::ALGS.contains(&alg.as_str()) {
+    if !crate::config::SIGNING_ALGS.contains(&alg.as_str()) {
         return Err(
-            ApiError::invalid_request(format!("algorithm '{alg}' is not offered"))
+            EngineError::invalid_request(format!("algorithm '{alg}' is not offered"))
                 .with_remedy("use EdDSA, ES256 or RS256"),
         );
     }
     let grace = match body.grace.as_deref() {
         Some(text) => creddy_core::Duration::parse(text)
-            .map_err(|e| ApiError::invalid_request(format!("grace: {e}")))?
+            .map_err(|e| EngineError::invalid_request(format!("grace: {e}")))?
             .as_seconds(),
         None => settings.rotation_grace,
     }

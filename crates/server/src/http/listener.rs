@@ -2,7 +2,7 @@
 //! connection caps and graceful draining.
 //!
 //! axum's own `serve` has no header read timeout, which leaves a server open to clients that
-//! trickle their headers (slowloris). Here every connection gets [`HEADER_READ_TIMEOUT`] to
+//! trickle their headers (slowloris). Here every connection gets [`HEADER_READ_TIMEOUT`](crate::config::HEADER_READ_TIMEOUT) to
 //! send a request's headers, which also bounds how long an idle keep-alive connection stays
 //! open (the body has its own timeout, in `http`). Connections are capped in all (never more
 //! than half the process's descriptor limit, so the store, plugins and logs keep theirs) and
@@ -25,9 +25,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-/// How long a client may take to send a request's headers (and how long an idle keep-alive
-/// connection is kept).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may run after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 

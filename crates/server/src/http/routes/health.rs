@@ -10,13 +10,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::EngineError;
 use crate::state::AppState;
 
 /// Liveness: `{"status":"ok"}`, or 503 when storage is unreachable; details for admins.
 pub(crate) async fn health(
     State(state): State<AppState>,
-    caller: Result<Principal, ApiError>,
+    caller: Result<Principal, EngineError>,
 ) -> Response {
     if let Err(e) = state.store().ping().await {
         tracing::error!(error = %e, "health check: storage unreachable");
@@ -77,8 +77,8 @@ fn unavailable() -> Response {
 }
 
 /// Routes kept so that clients of the original get a clear answer: 501 `not_implemented`.
-pub(crate) async fn not_offered(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
+pub(crate) async fn not_offered(uri: axum::http::Uri) -> EngineError {
+    EngineError::new(
         crate::error::ErrorCode::NotImplemented,
         format!("{} is not offered by this creddy", uri.path()),
     )

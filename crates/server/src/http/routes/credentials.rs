@@ -8,8 +8,9 @@ use creddy_store::LeaseSummary;
 use serde::Deserialize;
 
 use crate::auth::Principal;
-use crate::error::{ApiError, no_store};
-use crate::http::RequestContext;
+use crate::error::EngineError;
+use crate::http::RequestOrigin;
+use crate::http::error::no_store;
 use crate::metrics;
 use crate::state::AppState;
 use crate::vend::{VendRequest, vend};
@@ -23,7 +24,7 @@ pub(crate) struct VendBody {
 }
 
 /// `ttl` and repeated `scope` from a query string.
-fn from_query(query: Option<&str>) -> Result<VendRequest, ApiError> {
+fn from_query(query: Option<&str>) -> Result<VendRequest, EngineError> {
     let mut request = VendRequest::default();
     for pair in query
         .unwrap_or_default()
@@ -32,7 +33,7 @@ fn from_query(query: Option<&str>) -> Result<VendRequest, ApiError> {
     {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = crate::http::form_decode(value).ok_or_else(|| {
-            ApiError::invalid_request(format!(
+            EngineError::invalid_request(format!(
                 "query parameter '{key}' is not valid percent-encoded UTF-8"
             ))
         })?;
@@ -48,10 +49,10 @@ fn from_query(query: Option<&str>) -> Result<VendRequest, ApiError> {
 async fn respond(
     state: AppState,
     principal: Principal,
-    context: RequestContext,
+    context: creddy_core::origin::Origin,
     backend: String,
     request: VendRequest,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let agent = principal.into_agent()?;
     let started = std::time::Instant::now();
     let asked = request.clone();
@@ -61,7 +62,7 @@ async fn respond(
     }
     let outcome = match &issued {
         Ok(_) => "success",
-        Err(e) if e.code.status().is_client_error() => "denied",
+        Err(e) if crate::http::error::status(e.code).is_client_error() => "denied",
         Err(_) => "failure",
     };
     if state.backends().get(&backend).is_some() {
@@ -81,10 +82,10 @@ async fn respond(
 pub(crate) async fn vend_get(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     Path(backend): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let request = from_query(query.as_deref())?;
     respond(state, principal, context, backend, request).await
 }
@@ -93,22 +94,22 @@ pub(crate) async fn vend_get(
 pub(crate) async fn vend_post(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     Path(backend): Path<String>,
     RawQuery(query): RawQuery,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let from_url = from_query(query.as_deref())?;
     let has_query = from_url.ttl.is_some() || !from_url.scopes.is_empty();
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         from_url
     } else if has_query {
-        return Err(ApiError::invalid_request(
+        return Err(EngineError::invalid_request(
             "give ttl and scopes either in the query or in the JSON body, not both",
         ));
     } else {
         let body: VendBody = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))?;
+            .map_err(|e| EngineError::invalid_request(format!("invalid JSON body: {e}")))?;
         VendRequest {
             ttl: body.ttl,
             scopes: body.scopes,
@@ -121,7 +122,7 @@ pub(crate) async fn vend_post(
 pub(crate) async fn active(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<LeaseSummary>>, ApiError> {
+) -> Result<Json<Vec<LeaseSummary>>, EngineError> {
     let agent = principal.into_agent()?;
     Ok(Json(state.store().live_leases_of(&agent.id).await?))
 }

@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::enrollment::{admitted_agent, admitting_policy, decide, requested_scopes};
-use crate::error::{ApiError, ErrorCode, no_store};
-use crate::http::{ApiJson, RequestContext};
+use crate::error::{EngineError, ErrorCode};
+use crate::http::error::no_store;
+use crate::http::{ApiJson, RequestOrigin};
 use crate::state::AppState;
 
 /// The header that carries the poll secret.
@@ -39,8 +40,8 @@ pub(crate) struct EnrollBody {
     admin_token: Option<String>,
 }
 
-fn name_taken(name: &str) -> ApiError {
-    ApiError::new(
+fn name_taken(name: &str) -> EngineError {
+    EngineError::new(
         ErrorCode::NameTaken,
         format!("the name '{name}' is already used by an agent or an open enrollment"),
     )
@@ -52,16 +53,17 @@ fn name_taken(name: &str) -> ApiError {
 /// `POST /v1/enroll`.
 pub(crate) async fn enroll(
     State(state): State<AppState>,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     ApiJson(body): ApiJson<EnrollBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let now = state.clock().now();
     let caller = context.ip.clone().unwrap_or_default();
     state
         .enroll_limiter()
         .admit(&caller, now, "enrollment requests from this address")?;
-    let name = AgentName::parse(&body.name)
-        .map_err(|e| ApiError::invalid_request(e.to_string()).with_remedy("pass a valid --name"))?;
+    let name = AgentName::parse(&body.name).map_err(|e| {
+        EngineError::invalid_request(e.to_string()).with_remedy("pass a valid --name")
+    })?;
     let scopes = requested_scopes(&state, &body.scopes).await?;
     let scope_texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
     let by_admin = body
@@ -110,7 +112,7 @@ pub(crate) async fn enroll(
                 .await
                 .map_err(|e| match e {
                     StoreError::NameTaken => name_taken(&new.name),
-                    StoreError::Conflict(m) => ApiError::new(ErrorCode::RateLimited, m)
+                    StoreError::Conflict(m) => EngineError::new(ErrorCode::RateLimited, m)
                         .with_remedy("retry later, once an admin has decided on waiting requests")
                         .with_retry_after(60),
                     other => other.into(),
@@ -251,14 +253,14 @@ pub(crate) async fn status(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<StatusQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let given = headers
         .get(SECRET_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or(query.secret);
     let unknown = || {
-        ApiError::not_found("no enrollment with that secret")
+        EngineError::not_found("no enrollment with that secret")
             .with_remedy("enroll again: creddy enroll --name NAME --can SCOPE")
     };
     let secret = given
@@ -277,7 +279,7 @@ pub(crate) async fn status(
             "status": "pending", "expires_at": request.expires_at}))
         .into_response()),
         "approved" if !lapsed => pick_up(&state, &request, now).await,
-        "claimed" => Err(ApiError::new(
+        "claimed" => Err(EngineError::new(
             ErrorCode::EnrollmentClaimed,
             "the credentials of this enrollment were already picked up",
         )
@@ -292,7 +294,7 @@ async fn pick_up(
     state: &AppState,
     request: &Enrollment,
     now: Timestamp,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let agent_id = request.agent_id.clone().unwrap_or_default();
     let secrets = creddy_core::agent::AgentSecrets {
         token: SecretToken::generate(TokenKind::Vend),
@@ -316,7 +318,7 @@ async fn pick_up(
         )
         .await?;
     if !claimed {
-        return Err(ApiError::new(
+        return Err(EngineError::new(
             ErrorCode::EnrollmentClaimed,
             "the credentials of this enrollment were already picked up",
         ));
@@ -325,7 +327,7 @@ async fn pick_up(
         .store()
         .find_agent_by_name(&request.name)
         .await?
-        .ok_or_else(|| ApiError::not_found("the approved agent no longer exists"))?;
+        .ok_or_else(|| EngineError::not_found("the approved agent no longer exists"))?;
     tracing::info!(request = %request.id, agent = %agent.name, "enrollment picked up");
     let body = pickup_body(
         state,
@@ -344,7 +346,7 @@ async fn pick_up(
 pub(crate) async fn pending(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<Enrollment>>, ApiError> {
+) -> Result<Json<Vec<Enrollment>>, EngineError> {
     principal.require_admin("admin:enrollments:read")?;
     Ok(Json(state.store().pending_enrollments().await?))
 }
@@ -356,27 +358,27 @@ pub(crate) struct ApproveBody {
 }
 
 /// An optional JSON body: empty means the defaults.
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, EngineError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
     serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid_request(format!("invalid JSON body: {e}")))
+        .map_err(|e| EngineError::invalid_request(format!("invalid JSON body: {e}")))
 }
 
-fn no_such_request(id: &str) -> ApiError {
-    ApiError::not_found(format!("no request with id '{id}'"))
+fn no_such_request(id: &str) -> EngineError {
+    EngineError::not_found(format!("no request with id '{id}'"))
         .with_remedy("list waiting requests with: creddy pending")
 }
 
-async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, ApiError> {
+async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, EngineError> {
     let request = state
         .store()
         .find_enrollment(id)
         .await?
         .ok_or_else(|| no_such_request(id))?;
     if request.status != "pending" {
-        return Err(ApiError::new(
+        return Err(EngineError::new(
             ErrorCode::Conflict,
             format!("request {id} is already {}", request.status),
         ));
@@ -385,12 +387,12 @@ async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, ApiError
 }
 
 /// An agent never decides on its own amendment, whatever admin scopes it holds.
-fn refuse_own_amendment(principal: &Principal, request: &Enrollment) -> Result<(), ApiError> {
+fn refuse_own_amendment(principal: &Principal, request: &Enrollment) -> Result<(), EngineError> {
     if request.kind == "amendment"
         && principal.agent_id().is_some()
         && principal.agent_id() == request.agent_id.as_deref()
     {
-        return Err(ApiError::forbidden(format!(
+        return Err(EngineError::forbidden(format!(
             "request {} is this agent's own amendment; an agent cannot decide on it",
             request.id
         ))
@@ -403,20 +405,20 @@ fn refuse_own_amendment(principal: &Principal, request: &Enrollment) -> Result<(
 pub(crate) async fn approve(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let body: ApproveBody = optional_json(&body)?;
     principal.require_admin("admin:enrollments:write")?;
     let request = open_request(&state, &id).await?;
     refuse_own_amendment(&principal, &request)?;
     let chosen = body.scopes.unwrap_or_else(|| request.scopes.clone());
     if chosen.is_empty() || chosen.len() > crate::enrollment::MAX_REQUESTED {
-        return Err(ApiError::invalid_request("approve with 1 to 64 scopes"));
+        return Err(EngineError::invalid_request("approve with 1 to 64 scopes"));
     }
     let grants = Grants::parse(&chosen)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidScope, e.to_string()))?;
+        .map_err(|e| EngineError::new(ErrorCode::InvalidScope, e.to_string()))?;
     principal.require_grantable(&grants)?;
     let now = state.clock().now();
     let actor = principal.actor();
@@ -446,7 +448,7 @@ pub(crate) async fn approve(
         (agent_id, merged)
     } else {
         let name = AgentName::parse(&request.name)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))?;
         let policy = admitting_policy(&state, name.as_str()).await?;
         let (agent, _unused_until_pickup) =
             admitted_agent(name, grants, None, policy.as_ref(), now);
@@ -485,10 +487,10 @@ pub(crate) struct RejectBody {
 pub(crate) async fn reject(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, EngineError> {
     let body: RejectBody = optional_json(&body)?;
     principal.require_admin("admin:enrollments:write")?;
     let request = open_request(&state, &id).await?;
@@ -497,7 +499,7 @@ pub(crate) async fn reject(
         .reason
         .unwrap_or_else(|| "rejected by an admin".to_owned());
     if reason.chars().count() > 500 {
-        return Err(ApiError::invalid_request(
+        return Err(EngineError::invalid_request(
             "the reason is longer than 500 characters",
         ));
     }
@@ -523,7 +525,7 @@ pub(crate) async fn reject(
         )
         .await?
     {
-        return Err(ApiError::new(
+        return Err(EngineError::new(
             ErrorCode::Conflict,
             format!("request {id} was already decided"),
         ));
@@ -543,9 +545,9 @@ pub(crate) struct AmendBody {
 pub(crate) async fn amend(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
+    RequestOrigin(context): RequestOrigin,
     ApiJson(body): ApiJson<AmendBody>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, EngineError> {
     let agent = principal.into_agent()?;
     state.request_limiter().admit(
         agent.id.as_str(),
@@ -607,7 +609,7 @@ pub(crate) async fn amend(
         )
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(m) => ApiError::rate_limited(m, 60).with_remedy(
+            StoreError::Conflict(m) => EngineError::rate_limited(m, 60).with_remedy(
                 "wait until an admin has decided on this agent's waiting requests (creddy status lists them)",
             ),
             other => other.into(),
@@ -640,7 +642,7 @@ pub(crate) async fn amendment_status(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, EngineError> {
     let agent = principal.into_agent()?;
     let request = state
         .store()
@@ -656,8 +658,8 @@ pub(crate) async fn amendment_status(
 pub(crate) async fn leave(
     State(state): State<AppState>,
     principal: Principal,
-    context: RequestContext,
-) -> Result<StatusCode, ApiError> {
+    RequestOrigin(context): RequestOrigin,
+) -> Result<StatusCode, EngineError> {
     let agent = principal.into_agent()?;
     let event = AuditEvent::new(
         Action::AgentDeleted,
