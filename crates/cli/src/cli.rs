@@ -406,14 +406,10 @@ pub struct ServerCmd {
 
 /// A comma-separated list of lease states, each one creddy knows.
 fn parse_lease_states(s: &str) -> Result<String, String> {
-    let known = creddy_core::lease::STATES;
-    match s.split(',').find(|state| !known.contains(state)) {
-        Some(unknown) => Err(format!(
-            "unknown lease state '{unknown}' (use: {})",
-            known.join(", ")
-        )),
-        None => Ok(s.to_owned()),
-    }
+    s.split(',')
+        .try_for_each(|state| state.parse::<creddy_core::lease::LeaseState>().map(drop))
+        .map(|()| s.to_owned())
+        .map_err(|unknown| unknown.to_string())
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {

@@ -88,7 +88,10 @@ fn rounded(seconds: u64) -> String {
 /// When a lease expires, for a table: nothing for one that has ended (revoked, failed,
 /// lapsed, forgotten), whose expiry no longer means anything.
 pub fn lease_expiry(state: &str, expires_at: Option<&str>) -> String {
-    if creddy_core::lease::is_open(state) {
+    if state
+        .parse::<creddy_core::lease::LeaseState>()
+        .is_ok_and(creddy_core::lease::LeaseState::is_open)
+    {
         relative_text(expires_at, "-")
     } else {
         "-".to_owned()

@@ -1,66 +1,28 @@
-//! Semantic versions, compared numerically; a leading `v` is tolerated (`v0.1.0` = `0.1.0`).
-//! The original compared versions as strings, so `0.10.0` sorted before `0.9.0`.
+//! Plugin and creddy versions: semantic versions through the `semver` crate, so that
+//! pre-releases compare by identifier (`1.0.0-rc.10` after `1.0.0-rc.2`) and build metadata is
+//! ignored, as semver 2.0 says; product grammar on top: a leading `v` is tolerated
+//! (`v0.1.0` = `0.1.0`). The original compared versions as strings, so `0.10.0` sorted before
+//! `0.9.0`.
 
-use std::cmp::Ordering;
 use std::fmt;
 
-/// A `MAJOR.MINOR.PATCH[-PRE]` version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
-    numbers: [u64; 3],
-    pre: Option<String>,
-}
+/// A `MAJOR.MINOR.PATCH[-PRE]` version (build metadata dropped).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(semver::Version);
 
 impl Version {
     /// Parses a version; `None` when it is not semver.
     pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim().strip_prefix('v').unwrap_or(text.trim());
-        let text = text.split('+').next().unwrap_or_default();
-        let (core, pre) = match text.split_once('-') {
-            Some((core, pre)) if !pre.is_empty() => (core, Some(pre.to_owned())),
-            Some(_) => return None,
-            None => (text, None),
-        };
-        let mut parts = core.split('.');
-        let mut numbers = [0u64; 3];
-        for slot in &mut numbers {
-            let part = parts.next()?;
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            *slot = part.parse().ok()?;
-        }
-        parts.next().is_none().then_some(Self { numbers, pre })
-    }
-}
-
-impl Ord for Version {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.numbers
-            .cmp(&other.numbers)
-            .then_with(|| match (&self.pre, &other.pre) {
-                (None, None) => Ordering::Equal,
-                (None, Some(_)) => Ordering::Greater,
-                (Some(_), None) => Ordering::Less,
-                (Some(a), Some(b)) => a.cmp(b),
-            })
-    }
-}
-
-impl PartialOrd for Version {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+        let text = text.trim();
+        let mut version = semver::Version::parse(text.strip_prefix('v').unwrap_or(text)).ok()?;
+        version.build = semver::BuildMetadata::EMPTY;
+        Some(Self(version))
     }
 }
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c] = self.numbers;
-        write!(f, "{a}.{b}.{c}")?;
-        if let Some(pre) = &self.pre {
-            write!(f, "-{pre}")?;
-        }
-        Ok(())
+        self.0.fmt(f)
     }
 }
 
@@ -78,8 +40,26 @@ mod tests {
         assert_eq!(v("v0.1.0"), v("0.1.0"));
         assert!(v("1.0.0-rc1") < v("1.0.0"));
         assert_eq!(v("1.2.3+build").to_string(), "1.2.3");
-        for bad in ["", "1", "1.2", "1.2.x", "1.2.3.4", "1.2.3-", "a.b.c"] {
+        assert_eq!(
+            v("1.2.3+build"),
+            v("1.2.3+other"),
+            "build metadata has no precedence"
+        );
+        for bad in [
+            "", "1", "1.2", "1.2.x", "1.2.3.4", "1.2.3-", "a.b.c", "01.2.3",
+        ] {
             assert_eq!(Version::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn pre_releases_compare_by_identifier() {
+        assert!(
+            v("1.0.0-rc.10") > v("1.0.0-rc.2"),
+            "numeric identifiers compare as numbers"
+        );
+        assert!(v("1.0.0-alpha") < v("1.0.0-alpha.1"));
+        assert!(v("1.0.0-alpha.beta") < v("1.0.0-beta"));
+        assert!(v("1.0.0-beta.11") < v("1.0.0-rc.1"));
     }
 }

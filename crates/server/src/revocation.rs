@@ -7,6 +7,7 @@
 //! `revoked` when the upstream confirmed the deletion or had nothing to delete.
 
 use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
+use creddy_core::lease::LeaseState;
 use creddy_plugin::host::HostError;
 use creddy_plugin::protocol::AgentRef;
 use creddy_store::RevocableLease;
@@ -65,10 +66,10 @@ pub(crate) async fn revoke(
     let (ip, request_id) = context
         .map(|c| (c.ip.clone(), c.request_id.clone()))
         .unwrap_or_default();
-    let (action, to_state, reason) = if lease.state == "pending" {
-        (Action::CredentialFailed, "failed", "reconciled")
+    let (action, to_state, reason) = if lease.state == LeaseState::Pending {
+        (Action::CredentialFailed, LeaseState::Failed, "reconciled")
     } else {
-        (Action::CredentialRevoked, "revoked", reason)
+        (Action::CredentialRevoked, LeaseState::Revoked, reason)
     };
     let event = AuditEvent::new(action, actor, state.clock().now())
         .about_agent(&lease.agent_id, &lease.agent_name)
@@ -79,8 +80,8 @@ pub(crate) async fn revoke(
         .store()
         .settle_lease(&lease.id, to_state, state.clock().now(), &event)
         .await?;
-    count(state, &lease.backend, to_state);
-    tracing::info!(lease = %lease.id, backend = %lease.backend, reason, to_state, "lease settled");
+    count(state, &lease.backend, to_state.as_str());
+    tracing::info!(lease = %lease.id, backend = %lease.backend, reason, to_state = to_state.as_str(), "lease settled");
     Ok(true)
 }
 
@@ -159,19 +160,19 @@ async fn schedule_retry(
     let first_failure = lease.first_failed_at.unwrap_or(now);
     let past_horizon = !failure.retryable
         || now.seconds_since(first_failure) >= settings.horizon_of(&lease.backend);
-    let (action, give_up, next) = if lease.state == "irrevocable" {
+    let (action, give_up, next) = if lease.state == LeaseState::Irrevocable {
         (
             Action::CredentialRevokeFailed,
             None,
             Some(now.plus_seconds(DAILY)),
         )
     } else if past_horizon && self_expiring && now >= lease.expires_at.plus_seconds(EXPIRY_MARGIN) {
-        (Action::CredentialLapsed, Some("lapsed"), None)
+        (Action::CredentialLapsed, Some(LeaseState::Lapsed), None)
     } else if past_horizon {
         tracing::error!(lease = %lease.id, backend = %lease.backend, failures, "credential could not be revoked within the horizon; it is now irrevocable and retried daily");
         (
             Action::CredentialIrrevocable,
-            Some("irrevocable"),
+            Some(LeaseState::Irrevocable),
             Some(now.plus_seconds(DAILY)),
         )
     } else {
@@ -199,7 +200,11 @@ async fn schedule_retry(
         .store()
         .record_revoke_failure(&lease.id, now, &failure.kind, next, give_up, &event)
         .await?;
-    count(state, &lease.backend, give_up.unwrap_or("failed"));
+    count(
+        state,
+        &lease.backend,
+        give_up.map_or("failed", LeaseState::as_str),
+    );
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use creddy_core::audit::{Action, Actor, AuditEvent};
+use creddy_core::lease::LeaseState;
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -100,12 +101,12 @@ impl InFlight {
         let state = state.clone();
         // Why the lease is due: its expiry, or a queued revocation (explicit, agent or
         // backend removal), or a retry.
-        let reason = match lease.state.as_str() {
-            "active" => "expired",
-            "revoking" => "queued",
+        let reason = match lease.state {
+            LeaseState::Active => "expired",
+            LeaseState::Revoking => "queued",
             _ => "retry",
         };
-        if lease.state == "active" {
+        if lease.state == LeaseState::Active {
             let late = state.clock().now().as_millis() - lease.expires_at.as_millis();
             state.metrics().observe(
                 crate::metrics::REVOCATION_QUEUE,

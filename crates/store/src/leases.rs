@@ -10,10 +10,11 @@
 use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;
 use creddy_core::ids::AgentId;
+use creddy_core::lease::LeaseState;
 use serde::Serialize;
 
 use crate::audit::{append_event, change_with_event};
-use crate::{Result, Store, decode_strings, in_transaction, with_pool};
+use crate::{Result, Store, StoreError, decode_strings, in_transaction, with_pool};
 
 /// One lease, as shown to its agent and in agent listings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,7 +26,7 @@ pub struct LeaseSummary {
     /// The scopes it was issued for.
     pub scopes: Vec<String>,
     /// Its state.
-    pub state: String,
+    pub state: LeaseState,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it expires.
@@ -55,7 +56,7 @@ impl Store {
                     id: r.0,
                     backend: r.1,
                     scopes: decode_strings("leases.scopes", &r.2)?,
-                    state: r.3,
+                    state: parse_state(&r.3)?,
                     created_at: Timestamp::from_millis(r.4),
                     expires_at: Timestamp::from_millis(r.5),
                 })
@@ -227,14 +228,14 @@ impl Store {
     }
 
     /// The state of a lease.
-    pub async fn lease_state(&self, id: &str) -> Result<Option<String>> {
+    pub async fn lease_state(&self, id: &str) -> Result<Option<LeaseState>> {
         let row: Option<(String,)> = with_pool!(self, |p| sqlx::query_as(
             "SELECT state FROM leases WHERE id = $1"
         )
         .bind(id)
         .fetch_optional(p)
         .await)?;
-        Ok(row.map(|r| r.0))
+        row.map(|r| parse_state(&r.0)).transpose()
     }
 }
 
@@ -252,7 +253,7 @@ pub struct RevocableLease {
     /// The sealed revocation handle, if the mint got that far.
     pub sealed_external_id: Option<String>,
     /// `pending` (an intent whose outcome is unknown), `active`, `revoking` or `irrevocable`.
-    pub state: String,
+    pub state: LeaseState,
     /// Failed revocation attempts so far.
     pub attempts: i64,
     /// When the first attempt failed (the retry horizon counts from here).
@@ -281,18 +282,25 @@ type RevocableRow = (
 const REVOCABLE_COLUMNS: &str =
     "id, agent_id, agent_name, external_id, backend, state, attempts, first_failed_at, expires_at";
 
-fn revocable(r: RevocableRow) -> RevocableLease {
-    RevocableLease {
+fn revocable(r: RevocableRow) -> Result<RevocableLease> {
+    Ok(RevocableLease {
+        state: parse_state(&r.5)?,
         id: r.0,
         agent_id: r.1,
         agent_name: r.2,
         sealed_external_id: r.3,
         backend: r.4,
-        state: r.5,
         attempts: r.6,
         first_failed_at: r.7.map(Timestamp::from_millis),
         expires_at: Timestamp::from_millis(r.8),
-    }
+    })
+}
+
+/// A stored state, parsed once here; anything else is a damaged row.
+fn parse_state(text: &str) -> Result<LeaseState> {
+    text.parse().map_err(|e: creddy_core::lease::UnknownState| {
+        StoreError::Corrupt(format!("leases.state: {e}"))
+    })
 }
 
 impl Store {
@@ -308,7 +316,7 @@ impl Store {
                 .bind(backend)
                 .fetch_all(p)
                 .await)?;
-        Ok(rows.into_iter().map(revocable).collect())
+        rows.into_iter().map(revocable).collect()
     }
 
     /// The configured backends that have leases due at `now` and not claimed by a node.
@@ -356,7 +364,7 @@ impl Store {
                 .await)?;
         // RETURNING does not keep the subquery's order.
         rows.sort_by_key(|r| r.8);
-        Ok(rows.into_iter().map(revocable).collect())
+        rows.into_iter().map(revocable).collect()
     }
 
     /// When the next lease falls due (claimed ones at the end of their claim).
@@ -374,7 +382,7 @@ impl Store {
     pub async fn settle_lease(
         &self,
         id: &str,
-        to_state: &str,
+        to_state: LeaseState,
         now: Timestamp,
         event: &AuditEvent,
     ) -> Result<bool> {
@@ -386,7 +394,7 @@ impl Store {
                  WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
             )
             .bind(id)
-            .bind(to_state)
+            .bind(to_state.as_str())
             .bind(now.as_millis()),
             event
         ));
@@ -414,7 +422,7 @@ pub struct LeaseRecord {
     /// The scopes.
     pub scopes: Vec<String>,
     /// The state.
-    pub state: String,
+    pub state: LeaseState,
     /// When it was created.
     pub created_at: Timestamp,
     /// When it expires.
@@ -441,9 +449,6 @@ type LeaseRecordRow = (
     Option<String>,
 );
 
-/// Every state a lease can be in (§12.1).
-pub use creddy_core::lease::STATES as LEASE_STATES;
-
 /// Filters for [`Store::find_leases`].
 #[derive(Debug, Clone, Default)]
 pub struct LeaseFilter {
@@ -454,7 +459,7 @@ pub struct LeaseFilter {
     /// Only this backend's.
     pub backend: Option<String>,
     /// Only these states (default: pending, active, revoking, irrevocable).
-    pub states: Vec<String>,
+    pub states: Vec<LeaseState>,
     /// Only leases older than this one (its id): the cursor of the next page.
     pub before: Option<String>,
     /// At most this many (1 to [`MAX_LEASE_PAGE`]; 0 means the most).
@@ -467,26 +472,18 @@ pub const MAX_LEASE_PAGE: u32 = 1000;
 impl Store {
     /// Leases matching `filter`, newest first (by id, whose ULID starts with the creation
     /// time), one page of at most `filter.limit`; the last id is the cursor of the next page.
-    /// Unknown state names match nothing.
     pub async fn find_leases(&self, filter: &LeaseFilter) -> Result<Vec<LeaseRecord>> {
-        let wanted: Vec<&str> = if filter.states.is_empty() {
-            vec!["pending", "active", "revoking", "irrevocable"]
+        let wanted: &[LeaseState] = if filter.states.is_empty() {
+            &LeaseState::OPEN
         } else {
-            LEASE_STATES
-                .iter()
-                .copied()
-                .filter(|k| filter.states.iter().any(|s| s == k))
-                .collect()
+            &filter.states
         };
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Only names from LEASE_STATES reach the SQL text; every given filter becomes a condition
+        // Only the names of lease states reach the SQL text; every given filter becomes a condition
         // of its own (never `$n IS NULL OR …`), so the id lookup uses the primary key and the
         // others their indexes however many leases there are.
         let states = wanted
             .iter()
-            .map(|s| format!("'{s}'"))
+            .map(|s| format!("'{}'", s.as_str()))
             .collect::<Vec<_>>()
             .join(", ");
         let mut conditions = vec![format!("state IN ({states})")];
@@ -528,7 +525,7 @@ impl Store {
                     agent_id: r.1,
                     agent_name: r.2,
                     backend: r.3,
-                    state: r.5,
+                    state: parse_state(&r.5)?,
                     created_at: Timestamp::from_millis(r.6),
                     expires_at: Timestamp::from_millis(r.7),
                     revoked_at: r.8.map(Timestamp::from_millis),
@@ -577,7 +574,7 @@ impl Store {
                 .fetch_optional(p)
                 .await)?;
         if let Some(row) = claimed {
-            return Ok(Queued::Claimed(revocable(row)));
+            return Ok(Queued::Claimed(revocable(row)?));
         }
         with_pool!(self, |p| sqlx::query(
             "UPDATE leases SET state = 'revoking' WHERE id = $1 AND state = 'pending'"
@@ -610,7 +607,7 @@ impl Store {
 
     /// The number of leases per backend and state, for the states that still need work or
     /// attention (`pending`, `active`, `revoking`, `irrevocable`).
-    pub async fn count_open_leases_by_backend(&self) -> Result<Vec<(String, String, i64)>> {
+    pub async fn count_open_leases_by_backend(&self) -> Result<Vec<(String, LeaseState, i64)>> {
         // Counting every state walks the (backend, state) index once; a filter on the state
         // would make SQLite check each entry and take twice as long.
         let counts: Vec<(String, String, i64)> = with_pool!(self, |p| {
@@ -620,15 +617,14 @@ impl Store {
         .fetch_all(p)
         .await
         })?;
-        Ok(counts
-            .into_iter()
-            .filter(|(_, state, _)| {
-                matches!(
-                    state.as_str(),
-                    "pending" | "active" | "revoking" | "irrevocable"
-                )
-            })
-            .collect())
+        let mut open = Vec::new();
+        for (backend, state, count) in counts {
+            let state = parse_state(&state)?;
+            if state.is_open() {
+                open.push((backend, state, count));
+            }
+        }
+        Ok(open)
     }
 }
 
@@ -640,7 +636,7 @@ pub enum Queued {
     /// The lease is now `revoking` and claimed by the caller.
     Claimed(RevocableLease),
     /// The lease's state; nothing for the caller to do.
-    State(String),
+    State(LeaseState),
 }
 
 impl Store {
@@ -652,7 +648,7 @@ impl Store {
                 .bind(id)
                 .fetch_optional(p)
                 .await)?;
-        Ok(row.map(revocable))
+        row.map(revocable).transpose()
     }
 }
 
@@ -667,7 +663,7 @@ impl Store {
         now: Timestamp,
         error: &str,
         next_attempt_at: Option<Timestamp>,
-        give_up: Option<&str>,
+        give_up: Option<LeaseState>,
         event: &AuditEvent,
     ) -> Result<()> {
         in_transaction!(self, |tx| {
@@ -681,7 +677,7 @@ impl Store {
             .bind(error)
             .bind(next_attempt_at.map(Timestamp::as_millis))
             .bind(now.as_millis())
-            .bind(give_up)
+            .bind(give_up.map(LeaseState::as_str))
             .execute(&mut *tx)
             .await?;
             append_event!(tx, event)?;

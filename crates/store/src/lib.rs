@@ -34,7 +34,7 @@ pub use backends::BackendRecord;
 pub use enrollments::{Enrollment, NewEnrollment};
 pub use keys::SigningKeyRecord;
 pub use leases::{
-    Intent, LEASE_STATES, LeaseFilter, LeaseRecord, LeaseSummary, MAX_LEASE_PAGE, NewLease, Queued,
+    Intent, LeaseFilter, LeaseRecord, LeaseSummary, MAX_LEASE_PAGE, NewLease, Queued,
     RevocableLease,
 };
 

@@ -2,6 +2,7 @@
 
 use creddy_core::agent::NewAgent;
 use creddy_core::audit::{Action, Actor, AuditEvent, GENESIS_HASH};
+use creddy_core::lease::LeaseState;
 use creddy_core::names::AgentName;
 use creddy_core::scope::Grants;
 use creddy_core::{Duration, Timestamp};
@@ -433,12 +434,8 @@ async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestSto
         .await
         .expect("intent");
     assert_eq!(
-        db.store
-            .lease_state("cred_ok")
-            .await
-            .expect("state")
-            .as_deref(),
-        Some("pending")
+        db.store.lease_state("cred_ok").await.expect("state"),
+        Some(LeaseState::Pending)
     );
     assert_eq!(
         db.store
@@ -473,20 +470,12 @@ async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestSto
         .await
         .expect("fail");
     assert_eq!(
-        db.store
-            .lease_state("cred_ok")
-            .await
-            .expect("state")
-            .as_deref(),
-        Some("active")
+        db.store.lease_state("cred_ok").await.expect("state"),
+        Some(LeaseState::Active)
     );
     assert_eq!(
-        db.store
-            .lease_state("cred_bad")
-            .await
-            .expect("state")
-            .as_deref(),
-        Some("failed")
+        db.store.lease_state("cred_bad").await.expect("state"),
+        Some(LeaseState::Failed)
     );
     let open = db.store.open_leases_of(&agent.id).await.expect("open");
     assert_eq!(open.len(), 1);
@@ -603,7 +592,7 @@ async fn due_leases_are_claimed_by_one_node_at_a_time(db: TestStore) {
     );
     let revoked = AuditEvent::new(Action::CredentialRevoked, Actor::system(), now);
     db.store
-        .settle_lease("cred_00", "revoked", now, &revoked)
+        .settle_lease("cred_00", LeaseState::Revoked, now, &revoked)
         .await
         .expect("settle");
     let after_expiry = now.plus_seconds(61);
@@ -637,7 +626,7 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
         Queued::Claimed(lease) => lease,
         other => panic!("expected a claim, got {other:?}"),
     };
-    assert_eq!(claimed.state, "revoking");
+    assert_eq!(claimed.state, LeaseState::Revoking);
     assert!(
         db.store
             .claim_due_leases(now.plus_seconds(30), 60_000, "alpha", 10)
@@ -651,7 +640,7 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
             .queue_revocation("cred_live", now, 60_000)
             .await
             .expect("again"),
-        Queued::State("revoking".into()),
+        Queued::State(LeaseState::Revoking),
         "repeating changes nothing"
     );
     assert_eq!(
@@ -676,7 +665,7 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
             now,
             "upstream_unavailable",
             Some(now.plus_seconds(86_400)),
-            Some("irrevocable"),
+            Some(LeaseState::Irrevocable),
             &gave_up,
         )
         .await
@@ -686,7 +675,7 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
             .count_open_leases_by_backend()
             .await
             .expect("count"),
-        [("alpha".to_owned(), "irrevocable".to_owned(), 1)]
+        [("alpha".to_owned(), LeaseState::Irrevocable, 1)]
     );
     let forgotten = AuditEvent::new(Action::CredentialForgotten, Actor::local_admin(), now);
     assert!(
@@ -696,12 +685,8 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
             .expect("forget")
     );
     assert_eq!(
-        db.store
-            .lease_state("cred_live")
-            .await
-            .expect("state")
-            .as_deref(),
-        Some("forgotten")
+        db.store.lease_state("cred_live").await.expect("state"),
+        Some(LeaseState::Forgotten)
     );
     assert_eq!(db.store.next_lease_due().await.expect("next"), None);
     let events = db.store.recent_events(1).await.expect("events");
@@ -755,7 +740,7 @@ async fn a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_sett
         .await
         .expect("claim");
     assert_eq!(queued.len(), 2, "both leases are due at once");
-    assert!(queued.iter().all(|l| l.state == "revoking"));
+    assert!(queued.iter().all(|l| l.state == LeaseState::Revoking));
     assert!(
         db.store
             .drained_backends()
@@ -766,7 +751,7 @@ async fn a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_sett
     for lease in &queued {
         let revoked = AuditEvent::new(Action::CredentialRevoked, Actor::system(), now);
         db.store
-            .settle_lease(&lease.id, "revoked", now, &revoked)
+            .settle_lease(&lease.id, LeaseState::Revoked, now, &revoked)
             .await
             .expect("settle");
     }

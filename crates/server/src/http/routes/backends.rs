@@ -464,7 +464,12 @@ async fn mark_irrevocable(
         .with_details(json!({"reason": "backend_removed_by_force"}));
         state
             .store()
-            .settle_lease(&lease.id, "irrevocable", state.clock().now(), &event)
+            .settle_lease(
+                &lease.id,
+                creddy_core::lease::LeaseState::Irrevocable,
+                state.clock().now(),
+                &event,
+            )
             .await?;
         tracing::error!(backend = %name, lease = %lease.id, "credential left irrevocable by a forced backend removal");
     }

@@ -37,7 +37,7 @@ pub(crate) async fn health(
     };
     let irrevocable: i64 = by_backend
         .iter()
-        .filter(|(_, lease_state, _)| lease_state == "irrevocable")
+        .filter(|(_, lease_state, _)| *lease_state == creddy_core::lease::LeaseState::Irrevocable)
         .map(|(_, _, n)| n)
         .sum();
     Json(json!({

@@ -17,6 +17,8 @@ use creddy_store::{LeaseFilter, LeaseRecord, Queued};
 use serde::Deserialize;
 use serde_json::json;
 
+use creddy_core::lease::LeaseState;
+
 use crate::auth::Principal;
 use crate::error::EngineError;
 use crate::http::RequestOrigin;
@@ -25,7 +27,7 @@ use crate::state::AppState;
 async fn find(state: &AppState, id: &str) -> Result<Option<LeaseRecord>, EngineError> {
     let filter = LeaseFilter {
         id: Some(id.to_owned()),
-        states: creddy_store::LEASE_STATES.map(str::to_owned).to_vec(),
+        states: LeaseState::ALL.to_vec(),
         ..LeaseFilter::default()
     };
     Ok(state.store().find_leases(&filter).await?.into_iter().next())
@@ -65,17 +67,17 @@ async fn revoke(
             )
             .await?;
             if revoked {
-                "revoked".to_owned()
+                LeaseState::Revoked
             } else {
                 state.tasks().kick();
-                "revoking".to_owned()
+                LeaseState::Revoking
             }
         }
     };
-    if current == "revoking" {
+    if current == LeaseState::Revoking {
         state.tasks().kick();
     }
-    let status = if current == "revoking" {
+    let status = if current == LeaseState::Revoking {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
@@ -117,23 +119,22 @@ pub(crate) async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<LeaseRecord>>, EngineError> {
     principal.require_admin("admin:tokens:read")?;
-    let states: Vec<String> = query
+    let states = query
         .state
-        .map(|s| s.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
-    if let Some(unknown) = states
-        .iter()
-        .find(|s| !creddy_store::LEASE_STATES.contains(&s.as_str()))
-    {
-        return Err(
-            EngineError::invalid_request(format!("unknown lease state '{unknown}'")).with_remedy(
-                format!(
+        .map(|s| {
+            s.split(',')
+                .map(str::parse::<LeaseState>)
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(|unknown| {
+            EngineError::invalid_request(format!("unknown lease state '{}'", unknown.0))
+                .with_remedy(format!(
                     "use one or more of: {}",
-                    creddy_store::LEASE_STATES.join(", ")
-                ),
-            ),
-        );
-    }
+                    LeaseState::ALL.map(LeaseState::as_str).join(", ")
+                ))
+        })?
+        .unwrap_or_default();
     let filter = LeaseFilter {
         id: None,
         agent_name: query.agent,
@@ -181,7 +182,7 @@ pub(crate) async fn revoke_any(
 ) -> Result<Response, EngineError> {
     principal.require_admin("admin:tokens:write")?;
     let lease = find(&state, &id).await?.ok_or_else(|| no_such_lease(&id))?;
-    if lease.state == "irrevocable" {
+    if lease.state == LeaseState::Irrevocable {
         if query.force {
             return forget(&state, &principal, context, lease, query.reason).await;
         }
@@ -235,7 +236,7 @@ async fn forget(
         .await?;
     let current = if forgotten {
         tracing::warn!(lease = %lease.id, backend = %lease.backend, "an admin stopped the revocation retries of an irrevocable credential");
-        "forgotten".to_owned()
+        LeaseState::Forgotten
     } else {
         state
             .store()

@@ -18,12 +18,15 @@ pub(crate) async fn metrics(
     let mut samples = Vec::new();
     let mut irrevocable = 0;
     for (backend, lease_state, count) in state.store().count_open_leases_by_backend().await? {
-        if lease_state == "irrevocable" {
+        if lease_state == creddy_core::lease::LeaseState::Irrevocable {
             irrevocable += count;
         }
         samples.push(Sample {
             name: "creddy_leases",
-            labels: vec![("backend", backend), ("state", lease_state)],
+            labels: vec![
+                ("backend", backend),
+                ("state", lease_state.as_str().to_owned()),
+            ],
             value: count,
         });
     }
