@@ -10,7 +10,9 @@
 pub mod agent;
 pub mod audit;
 pub mod clock;
+pub mod closed_set;
 pub mod duration;
+pub mod enrollment;
 pub mod ids;
 pub mod lease;
 pub mod names;

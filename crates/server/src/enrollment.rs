@@ -7,6 +7,7 @@
 use creddy_core::Timestamp;
 use creddy_core::agent::NewAgent;
 use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
+use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
 use creddy_core::names::AgentName;
 use creddy_core::policy::{Policy, Verdict};
 use creddy_core::scope::{Grants, Scope};
@@ -229,8 +230,8 @@ pub(crate) async fn expire_lapsed(state: &AppState) -> Result<(), creddy_store::
             expired = expired.about_agent(agent, &request.name);
         }
         let mut events = vec![expired];
-        if request.status == "approved"
-            && request.kind == "enroll"
+        if request.status == EnrollmentStatus::Approved
+            && request.kind == EnrollmentKind::Enroll
             && let Some(agent) = &request.agent_id
         {
             events.push(
@@ -241,7 +242,14 @@ pub(crate) async fn expire_lapsed(state: &AppState) -> Result<(), creddy_store::
         }
         if state
             .store()
-            .close_enrollment(&request.id, "expired", None, "system", now, &events)
+            .close_enrollment(
+                &request.id,
+                EnrollmentStatus::Expired,
+                None,
+                "system",
+                now,
+                &events,
+            )
             .await?
         {
             tracing::info!(request = %request.id, name = %request.name, was = %request.status, "request expired");

@@ -9,13 +9,14 @@
 use creddy_core::Timestamp;
 use creddy_core::agent::NewAgent;
 use creddy_core::audit::AuditEvent;
+use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
 use creddy_core::ids::AgentId;
 use creddy_core::secret::TokenHash;
 use serde::Serialize;
 
 use crate::agents::insert_agent;
 use crate::audit::{append_event, append_events};
-use crate::{Result, Store, StoreError, decode_strings, in_transaction, with_pool};
+use crate::{Result, Store, StoreError, decode_strings, in_transaction, parse_name, with_pool};
 
 /// An enrollment or amendment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,7 +25,7 @@ pub struct Enrollment {
     pub id: String,
     /// `enroll` or `amendment`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EnrollmentKind,
     /// The (requested) agent name.
     pub name: String,
     /// The agent: an amendment's, or an approved enrollment's.
@@ -32,7 +33,7 @@ pub struct Enrollment {
     /// The scopes: requested, then as approved.
     pub scopes: Vec<String>,
     /// `pending`, `approved`, `claimed`, `rejected` or `expired`.
-    pub status: String,
+    pub status: EnrollmentStatus,
     /// The governing policy.
     pub policy: Option<String>,
     /// Why it waits or was rejected.
@@ -51,7 +52,7 @@ pub struct NewEnrollment {
     /// `enr_…`.
     pub id: String,
     /// `enroll` or `amendment`.
-    pub kind: &'static str,
+    pub kind: EnrollmentKind,
     /// The agent name.
     pub name: String,
     /// The amendment's agent.
@@ -59,7 +60,7 @@ pub struct NewEnrollment {
     /// Requested scopes.
     pub scopes: Vec<String>,
     /// `pending`, `rejected` or `claimed` (approved and picked up at once).
-    pub status: &'static str,
+    pub status: EnrollmentStatus,
     /// The governing policy.
     pub policy: Option<String>,
     /// The policy's reason.
@@ -96,11 +97,11 @@ const COLUMNS: &str =
 fn from_row(r: EnrollmentRow) -> Result<Enrollment> {
     Ok(Enrollment {
         scopes: decode_strings("enrollments.scopes", &r.4)?,
+        kind: parse_name("enrollments.kind", &r.1)?,
+        status: parse_name("enrollments.status", &r.5)?,
         id: r.0,
-        kind: r.1,
         name: r.2,
         agent_id: r.3,
-        status: r.5,
         policy: r.6,
         reason: r.7,
         ip: r.8,
@@ -130,7 +131,7 @@ impl Store {
         let scopes = encode(&new.scopes)?;
         let name_key = new.name.to_ascii_lowercase();
         in_transaction!(self, |tx| {
-            if new.kind == "enroll" {
+            if new.kind == EnrollmentKind::Enroll {
                 let (taken,): (i64,) =
                     sqlx::query_as("SELECT COUNT(*) FROM agents WHERE name_key = $1")
                         .bind(&name_key)
@@ -151,23 +152,27 @@ impl Store {
                     return Err(StoreError::Conflict("the agent no longer exists".into()));
                 }
             }
-            if new.status == "pending" {
+            if new.status == EnrollmentStatus::Pending {
                 let (open,): (i64,) = sqlx::query_as(
                     "SELECT COUNT(*) FROM enrollments WHERE status = 'pending' AND kind = $1 \
                      AND ($1 = 'enroll' OR agent_id = $2)",
                 )
-                .bind(new.kind)
+                .bind(new.kind.as_str())
                 .bind(new.agent_id.as_deref())
                 .fetch_one(&mut *tx)
                 .await?;
                 if open >= i64::from(max_open) {
-                    return Err(StoreError::Conflict(if new.kind == "enroll" {
-                        format!("{open} enrollments are waiting for a decision, the most allowed")
-                    } else {
-                        format!(
-                            "this agent already has {open} scope requests waiting, the most allowed"
-                        )
-                    }));
+                    return Err(StoreError::Conflict(
+                        if new.kind == EnrollmentKind::Enroll {
+                            format!(
+                                "{open} enrollments are waiting for a decision, the most allowed"
+                            )
+                        } else {
+                            format!(
+                                "this agent already has {open} scope requests waiting, the most allowed"
+                            )
+                        },
+                    ));
                 }
             }
             sqlx::query(
@@ -176,12 +181,12 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .bind(&new.id)
-            .bind(new.kind)
+            .bind(new.kind.as_str())
             .bind(&new.name)
             .bind(&name_key)
             .bind(agent.map(|a| a.id.as_str()).or(new.agent_id.as_deref()))
             .bind(&scopes)
-            .bind(new.status)
+            .bind(new.status.as_str())
             .bind(new.policy.as_deref())
             .bind(new.reason.as_deref())
             .bind(new.ip.as_deref())
@@ -373,7 +378,7 @@ impl Store {
     pub async fn close_enrollment(
         &self,
         id: &str,
-        status: &str,
+        status: EnrollmentStatus,
         reason: Option<&str>,
         decided_by: &str,
         now: Timestamp,
@@ -387,7 +392,7 @@ impl Store {
                  RETURNING agent_id, kind",
             )
             .bind(id)
-            .bind(status)
+            .bind(status.as_str())
             .bind(reason)
             .bind(now.as_millis())
             .bind(decided_by)
@@ -398,7 +403,7 @@ impl Store {
                 Some((agent, kind)) => {
                     // An approved enrollment nobody claimed: its agent never had usable
                     // credentials, so it goes (it holds no leases).
-                    if kind == "enroll"
+                    if kind == EnrollmentKind::Enroll.as_str()
                         && let Some(agent) = agent
                     {
                         sqlx::query("DELETE FROM agents WHERE id = $1")

@@ -14,7 +14,7 @@ use creddy_core::lease::LeaseState;
 use serde::Serialize;
 
 use crate::audit::{append_event, change_with_event};
-use crate::{Result, Store, StoreError, decode_strings, in_transaction, with_pool};
+use crate::{Result, Store, decode_strings, in_transaction, with_pool};
 
 /// One lease, as shown to its agent and in agent listings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -298,9 +298,7 @@ fn revocable(r: RevocableRow) -> Result<RevocableLease> {
 
 /// A stored state, parsed once here; anything else is a damaged row.
 fn parse_state(text: &str) -> Result<LeaseState> {
-    text.parse().map_err(|e: creddy_core::lease::UnknownState| {
-        StoreError::Corrupt(format!("leases.state: {e}"))
-    })
+    crate::parse_name("leases.state", text)
 }
 
 impl Store {

@@ -290,6 +290,18 @@ async fn open_postgres(url: &str) -> Result<PgPool> {
 }
 
 /// Decodes a JSON array of strings stored in a text column.
+/// A stored name of a closed set (a lease state, a request kind or status), parsed once
+/// here; anything else is a damaged row.
+fn parse_name<T>(column: &str, text: &str) -> Result<T>
+where
+    T: std::str::FromStr<Err = creddy_core::closed_set::UnknownName>,
+{
+    text.parse()
+        .map_err(|e: creddy_core::closed_set::UnknownName| {
+            StoreError::Corrupt(format!("{column}: {e}"))
+        })
+}
+
 fn decode_strings(column: &str, text: &str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }

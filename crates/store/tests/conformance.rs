@@ -2,6 +2,7 @@
 
 use creddy_core::agent::NewAgent;
 use creddy_core::audit::{Action, Actor, AuditEvent, GENESIS_HASH};
+use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
 use creddy_core::lease::LeaseState;
 use creddy_core::names::AgentName;
 use creddy_core::scope::Grants;
@@ -761,10 +762,10 @@ async fn a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_sett
     );
 }
 
-fn enrollment(id: &str, name: &str, status: &'static str) -> creddy_store::NewEnrollment {
+fn enrollment(id: &str, name: &str, status: EnrollmentStatus) -> creddy_store::NewEnrollment {
     creddy_store::NewEnrollment {
         id: id.into(),
-        kind: "enroll",
+        kind: EnrollmentKind::Enroll,
         name: name.into(),
         agent_id: None,
         scopes: vec!["alpha".into()],
@@ -791,7 +792,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
     assert!(matches!(
         db.store
             .request_enrollment(
-                &enrollment("enr_0", "TAKEN", "pending"),
+                &enrollment("enr_0", "TAKEN", EnrollmentStatus::Pending),
                 None,
                 10,
                 &requested()
@@ -799,7 +800,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
             .await,
         Err(StoreError::NameTaken)
     ));
-    let first = enrollment("enr_1", "ci-agent", "pending");
+    let first = enrollment("enr_1", "ci-agent", EnrollmentStatus::Pending);
     db.store
         .request_enrollment(&first, None, 10, &requested())
         .await
@@ -808,7 +809,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
         matches!(
             db.store
                 .request_enrollment(
-                    &enrollment("enr_2", "CI-Agent", "pending"),
+                    &enrollment("enr_2", "CI-Agent", EnrollmentStatus::Pending),
                     None,
                     10,
                     &requested()
@@ -821,7 +822,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
     assert!(matches!(
         db.store
             .request_enrollment(
-                &enrollment("enr_3", "other", "pending"),
+                &enrollment("enr_3", "other", EnrollmentStatus::Pending),
                 None,
                 1,
                 &requested()
@@ -902,7 +903,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
     // An approval nobody picks up expires and takes its agent along.
     db.store
         .request_enrollment(
-            &enrollment("enr_4", "lazy", "pending"),
+            &enrollment("enr_4", "lazy", EnrollmentStatus::Pending),
             None,
             10,
             &requested(),
@@ -927,7 +928,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
         db.store
             .close_enrollment(
                 "enr_4",
-                "expired",
+                EnrollmentStatus::Expired,
                 None,
                 "system",
                 pickup,
@@ -945,15 +946,22 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
     );
     assert!(
         !db.store
-            .close_enrollment("enr_4", "rejected", None, "local_admin", pickup, &[])
+            .close_enrollment(
+                "enr_4",
+                EnrollmentStatus::Rejected,
+                None,
+                "local_admin",
+                pickup,
+                &[],
+            )
             .await
             .expect("again"),
         "a closed request stays closed"
     );
 
     // Amendments merge scopes into the agent.
-    let mut amendment = enrollment("enr_5", "ci-agent", "pending");
-    amendment.kind = "amendment";
+    let mut amendment = enrollment("enr_5", "ci-agent", EnrollmentStatus::Pending);
+    amendment.kind = EnrollmentKind::Amendment;
     amendment.agent_id = Some(agent.id.as_str().into());
     amendment.secret_hash = None;
     db.store

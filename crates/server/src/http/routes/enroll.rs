@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use creddy_core::Timestamp;
 use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
+use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
 use creddy_core::ids::{AgentId, EnrollmentId};
 use creddy_core::names::AgentName;
 use creddy_core::policy::Verdict;
@@ -87,11 +88,11 @@ pub(crate) async fn enroll(
     events.extend(decided.as_ref().map(|d| d.event(now, name.as_str(), &id)));
     let mut new = NewEnrollment {
         id: id.clone(),
-        kind: "enroll",
+        kind: EnrollmentKind::Enroll,
         name: name.as_str().to_owned(),
         agent_id: None,
         scopes: scope_texts.clone(),
-        status: "pending",
+        status: EnrollmentStatus::Pending,
         policy: policy.as_ref().map(|p| p.name.clone()),
         reason: None,
         ip: context.ip.clone(),
@@ -121,7 +122,7 @@ pub(crate) async fn enroll(
     };
     match verdict {
         Verdict::Rejected(reason) => {
-            new.status = "rejected";
+            new.status = EnrollmentStatus::Rejected;
             new.reason = Some(reason.clone());
             new.decided_by = Some("policy");
             events.push(
@@ -156,7 +157,7 @@ pub(crate) async fn enroll(
             let grants = Grants::from_scopes(scopes);
             let (mut agent, secrets) = admitted_agent(name, grants, None, policy.as_ref(), now);
             agent.client_secret_hash = state.sealer().client_secret_hash(&secrets.client_secret);
-            new.status = "claimed";
+            new.status = EnrollmentStatus::Claimed;
             new.policy = policy.as_ref().map(|p| p.name.clone());
             new.decided_by = Some(if by_admin { "local_admin" } else { "policy" });
             let approver = if by_admin {
@@ -274,17 +275,17 @@ pub(crate) async fn status(
         .ok_or_else(unknown)?;
     let now = state.clock().now();
     let lapsed = request.expires_at <= now;
-    match request.status.as_str() {
-        "pending" if !lapsed => Ok(Json(json!({"id": request.id, "name": request.name,
+    match request.status {
+        EnrollmentStatus::Pending if !lapsed => Ok(Json(json!({"id": request.id, "name": request.name,
             "status": "pending", "expires_at": request.expires_at}))
         .into_response()),
-        "approved" if !lapsed => pick_up(&state, &request, now).await,
-        "claimed" => Err(EngineError::new(
+        EnrollmentStatus::Approved if !lapsed => pick_up(&state, &request, now).await,
+        EnrollmentStatus::Claimed => Err(EngineError::new(
             ErrorCode::EnrollmentClaimed,
             "the credentials of this enrollment were already picked up",
         )
         .with_remedy("they are handed out once; if they were lost, enroll again under another name or ask an admin")),
-        "rejected" => Ok(Json(json!({"id": request.id, "status": "rejected", "reason": request.reason})).into_response()),
+        EnrollmentStatus::Rejected => Ok(Json(json!({"id": request.id, "status": "rejected", "reason": request.reason})).into_response()),
         _ => Ok(Json(json!({"id": request.id, "status": "expired"})).into_response()),
     }
 }
@@ -377,7 +378,7 @@ async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, EngineEr
         .find_enrollment(id)
         .await?
         .ok_or_else(|| no_such_request(id))?;
-    if request.status != "pending" {
+    if request.status != EnrollmentStatus::Pending {
         return Err(EngineError::new(
             ErrorCode::Conflict,
             format!("request {id} is already {}", request.status),
@@ -388,7 +389,7 @@ async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, EngineEr
 
 /// An agent never decides on its own amendment, whatever admin scopes it holds.
 fn refuse_own_amendment(principal: &Principal, request: &Enrollment) -> Result<(), EngineError> {
-    if request.kind == "amendment"
+    if request.kind == EnrollmentKind::Amendment
         && principal.agent_id().is_some()
         && principal.agent_id() == request.agent_id.as_deref()
     {
@@ -423,7 +424,7 @@ pub(crate) async fn approve(
     let now = state.clock().now();
     let actor = principal.actor();
     let decided_by = principal.decider();
-    let (agent_id, final_scopes) = if request.kind == "amendment" {
+    let (agent_id, final_scopes) = if request.kind == EnrollmentKind::Amendment {
         let agent_id = request.agent_id.clone().unwrap_or_default();
         let added = grants.to_strings();
         let request_id = id.clone();
@@ -504,7 +505,7 @@ pub(crate) async fn reject(
         ));
     }
     let now = state.clock().now();
-    let action = if request.kind == "amendment" {
+    let action = if request.kind == EnrollmentKind::Amendment {
         Action::AmendmentRejected
     } else {
         Action::EnrollmentRejected
@@ -517,7 +518,7 @@ pub(crate) async fn reject(
         .store()
         .close_enrollment(
             &id,
-            "rejected",
+            EnrollmentStatus::Rejected,
             Some(&reason),
             &principal.decider(),
             now,
@@ -568,9 +569,9 @@ pub(crate) async fn amend(
         decided.event(now, &agent.name, &id),
     ];
     let (status, reason) = match &decided.verdict {
-        Verdict::Rejected(r) => ("rejected", Some(r.clone())),
-        Verdict::Pending(r) => ("pending", Some(r.clone())),
-        Verdict::Approve => ("pending", None),
+        Verdict::Rejected(r) => (EnrollmentStatus::Rejected, Some(r.clone())),
+        Verdict::Pending(r) => (EnrollmentStatus::Pending, Some(r.clone())),
+        Verdict::Approve => (EnrollmentStatus::Pending, None),
     };
     if let Verdict::Rejected(r) = &decided.verdict {
         events.push(
@@ -582,7 +583,7 @@ pub(crate) async fn amend(
     }
     let new = NewEnrollment {
         id: id.clone(),
-        kind: "amendment",
+        kind: EnrollmentKind::Amendment,
         name: agent.name.clone(),
         agent_id: Some(agent.id.to_string()),
         scopes: texts.clone(),
@@ -597,7 +598,7 @@ pub(crate) async fn amend(
         secret_hash: None,
         created_at: now,
         expires_at: now.plus_seconds(state.settings().enrollment.pending_ttl),
-        decided_by: (status == "rejected").then_some("policy"),
+        decided_by: (status == EnrollmentStatus::Rejected).then_some("policy"),
     };
     state
         .store()
@@ -648,7 +649,9 @@ pub(crate) async fn amendment_status(
         .store()
         .find_enrollment(&id)
         .await?
-        .filter(|r| r.kind == "amendment" && r.agent_id.as_deref() == Some(agent.id.as_str()))
+        .filter(|r| {
+            r.kind == EnrollmentKind::Amendment && r.agent_id.as_deref() == Some(agent.id.as_str())
+        })
         .ok_or_else(|| no_such_request(&id))?;
     Ok(Json(json!({"id": request.id, "status": request.status,
         "scopes": request.scopes, "reason": request.reason})))

@@ -128,7 +128,7 @@ pub(crate) async fn list(
         })
         .transpose()
         .map_err(|unknown| {
-            EngineError::invalid_request(format!("unknown lease state '{}'", unknown.0))
+            EngineError::invalid_request(format!("unknown lease state '{}'", unknown.name))
                 .with_remedy(format!(
                     "use one or more of: {}",
                     LeaseState::ALL.map(LeaseState::as_str).join(", ")
