@@ -5,12 +5,16 @@
 //! list the configured backends.
 
 use creddy_core::Timestamp;
-use creddy_core::agent::NewAgent;
+use creddy_core::agent::{AgentSecrets, NewAgent};
 use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
 use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
+use creddy_core::ids::EnrollmentId;
 use creddy_core::names::AgentName;
+use creddy_core::origin::Origin;
 use creddy_core::policy::{Policy, Verdict};
 use creddy_core::scope::{Grants, Scope};
+use creddy_core::secret::{SecretToken, TokenKind};
+use creddy_store::{Enrollment, NewEnrollment, StoreError};
 use serde_json::json;
 
 use crate::error::{EngineError, ErrorCode};
@@ -256,4 +260,292 @@ pub(crate) async fn expire_lapsed(state: &AppState) -> Result<(), creddy_store::
         }
     }
     Ok(())
+}
+
+/// A name already used by an agent or an open enrollment.
+pub(crate) fn name_taken(name: &str) -> EngineError {
+    EngineError::new(
+        ErrorCode::NameTaken,
+        format!("the name '{name}' is already used by an agent or an open enrollment"),
+    )
+    .with_remedy(format!(
+        "enroll under another name (--name); if this machine already is '{name}', keep using its agent config (creddy status); an admin can remove the old agent (creddy agent rm {name})"
+    ))
+}
+
+/// The events of an approval that creates `agent`.
+pub(crate) fn approval_events(
+    agent: &creddy_core::agent::NewAgent,
+    request: &str,
+    approver: Actor,
+    now: Timestamp,
+) -> Vec<AuditEvent> {
+    vec![
+        AuditEvent::new(Action::EnrollmentApproved, approver.clone(), now)
+            .about_agent(agent.id.as_str(), agent.name.as_str())
+            .with_details(json!({"request": request, "scopes": agent.scopes.to_strings(), "policy": agent.policy})),
+        AuditEvent::new(Action::AgentCreated, approver, now)
+            .about_agent(agent.id.as_str(), agent.name.as_str())
+            .with_details(json!({
+                "scopes": agent.scopes.to_strings(),
+                "expires_at": agent.expires_at,
+                "client_id": agent.client_id,
+                "policy": agent.policy,
+                "request": request,
+            })),
+    ]
+}
+
+/// An enrollment request as the caller sent it.
+#[derive(Debug)]
+pub(crate) struct EnrollRequest {
+    /// The agent name asked for.
+    pub(crate) name: String,
+    /// The scopes asked for.
+    pub(crate) scopes: Vec<String>,
+    /// The local admin token, when a local admin enrolls a machine and approves at once.
+    pub(crate) admin_token: Option<String>,
+}
+
+/// Credentials handed to an enrolled agent, once.
+#[derive(Debug)]
+pub(crate) struct Pickup {
+    /// The request, `enr_…`.
+    pub(crate) request: String,
+    /// The agent's id.
+    pub(crate) agent_id: String,
+    /// The agent's name.
+    pub(crate) name: String,
+    /// The agent's scopes.
+    pub(crate) scopes: Vec<String>,
+    /// Its OIDC client id.
+    pub(crate) client_id: String,
+    /// Its vend token and client secret, generated now and stored only as hashes.
+    pub(crate) secrets: AgentSecrets,
+    /// The end of its lifetime.
+    pub(crate) expires_at: Option<Timestamp>,
+    /// The policy that admitted it.
+    pub(crate) policy: Option<String>,
+}
+
+/// What an enrollment request came to.
+#[derive(Debug)]
+pub(crate) enum Requested {
+    /// A policy refused it.
+    Rejected {
+        /// The request.
+        id: String,
+        /// The policy's reason.
+        reason: String,
+    },
+    /// It waits for a person or a policy; the caller polls with the secret.
+    Pending {
+        /// The request.
+        id: String,
+        /// The agent name.
+        name: String,
+        /// The poll secret (only its hash is stored).
+        secret: SecretToken,
+        /// The decision deadline.
+        expires_at: Timestamp,
+    },
+    /// Approved at once (a policy or the local admin) and picked up in the same step.
+    Admitted(Box<Pickup>),
+}
+
+/// `POST /v1/enroll`: checks the request, asks the policies (unless the local admin's token
+/// came with it), and stores the request with its events in one transaction; an approval
+/// creates the agent and hands its credentials out at once.
+pub(crate) async fn request(
+    state: &AppState,
+    origin: &Origin,
+    body: EnrollRequest,
+) -> Result<Requested, EngineError> {
+    let now = state.clock().now();
+    let caller = origin.ip.clone().unwrap_or_default();
+    state
+        .enroll_limiter()
+        .admit(&caller, now, "enrollment requests from this address")?;
+    let name = AgentName::parse(&body.name).map_err(|e| {
+        EngineError::invalid_request(e.to_string()).with_remedy("pass a valid --name")
+    })?;
+    let scopes = requested_scopes(state, &body.scopes).await?;
+    let scope_texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+    let by_admin = body
+        .admin_token
+        .as_deref()
+        .is_some_and(|t| state.is_admin_token(t));
+    let id = EnrollmentId::generate(now).to_string();
+    let decided = if by_admin {
+        None
+    } else {
+        Some(decide(state, name.as_str(), &scopes, None, now).await?)
+    };
+    let policy = decided.as_ref().and_then(|d| d.policy.clone());
+    let verdict = decided
+        .as_ref()
+        .map_or(Verdict::Approve, |d| d.verdict.clone());
+    let requested = AuditEvent::new(Action::EnrollmentRequested, Actor::anonymous(), now)
+        .from_request(origin.ip.clone(), origin.request_id.clone())
+        .with_details(json!({"request": id, "name": name.as_str(), "scopes": scope_texts}));
+    let mut events = vec![requested];
+    events.extend(decided.as_ref().map(|d| d.event(now, name.as_str(), &id)));
+    let mut new = NewEnrollment {
+        id: id.clone(),
+        kind: EnrollmentKind::Enroll,
+        name: name.as_str().to_owned(),
+        agent_id: None,
+        scopes: scope_texts.clone(),
+        status: EnrollmentStatus::Pending,
+        policy: policy.as_ref().map(|p| p.name.clone()),
+        reason: None,
+        ip: origin.ip.clone(),
+        secret_hash: None,
+        created_at: now,
+        expires_at: now.plus_seconds(state.settings().enrollment.pending_ttl),
+        decided_by: None,
+    };
+    let max_pending = state.settings().enrollment.max_pending;
+    let stored = |new: NewEnrollment,
+                  agent: Option<creddy_core::agent::NewAgent>,
+                  events: Vec<AuditEvent>| {
+        let state = state.clone();
+        async move {
+            state
+                .store()
+                .request_enrollment(&new, agent.as_ref(), max_pending, &events)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NameTaken => name_taken(&new.name),
+                    StoreError::Conflict(m) => EngineError::new(ErrorCode::RateLimited, m)
+                        .with_remedy("retry later, once an admin has decided on waiting requests")
+                        .with_retry_after(60),
+                    other => other.into(),
+                })
+        }
+    };
+    match verdict {
+        Verdict::Rejected(reason) => {
+            new.status = EnrollmentStatus::Rejected;
+            new.reason = Some(reason.clone());
+            new.decided_by = Some("policy");
+            events.push(
+                AuditEvent::new(Action::EnrollmentRejected, Actor::system(), now)
+                    .with_outcome(Outcome::Denied)
+                    .with_details(json!({"request": id, "name": name.as_str(), "reason": reason})),
+            );
+            stored(new, None, events).await?;
+            tracing::info!(request = %id, name = %name, "enrollment rejected by policy");
+            Ok(Requested::Rejected { id, reason })
+        }
+        Verdict::Pending(reason) => {
+            let secret = SecretToken::generate(TokenKind::EnrollmentSecret);
+            new.secret_hash = Some(secret.hash());
+            new.reason = Some(reason);
+            let expires_at = new.expires_at;
+            stored(new, None, events).await?;
+            tracing::info!(request = %id, name = %name, "enrollment pending");
+            Ok(Requested::Pending {
+                id,
+                name: name.as_str().to_owned(),
+                secret,
+                expires_at,
+            })
+        }
+        Verdict::Approve => {
+            let policy = match &policy {
+                Some(p) => Some(p.clone()),
+                None if by_admin => admitting_policy(state, name.as_str()).await?,
+                None => None,
+            };
+            let grants = Grants::from_scopes(scopes);
+            let (mut agent, secrets) = admitted_agent(name, grants, None, policy.as_ref(), now);
+            agent.client_secret_hash = state.sealer().client_secret_hash(&secrets.client_secret);
+            new.status = EnrollmentStatus::Claimed;
+            new.policy = policy.as_ref().map(|p| p.name.clone());
+            new.decided_by = Some(if by_admin { "local_admin" } else { "policy" });
+            let approver = if by_admin {
+                Actor::local_admin()
+            } else {
+                Actor::system()
+            };
+            events.extend(approval_events(&agent, &id, approver, now));
+            events.push(
+                AuditEvent::new(
+                    Action::EnrollmentClaimed,
+                    Actor::agent(agent.id.as_str(), agent.name.as_str()),
+                    now,
+                )
+                .about_agent(agent.id.as_str(), agent.name.as_str())
+                .with_details(json!({"request": id})),
+            );
+            let pickup = Pickup {
+                request: id.clone(),
+                agent_id: agent.id.to_string(),
+                name: agent.name.as_str().to_owned(),
+                scopes: agent.scopes.to_strings(),
+                client_id: agent.client_id.clone(),
+                secrets,
+                expires_at: agent.expires_at,
+                policy: new.policy.clone(),
+            };
+            stored(new, Some(agent), events).await?;
+            tracing::info!(request = %id, "enrollment approved at once");
+            Ok(Requested::Admitted(Box::new(pickup)))
+        }
+    }
+}
+
+/// Generates the agent's credentials and hands them out, once.
+/// Picks up an approved enrollment's credentials: generated now, their hashes stored with the
+/// claim in one transaction, so they are handed out once.
+pub(crate) async fn pick_up(
+    state: &AppState,
+    request: &Enrollment,
+    now: Timestamp,
+) -> Result<Pickup, EngineError> {
+    let agent_id = request.agent_id.clone().unwrap_or_default();
+    let secrets = AgentSecrets {
+        token: SecretToken::generate(TokenKind::Vend),
+        client_secret: SecretToken::generate(TokenKind::ClientSecret),
+    };
+    let event = AuditEvent::new(
+        Action::EnrollmentClaimed,
+        Actor::agent(&agent_id, &request.name),
+        now,
+    )
+    .about_agent(&agent_id, &request.name)
+    .with_details(json!({"request": request.id}));
+    let claimed = state
+        .store()
+        .claim_enrollment(
+            &request.id,
+            &secrets.token.hash(),
+            &state.sealer().client_secret_hash(&secrets.client_secret),
+            now,
+            &event,
+        )
+        .await?;
+    if !claimed {
+        return Err(EngineError::new(
+            ErrorCode::EnrollmentClaimed,
+            "the credentials of this enrollment were already picked up",
+        ));
+    }
+    let agent = state
+        .store()
+        .find_agent_by_name(&request.name)
+        .await?
+        .ok_or_else(|| EngineError::not_found("the approved agent no longer exists"))?;
+    tracing::info!(request = %request.id, agent = %agent.name, "enrollment picked up");
+    Ok(Pickup {
+        request: request.id.clone(),
+        agent_id: agent.id.to_string(),
+        name: agent.name.clone(),
+        scopes: agent.scopes.to_strings(),
+        client_id: agent.client_id.clone(),
+        secrets,
+        expires_at: agent.expires_at,
+        policy: agent.policy.clone(),
+    })
 }

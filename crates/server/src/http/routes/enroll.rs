@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use creddy_core::Timestamp;
 use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
 use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
 use creddy_core::ids::{AgentId, EnrollmentId};
@@ -23,7 +22,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
-use crate::enrollment::{admitted_agent, admitting_policy, decide, requested_scopes};
+use crate::enrollment::{
+    EnrollRequest, Pickup, Requested, admitted_agent, admitting_policy, approval_events, decide,
+    name_taken, requested_scopes,
+};
 use crate::error::{EngineError, ErrorCode};
 use crate::http::error::no_store;
 use crate::http::{ApiJson, RequestOrigin};
@@ -41,205 +43,52 @@ pub(crate) struct EnrollBody {
     admin_token: Option<String>,
 }
 
-fn name_taken(name: &str) -> EngineError {
-    EngineError::new(
-        ErrorCode::NameTaken,
-        format!("the name '{name}' is already used by an agent or an open enrollment"),
-    )
-    .with_remedy(format!(
-        "enroll under another name (--name); if this machine already is '{name}', keep using its agent config (creddy status); an admin can remove the old agent (creddy agent rm {name})"
-    ))
-}
-
 /// `POST /v1/enroll`.
 pub(crate) async fn enroll(
     State(state): State<AppState>,
-    RequestOrigin(context): RequestOrigin,
+    RequestOrigin(origin): RequestOrigin,
     ApiJson(body): ApiJson<EnrollBody>,
 ) -> Result<Response, EngineError> {
-    let now = state.clock().now();
-    let caller = context.ip.clone().unwrap_or_default();
-    state
-        .enroll_limiter()
-        .admit(&caller, now, "enrollment requests from this address")?;
-    let name = AgentName::parse(&body.name).map_err(|e| {
-        EngineError::invalid_request(e.to_string()).with_remedy("pass a valid --name")
-    })?;
-    let scopes = requested_scopes(&state, &body.scopes).await?;
-    let scope_texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
-    let by_admin = body
-        .admin_token
-        .as_deref()
-        .is_some_and(|t| state.is_admin_token(t));
-    let id = EnrollmentId::generate(now).to_string();
-    let decided = if by_admin {
-        None
-    } else {
-        Some(decide(&state, name.as_str(), &scopes, None, now).await?)
+    let request = EnrollRequest {
+        name: body.name,
+        scopes: body.scopes,
+        admin_token: body.admin_token,
     };
-    let policy = decided.as_ref().and_then(|d| d.policy.clone());
-    let verdict = decided
-        .as_ref()
-        .map_or(Verdict::Approve, |d| d.verdict.clone());
-    let requested = AuditEvent::new(Action::EnrollmentRequested, Actor::anonymous(), now)
-        .from_request(context.ip.clone(), context.request_id.clone())
-        .with_details(json!({"request": id, "name": name.as_str(), "scopes": scope_texts}));
-    let mut events = vec![requested];
-    events.extend(decided.as_ref().map(|d| d.event(now, name.as_str(), &id)));
-    let mut new = NewEnrollment {
-        id: id.clone(),
-        kind: EnrollmentKind::Enroll,
-        name: name.as_str().to_owned(),
-        agent_id: None,
-        scopes: scope_texts.clone(),
-        status: EnrollmentStatus::Pending,
-        policy: policy.as_ref().map(|p| p.name.clone()),
-        reason: None,
-        ip: context.ip.clone(),
-        secret_hash: None,
-        created_at: now,
-        expires_at: now.plus_seconds(state.settings().enrollment.pending_ttl),
-        decided_by: None,
-    };
-    let max_pending = state.settings().enrollment.max_pending;
-    let stored = |new: NewEnrollment,
-                  agent: Option<creddy_core::agent::NewAgent>,
-                  events: Vec<AuditEvent>| {
-        let state = state.clone();
-        async move {
-            state
-                .store()
-                .request_enrollment(&new, agent.as_ref(), max_pending, &events)
-                .await
-                .map_err(|e| match e {
-                    StoreError::NameTaken => name_taken(&new.name),
-                    StoreError::Conflict(m) => EngineError::new(ErrorCode::RateLimited, m)
-                        .with_remedy("retry later, once an admin has decided on waiting requests")
-                        .with_retry_after(60),
-                    other => other.into(),
-                })
-        }
-    };
-    match verdict {
-        Verdict::Rejected(reason) => {
-            new.status = EnrollmentStatus::Rejected;
-            new.reason = Some(reason.clone());
-            new.decided_by = Some("policy");
-            events.push(
-                AuditEvent::new(Action::EnrollmentRejected, Actor::system(), now)
-                    .with_outcome(Outcome::Denied)
-                    .with_details(json!({"request": id, "name": name.as_str(), "reason": reason})),
-            );
-            stored(new, None, events).await?;
-            tracing::info!(request = %id, name = %name, "enrollment rejected by policy");
+    match crate::enrollment::request(&state, &origin, request).await? {
+        Requested::Rejected { id, reason } => {
             Ok(Json(json!({"id": id, "status": "rejected", "reason": reason})).into_response())
         }
-        Verdict::Pending(reason) => {
-            let secret = SecretToken::generate(TokenKind::EnrollmentSecret);
-            new.secret_hash = Some(secret.hash());
-            new.reason = Some(reason);
-            let expires_at = new.expires_at;
-            stored(new, None, events).await?;
-            tracing::info!(request = %id, name = %name, "enrollment pending");
-            Ok((
-                no_store(),
-                Json(json!({"id": id, "name": name.as_str(), "status": "pending",
-                    "secret": secret.expose(), "expires_at": expires_at})),
-            )
-                .into_response())
-        }
-        Verdict::Approve => {
-            let policy = match &policy {
-                Some(p) => Some(p.clone()),
-                None if by_admin => admitting_policy(&state, name.as_str()).await?,
-                None => None,
-            };
-            let grants = Grants::from_scopes(scopes);
-            let (mut agent, secrets) = admitted_agent(name, grants, None, policy.as_ref(), now);
-            agent.client_secret_hash = state.sealer().client_secret_hash(&secrets.client_secret);
-            new.status = EnrollmentStatus::Claimed;
-            new.policy = policy.as_ref().map(|p| p.name.clone());
-            new.decided_by = Some(if by_admin { "local_admin" } else { "policy" });
-            let approver = if by_admin {
-                Actor::local_admin()
-            } else {
-                Actor::system()
-            };
-            events.extend(approval_events(&agent, &id, approver, now));
-            events.push(
-                AuditEvent::new(
-                    Action::EnrollmentClaimed,
-                    Actor::agent(agent.id.as_str(), agent.name.as_str()),
-                    now,
-                )
-                .about_agent(agent.id.as_str(), agent.name.as_str())
-                .with_details(json!({"request": id})),
-            );
-            let body = pickup_body(
-                &state,
-                &id,
-                &agent.id.to_string(),
-                agent.name.as_str(),
-                &agent.scopes.to_strings(),
-                &agent.client_id,
-                &secrets,
-                agent.expires_at,
-            );
-            let policy_name = new.policy.clone();
-            stored(new, Some(agent), events).await?;
-            tracing::info!(request = %id, "enrollment approved at once");
-            let mut body = body;
-            body["policy"] = json!(policy_name);
+        Requested::Pending {
+            id,
+            name,
+            secret,
+            expires_at,
+        } => Ok((
+            no_store(),
+            Json(json!({"id": id, "name": name, "status": "pending",
+                "secret": secret.expose(), "expires_at": expires_at})),
+        )
+            .into_response()),
+        Requested::Admitted(pickup) => {
+            let mut body = pickup_body(&state, &pickup);
+            body["policy"] = json!(pickup.policy);
             Ok((no_store(), Json(body)).into_response())
         }
     }
 }
 
-/// The events of an approval that creates `agent`.
-fn approval_events(
-    agent: &creddy_core::agent::NewAgent,
-    request: &str,
-    approver: Actor,
-    now: Timestamp,
-) -> Vec<AuditEvent> {
-    vec![
-        AuditEvent::new(Action::EnrollmentApproved, approver.clone(), now)
-            .about_agent(agent.id.as_str(), agent.name.as_str())
-            .with_details(json!({"request": request, "scopes": agent.scopes.to_strings(), "policy": agent.policy})),
-        AuditEvent::new(Action::AgentCreated, approver, now)
-            .about_agent(agent.id.as_str(), agent.name.as_str())
-            .with_details(json!({
-                "scopes": agent.scopes.to_strings(),
-                "expires_at": agent.expires_at,
-                "client_id": agent.client_id,
-                "policy": agent.policy,
-                "request": request,
-            })),
-    ]
-}
-
 /// The body that hands an enrolled agent its credentials, once.
-#[allow(clippy::too_many_arguments)]
-fn pickup_body(
-    state: &AppState,
-    request: &str,
-    agent_id: &str,
-    name: &str,
-    scopes: &[String],
-    client_id: &str,
-    secrets: &creddy_core::agent::AgentSecrets,
-    expires_at: Option<Timestamp>,
-) -> Value {
+fn pickup_body(state: &AppState, pickup: &Pickup) -> Value {
     json!({
-        "id": request,
-        "name": name,
+        "id": pickup.request,
+        "name": pickup.name,
         "status": "approved",
-        "agent_id": agent_id,
-        "token": secrets.token.expose(),
-        "scopes": scopes,
-        "oidc": {"client_id": client_id, "client_secret": secrets.client_secret.expose()},
+        "agent_id": pickup.agent_id,
+        "token": pickup.secrets.token.expose(),
+        "scopes": pickup.scopes,
+        "oidc": {"client_id": pickup.client_id, "client_secret": pickup.secrets.client_secret.expose()},
         "server_url": state.issuer(),
-        "expires_at": expires_at,
+        "expires_at": pickup.expires_at,
     })
 }
 
@@ -279,7 +128,10 @@ pub(crate) async fn status(
         EnrollmentStatus::Pending if !lapsed => Ok(Json(json!({"id": request.id, "name": request.name,
             "status": "pending", "expires_at": request.expires_at}))
         .into_response()),
-        EnrollmentStatus::Approved if !lapsed => pick_up(&state, &request, now).await,
+        EnrollmentStatus::Approved if !lapsed => {
+            let pickup = crate::enrollment::pick_up(&state, &request, now).await?;
+            Ok((no_store(), Json(pickup_body(&state, &pickup))).into_response())
+        }
         EnrollmentStatus::Claimed => Err(EngineError::new(
             ErrorCode::EnrollmentClaimed,
             "the credentials of this enrollment were already picked up",
@@ -288,59 +140,6 @@ pub(crate) async fn status(
         EnrollmentStatus::Rejected => Ok(Json(json!({"id": request.id, "status": "rejected", "reason": request.reason})).into_response()),
         _ => Ok(Json(json!({"id": request.id, "status": "expired"})).into_response()),
     }
-}
-
-/// Generates the agent's credentials and hands them out, once.
-async fn pick_up(
-    state: &AppState,
-    request: &Enrollment,
-    now: Timestamp,
-) -> Result<Response, EngineError> {
-    let agent_id = request.agent_id.clone().unwrap_or_default();
-    let secrets = creddy_core::agent::AgentSecrets {
-        token: SecretToken::generate(TokenKind::Vend),
-        client_secret: SecretToken::generate(TokenKind::ClientSecret),
-    };
-    let event = AuditEvent::new(
-        Action::EnrollmentClaimed,
-        Actor::agent(&agent_id, &request.name),
-        now,
-    )
-    .about_agent(&agent_id, &request.name)
-    .with_details(json!({"request": request.id}));
-    let claimed = state
-        .store()
-        .claim_enrollment(
-            &request.id,
-            &secrets.token.hash(),
-            &state.sealer().client_secret_hash(&secrets.client_secret),
-            now,
-            &event,
-        )
-        .await?;
-    if !claimed {
-        return Err(EngineError::new(
-            ErrorCode::EnrollmentClaimed,
-            "the credentials of this enrollment were already picked up",
-        ));
-    }
-    let agent = state
-        .store()
-        .find_agent_by_name(&request.name)
-        .await?
-        .ok_or_else(|| EngineError::not_found("the approved agent no longer exists"))?;
-    tracing::info!(request = %request.id, agent = %agent.name, "enrollment picked up");
-    let body = pickup_body(
-        state,
-        &request.id,
-        agent.id.as_str(),
-        &agent.name,
-        &agent.scopes.to_strings(),
-        &agent.client_id,
-        &secrets,
-        agent.expires_at,
-    );
-    Ok((no_store(), Json(body)).into_response())
 }
 
 /// `GET /v1/admin/pending`.
