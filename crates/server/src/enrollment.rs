@@ -5,10 +5,10 @@
 //! list the configured backends.
 
 use creddy_core::Timestamp;
-use creddy_core::agent::{AgentSecrets, NewAgent};
+use creddy_core::agent::{Agent, AgentSecrets, NewAgent};
 use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
 use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
-use creddy_core::ids::EnrollmentId;
+use creddy_core::ids::{AgentId, EnrollmentId};
 use creddy_core::names::AgentName;
 use creddy_core::origin::Origin;
 use creddy_core::policy::{Policy, Verdict};
@@ -17,6 +17,7 @@ use creddy_core::secret::{SecretToken, TokenKind};
 use creddy_store::{Enrollment, NewEnrollment, StoreError};
 use serde_json::json;
 
+use crate::auth::Principal;
 use crate::error::{EngineError, ErrorCode};
 use crate::state::AppState;
 
@@ -548,4 +549,297 @@ pub(crate) async fn pick_up(
         expires_at: agent.expires_at,
         policy: agent.policy.clone(),
     })
+}
+
+/// No request of that id.
+pub(crate) fn no_such_request(id: &str) -> EngineError {
+    EngineError::not_found(format!("no request with id '{id}'"))
+        .with_remedy("list waiting requests with: creddy pending")
+}
+
+/// A request that is still waiting for a decision.
+async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, EngineError> {
+    let request = state
+        .store()
+        .find_enrollment(id)
+        .await?
+        .ok_or_else(|| no_such_request(id))?;
+    if request.status != EnrollmentStatus::Pending {
+        return Err(EngineError::new(
+            ErrorCode::Conflict,
+            format!("request {id} is already {}", request.status),
+        ));
+    }
+    Ok(request)
+}
+
+/// An agent never decides on its own amendment, whatever admin scopes it holds.
+fn refuse_own_amendment(principal: &Principal, request: &Enrollment) -> Result<(), EngineError> {
+    if request.kind == EnrollmentKind::Amendment
+        && principal.agent_id().is_some()
+        && principal.agent_id() == request.agent_id.as_deref()
+    {
+        return Err(EngineError::forbidden(format!(
+            "request {} is this agent's own amendment; an agent cannot decide on it",
+            request.id
+        ))
+        .with_remedy("another admin, or the local admin, must approve or reject it"));
+    }
+    Ok(())
+}
+
+/// What an approval did.
+#[derive(Debug)]
+pub(crate) struct Approved {
+    /// An enrollment or an amendment.
+    pub(crate) kind: EnrollmentKind,
+    /// The agent created or amended.
+    pub(crate) agent_id: String,
+    /// Its name.
+    pub(crate) name: String,
+    /// Its scopes now.
+    pub(crate) scopes: Vec<String>,
+}
+
+/// Approves a waiting request, optionally with other scopes: the principal may grant only
+/// what its own grants cover and never decides its own amendment. An enrollment creates the
+/// agent (credentials at pickup); an amendment merges the scopes into the agent's.
+pub(crate) async fn approve(
+    state: &AppState,
+    principal: &Principal,
+    origin: &Origin,
+    id: &str,
+    scopes: Option<Vec<String>>,
+) -> Result<Approved, EngineError> {
+    principal.require_admin("admin:enrollments:write")?;
+    let request = open_request(state, id).await?;
+    refuse_own_amendment(principal, &request)?;
+    let chosen = scopes.unwrap_or_else(|| request.scopes.clone());
+    if chosen.is_empty() || chosen.len() > crate::enrollment::MAX_REQUESTED {
+        return Err(EngineError::invalid_request("approve with 1 to 64 scopes"));
+    }
+    let grants = Grants::parse(&chosen)
+        .map_err(|e| EngineError::new(ErrorCode::InvalidScope, e.to_string()))?;
+    principal.require_grantable(&grants)?;
+    let now = state.clock().now();
+    let actor = principal.actor();
+    let decided_by = principal.decider();
+    let (agent_id, final_scopes) = if request.kind == EnrollmentKind::Amendment {
+        let agent_id = request.agent_id.clone().unwrap_or_default();
+        let added = grants.to_strings();
+        let request_id = id.to_owned();
+        let origin = origin.clone();
+        let merged =
+            state
+                .store()
+                .approve_amendment(
+                    id,
+                    &AgentId::from_stored(agent_id.clone()),
+                    &added,
+                    &decided_by,
+                    now,
+                    |merged| {
+                        vec![AuditEvent::new(Action::AmendmentApproved, actor, now)
+                    .about_agent(&agent_id, &request.name)
+                    .from_request(origin.ip, origin.request_id)
+                    .with_details(json!({"request": request_id, "added": added, "scopes": merged}))]
+                    },
+                )
+                .await?;
+        (agent_id, merged)
+    } else {
+        let name = AgentName::parse(&request.name)
+            .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))?;
+        let policy = admitting_policy(state, name.as_str()).await?;
+        let (agent, _unused_until_pickup) =
+            admitted_agent(name, grants, None, policy.as_ref(), now);
+        let mut events = approval_events(&agent, id, actor, now);
+        if let Some(first) = events.first_mut() {
+            *first = first
+                .clone()
+                .from_request(origin.ip.clone(), origin.request_id.clone());
+        }
+        let pickup_by = now.plus_seconds(state.settings().enrollment.pickup_ttl);
+        state
+            .store()
+            .approve_enrollment(id, &agent, &decided_by, pickup_by, &events)
+            .await
+            .map_err(|e| match e {
+                StoreError::NameTaken => name_taken(agent.name.as_str()),
+                other => other.into(),
+            })?;
+        (agent.id.to_string(), agent.scopes.to_strings())
+    };
+    tracing::info!(request = %id, agent = %request.name, "request approved");
+    Ok(Approved {
+        kind: request.kind,
+        agent_id,
+        name: request.name,
+        scopes: final_scopes,
+    })
+}
+
+/// Rejects a waiting request with a reason (at most 500 characters), audited.
+pub(crate) async fn reject(
+    state: &AppState,
+    principal: &Principal,
+    origin: &Origin,
+    id: &str,
+    reason: Option<String>,
+) -> Result<(), EngineError> {
+    principal.require_admin("admin:enrollments:write")?;
+    let request = open_request(state, id).await?;
+    refuse_own_amendment(principal, &request)?;
+    let reason = reason.unwrap_or_else(|| "rejected by an admin".to_owned());
+    if reason.chars().count() > 500 {
+        return Err(EngineError::invalid_request(
+            "the reason is longer than 500 characters",
+        ));
+    }
+    let now = state.clock().now();
+    let action = if request.kind == EnrollmentKind::Amendment {
+        Action::AmendmentRejected
+    } else {
+        Action::EnrollmentRejected
+    };
+    let event = AuditEvent::new(action, principal.actor(), now)
+        .from_request(origin.ip.clone(), origin.request_id.clone())
+        .with_outcome(Outcome::Denied)
+        .with_details(json!({"request": id, "name": request.name, "reason": reason}));
+    if !state
+        .store()
+        .close_enrollment(
+            id,
+            EnrollmentStatus::Rejected,
+            Some(&reason),
+            &principal.decider(),
+            now,
+            &[event],
+        )
+        .await?
+    {
+        return Err(EngineError::new(
+            ErrorCode::Conflict,
+            format!("request {id} was already decided"),
+        ));
+    }
+    tracing::info!(request = %id, "request rejected");
+    Ok(())
+}
+
+/// What a scope request came to.
+#[derive(Debug)]
+pub(crate) enum Amended {
+    /// A policy refused it.
+    Rejected {
+        /// The request.
+        id: String,
+        /// The policy's reason.
+        reason: String,
+    },
+    /// It waits for an admin.
+    Pending {
+        /// The request.
+        id: String,
+    },
+    /// A policy approved it; the agent's scopes now.
+    Approved {
+        /// The request.
+        id: String,
+        /// Every scope the agent holds now.
+        scopes: Vec<String>,
+    },
+}
+
+/// An agent asks for more scopes (rate-limited per agent, bounded open requests per agent);
+/// the policies decide as for an enrollment.
+pub(crate) async fn amend(
+    state: &AppState,
+    agent: &Agent,
+    origin: &Origin,
+    scopes: &[String],
+) -> Result<Amended, EngineError> {
+    state.request_limiter().admit(
+        agent.id.as_str(),
+        state.clock().now(),
+        "scope requests from this agent",
+    )?;
+    let scopes = requested_scopes(state, scopes).await?;
+    let texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+    let now = state.clock().now();
+    let id = EnrollmentId::generate(now).to_string();
+    let decided = decide(state, &agent.name, &scopes, agent.policy.as_deref(), now).await?;
+    let actor = Actor::agent(agent.id.as_str(), &agent.name);
+    let mut events = vec![
+        AuditEvent::new(Action::AmendmentRequested, actor, now)
+            .about_agent(agent.id.as_str(), &agent.name)
+            .from_request(origin.ip.clone(), origin.request_id.clone())
+            .with_details(json!({"request": id, "scopes": texts})),
+        decided.event(now, &agent.name, &id),
+    ];
+    let (status, reason) = match &decided.verdict {
+        Verdict::Rejected(r) => (EnrollmentStatus::Rejected, Some(r.clone())),
+        Verdict::Pending(r) => (EnrollmentStatus::Pending, Some(r.clone())),
+        Verdict::Approve => (EnrollmentStatus::Pending, None),
+    };
+    if let Verdict::Rejected(r) = &decided.verdict {
+        events.push(
+            AuditEvent::new(Action::AmendmentRejected, Actor::system(), now)
+                .about_agent(agent.id.as_str(), &agent.name)
+                .with_outcome(Outcome::Denied)
+                .with_details(json!({"request": id, "reason": r})),
+        );
+    }
+    let new = NewEnrollment {
+        id: id.clone(),
+        kind: EnrollmentKind::Amendment,
+        name: agent.name.clone(),
+        agent_id: Some(agent.id.to_string()),
+        scopes: texts.clone(),
+        status,
+        policy: decided
+            .policy
+            .as_ref()
+            .map(|p| p.name.clone())
+            .or(agent.policy.clone()),
+        reason: reason.clone(),
+        ip: origin.ip.clone(),
+        secret_hash: None,
+        created_at: now,
+        expires_at: now.plus_seconds(state.settings().enrollment.pending_ttl),
+        decided_by: (status == EnrollmentStatus::Rejected).then_some("policy"),
+    };
+    state
+        .store()
+        .request_enrollment(
+            &new,
+            None,
+            state.settings().enrollment.max_open_amendments,
+            &events,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => EngineError::rate_limited(m, 60).with_remedy(
+                "wait until an admin has decided on this agent's waiting requests (creddy status lists them)",
+            ),
+            other => other.into(),
+        })?;
+    match decided.verdict {
+        Verdict::Rejected(reason) => Ok(Amended::Rejected { id, reason }),
+        Verdict::Pending(_) => Ok(Amended::Pending { id }),
+        Verdict::Approve => {
+            let policy = new.policy.clone();
+            let all = state
+                .store()
+                .approve_amendment(&id, &agent.id, &texts, "policy", now, |all| {
+                    vec![
+                        AuditEvent::new(Action::AmendmentApproved, Actor::system(), now)
+                            .about_agent(agent.id.as_str(), &agent.name)
+                            .with_details(json!({"request": id, "added": texts, "scopes": all, "policy": policy})),
+                    ]
+                })
+                .await?;
+            Ok(Amended::Approved { id, scopes: all })
+        }
+    }
 }

@@ -10,22 +10,15 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
+use creddy_core::audit::{Action, Actor, AuditEvent};
 use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
-use creddy_core::ids::{AgentId, EnrollmentId};
-use creddy_core::names::AgentName;
-use creddy_core::policy::Verdict;
-use creddy_core::scope::Grants;
 use creddy_core::secret::{SecretToken, TokenKind};
-use creddy_store::{Enrollment, NewEnrollment, StoreError};
+use creddy_store::Enrollment;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::Principal;
-use crate::enrollment::{
-    EnrollRequest, Pickup, Requested, admitted_agent, admitting_policy, approval_events, decide,
-    name_taken, requested_scopes,
-};
+use crate::enrollment::{Amended, EnrollRequest, Pickup, Requested, no_such_request};
 use crate::error::{EngineError, ErrorCode};
 use crate::http::error::no_store;
 use crate::http::{ApiJson, RequestOrigin};
@@ -166,115 +159,22 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Resu
         .map_err(|e| EngineError::invalid_request(format!("invalid JSON body: {e}")))
 }
 
-fn no_such_request(id: &str) -> EngineError {
-    EngineError::not_found(format!("no request with id '{id}'"))
-        .with_remedy("list waiting requests with: creddy pending")
-}
-
-async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, EngineError> {
-    let request = state
-        .store()
-        .find_enrollment(id)
-        .await?
-        .ok_or_else(|| no_such_request(id))?;
-    if request.status != EnrollmentStatus::Pending {
-        return Err(EngineError::new(
-            ErrorCode::Conflict,
-            format!("request {id} is already {}", request.status),
-        ));
-    }
-    Ok(request)
-}
-
-/// An agent never decides on its own amendment, whatever admin scopes it holds.
-fn refuse_own_amendment(principal: &Principal, request: &Enrollment) -> Result<(), EngineError> {
-    if request.kind == EnrollmentKind::Amendment
-        && principal.agent_id().is_some()
-        && principal.agent_id() == request.agent_id.as_deref()
-    {
-        return Err(EngineError::forbidden(format!(
-            "request {} is this agent's own amendment; an agent cannot decide on it",
-            request.id
-        ))
-        .with_remedy("another admin, or the local admin, must approve or reject it"));
-    }
-    Ok(())
-}
-
 /// `POST /v1/admin/pending/{id}/approve`.
 pub(crate) async fn approve(
     State(state): State<AppState>,
     principal: Principal,
-    RequestOrigin(context): RequestOrigin,
+    RequestOrigin(origin): RequestOrigin,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, EngineError> {
     let body: ApproveBody = optional_json(&body)?;
-    principal.require_admin("admin:enrollments:write")?;
-    let request = open_request(&state, &id).await?;
-    refuse_own_amendment(&principal, &request)?;
-    let chosen = body.scopes.unwrap_or_else(|| request.scopes.clone());
-    if chosen.is_empty() || chosen.len() > crate::enrollment::MAX_REQUESTED {
-        return Err(EngineError::invalid_request("approve with 1 to 64 scopes"));
-    }
-    let grants = Grants::parse(&chosen)
-        .map_err(|e| EngineError::new(ErrorCode::InvalidScope, e.to_string()))?;
-    principal.require_grantable(&grants)?;
-    let now = state.clock().now();
-    let actor = principal.actor();
-    let decided_by = principal.decider();
-    let (agent_id, final_scopes) = if request.kind == EnrollmentKind::Amendment {
-        let agent_id = request.agent_id.clone().unwrap_or_default();
-        let added = grants.to_strings();
-        let request_id = id.clone();
-        let origin = context.clone();
-        let merged =
-            state
-                .store()
-                .approve_amendment(
-                    &id,
-                    &AgentId::from_stored(agent_id.clone()),
-                    &added,
-                    &decided_by,
-                    now,
-                    |merged| {
-                        vec![AuditEvent::new(Action::AmendmentApproved, actor, now)
-                    .about_agent(&agent_id, &request.name)
-                    .from_request(origin.ip, origin.request_id)
-                    .with_details(json!({"request": request_id, "added": added, "scopes": merged}))]
-                    },
-                )
-                .await?;
-        (agent_id, merged)
-    } else {
-        let name = AgentName::parse(&request.name)
-            .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))?;
-        let policy = admitting_policy(&state, name.as_str()).await?;
-        let (agent, _unused_until_pickup) =
-            admitted_agent(name, grants, None, policy.as_ref(), now);
-        let mut events = approval_events(&agent, &id, actor, now);
-        if let Some(first) = events.first_mut() {
-            *first = first
-                .clone()
-                .from_request(context.ip.clone(), context.request_id.clone());
-        }
-        let pickup_by = now.plus_seconds(state.settings().enrollment.pickup_ttl);
-        state
-            .store()
-            .approve_enrollment(&id, &agent, &decided_by, pickup_by, &events)
-            .await
-            .map_err(|e| match e {
-                StoreError::NameTaken => name_taken(agent.name.as_str()),
-                other => other.into(),
-            })?;
-        (agent.id.to_string(), agent.scopes.to_strings())
-    };
-    tracing::info!(request = %id, agent = %request.name, "request approved");
-    Ok(
-        Json(json!({"id": id, "type": request.kind, "agent_id": agent_id,
-        "name": request.name, "scopes": final_scopes, "approved": true}))
-        .into_response(),
+    let approved =
+        crate::enrollment::approve(&state, &principal, &origin, &id, body.scopes).await?;
+    Ok(Json(
+        json!({"id": id, "type": approved.kind, "agent_id": approved.agent_id,
+        "name": approved.name, "scopes": approved.scopes, "approved": true}),
     )
+    .into_response())
 }
 
 /// `POST /v1/admin/pending/{id}/reject` body.
@@ -287,50 +187,12 @@ pub(crate) struct RejectBody {
 pub(crate) async fn reject(
     State(state): State<AppState>,
     principal: Principal,
-    RequestOrigin(context): RequestOrigin,
+    RequestOrigin(origin): RequestOrigin,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, EngineError> {
     let body: RejectBody = optional_json(&body)?;
-    principal.require_admin("admin:enrollments:write")?;
-    let request = open_request(&state, &id).await?;
-    refuse_own_amendment(&principal, &request)?;
-    let reason = body
-        .reason
-        .unwrap_or_else(|| "rejected by an admin".to_owned());
-    if reason.chars().count() > 500 {
-        return Err(EngineError::invalid_request(
-            "the reason is longer than 500 characters",
-        ));
-    }
-    let now = state.clock().now();
-    let action = if request.kind == EnrollmentKind::Amendment {
-        Action::AmendmentRejected
-    } else {
-        Action::EnrollmentRejected
-    };
-    let event = AuditEvent::new(action, principal.actor(), now)
-        .from_request(context.ip, context.request_id)
-        .with_outcome(Outcome::Denied)
-        .with_details(json!({"request": id, "name": request.name, "reason": reason}));
-    if !state
-        .store()
-        .close_enrollment(
-            &id,
-            EnrollmentStatus::Rejected,
-            Some(&reason),
-            &principal.decider(),
-            now,
-            &[event],
-        )
-        .await?
-    {
-        return Err(EngineError::new(
-            ErrorCode::Conflict,
-            format!("request {id} was already decided"),
-        ));
-    }
-    tracing::info!(request = %id, "request rejected");
+    crate::enrollment::reject(&state, &principal, &origin, &id, body.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -345,95 +207,20 @@ pub(crate) struct AmendBody {
 pub(crate) async fn amend(
     State(state): State<AppState>,
     principal: Principal,
-    RequestOrigin(context): RequestOrigin,
+    RequestOrigin(origin): RequestOrigin,
     ApiJson(body): ApiJson<AmendBody>,
 ) -> Result<Response, EngineError> {
     let agent = principal.into_agent()?;
-    state.request_limiter().admit(
-        agent.id.as_str(),
-        state.clock().now(),
-        "scope requests from this agent",
-    )?;
-    let scopes = requested_scopes(&state, &body.scopes).await?;
-    let texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
-    let now = state.clock().now();
-    let id = EnrollmentId::generate(now).to_string();
-    let decided = decide(&state, &agent.name, &scopes, agent.policy.as_deref(), now).await?;
-    let actor = Actor::agent(agent.id.as_str(), &agent.name);
-    let mut events = vec![
-        AuditEvent::new(Action::AmendmentRequested, actor, now)
-            .about_agent(agent.id.as_str(), &agent.name)
-            .from_request(context.ip.clone(), context.request_id.clone())
-            .with_details(json!({"request": id, "scopes": texts})),
-        decided.event(now, &agent.name, &id),
-    ];
-    let (status, reason) = match &decided.verdict {
-        Verdict::Rejected(r) => (EnrollmentStatus::Rejected, Some(r.clone())),
-        Verdict::Pending(r) => (EnrollmentStatus::Pending, Some(r.clone())),
-        Verdict::Approve => (EnrollmentStatus::Pending, None),
-    };
-    if let Verdict::Rejected(r) = &decided.verdict {
-        events.push(
-            AuditEvent::new(Action::AmendmentRejected, Actor::system(), now)
-                .about_agent(agent.id.as_str(), &agent.name)
-                .with_outcome(Outcome::Denied)
-                .with_details(json!({"request": id, "reason": r})),
-        );
-    }
-    let new = NewEnrollment {
-        id: id.clone(),
-        kind: EnrollmentKind::Amendment,
-        name: agent.name.clone(),
-        agent_id: Some(agent.id.to_string()),
-        scopes: texts.clone(),
-        status,
-        policy: decided
-            .policy
-            .as_ref()
-            .map(|p| p.name.clone())
-            .or(agent.policy.clone()),
-        reason: reason.clone(),
-        ip: context.ip.clone(),
-        secret_hash: None,
-        created_at: now,
-        expires_at: now.plus_seconds(state.settings().enrollment.pending_ttl),
-        decided_by: (status == EnrollmentStatus::Rejected).then_some("policy"),
-    };
-    state
-        .store()
-        .request_enrollment(
-            &new,
-            None,
-            state.settings().enrollment.max_open_amendments,
-            &events,
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(m) => EngineError::rate_limited(m, 60).with_remedy(
-                "wait until an admin has decided on this agent's waiting requests (creddy status lists them)",
-            ),
-            other => other.into(),
-        })?;
-    match decided.verdict {
-        Verdict::Rejected(reason) => {
-            Ok(Json(json!({"id": id, "status": "rejected", "reason": reason})).into_response())
+    let body = match crate::enrollment::amend(&state, &agent, &origin, &body.scopes).await? {
+        Amended::Rejected { id, reason } => {
+            json!({"id": id, "status": "rejected", "reason": reason})
         }
-        Verdict::Pending(_) => Ok(Json(json!({"id": id, "status": "pending"})).into_response()),
-        Verdict::Approve => {
-            let policy = new.policy.clone();
-            let all = state
-                .store()
-                .approve_amendment(&id, &agent.id, &texts, "policy", now, |all| {
-                    vec![
-                        AuditEvent::new(Action::AmendmentApproved, Actor::system(), now)
-                            .about_agent(agent.id.as_str(), &agent.name)
-                            .with_details(json!({"request": id, "added": texts, "scopes": all, "policy": policy})),
-                    ]
-                })
-                .await?;
-            Ok(Json(json!({"id": id, "status": "approved", "scopes": all})).into_response())
+        Amended::Pending { id } => json!({"id": id, "status": "pending"}),
+        Amended::Approved { id, scopes } => {
+            json!({"id": id, "status": "approved", "scopes": scopes})
         }
-    }
+    };
+    Ok(Json(body).into_response())
 }
 
 /// `GET /v1/request/{id}`: one of the caller's own scope requests, with its outcome (what
