@@ -9,6 +9,7 @@
 //! [`Clock`]: creddy_core::Clock
 
 mod auth;
+mod backend_admin;
 pub mod backends;
 pub mod config;
 pub mod data_dir;

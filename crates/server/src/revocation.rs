@@ -8,15 +8,16 @@
 
 use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
 use creddy_core::lease::LeaseState;
+use creddy_core::origin::Origin;
 use creddy_plugin::host::HostError;
 use creddy_plugin::protocol::AgentRef;
-use creddy_store::RevocableLease;
+use creddy_store::{LeaseFilter, LeaseRecord, Queued, RevocableLease};
 use serde_json::json;
 
+use crate::auth::Principal;
 use crate::error::EngineError;
 use crate::state::AppState;
 use crate::vend::external_id_context;
-use creddy_core::origin::Origin;
 
 /// Revokes `lease` upstream and marks it `revoked` with a `credential.revoked` event; a
 /// `pending` lease (an intent whose mint had an unknown outcome) is reconciled instead: once
@@ -232,4 +233,147 @@ mod tests {
             }
         }
     }
+}
+
+/// The lease of that id, in any state.
+pub(crate) async fn find(state: &AppState, id: &str) -> Result<Option<LeaseRecord>, EngineError> {
+    let filter = LeaseFilter {
+        id: Some(id.to_owned()),
+        states: LeaseState::ALL.to_vec(),
+        ..LeaseFilter::default()
+    };
+    Ok(state.store().find_leases(&filter).await?.into_iter().next())
+}
+
+/// No lease of that id (or not the caller's).
+pub(crate) fn no_such_lease(id: &str) -> EngineError {
+    EngineError::not_found(format!("no credential with id '{id}'"))
+        .with_remedy("list credentials with: creddy ls")
+}
+
+/// How long an explicit revoke holds its lease while it tries once (longer than the plugin's
+/// revoke timeout, so the reaper does not start a second attempt meanwhile).
+const EXPLICIT_CLAIM_MILLIS: i64 = 60_000;
+
+/// An explicit revoke: queues the lease and, when this caller claimed it, tries once at once;
+/// answers the lease's resulting state (`revoked`, or `revoking` while the reaper keeps
+/// trying; an ended lease answers its state and changes nothing).
+pub(crate) async fn revoke_explicitly(
+    state: &AppState,
+    principal: &Principal,
+    origin: &Origin,
+    lease: LeaseRecord,
+) -> Result<LeaseState, EngineError> {
+    let now = state.clock().now();
+    let current = match state
+        .store()
+        .queue_revocation(&lease.id, now, EXPLICIT_CLAIM_MILLIS)
+        .await?
+    {
+        Queued::Missing => return Err(no_such_lease(&lease.id)),
+        Queued::State(current) => current,
+        Queued::Claimed(claimed) => {
+            let revoked =
+                revoke(state, &claimed, principal.actor(), "explicit", Some(origin)).await?;
+            if revoked {
+                LeaseState::Revoked
+            } else {
+                state.tasks().kick();
+                LeaseState::Revoking
+            }
+        }
+    };
+    if current == LeaseState::Revoking {
+        state.tasks().kick();
+    }
+    Ok(current)
+}
+
+/// The longest reason recorded for forgetting a lease.
+const MAX_REASON_CHARS: usize = 500;
+
+/// What an admin's revoke did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdminRevoke {
+    /// The lease's state afterwards.
+    State(LeaseState),
+    /// An `irrevocable` lease is tried again at once (it stays `irrevocable` until that
+    /// attempt succeeds).
+    RetryQueued,
+}
+
+/// An admin revokes any lease (`admin:tokens:write`). On an `irrevocable` lease it asks for
+/// one more attempt now, or with `force` stops the retries: the lease becomes `forgotten`,
+/// audited with the admin's reason.
+pub(crate) async fn admin_revoke(
+    state: &AppState,
+    principal: &Principal,
+    origin: &Origin,
+    id: &str,
+    force: bool,
+    reason: Option<String>,
+) -> Result<AdminRevoke, EngineError> {
+    principal.require_admin("admin:tokens:write")?;
+    let lease = find(state, id).await?.ok_or_else(|| no_such_lease(id))?;
+    if lease.state == LeaseState::Irrevocable {
+        if force {
+            return forget(state, principal, origin, lease, reason).await;
+        }
+        // Without force: one more attempt now rather than at the daily retry.
+        if state
+            .store()
+            .retry_irrevocable_now(id, state.clock().now())
+            .await?
+        {
+            tracing::info!(lease = %id, "an admin asked for a new revocation attempt of an irrevocable credential");
+            state.tasks().kick();
+        }
+        return Ok(AdminRevoke::RetryQueued);
+    }
+    revoke_explicitly(state, principal, origin, lease)
+        .await
+        .map(AdminRevoke::State)
+}
+
+/// Stops the retries of an irrevocable lease: it becomes `forgotten`, audited with the
+/// admin's reason.
+async fn forget(
+    state: &AppState,
+    principal: &Principal,
+    origin: &Origin,
+    lease: LeaseRecord,
+    reason: Option<String>,
+) -> Result<AdminRevoke, EngineError> {
+    let reason = reason.unwrap_or_default();
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(EngineError::invalid_request(format!(
+            "the reason is longer than {MAX_REASON_CHARS} characters"
+        ))
+        .with_remedy("shorten --reason"));
+    }
+    let event = AuditEvent::new(
+        Action::CredentialForgotten,
+        principal.actor(),
+        state.clock().now(),
+    )
+    .about_agent(&lease.agent_id, &lease.agent_name)
+    .about_lease(&lease.backend, Some(&lease.id))
+    .from_request(origin.ip.clone(), origin.request_id.clone())
+    .with_outcome(Outcome::Success)
+    .with_details(json!({"reason": reason, "attempts": lease.attempts}));
+    let forgotten = state
+        .store()
+        .forget_lease(&lease.id, &format!("forgotten: {reason}"), &event)
+        .await?;
+    let current = if forgotten {
+        tracing::warn!(lease = %lease.id, backend = %lease.backend, "an admin stopped the revocation retries of an irrevocable credential");
+        LeaseState::Forgotten
+    } else {
+        state
+            .store()
+            .lease_state(&lease.id)
+            .await?
+            .unwrap_or(lease.state)
+    };
+    Ok(AdminRevoke::State(current))
 }

@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use creddy_core::Timestamp;
-use creddy_core::audit::{Action, AuditEvent, Outcome};
+use creddy_core::audit::{Action, AuditEvent};
 use creddy_core::ids::BackendId;
 use creddy_core::names::check_backend_name;
 use creddy_plugin::host::{self, Description, PluginProcess};
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Principal;
+use crate::backend_admin::{Removal, find};
 use crate::backends::{LiveBackend, config_context};
 use crate::error::{EngineError, ErrorCode};
 use crate::http::{ApiJson, RequestOrigin};
@@ -339,22 +340,6 @@ pub(crate) async fn list(
     Ok(Json(records.iter().map(|r| view(&state, r)).collect()))
 }
 
-async fn find(state: &AppState, name: &str) -> Result<BackendRecord, EngineError> {
-    state
-        .store()
-        .find_backend(name)
-        .await?
-        .ok_or_else(|| no_such_backend(name))
-}
-
-fn no_such_backend(name: &str) -> EngineError {
-    EngineError::new(
-        ErrorCode::BackendNotFound,
-        format!("no backend named '{name}'"),
-    )
-    .with_remedy("list backends with: creddy backend ls")
-}
-
 /// Shows a backend with its configuration, secret fields masked.
 pub(crate) async fn inspect(
     State(state): State<AppState>,
@@ -395,83 +380,21 @@ pub(crate) struct RemoveQuery {
     force: bool,
 }
 
-/// Removes a backend. Without `force` it drains: the backend takes no new lease, its open
-/// leases are queued for revocation, and the reaper deletes it once the last one settles
-/// (202 `draining`; 204 when nothing was open). With `force` it goes at once and every lease
-/// still open is marked `irrevocable`, audited and logged, for an admin to follow up.
+/// `DELETE /v1/admin/backends/{name}`: 204 when removed, 202 `draining` while its open
+/// credentials are revoked (`?force=true` removes at once; see `backend_admin::remove`).
 pub(crate) async fn remove(
     State(state): State<AppState>,
     principal: Principal,
-    RequestOrigin(context): RequestOrigin,
+    RequestOrigin(origin): RequestOrigin,
     Path(name): Path<String>,
     Query(query): Query<RemoveQuery>,
 ) -> Result<Response, EngineError> {
-    principal.require_admin("admin:backends:write")?;
-    let record = find(&state, &name).await?;
-    let now = state.clock().now();
-    let event = |details: Value| {
-        AuditEvent::new(Action::BackendRemoved, principal.actor(), now)
-            .about_lease(&name, None)
-            .from_request(context.ip.clone(), context.request_id.clone())
-            .with_details(details)
-    };
-    if query.force {
-        let irrevocable = mark_irrevocable(&state, &principal, &name).await?;
-        let removed =
-            event(json!({"type": record.plugin, "forced": true, "irrevocable": irrevocable}));
-        state.store().delete_backend(&name, &removed).await?;
-        state.backends().remove(&name).await;
-        tracing::info!(backend = %name, irrevocable, "backend removed by force");
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    let draining = event(json!({"type": record.plugin, "stage": "draining"}));
-    let open = state
-        .store()
-        .drain_backend(&name, now, &draining)
-        .await?
-        .ok_or_else(|| no_such_backend(&name))?;
-    if open == 0 {
-        crate::tasks::finish_drain(&state, &name, principal.actor()).await?;
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
-    state.tasks().kick();
-    tracing::info!(backend = %name, open, "backend draining");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"name": name, "state": "draining", "leases": open})),
-    )
-        .into_response())
-}
-
-/// Marks every lease of the backend that may still hold a live credential `irrevocable`,
-/// without further retries (no plugin remains to make them); returns how many. An admin
-/// deletes such credentials upstream by hand and then forgets the leases.
-async fn mark_irrevocable(
-    state: &AppState,
-    principal: &Principal,
-    name: &str,
-) -> Result<usize, EngineError> {
-    let leases = state.store().revocable_leases_of_backend(name).await?;
-    for lease in &leases {
-        let event = AuditEvent::new(
-            Action::CredentialIrrevocable,
-            principal.actor(),
-            state.clock().now(),
+    match crate::backend_admin::remove(&state, &principal, &origin, &name, query.force).await? {
+        Removal::Removed => Ok(StatusCode::NO_CONTENT.into_response()),
+        Removal::Draining { open } => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"name": name, "state": "draining", "leases": open})),
         )
-        .about_agent(&lease.agent_id, &lease.agent_name)
-        .about_lease(name, Some(&lease.id))
-        .with_outcome(Outcome::Failure)
-        .with_details(json!({"reason": "backend_removed_by_force"}));
-        state
-            .store()
-            .settle_lease(
-                &lease.id,
-                creddy_core::lease::LeaseState::Irrevocable,
-                state.clock().now(),
-                &event,
-            )
-            .await?;
-        tracing::error!(backend = %name, lease = %lease.id, "credential left irrevocable by a forced backend removal");
+            .into_response()),
     }
-    Ok(leases.len())
 }

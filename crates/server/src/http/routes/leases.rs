@@ -12,78 +12,16 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use creddy_core::audit::{Action, AuditEvent, Outcome};
-use creddy_store::{LeaseFilter, LeaseRecord, Queued};
+use creddy_core::lease::LeaseState;
+use creddy_store::{LeaseFilter, LeaseRecord};
 use serde::Deserialize;
 use serde_json::json;
-
-use creddy_core::lease::LeaseState;
 
 use crate::auth::Principal;
 use crate::error::EngineError;
 use crate::http::RequestOrigin;
+use crate::revocation::{AdminRevoke, admin_revoke, find, no_such_lease, revoke_explicitly};
 use crate::state::AppState;
-
-async fn find(state: &AppState, id: &str) -> Result<Option<LeaseRecord>, EngineError> {
-    let filter = LeaseFilter {
-        id: Some(id.to_owned()),
-        states: LeaseState::ALL.to_vec(),
-        ..LeaseFilter::default()
-    };
-    Ok(state.store().find_leases(&filter).await?.into_iter().next())
-}
-
-fn no_such_lease(id: &str) -> EngineError {
-    EngineError::not_found(format!("no credential with id '{id}'"))
-        .with_remedy("list credentials with: creddy ls")
-}
-
-/// How long an explicit revoke holds its lease while it tries once (longer than the plugin's
-/// revoke timeout, so the reaper does not start a second attempt meanwhile).
-const EXPLICIT_CLAIM_MILLIS: i64 = 60_000;
-
-/// Queues the lease and tries once; answers its resulting state.
-async fn revoke(
-    state: &AppState,
-    principal: &Principal,
-    context: &creddy_core::origin::Origin,
-    lease: LeaseRecord,
-) -> Result<Response, EngineError> {
-    let now = state.clock().now();
-    let current = match state
-        .store()
-        .queue_revocation(&lease.id, now, EXPLICIT_CLAIM_MILLIS)
-        .await?
-    {
-        Queued::Missing => return Err(no_such_lease(&lease.id)),
-        Queued::State(current) => current,
-        Queued::Claimed(claimed) => {
-            let revoked = crate::revocation::revoke(
-                state,
-                &claimed,
-                principal.actor(),
-                "explicit",
-                Some(context),
-            )
-            .await?;
-            if revoked {
-                LeaseState::Revoked
-            } else {
-                state.tasks().kick();
-                LeaseState::Revoking
-            }
-        }
-    };
-    if current == LeaseState::Revoking {
-        state.tasks().kick();
-    }
-    let status = if current == LeaseState::Revoking {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(json!({"id": lease.id, "state": current}))).into_response())
-}
 
 /// `DELETE /v1/active/{id}`.
 pub(crate) async fn revoke_own(
@@ -97,7 +35,8 @@ pub(crate) async fn revoke_own(
         .await?
         .filter(|l| l.agent_id == agent.id.as_str())
         .ok_or_else(|| no_such_lease(&id))?;
-    revoke(&state, &principal, &context, lease).await
+    let current = revoke_explicitly(&state, &principal, &context, lease).await?;
+    Ok(state_response(&id, current))
 }
 
 /// `GET /v1/admin/tokens` filters.
@@ -169,84 +108,31 @@ pub(crate) struct RevokeQuery {
     reason: Option<String>,
 }
 
-/// The longest reason recorded for forgetting a lease.
-const MAX_REASON_CHARS: usize = 500;
-
 /// `DELETE /v1/admin/tokens/{id}`.
 pub(crate) async fn revoke_any(
     State(state): State<AppState>,
     principal: Principal,
-    RequestOrigin(context): RequestOrigin,
+    RequestOrigin(origin): RequestOrigin,
     Path(id): Path<String>,
     Query(query): Query<RevokeQuery>,
 ) -> Result<Response, EngineError> {
-    principal.require_admin("admin:tokens:write")?;
-    let lease = find(&state, &id).await?.ok_or_else(|| no_such_lease(&id))?;
-    if lease.state == LeaseState::Irrevocable {
-        if query.force {
-            return forget(&state, &principal, context, lease, query.reason).await;
-        }
-        // Without force: one more attempt now rather than at the daily retry.
-        if state
-            .store()
-            .retry_irrevocable_now(&id, state.clock().now())
-            .await?
-        {
-            tracing::info!(lease = %id, "an admin asked for a new revocation attempt of an irrevocable credential");
-            state.tasks().kick();
-        }
-        return Ok((
+    let outcome = admin_revoke(&state, &principal, &origin, &id, query.force, query.reason).await?;
+    Ok(match outcome {
+        AdminRevoke::RetryQueued => (
             StatusCode::ACCEPTED,
-            Json(json!({"id": id, "state": "irrevocable", "retry": "queued"})),
+            Json(json!({"id": id, "state": LeaseState::Irrevocable, "retry": "queued"})),
         )
-            .into_response());
-    }
-    revoke(&state, &principal, &context, lease).await
+            .into_response(),
+        AdminRevoke::State(current) => state_response(&id, current),
+    })
 }
 
-/// Stops the retries of an irrevocable lease: it becomes `forgotten`, audited with the
-/// admin's reason.
-async fn forget(
-    state: &AppState,
-    principal: &Principal,
-    context: creddy_core::origin::Origin,
-    lease: LeaseRecord,
-    reason: Option<String>,
-) -> Result<Response, EngineError> {
-    let reason = reason.unwrap_or_default();
-    if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(EngineError::invalid_request(format!(
-            "the reason is longer than {MAX_REASON_CHARS} characters"
-        ))
-        .with_remedy("shorten --reason"));
-    }
-    let event = AuditEvent::new(
-        Action::CredentialForgotten,
-        principal.actor(),
-        state.clock().now(),
-    )
-    .about_agent(&lease.agent_id, &lease.agent_name)
-    .about_lease(&lease.backend, Some(&lease.id))
-    .from_request(context.ip, context.request_id)
-    .with_outcome(Outcome::Success)
-    .with_details(json!({"reason": reason, "attempts": lease.attempts}));
-    let forgotten = state
-        .store()
-        .forget_lease(&lease.id, &format!("forgotten: {reason}"), &event)
-        .await?;
-    let current = if forgotten {
-        tracing::warn!(lease = %lease.id, backend = %lease.backend, "an admin stopped the revocation retries of an irrevocable credential");
-        LeaseState::Forgotten
+/// The lease's state after a revoke: 202 while it is `revoking`, else 200.
+fn state_response(id: &str, current: LeaseState) -> Response {
+    let status = if current == LeaseState::Revoking {
+        StatusCode::ACCEPTED
     } else {
-        state
-            .store()
-            .lease_state(&lease.id)
-            .await?
-            .unwrap_or(lease.state)
+        StatusCode::OK
     };
-    Ok((
-        StatusCode::OK,
-        Json(json!({"id": lease.id, "state": current})),
-    )
-        .into_response())
+    (status, Json(json!({"id": id, "state": current}))).into_response()
 }
