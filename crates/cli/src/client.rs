@@ -4,9 +4,9 @@
 //! name), every call has a timeout, and API errors become [`Failure`]s with the server's
 //! message and remedy and the documented exit code.
 
-use std::fmt;
 use std::time::Duration;
 
+use creddy_core::secret::Secret;
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,25 +15,19 @@ use serde_json::Value;
 use crate::failure::{EXIT_AUTH, EXIT_CONNECT, EXIT_OTHER, EXIT_USAGE, Failure, Result};
 
 /// A bearer token held by the CLI; never printed by `Debug`.
-#[derive(Clone)]
-pub struct Bearer(String);
+#[derive(Debug, Clone)]
+pub struct Bearer(Secret<String>);
 
 impl Bearer {
     /// Wraps a token.
     pub fn new(token: String) -> Self {
-        Self(token.trim().to_owned())
+        Self(Secret::new(token.trim().to_owned()))
     }
 
     /// The token itself, for the one place that must send it in a body (a local
     /// enrollment approved by the admin token).
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Bearer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Bearer(********)")
+        self.0.expose()
     }
 }
 
@@ -290,7 +284,7 @@ impl Client {
         }
         let mut request = self.http.request(method, url);
         if let Some(bearer) = &self.bearer {
-            request = request.bearer_auth(&bearer.0);
+            request = request.bearer_auth(bearer.expose());
         }
         if let Some((name, value)) = header {
             request = request.header(name, value);

@@ -106,8 +106,12 @@ mod tests {
         let name = AgentName::parse("ci").expect("valid");
         let lifetime = Duration::parse("4h").ok();
         let (agent, secrets) = NewAgent::prepare(name, Grants::default(), lifetime, now);
-        assert_eq!(agent.token_hash, secrets.token.hash());
-        assert_eq!(agent.client_secret_hash, secrets.client_secret.hash());
+        assert!(agent.token_hash.matches(&secrets.token.hash()));
+        assert!(
+            agent
+                .client_secret_hash
+                .matches(&secrets.client_secret.hash())
+        );
         assert_eq!(agent.expires_at, Some(now.plus_seconds(4 * 3600)));
         let stored = Agent {
             id: agent.id,

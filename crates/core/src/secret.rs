@@ -1,8 +1,9 @@
-//! Secrets as types: bearer tokens and their hashes.
+//! Secrets as types: any secret value, bearer tokens and their hashes.
 //!
-//! A [`SecretToken`] redacts itself in `Debug` and `Display` and is zeroized on drop; its text
-//! leaves only through [`SecretToken::expose`]. Tokens are stored only as their SHA-256
-//! ([`TokenHash`]) and compared in constant time.
+//! A [`Secret`] (a master credential, a plugin's configuration, a minted credential) and a
+//! [`SecretToken`] redact themselves in `Debug` and `Display` and are wiped on drop; their
+//! contents leave only through `expose`. Tokens are stored only as their SHA-256
+//! ([`TokenHash`]) and compared in constant time (it has no `==`).
 
 use std::fmt;
 
@@ -57,6 +58,91 @@ impl TokenKind {
     }
 }
 
+/// A value that can be wiped in place before its memory is freed.
+pub trait Wipe {
+    /// Overwrites the secret parts with zeros.
+    fn wipe(&mut self);
+}
+
+impl Wipe for String {
+    fn wipe(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl Wipe for Vec<u8> {
+    fn wipe(&mut self) {
+        self.zeroize();
+    }
+}
+
+impl Wipe for serde_json::Value {
+    /// Every string in the value (the object keys are names, not secrets).
+    fn wipe(&mut self) {
+        match self {
+            serde_json::Value::String(text) => text.zeroize(),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(Wipe::wipe),
+            serde_json::Value::Object(map) => map.values_mut().for_each(Wipe::wipe),
+            _ => {}
+        }
+    }
+}
+
+/// A secret value: `Debug` and `Display` print `********`, it is wiped on drop, and it is read
+/// only through [`Secret::expose`], so every disclosure is visible at its call site. It
+/// serialises and deserialises as the value itself, for the wire types that carry a secret on
+/// purpose (a plugin's `configure` parameters, a minted credential). It has no `==`.
+#[derive(Clone, Default)]
+pub struct Secret<T: Wipe>(T);
+
+impl<T: Wipe> Secret<T> {
+    /// Wraps a secret.
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself; every call site is a deliberate disclosure.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Wipe> From<T> for Secret<T> {
+    fn from(value: T) -> Self {
+        Self(value)
+    }
+}
+
+impl<T: Wipe> Drop for Secret<T> {
+    fn drop(&mut self) {
+        self.0.wipe();
+    }
+}
+
+impl<T: Wipe> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
+impl<T: Wipe> fmt::Display for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
+impl<T: Wipe + serde::Serialize> serde::Serialize for Secret<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de, T: Wipe + serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(deserializer).map(Self)
+    }
+}
+
 /// A bearer secret: prefix plus 48 hex characters (192 random bits).
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct SecretToken(String);
@@ -105,8 +191,9 @@ impl fmt::Display for SecretToken {
     }
 }
 
-/// The SHA-256 of a secret, as lowercase hex.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The SHA-256 of a secret, as lowercase hex. Compared only in constant time
+/// ([`TokenHash::matches`]).
+#[derive(Debug, Clone)]
 pub struct TokenHash(String);
 
 impl TokenHash {
@@ -176,6 +263,33 @@ mod tests {
         let secret_part = &t.expose()[4..];
         assert!(!format!("{t:?}").contains(secret_part));
         assert!(!format!("{t}").contains(secret_part));
+    }
+
+    #[test]
+    fn a_secret_never_prints_and_serialises_as_itself() {
+        let secret = Secret::new("dtn_master".to_owned());
+        let config: Secret<serde_json::Value> =
+            serde_json::from_str(r#"{"api_key": "dtn_master", "ids": ["x"]}"#).expect("json");
+        for shown in [
+            format!("{secret:?}"),
+            format!("{secret}"),
+            format!("{config:?}"),
+            format!("{:?}", Some(&secret)),
+        ] {
+            assert!(!shown.contains("dtn_master"), "{shown}");
+        }
+        assert_eq!(secret.expose(), "dtn_master");
+        assert_eq!(
+            serde_json::to_string(&config).expect("json"),
+            r#"{"api_key":"dtn_master","ids":["x"]}"#
+        );
+        let mut value = config.expose().clone();
+        value.wipe();
+        assert_eq!(
+            value["api_key"].as_str().map(str::len),
+            Some(0),
+            "strings are wiped"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use creddy_core::secret::Secret;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -339,21 +340,13 @@ pub struct Constraints {
 }
 
 /// `configure` parameters. The only way a master credential reaches a plugin.
-#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ConfigureParams {
     /// The backend's name.
     pub backend: String,
-    /// The configuration, schema defaults applied.
-    pub config: Value,
-}
-
-impl std::fmt::Debug for ConfigureParams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigureParams")
-            .field("backend", &self.backend)
-            .field("config", &"********")
-            .finish()
-    }
+    /// The configuration, schema defaults applied (it holds the master credential).
+    #[schemars(with = "Value")]
+    pub config: Secret<Value>,
 }
 
 /// `validate` result.
@@ -414,10 +407,11 @@ pub struct EnvVar {
 }
 
 /// `get_credential` result.
-#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Credential {
     /// The secret.
-    pub value: String,
+    #[schemars(with = "String")]
+    pub value: Secret<String>,
     /// When it stops working, RFC 3339 UTC.
     pub expires_at: String,
     /// The revocation handle (null only when the plugin cannot revoke).
@@ -428,18 +422,6 @@ pub struct Credential {
     /// Environment variables for `creddy run`.
     #[serde(default)]
     pub env: Vec<EnvVar>,
-}
-
-impl std::fmt::Debug for Credential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential")
-            .field("value", &"********")
-            .field("expires_at", &self.expires_at)
-            .field("external_id", &self.external_id)
-            .field("metadata", &self.metadata)
-            .field("env", &self.env)
-            .finish()
-    }
 }
 
 /// `revoke_credential` parameters.
@@ -549,11 +531,11 @@ mod tests {
     fn secrets_in_messages_do_not_print() {
         let configure = ConfigureParams {
             backend: "b".into(),
-            config: serde_json::json!({"api_key": "master-secret"}),
+            config: Secret::new(serde_json::json!({"api_key": "master-secret"})),
         };
         assert!(!format!("{configure:?}").contains("master-secret"));
         let credential = Credential {
-            value: "minted-secret".into(),
+            value: Secret::new("minted-secret".to_owned()),
             expires_at: "2026-01-01T00:00:00Z".into(),
             external_id: None,
             metadata: BTreeMap::new(),

@@ -18,6 +18,7 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use creddy_core::secret::Secret;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -114,11 +115,12 @@ pub trait Plugin: Send + Sync + 'static {
     fn config_schema(&self) -> Vec<ConfigField>;
     /// Its TTL limits.
     fn constraints(&self) -> Constraints;
-    /// Checks a configuration (defaults applied) and prepares a backend.
+    /// Checks a configuration (defaults applied; it holds the master credential) and
+    /// prepares a backend.
     fn configure(
         &self,
         backend: &str,
-        config: Value,
+        config: Secret<Value>,
     ) -> impl Future<Output = Result<Self::Backend, PluginError>> + Send;
     /// Probes the upstream with the configured credential; returns warnings.
     fn validate(
@@ -560,6 +562,6 @@ async fn configure_from_file<P: Plugin>(
     }
     .apply_defaults(&mut config);
     Ok(plugin
-        .configure("standalone", Value::Object(config))
+        .configure("standalone", Secret::new(Value::Object(config)))
         .await?)
 }

@@ -1,5 +1,6 @@
 //! The host runs real child processes of the scriptable test plugin.
 
+use creddy_core::secret::Secret;
 use std::time::Duration;
 
 use creddy_plugin::host::{HostError, LaunchSpec, PluginProcess};
@@ -101,7 +102,7 @@ async fn a_plugin_starts_configured_and_serves_every_method() {
         .get_credential(&request("cred_a"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(credential.value.starts_with("tp_"));
+    assert!(credential.value.expose().starts_with("tp_"));
     assert_eq!(credential.external_id.as_deref(), Some("key-cred_a"));
     let revoked = plugin
         .revoke_credential(
@@ -279,7 +280,7 @@ async fn plugin_errors_keep_their_kind_and_remedy_and_never_echo_the_config() {
         other => panic!("{other:?}"),
     }
     let mut spec = setup.spec();
-    spec.config.0 = json!({"api_key": 12345, "state_dir": setup.state()});
+    spec.config = Secret::new(json!({"api_key": 12345, "state_dir": setup.state()}));
     let err = PluginProcess::start(spec)
         .await
         .map(|_| ())
@@ -305,7 +306,7 @@ async fn sixteen_calls_run_at_once() {
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|e| panic!("{e}"));
-        values.insert(credential.value);
+        values.insert(credential.value.expose().clone());
     }
     assert_eq!(values.len(), 16);
     let issued = std::fs::read_dir(setup.state().join("issued"))

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use creddy_core::agent::Agent;
 use creddy_core::audit::{Action, AuditEvent, Outcome};
 use creddy_core::ids::LeaseId;
+use creddy_core::origin::Origin;
 use creddy_core::scope::Scope;
+use creddy_core::secret::Secret;
 use creddy_core::ttl::TtlInputs;
 use creddy_core::{Duration, Timestamp};
 use creddy_plugin::host::{HostError, PluginProcess};
@@ -26,7 +28,6 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{EngineError, ErrorCode};
 use crate::state::AppState;
-use creddy_core::origin::Origin;
 
 /// The most scopes one request may name.
 pub const MAX_REQUESTED_SCOPES: usize = 16;
@@ -44,11 +45,11 @@ pub(crate) struct VendRequest {
 }
 
 /// The issued credential, as returned to the agent.
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub(crate) struct Issued {
     id: String,
     backend: String,
-    token: String,
+    token: Secret<String>,
     expires_at: Timestamp,
     ttl: String,
     ttl_seconds: u64,
@@ -421,7 +422,7 @@ async fn commit(
         .filter(|t| *t < lease.expires_at)
         .unwrap_or(lease.expires_at);
     let ttl_seconds = expires_at.seconds_since(lease.created_at).max(1);
-    let value_sha256 = sha256_hex(&credential.value);
+    let value_sha256 = sha256_hex(credential.value.expose());
     let sealed = credential.external_id.as_deref().map(|id| {
         state
             .sealer()
@@ -473,7 +474,7 @@ async fn commit(
         .iter()
         .filter_map(|var| {
             let value = match var.source {
-                EnvSource::Value => Some(credential.value.clone()),
+                EnvSource::Value => Some(credential.value.expose().clone()),
                 EnvSource::Metadata => var
                     .key
                     .as_ref()

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use creddy_core::Timestamp;
+use creddy_core::secret::Secret;
 use creddy_plugin::protocol::ErrorKind;
 use creddy_plugin::sdk::PluginError;
 use reqwest::{Method, StatusCode};
@@ -36,7 +37,7 @@ pub struct DaytonaClient {
     http: reqwest::Client,
     base: reqwest::Url,
     base_text: String,
-    api_key: String,
+    api_key: Secret<String>,
     organization_id: Option<String>,
 }
 
@@ -44,7 +45,7 @@ pub struct DaytonaClient {
 #[derive(Debug, Deserialize)]
 pub struct CreatedKey {
     /// The secret value, `dtn_…`.
-    pub value: String,
+    pub value: Secret<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,7 +95,7 @@ impl DaytonaClient {
             let mut request = self
                 .http
                 .request(method.clone(), self.url(segments))
-                .bearer_auth(&self.api_key)
+                .bearer_auth(self.api_key.expose())
                 .header("X-Daytona-Source", "creddy");
             if let Some(org) = &self.organization_id {
                 request = request.header("X-Daytona-Organization-ID", org);

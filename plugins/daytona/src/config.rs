@@ -1,5 +1,6 @@
 //! The Daytona backend's configuration (§10.1 of the specification).
 
+use creddy_core::secret::Secret;
 use creddy_plugin::protocol::{ConfigField, ErrorKind, FieldType};
 use creddy_plugin::sdk::PluginError;
 use serde_json::Value;
@@ -19,12 +20,12 @@ pub const DEFAULT_DELEGATED: [&str; 8] = [
 ];
 
 /// A checked configuration.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct DaytonaConfig {
     /// The backend's name (for messages).
     pub backend: String,
     /// The master key.
-    pub api_key: String,
+    pub api_key: Secret<String>,
     /// The API base, without a trailing `/`.
     pub base_url: String,
     /// The master key's organisation.
@@ -33,19 +34,6 @@ pub struct DaytonaConfig {
     pub delegated_permissions: Vec<String>,
     /// Prefix of minted key names.
     pub key_prefix: String,
-}
-
-impl std::fmt::Debug for DaytonaConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaytonaConfig")
-            .field("backend", &self.backend)
-            .field("api_key", &"********")
-            .field("base_url", &self.base_url)
-            .field("organization_id", &self.organization_id)
-            .field("delegated_permissions", &self.delegated_permissions)
-            .field("key_prefix", &self.key_prefix)
-            .finish()
-    }
 }
 
 /// The configuration fields.
@@ -168,7 +156,7 @@ impl DaytonaConfig {
         }
         Ok(Self {
             backend: backend.to_owned(),
-            api_key: api_key.to_owned(),
+            api_key: Secret::new(api_key.to_owned()),
             base_url,
             organization_id: text("organization_id").map(str::to_owned),
             delegated_permissions: delegated,

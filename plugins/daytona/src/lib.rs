@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod scopes;
 
+use creddy_core::secret::Secret;
 use creddy_core::{Clock, SystemClock};
 use creddy_plugin::protocol::{
     Capabilities, ConfigField, Constraints, Credential, EnvSource, EnvVar, GetCredentialParams,
@@ -91,8 +92,12 @@ impl Plugin for Daytona {
         }
     }
 
-    async fn configure(&self, backend: &str, config: Value) -> Result<Backend, PluginError> {
-        let config = DaytonaConfig::from_value(backend, &config)?;
+    async fn configure(
+        &self,
+        backend: &str,
+        config: Secret<Value>,
+    ) -> Result<Backend, PluginError> {
+        let config = DaytonaConfig::from_value(backend, config.expose())?;
         let client = DaytonaClient::new(&config)?;
         Ok(Backend { config, client })
     }

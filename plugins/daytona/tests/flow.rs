@@ -150,9 +150,9 @@ async fn a_minted_key_carries_the_scope_permissions_and_the_lease_expiry() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        full.value.starts_with("dtn_") && full.value.len() == 68,
+        full.value.expose().starts_with("dtn_") && full.value.expose().len() == 68,
         "{}",
-        full.value
+        full.value.expose()
     );
     assert_eq!(
         full.external_id.as_deref(),
@@ -177,7 +177,7 @@ async fn a_minted_key_carries_the_scope_permissions_and_the_lease_expiry() {
         "Daytona itself expires the key with the lease"
     );
     let (created, _) = daytona
-        .call(reqwest::Method::POST, "/sandbox", &full.value)
+        .call(reqwest::Method::POST, "/sandbox", full.value.expose())
         .await;
     assert_eq!(created, 200, "the key works on the sandbox endpoints");
 
@@ -187,13 +187,13 @@ async fn a_minted_key_carries_the_scope_permissions_and_the_lease_expiry() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         daytona
-            .call(reqwest::Method::GET, "/sandbox", &read.value)
+            .call(reqwest::Method::GET, "/sandbox", read.value.expose())
             .await
             .0,
         200
     );
     let (refused, body) = daytona
-        .call(reqwest::Method::POST, "/sandbox", &read.value)
+        .call(reqwest::Method::POST, "/sandbox", read.value.expose())
         .await;
     assert_eq!(
         (refused, body["message"].as_str()),
@@ -207,7 +207,7 @@ async fn a_minted_key_carries_the_scope_permissions_and_the_lease_expiry() {
     daytona.clock.advance_seconds(expiry.seconds_since(now));
     assert_eq!(
         daytona
-            .call(reqwest::Method::GET, "/sandbox", &read.value)
+            .call(reqwest::Method::GET, "/sandbox", read.value.expose())
             .await
             .0,
         200,
@@ -216,7 +216,7 @@ async fn a_minted_key_carries_the_scope_permissions_and_the_lease_expiry() {
     daytona.clock.advance_seconds(1);
     assert_eq!(
         daytona
-            .call(reqwest::Method::GET, "/sandbox", &read.value)
+            .call(reqwest::Method::GET, "/sandbox", read.value.expose())
             .await
             .0,
         401,
@@ -245,7 +245,7 @@ async fn revocation_deletes_the_key_and_not_found_counts_as_gone() {
     assert!(first.revoked && !first.already_gone);
     assert_eq!(
         daytona
-            .call(reqwest::Method::GET, "/sandbox", &credential.value)
+            .call(reqwest::Method::GET, "/sandbox", credential.value.expose())
             .await
             .0,
         401,

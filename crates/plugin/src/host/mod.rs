@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use creddy_core::secret::Secret;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -90,17 +91,6 @@ impl HostError {
     }
 }
 
-/// The configuration handed to `configure`; it holds the master credential, so it never
-/// prints.
-#[derive(Clone, PartialEq)]
-pub struct SecretConfig(pub Value);
-
-impl std::fmt::Debug for SecretConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretConfig(********)")
-    }
-}
-
 /// Everything needed to run a backend's plugin.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -111,7 +101,7 @@ pub struct LaunchSpec {
     /// Its SHA-256 as recorded at installation.
     pub sha256: String,
     /// The configuration, defaults applied.
-    pub config: SecretConfig,
+    pub config: Secret<Value>,
     /// This creddy's version (checked against the plugin's minimum).
     pub host_version: String,
     /// `HOME` for the plugin (default: the server's).
@@ -142,7 +132,7 @@ impl LaunchSpec {
             backend: backend.to_owned(),
             binary,
             sha256: sha256.to_owned(),
-            config: SecretConfig(config),
+            config: Secret::new(config),
             host_version: host_version.to_owned(),
             home: None,
             timeout_cap: None,
@@ -418,7 +408,7 @@ async fn handshake(spec: &LaunchSpec, connection: &Connection) -> Result<Started
             method::CONFIGURE,
             &ConfigureParams {
                 backend: spec.backend.clone(),
-                config: spec.config.0.clone(),
+                config: spec.config.clone(),
             },
             spec.timeout(method::CONFIGURE),
         )

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use creddy_core::secret::Secret;
 use creddy_core::{Clock, SystemClock};
 use creddy_plugin::protocol::{
     Capabilities, ConfigField, Constraints, Credential, EnvSource, EnvVar, ErrorKind, FieldType,
@@ -138,7 +139,12 @@ impl Plugin for TestPlugin {
         }
     }
 
-    async fn configure(&self, _backend: &str, config: Value) -> Result<Backend, PluginError> {
+    async fn configure(
+        &self,
+        _backend: &str,
+        config: Secret<Value>,
+    ) -> Result<Backend, PluginError> {
+        let config = config.expose();
         let text = |key: &str| {
             config[key]
                 .as_str()
@@ -194,7 +200,7 @@ impl Plugin for TestPlugin {
         metadata.insert("api_url".to_owned(), "http://upstream.test".to_owned());
         metadata.insert("env_names".to_owned(), env_names.join(","));
         Ok(Credential {
-            value,
+            value: Secret::new(value),
             expires_at: expires.to_rfc3339(),
             external_id: Some(external_id),
             metadata,
