@@ -213,14 +213,24 @@ async fn a_hanging_call_times_out_and_a_late_answer_is_dropped() {
         matches!(&timed_out, Err(HostError::Timeout { method, .. }) if method == "get_credential"),
         "{timed_out:?}"
     );
+    // The slow call's answer arrives later under its own id and is dropped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while plugin.late_answers() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the late answer never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(plugin.late_answers(), 1);
+    // It was never taken for another call's answer: the next call gets its own.
     script(&setup.state(), json!({}));
-    // The slow call's answer arrives later under its own id and is dropped; it can never be
-    // taken for the answer to this call.
     let next = plugin
         .get_credential(&request("cred_next"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(next.external_id.as_deref(), Some("key-cred_next"));
+    assert_eq!(plugin.late_answers(), 1, "an answer in time is not late");
     plugin.stop().await;
 }
 
@@ -295,11 +305,15 @@ async fn plugin_errors_keep_their_kind_and_remedy_and_never_echo_the_config() {
 async fn sixteen_calls_run_at_once() {
     let setup = Setup::new("test");
     let plugin = setup.start().await;
-    script(&setup.state(), json!({"get_credential": "slow:200"}));
-    let calls = (0..16).map(|i| {
-        let plugin = plugin.clone();
-        tokio::spawn(async move { plugin.get_credential(&request(&format!("cred_{i}"))).await })
-    });
+    // Each call waits at the plugin until all sixteen are in flight together: calls made one
+    // at a time would never all arrive, and the first would fail.
+    script(&setup.state(), json!({"get_credential": "barrier:16"}));
+    let calls: Vec<_> = (0..16)
+        .map(|i| {
+            let plugin = plugin.clone();
+            tokio::spawn(async move { plugin.get_credential(&request(&format!("cred_{i}"))).await })
+        })
+        .collect();
     let mut values = std::collections::HashSet::new();
     for call in calls {
         let credential = call

@@ -48,6 +48,8 @@ pub(crate) struct Connection {
     next_id: AtomicU64,
     dead: watch::Receiver<Option<Death>>,
     alive: std::sync::Arc<AtomicBool>,
+    /// Answers that arrived after their call had given up (or for no call): dropped.
+    late: std::sync::Arc<AtomicU64>,
     backend: String,
 }
 
@@ -102,11 +104,13 @@ impl Connection {
             };
         let pending: std::sync::Arc<Pending> = std::sync::Arc::default();
         let alive = std::sync::Arc::new(AtomicBool::new(true));
+        let late = std::sync::Arc::new(AtomicU64::new(0));
         let (dead_tx, dead) = watch::channel(None);
         tokio::spawn(read_answers(
             stdout,
             pending.clone(),
             alive.clone(),
+            late.clone(),
             dead_tx,
             backend.to_owned(),
         ));
@@ -118,8 +122,14 @@ impl Connection {
             next_id: AtomicU64::new(1),
             dead,
             alive,
+            late,
             backend: backend.to_owned(),
         })
+    }
+
+    /// How many answers this process sent after their call had given up, all dropped.
+    pub(crate) fn late_answers(&self) -> u64 {
+        self.late.load(Ordering::SeqCst)
     }
 
     /// True until the process exits or breaks the protocol.
@@ -250,6 +260,7 @@ async fn read_answers<R: AsyncRead + Unpin>(
     stdout: R,
     pending: std::sync::Arc<Pending>,
     alive: std::sync::Arc<AtomicBool>,
+    late: std::sync::Arc<AtomicU64>,
     dead: watch::Sender<Option<Death>>,
     backend: String,
 ) {
@@ -287,6 +298,7 @@ async fn read_answers<R: AsyncRead + Unpin>(
                 let _ = waiter.send(outcome);
             }
             None => {
+                late.fetch_add(1, Ordering::SeqCst);
                 tracing::debug!(%backend, id, "dropped a late or unknown answer from the plugin")
             }
         }

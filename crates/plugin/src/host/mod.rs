@@ -244,6 +244,12 @@ impl PluginProcess {
         self.inner.restarts.subscribe()
     }
 
+    /// How many answers the current process sent after their call had timed out (each
+    /// dropped, never taken for another call's answer); tests wait on it.
+    pub fn late_answers(&self) -> u64 {
+        self.connection().map_or(0, |c| c.late_answers())
+    }
+
     /// True while a plugin process is up.
     pub fn is_running(&self) -> bool {
         self.connection().is_some_and(|c| c.is_alive())

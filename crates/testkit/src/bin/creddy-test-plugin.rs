@@ -3,7 +3,8 @@
 //! The fake upstream lives in the `state_dir` of its configuration: minted credentials are
 //! recorded in `issued/`, revocations in `revoked/`. Before each call the plugin reads
 //! `behavior.json` there, e.g. `{"get_credential": "crash"}`, with modes `ok`, `hang`,
-//! `crash`, `garbage`, `huge`, `slow:<ms>` and `fail:<error kind>`.
+//! `crash`, `garbage`, `huge`, `slow:<ms>`, `fail:<error kind>` and `barrier:<n>` (the call
+//! waits until `n` calls are in flight together, and fails if they never are).
 //!
 //! What must happen before `configure` is chosen by the binary's file name instead: a name
 //! containing `garbage` writes junk to stdout at start, `oldproto` answers `hello` with
@@ -47,6 +48,7 @@ async fn act(state_dir: &Path, method: &str) -> Result<(), PluginError> {
             tokio::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(100))).await;
             Ok(())
         }
+        Some(("barrier", n)) => barrier(state_dir, n.parse().unwrap_or(2)).await,
         Some(("fail", kind)) => {
             let kind: ErrorKind =
                 serde_json::from_value(Value::from(kind)).unwrap_or(ErrorKind::InternalError);
@@ -72,6 +74,29 @@ async fn act(state_dir: &Path, method: &str) -> Result<(), PluginError> {
             }
             _ => Ok(()),
         },
+    }
+}
+
+/// Waits until `n` calls have arrived here (each leaves a file in `barrier/`); fails after
+/// 30 s with how many did, so calls the host serialises fail instead of passing.
+async fn barrier(state_dir: &Path, n: usize) -> Result<(), PluginError> {
+    let dir = state_dir.join("barrier");
+    let failed = |e: std::io::Error| PluginError::new(ErrorKind::InternalError, e.to_string());
+    std::fs::create_dir_all(&dir).map_err(failed)?;
+    std::fs::write(dir.join(random_hex()), "").map_err(failed)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let arrived = std::fs::read_dir(&dir).map_err(failed)?.count();
+        if arrived >= n {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(PluginError::new(
+                ErrorKind::UpstreamUnavailable,
+                format!("only {arrived} of {n} calls were in flight together"),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 
