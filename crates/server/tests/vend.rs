@@ -594,15 +594,32 @@ async fn no_secret_reaches_the_audit_trail_or_an_error_body(server: TestServer) 
         }
         assert!(!error.text.contains(secret) && !rejected.text.contains(secret));
     }
-    let db = site.server.settings.data_dir.join("creddy.db");
-    if site.server.settings.database_url.is_none() {
-        let bytes = String::from_utf8_lossy(&std::fs::read(db).unwrap_or_default()).into_owned();
-        assert!(
-            !bytes.contains(MASTER_KEY),
-            "the backend configuration is sealed at rest"
-        );
-        assert!(!bytes.contains(&value), "issued values are never stored");
-    }
+    // What someone reading the database could see: the SQLite file and its write-ahead log,
+    // or every row of every PostgreSQL table.
+    let at_rest = match &site.server.settings.database_url {
+        None => {
+            let db = site.server.settings.data_dir.join("creddy.db");
+            let mut bytes = std::fs::read(&db).expect("the SQLite database file exists");
+            if let Ok(wal) = std::fs::read(db.with_extension("db-wal")) {
+                bytes.extend(wal);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Some(url) => creddy_testkit::store::postgres_rows_as_text(url).await,
+    };
+    assert!(
+        at_rest.contains("credential.issued") && at_rest.contains("cred_"),
+        "the stored state was read (the audit trail and the leases are in it)"
+    );
+    assert!(
+        !at_rest.contains(MASTER_KEY),
+        "the backend configuration is sealed at rest"
+    );
+    assert!(!at_rest.contains(&value), "issued values are never stored");
+    assert!(
+        !at_rest.contains(&token),
+        "vend tokens are stored as hashes"
+    );
     let _: Value = issued.body;
 }
 

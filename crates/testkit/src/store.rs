@@ -140,3 +140,31 @@ pub fn break_audit_sql(location: &Location) -> &'static str {
         }
     }
 }
+
+/// Every row of every table of the PostgreSQL database at `url` as text, one row a line: what
+/// someone reading the database (or its files) could see, for tests of secrets at rest.
+pub async fn postgres_rows_as_text(url: &str) -> String {
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap_or_else(|e| panic!("listing tables: {e}"));
+    let mut text = String::new();
+    for table in tables {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT CAST(t AS TEXT) FROM \"{table}\" t"));
+        let rows: Vec<String> = sqlx::query_scalar(sql)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("reading {table}: {e}"));
+        for row in rows {
+            text.push_str(&row);
+            text.push('\n');
+        }
+    }
+    pool.close().await;
+    text
+}
