@@ -19,48 +19,40 @@ pub struct AgentListing {
     pub active_leases: i64,
 }
 
-type AgentRow = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-);
+/// The stored columns of an [`Agent`].
+#[derive(sqlx::FromRow)]
+struct AgentRow {
+    id: String,
+    name: String,
+    scopes: String,
+    policy: Option<String>,
+    client_id: String,
+    created_at: i64,
+    last_used: Option<i64>,
+    expires_at: Option<i64>,
+}
 
-/// An agent row followed by one extra column.
-type AgentRowWith<T> = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    T,
-);
-
-/// Splits the extra column off an [`AgentRowWith`].
-fn split_row<T>(r: AgentRowWith<T>) -> (AgentRow, T) {
-    ((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7), r.8)
+/// An agent row followed by one extra column, named `extra`.
+#[derive(sqlx::FromRow)]
+struct AgentRowWith<T> {
+    #[sqlx(flatten)]
+    agent: AgentRow,
+    extra: T,
 }
 
 fn agent_from_row(r: AgentRow) -> Result<Agent> {
-    let scopes = decode_strings("agents.scopes", &r.2)?;
+    let scopes = decode_strings("agents.scopes", &r.scopes)?;
     let scopes =
         Grants::parse(&scopes).map_err(|e| StoreError::Corrupt(format!("agents.scopes: {e}")))?;
     Ok(Agent {
-        id: AgentId::from_stored(r.0),
-        name: r.1,
+        id: AgentId::from_stored(r.id),
+        name: r.name,
         scopes,
-        policy: r.3,
-        client_id: r.4,
-        created_at: Timestamp::from_millis(r.5),
-        last_used: r.6.map(Timestamp::from_millis),
-        expires_at: r.7.map(Timestamp::from_millis),
+        policy: r.policy,
+        client_id: r.client_id,
+        created_at: Timestamp::from_millis(r.created_at),
+        last_used: r.last_used.map(Timestamp::from_millis),
+        expires_at: r.expires_at.map(Timestamp::from_millis),
     })
 }
 
@@ -173,25 +165,22 @@ impl Store {
     ) -> Result<Option<(Agent, TokenHash)>> {
         let sql = format!(
             "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, \
-             {hash_column} FROM agents WHERE {by} = $1"
+             {hash_column} AS extra FROM agents WHERE {by} = $1"
         );
         let row: Option<AgentRowWith<String>> =
             with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(value)
                 .fetch_optional(p)
                 .await)?;
-        row.map(|r| {
-            let (row, hash) = split_row(r);
-            agent_from_row(row).map(|a| (a, TokenHash::from_stored(hash)))
-        })
-        .transpose()
+        row.map(|r| agent_from_row(r.agent).map(|a| (a, TokenHash::from_stored(r.extra))))
+            .transpose()
     }
 
     /// Every agent, by name, with its open lease count.
     pub async fn list_agents(&self) -> Result<Vec<AgentListing>> {
         let sql = format!(
             "SELECT a.id, a.name, a.scopes, a.policy, a.client_id, a.created_at, a.last_used, \
-             a.expires_at, (SELECT COUNT(*) FROM leases l WHERE l.agent_id = a.id AND l.state IN {OPEN_STATES}) \
+             a.expires_at, (SELECT COUNT(*) FROM leases l WHERE l.agent_id = a.id AND l.state IN {OPEN_STATES}) AS extra \
              FROM agents a ORDER BY a.name_key"
         );
         let rows: Vec<AgentRowWith<i64>> =
@@ -200,8 +189,8 @@ impl Store {
                 .await)?;
         rows.into_iter()
             .map(|r| {
-                let (row, active_leases) = split_row(r);
-                agent_from_row(row).map(|agent| AgentListing {
+                let active_leases = r.extra;
+                agent_from_row(r.agent).map(|agent| AgentListing {
                     agent,
                     active_leases,
                 })

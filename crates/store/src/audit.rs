@@ -201,23 +201,25 @@ fn like_json_field(field: &str, value: &str) -> String {
     format!("%\"{field}\":{escaped}%")
 }
 
-type EventRow = (
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-    Option<String>,
-);
+/// The stored columns of a [`StoredEvent`] ([`EVENT_COLUMNS`]).
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    id: String,
+    time: i64,
+    action: String,
+    actor: String,
+    subject: Option<String>,
+    backend: Option<String>,
+    lease_id: Option<String>,
+    outcome: String,
+    ip: Option<String>,
+    request_id: Option<String>,
+    details: String,
+    prev_hash: String,
+    hash: String,
+    mac: Option<String>,
+}
 
 /// The columns of an [`EventRow`].
 const EVENT_COLUMNS: &str = "seq, id, time, action, actor, subject, backend, lease_id, outcome, ip, \
@@ -231,25 +233,25 @@ impl TryFrom<EventRow> for StoredEvent {
     type Error = StoreError;
     fn try_from(r: EventRow) -> Result<Self> {
         Ok(Self {
-            seq: r.0,
-            id: r.1,
-            time: r.2,
-            action: r.3,
-            actor: parse_json("actor", &r.4)?,
+            actor: parse_json("actor", &r.actor)?,
             subject: r
-                .5
+                .subject
                 .as_deref()
                 .map(|s| parse_json("subject", s))
                 .transpose()?,
-            backend: r.6,
-            lease_id: r.7,
-            outcome: r.8,
-            ip: r.9,
-            request_id: r.10,
-            details: parse_json("details", &r.11)?,
-            prev_hash: r.12,
-            hash: r.13,
-            mac: r.14,
+            details: parse_json("details", &r.details)?,
+            seq: r.seq,
+            id: r.id,
+            time: r.time,
+            action: r.action,
+            backend: r.backend,
+            lease_id: r.lease_id,
+            outcome: r.outcome,
+            ip: r.ip,
+            request_id: r.request_id,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+            mac: r.mac,
         })
     }
 }

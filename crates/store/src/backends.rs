@@ -28,18 +28,30 @@ pub struct BackendRecord {
     pub open_leases: i64,
 }
 
-type BackendRow = (String, String, String, String, String, String, i64, i64);
+/// The stored columns of a [`BackendRecord`], with its open lease count.
+#[derive(sqlx::FromRow)]
+struct BackendRow {
+    id: String,
+    name: String,
+    #[sqlx(rename = "type")]
+    plugin: String,
+    plugin_version: String,
+    config: String,
+    state: String,
+    created_at: i64,
+    open_leases: i64,
+}
 
 fn from_row(r: BackendRow) -> BackendRecord {
     BackendRecord {
-        id: r.0,
-        name: r.1,
-        plugin: r.2,
-        plugin_version: r.3,
-        sealed_config: r.4,
-        state: r.5,
-        created_at: Timestamp::from_millis(r.6),
-        open_leases: r.7,
+        id: r.id,
+        name: r.name,
+        plugin: r.plugin,
+        plugin_version: r.plugin_version,
+        sealed_config: r.config,
+        state: r.state,
+        created_at: Timestamp::from_millis(r.created_at),
+        open_leases: r.open_leases,
     }
 }
 
@@ -81,7 +93,7 @@ impl Store {
         let rows: Vec<BackendRow> = with_pool!(self, |p| {
             sqlx::query_as(
                 "SELECT b.id, b.name, b.type, b.plugin_version, b.config, b.state, b.created_at, \
-                 (SELECT COUNT(*) FROM leases l WHERE l.backend = b.name AND l.state IN ('pending', 'active')) \
+                 (SELECT COUNT(*) FROM leases l WHERE l.backend = b.name AND l.state IN ('pending', 'active')) AS open_leases \
                  FROM backends b WHERE ($1 IS NULL OR b.name = $1) ORDER BY b.name",
             )
             .bind(name)

@@ -77,36 +77,38 @@ pub struct NewEnrollment {
     pub decided_by: Option<&'static str>,
 }
 
-type EnrollmentRow = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-);
+/// The stored columns of an [`Enrollment`] ([`COLUMNS`]).
+#[derive(sqlx::FromRow)]
+struct EnrollmentRow {
+    id: String,
+    kind: String,
+    name: String,
+    agent_id: Option<String>,
+    scopes: String,
+    status: String,
+    policy: Option<String>,
+    reason: Option<String>,
+    ip: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+}
 
 const COLUMNS: &str =
     "id, kind, name, agent_id, scopes, status, policy, reason, ip, created_at, expires_at";
 
 fn from_row(r: EnrollmentRow) -> Result<Enrollment> {
     Ok(Enrollment {
-        scopes: decode_strings("enrollments.scopes", &r.4)?,
-        kind: parse_name("enrollments.kind", &r.1)?,
-        status: parse_name("enrollments.status", &r.5)?,
-        id: r.0,
-        name: r.2,
-        agent_id: r.3,
-        policy: r.6,
-        reason: r.7,
-        ip: r.8,
-        created_at: Timestamp::from_millis(r.9),
-        expires_at: Timestamp::from_millis(r.10),
+        scopes: decode_strings("enrollments.scopes", &r.scopes)?,
+        kind: parse_name("enrollments.kind", &r.kind)?,
+        status: parse_name("enrollments.status", &r.status)?,
+        id: r.id,
+        name: r.name,
+        agent_id: r.agent_id,
+        policy: r.policy,
+        reason: r.reason,
+        ip: r.ip,
+        created_at: Timestamp::from_millis(r.created_at),
+        expires_at: Timestamp::from_millis(r.expires_at),
     })
 }
 

@@ -30,7 +30,17 @@ pub struct SigningKeyRecord {
     pub retires_at: Option<Timestamp>,
 }
 
-type KeyRow = (String, String, String, String, String, i64, Option<i64>);
+/// The stored columns of a [`SigningKeyRecord`].
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    kid: String,
+    alg: String,
+    state: String,
+    private_key: String,
+    public_jwk: String,
+    created_at: i64,
+    retires_at: Option<i64>,
+}
 
 impl Store {
     /// Every signing key: the current one, then those in grace, then retired ones, newest
@@ -48,13 +58,13 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(|r| SigningKeyRecord {
-                kid: r.0,
-                alg: r.1,
-                state: r.2,
-                sealed_private_key: r.3,
-                public_jwk: r.4,
-                created_at: Timestamp::from_millis(r.5),
-                retires_at: r.6.map(Timestamp::from_millis),
+                kid: r.kid,
+                alg: r.alg,
+                state: r.state,
+                sealed_private_key: r.private_key,
+                public_jwk: r.public_jwk,
+                created_at: Timestamp::from_millis(r.created_at),
+                retires_at: r.retires_at.map(Timestamp::from_millis),
             })
             .collect())
     }

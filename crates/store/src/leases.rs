@@ -44,7 +44,7 @@ impl Store {
             "SELECT id, backend, scopes, state, created_at, expires_at FROM leases \
              WHERE agent_id = $1 AND state IN {states} ORDER BY expires_at"
         );
-        let rows: Vec<(String, String, String, String, i64, i64)> = with_pool!(self, |p| {
+        let rows: Vec<SummaryRow> = with_pool!(self, |p| {
             sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(agent.as_str())
                 .fetch_all(p)
@@ -53,12 +53,12 @@ impl Store {
         rows.into_iter()
             .map(|r| {
                 Ok(LeaseSummary {
-                    id: r.0,
-                    backend: r.1,
-                    scopes: decode_strings("leases.scopes", &r.2)?,
-                    state: parse_state(&r.3)?,
-                    created_at: Timestamp::from_millis(r.4),
-                    expires_at: Timestamp::from_millis(r.5),
+                    scopes: decode_strings("leases.scopes", &r.scopes)?,
+                    state: parse_state(&r.state)?,
+                    id: r.id,
+                    backend: r.backend,
+                    created_at: Timestamp::from_millis(r.created_at),
+                    expires_at: Timestamp::from_millis(r.expires_at),
                 })
             })
             .collect()
@@ -266,17 +266,19 @@ pub struct RevocableLease {
 /// minute; the rest is margin for a crash in between).
 pub const PENDING_GRACE_MILLIS: i64 = 120_000;
 
-type RevocableRow = (
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    i64,
-);
+/// The stored columns of a [`RevocableLease`].
+#[derive(sqlx::FromRow)]
+struct RevocableRow {
+    id: String,
+    agent_id: String,
+    agent_name: String,
+    external_id: Option<String>,
+    backend: String,
+    state: String,
+    attempts: i64,
+    first_failed_at: Option<i64>,
+    expires_at: i64,
+}
 
 /// The columns of a [`RevocableRow`].
 const REVOCABLE_COLUMNS: &str =
@@ -284,15 +286,15 @@ const REVOCABLE_COLUMNS: &str =
 
 fn revocable(r: RevocableRow) -> Result<RevocableLease> {
     Ok(RevocableLease {
-        state: parse_state(&r.5)?,
-        id: r.0,
-        agent_id: r.1,
-        agent_name: r.2,
-        sealed_external_id: r.3,
-        backend: r.4,
-        attempts: r.6,
-        first_failed_at: r.7.map(Timestamp::from_millis),
-        expires_at: Timestamp::from_millis(r.8),
+        state: parse_state(&r.state)?,
+        id: r.id,
+        agent_id: r.agent_id,
+        agent_name: r.agent_name,
+        sealed_external_id: r.external_id,
+        backend: r.backend,
+        attempts: r.attempts,
+        first_failed_at: r.first_failed_at.map(Timestamp::from_millis),
+        expires_at: Timestamp::from_millis(r.expires_at),
     })
 }
 
@@ -361,7 +363,7 @@ impl Store {
                 .fetch_all(p)
                 .await)?;
         // RETURNING does not keep the subquery's order.
-        rows.sort_by_key(|r| r.8);
+        rows.sort_by_key(|r| r.expires_at);
         rows.into_iter().map(revocable).collect()
     }
 
@@ -433,19 +435,32 @@ pub struct LeaseRecord {
     pub last_error: Option<String>,
 }
 
-type LeaseRecordRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<i64>,
-    i64,
-    Option<String>,
-);
+/// The stored columns of a [`LeaseRecord`].
+#[derive(sqlx::FromRow)]
+struct LeaseRecordRow {
+    id: String,
+    agent_id: String,
+    agent_name: String,
+    backend: String,
+    scopes: String,
+    state: String,
+    created_at: i64,
+    expires_at: i64,
+    revoked_at: Option<i64>,
+    attempts: i64,
+    last_error: Option<String>,
+}
+
+/// The stored columns of a [`LeaseSummary`].
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    id: String,
+    backend: String,
+    scopes: String,
+    state: String,
+    created_at: i64,
+    expires_at: i64,
+}
 
 /// Filters for [`Store::find_leases`].
 #[derive(Debug, Clone, Default)]
@@ -518,17 +533,17 @@ impl Store {
         rows.into_iter()
             .map(|r| {
                 Ok(LeaseRecord {
-                    scopes: decode_strings("leases.scopes", &r.4)?,
-                    id: r.0,
-                    agent_id: r.1,
-                    agent_name: r.2,
-                    backend: r.3,
-                    state: parse_state(&r.5)?,
-                    created_at: Timestamp::from_millis(r.6),
-                    expires_at: Timestamp::from_millis(r.7),
-                    revoked_at: r.8.map(Timestamp::from_millis),
-                    attempts: r.9,
-                    last_error: r.10,
+                    scopes: decode_strings("leases.scopes", &r.scopes)?,
+                    state: parse_state(&r.state)?,
+                    id: r.id,
+                    agent_id: r.agent_id,
+                    agent_name: r.agent_name,
+                    backend: r.backend,
+                    created_at: Timestamp::from_millis(r.created_at),
+                    expires_at: Timestamp::from_millis(r.expires_at),
+                    revoked_at: r.revoked_at.map(Timestamp::from_millis),
+                    attempts: r.attempts,
+                    last_error: r.last_error,
                 })
             })
             .collect()
