@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod audit;
+pub mod backend;
 pub mod clock;
 pub mod closed_set;
 pub mod duration;
@@ -20,6 +21,7 @@ pub mod origin;
 pub mod policy;
 pub mod scope;
 pub mod secret;
+pub mod signing;
 pub mod timestamp;
 pub mod ttl;
 

@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use creddy_core::Timestamp;
 use creddy_core::audit::{Action, Actor, AuditEvent};
+use creddy_core::signing::KeyState;
 use creddy_store::SigningKeyRecord;
 use ed25519_dalek::Signer as _;
 use serde_json::{Value, json};
@@ -169,7 +170,7 @@ impl PublicKey {
 struct LoadedKey {
     kid: String,
     alg: String,
-    state: String,
+    state: KeyState,
     private: Option<PrivateKey>,
     public: PublicKey,
     jwk: Value,
@@ -221,7 +222,7 @@ pub fn new_key(sealer: &Sealer, now: Timestamp, alg: &str) -> Option<SigningKeyR
         sealed_private_key: sealer.seal(&sealing_context(&kid), seed.as_ref()),
         kid,
         alg: alg.to_owned(),
-        state: "current".to_owned(),
+        state: KeyState::Current,
         public_jwk: jwk.to_string(),
         created_at: now,
         retires_at: None,
@@ -233,7 +234,7 @@ impl Keys {
     pub async fn reload(&self, state: &AppState) -> Result<(), creddy_store::StoreError> {
         let mut loaded = Vec::new();
         for record in state.store().signing_keys().await? {
-            if record.state == "retired" {
+            if record.state == KeyState::Retired {
                 continue;
             }
             let Some(jwk) = serde_json::from_str::<Value>(&record.public_jwk).ok() else {
@@ -279,7 +280,7 @@ impl Keys {
             .loaded
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = keys.iter().find(|k| k.state == "current")?;
+        let key = keys.iter().find(|k| k.state == KeyState::Current)?;
         let private = key.private.as_ref()?;
         let header = json!({"alg": key.alg, "kid": key.kid, "typ": typ});
         let input = format!(
@@ -394,7 +395,7 @@ pub async fn prepare(state: &AppState) -> Result<(), creddy_store::StoreError> {
         .signing_keys()
         .await?
         .iter()
-        .any(|k| k.state == "current")
+        .any(|k| k.state == KeyState::Current)
     {
         let Some(key) = new_key(state.sealer(), now, &state.settings().oidc.alg) else {
             return Err(creddy_store::StoreError::Corrupt(
@@ -424,7 +425,7 @@ pub async fn retire_ended(state: &AppState) -> Result<(), creddy_store::StoreErr
             .signing_keys()
             .await?
             .into_iter()
-            .find(|k| k.state == "current");
+            .find(|k| k.state == KeyState::Current);
         if current.is_some_and(|k| now.seconds_since(k.created_at) >= every) {
             match rotate(
                 state,
@@ -466,7 +467,7 @@ pub async fn rotate(
         .signing_keys()
         .await?
         .into_iter()
-        .find(|k| k.state == "current")
+        .find(|k| k.state == KeyState::Current)
         .map(|k| k.kid);
     let Some(key) = new_key(state.sealer(), now, alg) else {
         return Err(creddy_store::StoreError::Corrupt(format!(

@@ -3,9 +3,10 @@
 
 use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;
+use creddy_core::backend::BackendState;
 
 use crate::audit::{append_event, append_events, change_with_event};
-use crate::{Result, Store, in_transaction, with_pool};
+use crate::{Result, Store, in_transaction, parse_name, with_pool};
 
 /// A backend as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +22,7 @@ pub struct BackendRecord {
     /// The sealed configuration.
     pub sealed_config: String,
     /// `active` or `draining`.
-    pub state: String,
+    pub state: BackendState,
     /// When it was added.
     pub created_at: Timestamp,
     /// Leases in `pending` or `active`.
@@ -42,17 +43,17 @@ struct BackendRow {
     open_leases: i64,
 }
 
-fn from_row(r: BackendRow) -> BackendRecord {
-    BackendRecord {
+fn from_row(r: BackendRow) -> Result<BackendRecord> {
+    Ok(BackendRecord {
+        state: parse_name("backends.state", &r.state)?,
         id: r.id,
         name: r.name,
         plugin: r.plugin,
         plugin_version: r.plugin_version,
         sealed_config: r.config,
-        state: r.state,
         created_at: Timestamp::from_millis(r.created_at),
         open_leases: r.open_leases,
-    }
+    })
 }
 
 impl Store {
@@ -69,7 +70,7 @@ impl Store {
             .bind(&backend.plugin)
             .bind(&backend.plugin_version)
             .bind(&backend.sealed_config)
-            .bind(&backend.state)
+            .bind(backend.state.as_str())
             .bind(backend.created_at.as_millis())
             .execute(&mut *tx)
             .await?;
@@ -100,7 +101,7 @@ impl Store {
             .fetch_all(p)
             .await
         })?;
-        Ok(rows.into_iter().map(from_row).collect())
+        rows.into_iter().map(from_row).collect()
     }
 
     /// Deletes the backend and records `event`; false when there was none.

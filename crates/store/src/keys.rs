@@ -4,10 +4,11 @@
 
 use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;
+use creddy_core::signing::KeyState;
 use serde::Serialize;
 
 use crate::audit::append_event;
-use crate::{Result, Store, StoreError, in_transaction, with_pool};
+use crate::{Result, Store, StoreError, in_transaction, parse_name, with_pool};
 
 /// A stored signing key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -17,7 +18,7 @@ pub struct SigningKeyRecord {
     /// `EdDSA`.
     pub alg: String,
     /// `current`, `grace` or `retired`.
-    pub state: String,
+    pub state: KeyState,
     /// The sealed private key.
     #[serde(skip)]
     pub sealed_private_key: String,
@@ -55,18 +56,19 @@ impl Store {
         .fetch_all(p)
         .await
         })?;
-        Ok(rows
-            .into_iter()
-            .map(|r| SigningKeyRecord {
-                kid: r.kid,
-                alg: r.alg,
-                state: r.state,
-                sealed_private_key: r.private_key,
-                public_jwk: r.public_jwk,
-                created_at: Timestamp::from_millis(r.created_at),
-                retires_at: r.retires_at.map(Timestamp::from_millis),
+        rows.into_iter()
+            .map(|r| {
+                Ok(SigningKeyRecord {
+                    state: parse_name("signing_keys.state", &r.state)?,
+                    kid: r.kid,
+                    alg: r.alg,
+                    sealed_private_key: r.private_key,
+                    public_jwk: r.public_jwk,
+                    created_at: Timestamp::from_millis(r.created_at),
+                    retires_at: r.retires_at.map(Timestamp::from_millis),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Makes `key` the current key; the previous current key (if any) enters its grace

@@ -44,7 +44,7 @@ fn backend(name: &str) -> creddy_store::BackendRecord {
         plugin: "test".into(),
         plugin_version: "0.1.0".into(),
         sealed_config: "v1:abcd:sealed".into(),
-        state: "active".into(),
+        state: creddy_core::backend::BackendState::Active,
         created_at: T0,
         open_leases: 0,
     }

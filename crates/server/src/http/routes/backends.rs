@@ -21,6 +21,8 @@ use creddy_store::{BackendRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use creddy_core::backend::BackendState;
+
 use crate::auth::Principal;
 use crate::backend_admin::{Removal, find};
 use crate::backends::{LiveBackend, config_context};
@@ -43,7 +45,7 @@ pub(crate) struct BackendView {
 
 fn view(state: &AppState, record: &BackendRecord) -> BackendView {
     let live_state = match state.backends().get(&record.name) {
-        _ if record.state == "draining" => "draining",
+        _ if record.state == BackendState::Draining => "draining",
         Some(live) => live.state(),
         None => "error",
     };
@@ -289,7 +291,7 @@ pub(crate) async fn add(
         plugin: body.plugin.clone(),
         plugin_version: version.clone(),
         sealed_config: state.sealer().seal(&config_context(&name), &plain),
-        state: "active".into(),
+        state: BackendState::Active,
         created_at: now,
         open_leases: 0,
     };
