@@ -256,12 +256,8 @@ fn version_prints_the_version_for_people_and_scripts() {
     let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
     let plain = creddy(home.path(), &["version"], &[]);
     let line = plain.ok().trim().to_owned();
-    let prefix = format!(
-        "creddy {} ({}/{}, commit ",
-        env!("CARGO_PKG_VERSION"),
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    );
+    let (os, arch) = creddy_plugin::registry::current_platform();
+    let prefix = format!("creddy {} ({os}/{arch}, commit ", env!("CARGO_PKG_VERSION"));
     assert!(line.starts_with(&prefix) && line.ends_with(')'), "{line}");
     let json: serde_json::Value =
         serde_json::from_str(creddy(home.path(), &["version", "-o", "json"], &[]).ok())

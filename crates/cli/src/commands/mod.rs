@@ -64,13 +64,11 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 /// `creddy version`: `creddy <version> (<os>/<arch>, commit <hash>)` on stdout, or the same
-/// facts as JSON with `-o json`.
+/// facts as JSON with `-o json`; the platform is named as releases and registries name it
+/// (`linux/amd64`), the release key by its id.
 fn version(global: &crate::cli::Global) -> crate::failure::Result<()> {
-    let (os, arch, commit) = (
-        std::env::consts::OS,
-        std::env::consts::ARCH,
-        env!("CREDDY_COMMIT"),
-    );
+    let (os, arch) = creddy_plugin::registry::current_platform();
+    let commit = env!("CREDDY_COMMIT");
     if global.list_format()? == crate::cli::Format::Json {
         let release_key = crate::release::release_key()
             .and_then(|k| creddy_plugin::signing::TrustedKey::parse(k).ok())
