@@ -101,7 +101,7 @@ async fn mark_irrevocable(
             state.clock().now(),
         )
         .about_agent(&lease.agent_id, &lease.agent_name)
-        .about_lease(name, Some(&lease.id))
+        .about_lease(name, Some(lease.id.as_str()))
         .with_outcome(Outcome::Failure)
         .with_details(json!({"reason": "backend_removed_by_force"}));
         state

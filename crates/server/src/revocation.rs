@@ -7,6 +7,7 @@
 //! `revoked` when the upstream confirmed the deletion or had nothing to delete.
 
 use creddy_core::audit::{Action, Actor, AuditEvent, Outcome};
+use creddy_core::ids::LeaseId;
 use creddy_core::lease::LeaseState;
 use creddy_core::origin::Origin;
 use creddy_plugin::host::HostError;
@@ -35,7 +36,12 @@ pub(crate) async fn revoke(
     let external_id = lease
         .sealed_external_id
         .as_deref()
-        .and_then(|s| state.sealer().open(&external_id_context(&lease.id), s).ok())
+        .and_then(|s| {
+            state
+                .sealer()
+                .open(&external_id_context(lease.id.as_str()), s)
+                .ok()
+        })
         .map(|p| String::from_utf8_lossy(&p).into_owned());
     let agent = AgentRef {
         id: lease.agent_id.clone(),
@@ -44,7 +50,7 @@ pub(crate) async fn revoke(
     };
     let outcome = match process {
         Some(p) => p
-            .revoke_credential(external_id, &lease.id, agent)
+            .revoke_credential(external_id, lease.id.as_str(), agent)
             .await
             .map_err(Failure::from),
         None => Err(Failure {
@@ -74,7 +80,7 @@ pub(crate) async fn revoke(
     };
     let event = AuditEvent::new(action, actor, state.clock().now())
         .about_agent(&lease.agent_id, &lease.agent_name)
-        .about_lease(&lease.backend, Some(&lease.id))
+        .about_lease(&lease.backend, Some(lease.id.as_str()))
         .from_request(ip, request_id)
         .with_details(json!({"reason": reason, "already_gone": result.already_gone}));
     state
@@ -192,7 +198,7 @@ async fn schedule_retry(
     };
     let event = AuditEvent::new(action, Actor::system(), now)
         .about_agent(&lease.agent_id, &lease.agent_name)
-        .about_lease(&lease.backend, Some(&lease.id))
+        .about_lease(&lease.backend, Some(lease.id.as_str()))
         .with_outcome(outcome)
         .with_details(
             json!({"attempt": failures, "error_kind": failure.kind, "next_attempt_at": next}),
@@ -235,10 +241,13 @@ mod tests {
     }
 }
 
-/// The lease of that id, in any state.
+/// The lease of that id, in any state (`None` also for text that is no lease id).
 pub(crate) async fn find(state: &AppState, id: &str) -> Result<Option<LeaseRecord>, EngineError> {
+    let Some(id) = LeaseId::parse(id) else {
+        return Ok(None);
+    };
     let filter = LeaseFilter {
-        id: Some(id.to_owned()),
+        id: Some(id),
         states: LeaseState::ALL.to_vec(),
         ..LeaseFilter::default()
     };
@@ -270,7 +279,7 @@ pub(crate) async fn revoke_explicitly(
         .queue_revocation(&lease.id, now, EXPLICIT_CLAIM_MILLIS)
         .await?
     {
-        Queued::Missing => return Err(no_such_lease(&lease.id)),
+        Queued::Missing => return Err(no_such_lease(lease.id.as_str())),
         Queued::State(current) => current,
         Queued::Claimed(claimed) => {
             let revoked =
@@ -322,7 +331,7 @@ pub(crate) async fn admin_revoke(
         // Without force: one more attempt now rather than at the daily retry.
         if state
             .store()
-            .retry_irrevocable_now(id, state.clock().now())
+            .retry_irrevocable_now(&lease.id, state.clock().now())
             .await?
         {
             tracing::info!(lease = %id, "an admin asked for a new revocation attempt of an irrevocable credential");
@@ -357,7 +366,7 @@ async fn forget(
         state.clock().now(),
     )
     .about_agent(&lease.agent_id, &lease.agent_name)
-    .about_lease(&lease.backend, Some(&lease.id))
+    .about_lease(&lease.backend, Some(lease.id.as_str()))
     .from_request(origin.ip.clone(), origin.request_id.clone())
     .with_outcome(Outcome::Success)
     .with_details(json!({"reason": reason, "attempts": lease.attempts}));

@@ -304,7 +304,7 @@ pub(crate) async fn vend(
     let scopes = authorise(agent, backend, &live.plugin, process, request.scopes).await?;
     let now = state.clock().now();
     let ttl = choose_ttl(state, agent, backend, process, request.ttl.as_deref(), now)?;
-    let lease_id = LeaseId::generate(now).to_string();
+    let lease_id = LeaseId::generate(now);
     let lease = NewLease {
         id: lease_id.clone(),
         agent_id: agent.id.to_string(),
@@ -356,7 +356,7 @@ pub(crate) async fn vend(
         },
         scopes: scopes.for_plugin,
         ttl,
-        lease_id: lease_id.clone(),
+        lease_id: lease_id.to_string(),
         parameters: BTreeMap::new(),
     };
     let credential = match process.get_credential(&params).await {
@@ -394,7 +394,7 @@ async fn record_failure(
         state.clock().now(),
     )
     .about_agent(agent.id.as_str(), &agent.name)
-    .about_lease(&lease.backend, Some(&lease.id))
+    .about_lease(&lease.backend, Some(lease.id.as_str()))
     .with_outcome(Outcome::Failure)
     .from_request(context.ip.clone(), context.request_id.clone())
     .with_details(json!({"scopes": lease.scopes, "ttl": lease.ttl_seconds, "error_kind": kind}));
@@ -426,7 +426,7 @@ async fn commit(
     let sealed = credential.external_id.as_deref().map(|id| {
         state
             .sealer()
-            .seal(&external_id_context(&lease.id), id.as_bytes())
+            .seal(&external_id_context(lease.id.as_str()), id.as_bytes())
     });
     let event = AuditEvent::new(
         Action::CredentialIssued,
@@ -434,7 +434,7 @@ async fn commit(
         now,
     )
     .about_agent(agent.id.as_str(), &agent.name)
-    .about_lease(&lease.backend, Some(&lease.id))
+    .about_lease(&lease.backend, Some(lease.id.as_str()))
     .from_request(context.ip.clone(), context.request_id.clone())
     .with_details(json!({
         "scopes": lease.scopes,
@@ -461,7 +461,7 @@ async fn commit(
             scopes: vec![],
         };
         if let Err(revoke) = process
-            .revoke_credential(credential.external_id.clone(), &lease.id, agent_ref)
+            .revoke_credential(credential.external_id.clone(), lease.id.as_str(), agent_ref)
             .await
         {
             tracing::error!(lease = %lease.id, error = %revoke, "revoking the uncommitted credential failed; the pending lease will be reconciled");
@@ -484,7 +484,7 @@ async fn commit(
         })
         .collect();
     Ok(Issued {
-        id: lease.id.clone(),
+        id: lease.id.to_string(),
         backend: lease.backend.clone(),
         ttl: Duration::from_seconds(ttl_seconds)
             .map(|d| d.to_string())

@@ -9,7 +9,7 @@
 
 use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;
-use creddy_core::ids::AgentId;
+use creddy_core::ids::{AgentId, LeaseId};
 use creddy_core::lease::LeaseState;
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ use crate::{Result, Store, decode_strings, in_transaction, with_pool};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeaseSummary {
     /// `cred_<ULID>`.
-    pub id: String,
+    pub id: LeaseId,
     /// The backend that issued it.
     pub backend: String,
     /// The scopes it was issued for.
@@ -55,7 +55,7 @@ impl Store {
                 Ok(LeaseSummary {
                     scopes: decode_strings("leases.scopes", &r.scopes)?,
                     state: parse_state(&r.state)?,
-                    id: r.id,
+                    id: LeaseId::from_stored(r.id),
                     backend: r.backend,
                     created_at: Timestamp::from_millis(r.created_at),
                     expires_at: Timestamp::from_millis(r.expires_at),
@@ -79,7 +79,7 @@ impl Store {
 #[derive(Debug, Clone)]
 pub struct NewLease {
     /// `cred_<ULID>`.
-    pub id: String,
+    pub id: LeaseId,
     /// The agent's id.
     pub agent_id: String,
     /// The agent's name (kept after the agent is gone).
@@ -146,7 +146,7 @@ impl Store {
                  SELECT $1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9 \
                  WHERE EXISTS (SELECT 1 FROM backends WHERE name = $4 AND state = 'active')",
             )
-            .bind(&lease.id)
+            .bind(lease.id.as_str())
             .bind(&lease.agent_id)
             .bind(&lease.agent_name)
             .bind(&lease.backend)
@@ -172,7 +172,7 @@ impl Store {
     /// `credential.issued` event. Fails when the lease is no longer pending.
     pub async fn activate_lease(
         &self,
-        id: &str,
+        id: &LeaseId,
         sealed_external_id: Option<&str>,
         value_sha256: &str,
         expires_at: Timestamp,
@@ -183,7 +183,7 @@ impl Store {
                 "UPDATE leases SET state = 'active', external_id = $2, value_sha256 = $3, expires_at = $4, due_at = $4 \
                  WHERE id = $1 AND state = 'pending'",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(sealed_external_id)
             .bind(value_sha256)
             .bind(expires_at.as_millis())
@@ -202,12 +202,12 @@ impl Store {
 
     /// Marks a pending lease `failed` (the mint produced no credential) with the
     /// `credential.failed` event.
-    pub async fn fail_lease(&self, id: &str, error: &str, event: &AuditEvent) -> Result<()> {
+    pub async fn fail_lease(&self, id: &LeaseId, error: &str, event: &AuditEvent) -> Result<()> {
         in_transaction!(self, |tx| {
             sqlx::query(
                 "UPDATE leases SET state = 'failed', last_error = $2, due_at = NULL WHERE id = $1 AND state = 'pending'",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(error)
             .execute(&mut *tx)
             .await?;
@@ -228,11 +228,11 @@ impl Store {
     }
 
     /// The state of a lease.
-    pub async fn lease_state(&self, id: &str) -> Result<Option<LeaseState>> {
+    pub async fn lease_state(&self, id: &LeaseId) -> Result<Option<LeaseState>> {
         let row: Option<(String,)> = with_pool!(self, |p| sqlx::query_as(
             "SELECT state FROM leases WHERE id = $1"
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_optional(p)
         .await)?;
         row.map(|r| parse_state(&r.0)).transpose()
@@ -245,7 +245,7 @@ pub struct RevocableLease {
     /// The backend's name.
     pub backend: String,
     /// `cred_…`.
-    pub id: String,
+    pub id: LeaseId,
     /// The agent's id.
     pub agent_id: String,
     /// The agent's name.
@@ -287,7 +287,7 @@ const REVOCABLE_COLUMNS: &str =
 fn revocable(r: RevocableRow) -> Result<RevocableLease> {
     Ok(RevocableLease {
         state: parse_state(&r.state)?,
-        id: r.id,
+        id: LeaseId::from_stored(r.id),
         agent_id: r.agent_id,
         agent_name: r.agent_name,
         sealed_external_id: r.external_id,
@@ -381,7 +381,7 @@ impl Store {
     /// `irrevocable`), with its event; false when the lease had already ended.
     pub async fn settle_lease(
         &self,
-        id: &str,
+        id: &LeaseId,
         to_state: LeaseState,
         now: Timestamp,
         event: &AuditEvent,
@@ -393,7 +393,7 @@ impl Store {
                  revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
                  WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(to_state.as_str())
             .bind(now.as_millis()),
             event
@@ -412,7 +412,7 @@ impl Store {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LeaseRecord {
     /// `cred_…`.
-    pub id: String,
+    pub id: LeaseId,
     /// The agent's id.
     pub agent_id: String,
     /// The agent's name.
@@ -466,7 +466,7 @@ struct SummaryRow {
 #[derive(Debug, Clone, Default)]
 pub struct LeaseFilter {
     /// Only this lease.
-    pub id: Option<String>,
+    pub id: Option<LeaseId>,
     /// Only this agent's (by name).
     pub agent_name: Option<String>,
     /// Only this backend's.
@@ -502,10 +502,10 @@ impl Store {
         let mut conditions = vec![format!("state IN ({states})")];
         let mut values: Vec<&str> = Vec::new();
         for (column, value) in [
-            ("id", &filter.id),
-            ("agent_name", &filter.agent_name),
-            ("backend", &filter.backend),
-            ("before", &filter.before),
+            ("id", filter.id.as_ref().map(LeaseId::as_str)),
+            ("agent_name", filter.agent_name.as_deref()),
+            ("backend", filter.backend.as_deref()),
+            ("before", filter.before.as_deref()),
         ] {
             if let Some(value) = value {
                 values.push(value);
@@ -535,7 +535,7 @@ impl Store {
                 Ok(LeaseRecord {
                     scopes: decode_strings("leases.scopes", &r.scopes)?,
                     state: parse_state(&r.state)?,
-                    id: r.id,
+                    id: LeaseId::from_stored(r.id),
                     agent_id: r.agent_id,
                     agent_name: r.agent_name,
                     backend: r.backend,
@@ -551,12 +551,12 @@ impl Store {
 
     /// Makes an `irrevocable` lease due now, so the reaper tries it again at once instead
     /// of at its daily retry. False when the lease is not irrevocable.
-    pub async fn retry_irrevocable_now(&self, id: &str, now: Timestamp) -> Result<bool> {
+    pub async fn retry_irrevocable_now(&self, id: &LeaseId, now: Timestamp) -> Result<bool> {
         let retried = with_pool!(self, |p| {
             sqlx::query(
             "UPDATE leases SET due_at = $2, next_attempt_at = $2 WHERE id = $1 AND state = 'irrevocable'"
         )
-        .bind(id)
+        .bind(id.as_str())
         .bind(now.as_millis())
         .execute(p)
         .await
@@ -571,7 +571,7 @@ impl Store {
     /// is reconciled when its grace ends. Any other lease is left as it is.
     pub async fn queue_revocation(
         &self,
-        id: &str,
+        id: &LeaseId,
         now: Timestamp,
         claim_millis: i64,
     ) -> Result<Queued> {
@@ -581,7 +581,7 @@ impl Store {
         );
         let claimed: Option<RevocableRow> =
             with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(id)
+                .bind(id.as_str())
                 .bind(now.as_millis())
                 .bind(now.as_millis() + claim_millis)
                 .fetch_optional(p)
@@ -592,7 +592,7 @@ impl Store {
         with_pool!(self, |p| sqlx::query(
             "UPDATE leases SET state = 'revoking' WHERE id = $1 AND state = 'pending'"
         )
-        .bind(id)
+        .bind(id.as_str())
         .execute(p)
         .await
         .map(|_| ()))?;
@@ -604,14 +604,19 @@ impl Store {
 
     /// Stops retrying an `irrevocable` lease: it becomes `forgotten` (final) with its event,
     /// in one transaction. False when the lease is not irrevocable.
-    pub async fn forget_lease(&self, id: &str, reason: &str, event: &AuditEvent) -> Result<bool> {
+    pub async fn forget_lease(
+        &self,
+        id: &LeaseId,
+        reason: &str,
+        event: &AuditEvent,
+    ) -> Result<bool> {
         let forgotten = in_transaction!(self, |tx| change_with_event!(
             tx,
             sqlx::query(
                 "UPDATE leases SET state = 'forgotten', due_at = NULL, next_attempt_at = NULL, \
                  last_error = $2 WHERE id = $1 AND state = 'irrevocable'",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(reason),
             event
         ));
@@ -654,11 +659,11 @@ pub enum Queued {
 
 impl Store {
     /// One lease with what revoking it needs.
-    pub async fn revocable_lease(&self, id: &str) -> Result<Option<RevocableLease>> {
+    pub async fn revocable_lease(&self, id: &LeaseId) -> Result<Option<RevocableLease>> {
         let sql = format!("SELECT {REVOCABLE_COLUMNS} FROM leases WHERE id = $1");
         let row: Option<RevocableRow> =
             with_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_optional(p)
                 .await)?;
         row.map(revocable).transpose()
@@ -672,7 +677,7 @@ impl Store {
     /// (`irrevocable`, retried from `next_attempt_at`, or `lapsed`, final).
     pub async fn record_revoke_failure(
         &self,
-        id: &str,
+        id: &LeaseId,
         now: Timestamp,
         error: &str,
         next_attempt_at: Option<Timestamp>,
@@ -686,7 +691,7 @@ impl Store {
                  state = COALESCE($5, CASE WHEN state = 'active' THEN 'revoking' ELSE state END) \
                  WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(error)
             .bind(next_attempt_at.map(Timestamp::as_millis))
             .bind(now.as_millis())

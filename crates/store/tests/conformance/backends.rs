@@ -94,7 +94,10 @@ async fn a_draining_backend_takes_no_new_lease_and_is_ready_once_its_leases_sett
         Intent::BackendUnavailable,
         "a draining backend takes no new lease"
     );
-    assert_eq!(db.store.lease_state("cred_c").await.expect("state"), None);
+    assert_eq!(
+        db.store.lease_state(&lid("cred_c")).await.expect("state"),
+        None
+    );
     let mut elsewhere = lease("cred_d", &agent);
     elsewhere.backend = "ghost".into();
     assert_eq!(

@@ -23,7 +23,7 @@ async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestSto
         .await
         .expect("intent");
     assert_eq!(
-        db.store.lease_state("cred_ok").await.expect("state"),
+        db.store.lease_state(&lid("cred_ok")).await.expect("state"),
         Some(LeaseState::Pending)
     );
     assert_eq!(
@@ -37,7 +37,7 @@ async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestSto
         .about_lease("alpha", Some("cred_ok"));
     db.store
         .activate_lease(
-            "cred_ok",
+            &lid("cred_ok"),
             Some("sealed"),
             "abc123",
             T0.plus_seconds(300),
@@ -47,7 +47,7 @@ async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestSto
         .expect("activate");
     assert!(
         db.store
-            .activate_lease("cred_ok", None, "x", T0, &issued)
+            .activate_lease(&lid("cred_ok"), None, "x", T0, &issued)
             .await
             .is_err(),
         "only a pending lease can be activated"
@@ -55,15 +55,15 @@ async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestSto
     let failed = AuditEvent::new(Action::CredentialFailed, Actor::system(), T0)
         .about_lease("alpha", Some("cred_bad"));
     db.store
-        .fail_lease("cred_bad", "upstream down", &failed)
+        .fail_lease(&lid("cred_bad"), "upstream down", &failed)
         .await
         .expect("fail");
     assert_eq!(
-        db.store.lease_state("cred_ok").await.expect("state"),
+        db.store.lease_state(&lid("cred_ok")).await.expect("state"),
         Some(LeaseState::Active)
     );
     assert_eq!(
-        db.store.lease_state("cred_bad").await.expect("state"),
+        db.store.lease_state(&lid("cred_bad")).await.expect("state"),
         Some(LeaseState::Failed)
     );
     let open = db.store.open_leases_of(&agent.id).await.expect("open");
@@ -126,14 +126,14 @@ async fn due_leases_are_claimed_by_one_node_at_a_time(db: TestStore) {
         a.iter().chain(&b).all(|l| l.backend == "alpha"),
         "a claim takes one backend's leases"
     );
-    let mut all: Vec<String> = a.iter().chain(&b).map(|l| l.id.clone()).collect();
+    let mut all: Vec<String> = a.iter().chain(&b).map(|l| l.id.to_string()).collect();
     all.extend(
         db.store
             .claim_due_leases(now, 60_000, "alpha", 100)
             .await
             .expect("claim the rest")
             .into_iter()
-            .map(|l| l.id),
+            .map(|l| l.id.to_string()),
     );
     assert_eq!(all.len(), 12, "every due lease claimed once: {all:?}");
     all.sort();
@@ -151,7 +151,7 @@ async fn due_leases_are_claimed_by_one_node_at_a_time(db: TestStore) {
     );
     let revoked = AuditEvent::new(Action::CredentialRevoked, Actor::system(), now);
     db.store
-        .settle_lease("cred_00", LeaseState::Revoked, now, &revoked)
+        .settle_lease(&lid("cred_00"), LeaseState::Revoked, now, &revoked)
         .await
         .expect("settle");
     let after_expiry = now.plus_seconds(61);
@@ -178,7 +178,7 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
     let now = T0.plus_seconds(10);
     let claimed = match db
         .store
-        .queue_revocation("cred_live", now, 60_000)
+        .queue_revocation(&lid("cred_live"), now, 60_000)
         .await
         .expect("queue")
     {
@@ -196,7 +196,7 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
     );
     assert_eq!(
         db.store
-            .queue_revocation("cred_live", now, 60_000)
+            .queue_revocation(&lid("cred_live"), now, 60_000)
             .await
             .expect("again"),
         Queued::State(LeaseState::Revoking),
@@ -204,7 +204,7 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
     );
     assert_eq!(
         db.store
-            .queue_revocation("cred_none", now, 60_000)
+            .queue_revocation(&lid("cred_none"), now, 60_000)
             .await
             .expect("none"),
         Queued::Missing
@@ -212,7 +212,7 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
     let not_yet = AuditEvent::new(Action::CredentialForgotten, Actor::local_admin(), now);
     assert!(
         !db.store
-            .forget_lease("cred_live", "test", &not_yet)
+            .forget_lease(&lid("cred_live"), "test", &not_yet)
             .await
             .expect("forget"),
         "only an irrevocable lease can be forgotten"
@@ -220,7 +220,7 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
     let gave_up = AuditEvent::new(Action::CredentialIrrevocable, Actor::system(), now);
     db.store
         .record_revoke_failure(
-            "cred_live",
+            &lid("cred_live"),
             now,
             "upstream_unavailable",
             Some(now.plus_seconds(86_400)),
@@ -239,12 +239,15 @@ async fn an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgo
     let forgotten = AuditEvent::new(Action::CredentialForgotten, Actor::local_admin(), now);
     assert!(
         db.store
-            .forget_lease("cred_live", "key deleted by hand", &forgotten)
+            .forget_lease(&lid("cred_live"), "key deleted by hand", &forgotten)
             .await
             .expect("forget")
     );
     assert_eq!(
-        db.store.lease_state("cred_live").await.expect("state"),
+        db.store
+            .lease_state(&lid("cred_live"))
+            .await
+            .expect("state"),
         Some(LeaseState::Forgotten)
     );
     assert_eq!(db.store.next_lease_due().await.expect("next"), None);
@@ -321,8 +324,8 @@ async fn lease_listings_page_newest_first_with_a_cursor(db: TestStore) {
         let page = db.store.find_leases(&filter).await.expect("page");
         assert!(page.len() <= 2);
         let Some(last) = page.last() else { break };
-        filter.before = Some(last.id.clone());
-        seen.extend(page.iter().map(|l| l.id.clone()));
+        filter.before = Some(last.id.to_string());
+        seen.extend(page.iter().map(|l| l.id.to_string()));
     }
     assert_eq!(
         seen,

@@ -37,6 +37,11 @@ async fn create(store: &Store, agent: &NewAgent) {
         .expect("create agent");
 }
 
+/// A lease id as the tests name them (the store takes any stored id).
+fn lid(id: &str) -> creddy_core::ids::LeaseId {
+    creddy_core::ids::LeaseId::from_stored(id.to_owned())
+}
+
 fn backend(name: &str) -> creddy_store::BackendRecord {
     creddy_store::BackendRecord {
         id: format!("be_{name}"),
@@ -52,7 +57,7 @@ fn backend(name: &str) -> creddy_store::BackendRecord {
 
 fn lease(id: &str, agent: &NewAgent) -> creddy_store::NewLease {
     creddy_store::NewLease {
-        id: id.into(),
+        id: lid(id),
         agent_id: agent.id.as_str().into(),
         agent_name: agent.name.as_str().into(),
         backend: "alpha".into(),

@@ -52,7 +52,7 @@ pub(crate) async fn status(
         active_credentials: leases
             .into_iter()
             .map(|l| ActiveCredential {
-                id: l.id,
+                id: l.id.to_string(),
                 backend: l.backend,
                 expires_at: l.expires_at,
             })
