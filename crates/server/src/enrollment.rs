@@ -376,7 +376,7 @@ pub(crate) async fn request(
         .admin_token
         .as_deref()
         .is_some_and(|t| state.is_admin_token(t));
-    let id = EnrollmentId::generate(now).to_string();
+    let id = EnrollmentId::generate(now);
     let decided = if by_admin {
         None
     } else {
@@ -390,7 +390,11 @@ pub(crate) async fn request(
         .from_request(origin.ip.clone(), origin.request_id.clone())
         .with_details(json!({"request": id, "name": name.as_str(), "scopes": scope_texts}));
     let mut events = vec![requested];
-    events.extend(decided.as_ref().map(|d| d.event(now, name.as_str(), &id)));
+    events.extend(
+        decided
+            .as_ref()
+            .map(|d| d.event(now, name.as_str(), id.as_str())),
+    );
     let mut new = NewEnrollment {
         id: id.clone(),
         kind: EnrollmentKind::Enroll,
@@ -437,7 +441,10 @@ pub(crate) async fn request(
             );
             stored(new, None, events).await?;
             tracing::info!(request = %id, name = %name, "enrollment rejected by policy");
-            Ok(Requested::Rejected { id, reason })
+            Ok(Requested::Rejected {
+                id: id.to_string(),
+                reason,
+            })
         }
         Verdict::Pending(reason) => {
             let secret = SecretToken::generate(TokenKind::EnrollmentSecret);
@@ -447,7 +454,7 @@ pub(crate) async fn request(
             stored(new, None, events).await?;
             tracing::info!(request = %id, name = %name, "enrollment pending");
             Ok(Requested::Pending {
-                id,
+                id: id.to_string(),
                 name: name.as_str().to_owned(),
                 secret,
                 expires_at,
@@ -470,7 +477,7 @@ pub(crate) async fn request(
             } else {
                 Actor::system()
             };
-            events.extend(approval_events(&agent, &id, approver, now));
+            events.extend(approval_events(&agent, id.as_str(), approver, now));
             events.push(
                 AuditEvent::new(
                     Action::EnrollmentClaimed,
@@ -481,7 +488,7 @@ pub(crate) async fn request(
                 .with_details(json!({"request": id})),
             );
             let pickup = Pickup {
-                request: id.clone(),
+                request: id.to_string(),
                 agent_id: agent.id.to_string(),
                 name: agent.name.as_str().to_owned(),
                 scopes: agent.scopes.to_strings(),
@@ -540,7 +547,7 @@ pub(crate) async fn pick_up(
         .ok_or_else(|| EngineError::not_found("the approved agent no longer exists"))?;
     tracing::info!(request = %request.id, agent = %agent.name, "enrollment picked up");
     Ok(Pickup {
-        request: request.id.clone(),
+        request: request.id.to_string(),
         agent_id: agent.id.to_string(),
         name: agent.name.clone(),
         scopes: agent.scopes.to_strings(),
@@ -559,9 +566,10 @@ pub(crate) fn no_such_request(id: &str) -> EngineError {
 
 /// A request that is still waiting for a decision.
 async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, EngineError> {
+    let typed = EnrollmentId::parse(id).ok_or_else(|| no_such_request(id))?;
     let request = state
         .store()
-        .find_enrollment(id)
+        .find_enrollment(&typed)
         .await?
         .ok_or_else(|| no_such_request(id))?;
     if request.status != EnrollmentStatus::Pending {
@@ -633,7 +641,7 @@ pub(crate) async fn approve(
             state
                 .store()
                 .approve_amendment(
-                    id,
+                    &request.id,
                     &AgentId::from_stored(agent_id.clone()),
                     &added,
                     &decided_by,
@@ -662,7 +670,7 @@ pub(crate) async fn approve(
         let pickup_by = now.plus_seconds(state.settings().enrollment.pickup_ttl);
         state
             .store()
-            .approve_enrollment(id, &agent, &decided_by, pickup_by, &events)
+            .approve_enrollment(&request.id, &agent, &decided_by, pickup_by, &events)
             .await
             .map_err(|e| match e {
                 StoreError::NameTaken => name_taken(agent.name.as_str()),
@@ -709,7 +717,7 @@ pub(crate) async fn reject(
     if !state
         .store()
         .close_enrollment(
-            id,
+            &request.id,
             EnrollmentStatus::Rejected,
             Some(&reason),
             &principal.decider(),
@@ -767,7 +775,7 @@ pub(crate) async fn amend(
     let scopes = requested_scopes(state, scopes).await?;
     let texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
     let now = state.clock().now();
-    let id = EnrollmentId::generate(now).to_string();
+    let id = EnrollmentId::generate(now);
     let decided = decide(state, &agent.name, &scopes, agent.policy.as_deref(), now).await?;
     let actor = Actor::agent(agent.id.as_str(), &agent.name);
     let mut events = vec![
@@ -775,7 +783,7 @@ pub(crate) async fn amend(
             .about_agent(agent.id.as_str(), &agent.name)
             .from_request(origin.ip.clone(), origin.request_id.clone())
             .with_details(json!({"request": id, "scopes": texts})),
-        decided.event(now, &agent.name, &id),
+        decided.event(now, &agent.name, id.as_str()),
     ];
     let (status, reason) = match &decided.verdict {
         Verdict::Rejected(r) => (EnrollmentStatus::Rejected, Some(r.clone())),
@@ -825,8 +833,11 @@ pub(crate) async fn amend(
             other => other.into(),
         })?;
     match decided.verdict {
-        Verdict::Rejected(reason) => Ok(Amended::Rejected { id, reason }),
-        Verdict::Pending(_) => Ok(Amended::Pending { id }),
+        Verdict::Rejected(reason) => Ok(Amended::Rejected {
+            id: id.to_string(),
+            reason,
+        }),
+        Verdict::Pending(_) => Ok(Amended::Pending { id: id.to_string() }),
         Verdict::Approve => {
             let policy = new.policy.clone();
             let all = state
@@ -839,7 +850,10 @@ pub(crate) async fn amend(
                     ]
                 })
                 .await?;
-            Ok(Amended::Approved { id, scopes: all })
+            Ok(Amended::Approved {
+                id: id.to_string(),
+                scopes: all,
+            })
         }
     }
 }

@@ -10,7 +10,7 @@ use creddy_core::Timestamp;
 use creddy_core::agent::NewAgent;
 use creddy_core::audit::AuditEvent;
 use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
-use creddy_core::ids::AgentId;
+use creddy_core::ids::{AgentId, EnrollmentId};
 use creddy_core::secret::TokenHash;
 use serde::Serialize;
 
@@ -22,7 +22,7 @@ use crate::{Result, Store, StoreError, decode_strings, in_transaction, parse_nam
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Enrollment {
     /// `enr_…`.
-    pub id: String,
+    pub id: EnrollmentId,
     /// `enroll` or `amendment`.
     #[serde(rename = "type")]
     pub kind: EnrollmentKind,
@@ -50,7 +50,7 @@ pub struct Enrollment {
 #[derive(Debug, Clone)]
 pub struct NewEnrollment {
     /// `enr_…`.
-    pub id: String,
+    pub id: EnrollmentId,
     /// `enroll` or `amendment`.
     pub kind: EnrollmentKind,
     /// The agent name.
@@ -101,7 +101,7 @@ fn from_row(r: EnrollmentRow) -> Result<Enrollment> {
         scopes: decode_strings("enrollments.scopes", &r.scopes)?,
         kind: parse_name("enrollments.kind", &r.kind)?,
         status: parse_name("enrollments.status", &r.status)?,
-        id: r.id,
+        id: EnrollmentId::from_stored(r.id),
         name: r.name,
         agent_id: r.agent_id,
         policy: r.policy,
@@ -182,7 +182,7 @@ impl Store {
                  reason, ip, secret_hash, created_at, expires_at, decided_at, decided_by) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
-            .bind(&new.id)
+            .bind(new.id.as_str())
             .bind(new.kind.as_str())
             .bind(&new.name)
             .bind(&name_key)
@@ -208,8 +208,8 @@ impl Store {
     }
 
     /// The request with that id.
-    pub async fn find_enrollment(&self, id: &str) -> Result<Option<Enrollment>> {
-        self.enrollment_where("id = $1", id).await
+    pub async fn find_enrollment(&self, id: &EnrollmentId) -> Result<Option<Enrollment>> {
+        self.enrollment_where("id = $1", id.as_str()).await
     }
 
     /// The enrollment whose poll secret has this hash.
@@ -280,7 +280,7 @@ impl Store {
     /// was already decided.
     pub async fn approve_enrollment(
         &self,
-        id: &str,
+        id: &EnrollmentId,
         agent: &NewAgent,
         decided_by: &str,
         pickup_by: Timestamp,
@@ -293,7 +293,7 @@ impl Store {
                  decided_at = $4, decided_by = $5, expires_at = $6, policy = COALESCE($7, policy) \
                  WHERE id = $1 AND kind = 'enroll' AND status = 'pending'",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(agent.id.as_str())
             .bind(&scopes)
             .bind(agent.created_at.as_millis())
@@ -321,7 +321,7 @@ impl Store {
     /// merged set and appended in the same transaction; the merged set is returned.
     pub async fn approve_amendment(
         &self,
-        id: &str,
+        id: &EnrollmentId,
         agent: &AgentId,
         added: &[String],
         decided_by: &str,
@@ -334,7 +334,7 @@ impl Store {
                 "UPDATE enrollments SET status = 'approved', scopes = $2, decided_at = $3, decided_by = $4 \
                  WHERE id = $1 AND kind = 'amendment' AND status = 'pending' AND agent_id = $5",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(&added_text)
             .bind(now.as_millis())
             .bind(decided_by)
@@ -379,7 +379,7 @@ impl Store {
     /// it had already moved on.
     pub async fn close_enrollment(
         &self,
-        id: &str,
+        id: &EnrollmentId,
         status: EnrollmentStatus,
         reason: Option<&str>,
         decided_by: &str,
@@ -393,7 +393,7 @@ impl Store {
                  WHERE id = $1 AND (status = 'pending' OR (status = 'approved' AND $2 = 'expired')) \
                  RETURNING agent_id, kind",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(status.as_str())
             .bind(reason)
             .bind(now.as_millis())
@@ -426,7 +426,7 @@ impl Store {
     /// waiting for pickup: the credentials are handed out once.
     pub async fn claim_enrollment(
         &self,
-        id: &str,
+        id: &EnrollmentId,
         token_hash: &TokenHash,
         client_secret_hash: &TokenHash,
         now: Timestamp,
@@ -437,7 +437,7 @@ impl Store {
                 "UPDATE enrollments SET status = 'claimed' \
                  WHERE id = $1 AND status = 'approved' AND expires_at > $2 RETURNING agent_id",
             )
-            .bind(id)
+            .bind(id.as_str())
             .bind(now.as_millis())
             .fetch_optional(&mut *tx)
             .await?;

@@ -71,7 +71,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
     let pickup = T0.plus_seconds(3_600);
     db.store
         .approve_enrollment(
-            "enr_1",
+            &eid("enr_1"),
             &agent,
             "local_admin",
             pickup,
@@ -81,7 +81,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
         .expect("approve");
     assert!(matches!(
         db.store
-            .approve_enrollment("enr_1", &agent, "local_admin", pickup, &[])
+            .approve_enrollment(&eid("enr_1"), &agent, "local_admin", pickup, &[])
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -98,7 +98,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
         async move {
             store
                 .claim_enrollment(
-                    "enr_1",
+                    &eid("enr_1"),
                     &t,
                     &s,
                     at,
@@ -133,7 +133,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
         .expect("request");
     let lazy = new_agent("lazy", &["alpha"], None);
     db.store
-        .approve_enrollment("enr_4", &lazy, "local_admin", pickup, &[])
+        .approve_enrollment(&eid("enr_4"), &lazy, "local_admin", pickup, &[])
         .await
         .expect("approve");
     let lapsed = db
@@ -148,7 +148,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
     assert!(
         db.store
             .close_enrollment(
-                "enr_4",
+                &eid("enr_4"),
                 EnrollmentStatus::Expired,
                 None,
                 "system",
@@ -168,7 +168,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
     assert!(
         !db.store
             .close_enrollment(
-                "enr_4",
+                &eid("enr_4"),
                 EnrollmentStatus::Rejected,
                 None,
                 "local_admin",
@@ -199,7 +199,7 @@ async fn enrollments_go_from_request_to_one_pickup_or_expiry(db: TestStore) {
     );
     db.store
         .approve_amendment(
-            "enr_5",
+            &eid("enr_5"),
             &agent.id,
             &["alpha".into(), "beta".into()],
             "local_admin",

@@ -37,6 +37,11 @@ async fn create(store: &Store, agent: &NewAgent) {
         .expect("create agent");
 }
 
+/// An enrollment id as the tests name them (the store takes any stored id).
+fn eid(id: &str) -> creddy_core::ids::EnrollmentId {
+    creddy_core::ids::EnrollmentId::from_stored(id.to_owned())
+}
+
 /// A lease id as the tests name them (the store takes any stored id).
 fn lid(id: &str) -> creddy_core::ids::LeaseId {
     creddy_core::ids::LeaseId::from_stored(id.to_owned())
@@ -93,7 +98,7 @@ async fn issue(store: &Store, intent: &creddy_store::NewLease) {
 
 fn enrollment(id: &str, name: &str, status: EnrollmentStatus) -> creddy_store::NewEnrollment {
     creddy_store::NewEnrollment {
-        id: id.into(),
+        id: eid(id),
         kind: EnrollmentKind::Enroll,
         name: name.into(),
         agent_id: None,

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use creddy_core::audit::{Action, Actor, AuditEvent};
 use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
+use creddy_core::ids::EnrollmentId;
 use creddy_core::secret::{SecretToken, TokenKind};
 use creddy_store::Enrollment;
 use serde::Deserialize;
@@ -231,9 +232,10 @@ pub(crate) async fn amendment_status(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, EngineError> {
     let agent = principal.into_agent()?;
+    let typed = EnrollmentId::parse(&id).ok_or_else(|| no_such_request(&id))?;
     let request = state
         .store()
-        .find_enrollment(&id)
+        .find_enrollment(&typed)
         .await?
         .filter(|r| {
             r.kind == EnrollmentKind::Amendment && r.agent_id.as_deref() == Some(agent.id.as_str())
