@@ -206,3 +206,31 @@ fn org_not_found() -> PluginError {
     PluginError::new(ErrorKind::UpstreamNotFound, "organization not found")
         .with_remedy("make organization_id match the organisation ID exactly (case-sensitive) and use a key of that organisation")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Anything that logs with `{:?}` (a tracing field, a panic message) must not reveal the
+    /// master key or a minted key.
+    #[test]
+    fn neither_the_client_nor_a_created_key_prints_its_secret() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let master = "dtn_master_key_that_must_never_print";
+        let config = DaytonaConfig::from_value("daytona", &json!({"api_key": master}))
+            .expect("valid configuration");
+        let client = DaytonaClient::new(&config).expect("client");
+        let created: CreatedKey =
+            serde_json::from_value(json!({"value": "dtn_minted_value_that_must_never_print"}))
+                .expect("created key");
+        for shown in [
+            format!("{config:?}"),
+            format!("{client:?}"),
+            format!("{created:?}"),
+        ] {
+            assert!(!shown.contains("must_never_print"), "{shown}");
+        }
+        assert!(created.value.expose().ends_with("must_never_print"));
+    }
+}

@@ -8,6 +8,7 @@ creddy_testkit::dialects!(TestStore::new =>
     an_explicit_revoke_claims_the_lease_and_an_irrevocable_one_can_be_forgotten,
     the_lease_quota_holds_for_concurrent_intents_on_two_handles,
     lease_listings_page_newest_first_with_a_cursor,
+    a_stored_state_the_store_does_not_know_is_a_damaged_row,
 );
 
 async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestStore) {
@@ -331,4 +332,54 @@ async fn lease_listings_page_newest_first_with_a_cursor(db: TestStore) {
         seen,
         ["cred_05", "cred_04", "cred_03", "cred_02", "cred_01"]
     );
+}
+
+/// Someone who writes to the database sets a lease's state, and a request's status, to names
+/// creddy does not know: reads refuse them as damaged rows naming the column (never a
+/// panic, never a guess at what was meant; the lease counts behind `/metrics` and `/health`
+/// fail loudly), and an untouched lease still reads.
+async fn a_stored_state_the_store_does_not_know_is_a_damaged_row(db: TestStore) {
+    with_backends(&db.store, &["alpha"]).await;
+    let agent = new_agent("vendor", &["alpha"], None);
+    create(&db.store, &agent).await;
+    for id in ["cred_forged", "cred_fine"] {
+        db.store
+            .create_lease(&lease(id, &agent), 100)
+            .await
+            .expect("intent");
+    }
+    db.execute_raw("UPDATE leases SET state = 'stolen' WHERE id = 'cred_forged'")
+        .await;
+    let damaged = |result: Result<_, StoreError>| match result {
+        Err(StoreError::Corrupt(message)) => message,
+        Ok(_) => panic!("a forged state was accepted"),
+        Err(other) => panic!("expected a damaged row, got {other:?}"),
+    };
+    let message = damaged(db.store.lease_state(&lid("cred_forged")).await.map(drop));
+    assert!(
+        message.contains("leases.state") && message.contains("'stolen'"),
+        "{message}"
+    );
+    damaged(db.store.count_open_leases_by_backend().await.map(drop));
+    assert_eq!(
+        db.store
+            .lease_state(&lid("cred_fine"))
+            .await
+            .expect("state"),
+        Some(LeaseState::Pending)
+    );
+
+    db.store
+        .request_enrollment(
+            &enrollment("enr_forged", "forged", EnrollmentStatus::Pending),
+            None,
+            10,
+            &[],
+        )
+        .await
+        .expect("request");
+    db.execute_raw("UPDATE enrollments SET status = 'granted' WHERE id = 'enr_forged'")
+        .await;
+    let message = damaged(db.store.find_enrollment(&eid("enr_forged")).await.map(drop));
+    assert!(message.contains("enrollments.status"), "{message}");
 }
