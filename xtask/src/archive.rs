@@ -89,10 +89,9 @@ fn lay_out(
 ) -> Result<(), String> {
     let creddy = stage.join("bin/creddy");
     strip(&profile.join("creddy"), &creddy)?;
-    let plugins = stage_plugins(profile, &stage.join("tmp-plugins"))?;
+    let stripped = workspace.target.join("xtask").join("stripped-plugins");
+    let plugins = stage_plugins(profile, &stripped)?;
     write_registry(&stage.join("lib/creddy/registry"), signer, &plugins)?;
-    let tmp = stage.join("tmp-plugins");
-    std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
 
     let man = stage.join("share/man/man1");
     run(Command::new(&creddy).arg("man").arg(&man))?;
@@ -220,11 +219,10 @@ fn write_tar_gz(root: &Path, top: &str, archive: &Path, mtime: u64) -> Result<()
 fn write_sums(out: &Path, archive: &Path, name: &str, signer: &Signer<'_>) -> Result<(), String> {
     let bytes = std::fs::read(archive).map_err(|e| io(archive, e))?;
     let sums = format!("{}  {name}\n", hex::encode(Sha256::digest(&bytes)));
-    write_file(&out.join("SHA256SUMS"), sums.as_bytes(), 0o644)?;
-    let signature = signer
-        .key
-        .sign_file(sums.as_bytes(), "SHA256SUMS", signer.timestamp);
-    write_file(&out.join("SHA256SUMS.minisig"), signature.as_bytes(), 0o644)?;
+    let path = out.join("SHA256SUMS");
+    signer
+        .write_signed(&path, sums.as_bytes())
+        .map_err(|e| io(&path, e))?;
     write_file(
         &out.join("minisign.pub"),
         signer.key.public_key_file().as_bytes(),

@@ -6,13 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use creddy_plugin::publish::{Publish, Signer, SigningKey, publish};
+use creddy_plugin::registry::WORKSPACE_KEY_FILE;
 
 /// The first-party plugins: package `creddy-<name>`, binary `creddy-<name>`.
 pub const PLUGINS: &[&str] = &["daytona"];
-
-/// The file of a workspace registry that holds its public key (read by `creddy`'s
-/// `release` module under the same name).
-const WORKSPACE_KEY_FILE: &str = "workspace-key.pub";
 
 /// The checkout and its build directory.
 #[derive(Debug)]

@@ -10,11 +10,10 @@
 
 use std::path::{Path, PathBuf};
 
+use creddy_plugin::registry::WORKSPACE_KEY_FILE;
+
 /// The release public key built into this binary (build input `CREDDY_RELEASE_PUBKEY`).
 const RELEASE_KEY: Option<&str> = option_env!("CREDDY_RELEASE_PUBKEY");
-
-/// The file of a workspace registry that holds its public key.
-pub const WORKSPACE_KEY_FILE: &str = "workspace-key.pub";
 
 /// A registry bundled beside the binary.
 #[derive(Debug, Clone)]

@@ -510,7 +510,8 @@ fn tampered_registries_are_refused(archive: &Path, home: &Path) {
                         .unwrap_or_else(|e| panic!("{e}"));
                 }
                 std::fs::write(
-                    p.registry().join("workspace-key.pub"),
+                    p.registry()
+                        .join(creddy_plugin::registry::WORKSPACE_KEY_FILE),
                     attacker.public_key_file(),
                 )
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -577,15 +578,15 @@ fn server_dev_works_in_one_command() {
         )
         .fails(2, "loopback");
 
-    let mut dev = DevServer::start(&prefix, home.path(), &[]);
+    let (mut dev, exports) = start_dev(&prefix, home.path(), &[]);
     let (url, token, plugins) = (
-        exported(&dev.stdout, "CREDDY_ADMIN_URL"),
-        exported(&dev.stdout, "CREDDY_ADMIN_TOKEN"),
-        exported(&dev.stdout, "CREDDY_PLUGIN_DIR"),
+        exported(&exports, "CREDDY_ADMIN_URL"),
+        exported(&exports, "CREDDY_ADMIN_TOKEN"),
+        exported(&exports, "CREDDY_PLUGIN_DIR"),
     );
     assert!(token.starts_with("cka_"), "{token}");
     eventually("the development warning", || {
-        dev.logged("not for production")
+        dev.log().contains("not for production")
     });
     let admin_env = [
         ("CREDDY_ADMIN_URL", url.as_str()),
@@ -610,7 +611,7 @@ fn server_dev_works_in_one_command() {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     assert!(state_dir.join("data/creddy.db").is_file());
-    assert_eq!(dev.stop(), Some(0));
+    assert_eq!(dev.signal_and_wait("TERM"), Some(0));
     assert!(
         !state_dir.exists(),
         "the temporary state is removed at exit"
@@ -619,9 +620,9 @@ fn server_dev_works_in_one_command() {
     // --dev-dir keeps the state: the same admin token on the next start.
     let kept = home.path().join("dev");
     let kept_text = kept.display().to_string();
-    let mut first = DevServer::start(&prefix, home.path(), &["--dev-dir", &kept_text]);
-    let token = exported(&first.stdout, "CREDDY_ADMIN_TOKEN");
-    let first_url = exported(&first.stdout, "CREDDY_ADMIN_URL");
+    let (mut first, exports) = start_dev(&prefix, home.path(), &["--dev-dir", &kept_text]);
+    let token = exported(&exports, "CREDDY_ADMIN_TOKEN");
+    let first_url = exported(&exports, "CREDDY_ADMIN_URL");
     prefix
         .run(
             home.path(),
@@ -632,91 +633,31 @@ fn server_dev_works_in_one_command() {
             ],
         )
         .ok();
-    first.stop();
+    first.signal_and_wait("TERM");
     assert!(kept.join("data/creddy.db").is_file(), "--dev-dir is kept");
-    let mut second = DevServer::start(&prefix, home.path(), &["--dev-dir", &kept_text]);
-    assert_eq!(exported(&second.stdout, "CREDDY_ADMIN_TOKEN"), token);
+    let (second, exports) = start_dev(&prefix, home.path(), &["--dev-dir", &kept_text]);
+    assert_eq!(exported(&exports, "CREDDY_ADMIN_TOKEN"), token);
     let listed = prefix.run(
         home.path(),
         &["agent", "ls", "-o", "json"],
         &[
-            (
-                "CREDDY_ADMIN_URL",
-                &exported(&second.stdout, "CREDDY_ADMIN_URL"),
-            ),
+            ("CREDDY_ADMIN_URL", &exported(&exports, "CREDDY_ADMIN_URL")),
             ("CREDDY_ADMIN_TOKEN", &token),
         ],
     );
     assert!(listed.ok().contains("\"kept-agent\""), "{}", listed.stdout);
-    second.stop();
+    drop(second);
 }
 
-/// A `creddy server --dev` process on a free loopback port, its output read until the export
-/// lines are out.
-struct DevServer {
-    child: std::process::Child,
-    stdout: String,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl DevServer {
-    fn start(prefix: &Prefix, home: &Path, args: &[&str]) -> Self {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(prefix.creddy())
-            .args(["server", "--dev", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(mut lines) = sink.lock() {
-                    lines.push(line);
-                }
-            }
-        });
-        let mut stdout = String::new();
-        let mut reader = BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("no stdout")));
-        while stdout.lines().count() < 3 {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                let _ = child.wait();
-                let log = log.lock().map(|l| l.join("\n")).unwrap_or_default();
-                panic!("creddy server --dev ended early:\n{log}");
-            }
-            stdout.push_str(&line);
-        }
-        Self { child, stdout, log }
-    }
-
-    /// Whether a line of its stderr so far contains `text`.
-    fn logged(&self, text: &str) -> bool {
-        self.log
-            .lock()
-            .map(|l| l.iter().any(|line| line.contains(text)))
-            .unwrap_or(false)
-    }
-
-    /// SIGTERM, then the exit code.
-    fn stop(&mut self) -> Option<i32> {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        self.child.wait().ok().and_then(|s| s.code())
-    }
-}
-
-impl Drop for DevServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `creddy server --dev ARGS…` from the archive on a free loopback port, once its export
+/// lines are out; returns the server and those lines.
+fn start_dev(prefix: &Prefix, home: &Path, args: &[&str]) -> (ServerProcess, String) {
+    let mut all = vec!["--dev"];
+    all.extend_from_slice(args);
+    let home = home.display().to_string();
+    let server = ServerProcess::start(&prefix.creddy(), &all, &[("HOME", &home)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the export lines", || server.stdout().lines().count() >= 3);
+    let exports = server.stdout();
+    (server, exports)
 }

@@ -174,6 +174,22 @@ pub struct Signer<'a> {
     pub timestamp: u64,
 }
 
+impl Signer<'_> {
+    /// Writes `bytes` to `path` and its minisign signature to `<path>.minisig` (the trusted
+    /// comment names the file, as minisign's does).
+    pub fn write_signed(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        write(path, bytes)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let signature = self.key.sign_file(bytes, &name, self.timestamp);
+        let mut signature_path = path.as_os_str().to_owned();
+        signature_path.push(".minisig");
+        write(Path::new(&signature_path), signature.as_bytes())
+    }
+}
+
 fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
@@ -205,14 +221,7 @@ pub fn publish(out: &Path, signer: &Signer<'_>, releases: &[Publish<'_>]) -> std
         add_to_index(&mut index, release);
     }
     let index_bytes = serde_json::to_vec_pretty(&index).map_err(std::io::Error::other)?;
-    write(&index_path, &index_bytes)?;
-    write(
-        &out.join("index.json.minisig"),
-        signer
-            .key
-            .sign_file(&index_bytes, "index.json", signer.timestamp)
-            .as_bytes(),
-    )
+    signer.write_signed(&index_path, &index_bytes)
 }
 
 /// The release's directory: its binary, manifest and signature.
@@ -240,14 +249,7 @@ fn publish_release(out: &Path, signer: &Signer<'_>, release: &Publish<'_>) -> st
         }],
     };
     let manifest_bytes = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
-    write(&dir.join("manifest.json"), &manifest_bytes)?;
-    write(
-        &dir.join("manifest.json.minisig"),
-        signer
-            .key
-            .sign_file(&manifest_bytes, "manifest.json", signer.timestamp)
-            .as_bytes(),
-    )
+    signer.write_signed(&dir.join("manifest.json"), &manifest_bytes)
 }
 
 fn add_to_index(index: &mut Index, release: &Publish<'_>) {

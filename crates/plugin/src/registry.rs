@@ -25,6 +25,10 @@ use crate::protocol::PROTOCOL_VERSIONS;
 use crate::signing::{SignatureError, TrustedKey, verify};
 use crate::version::Version;
 
+/// The file of a workspace build's registry (`cargo xtask registry`) that holds the public
+/// key it is signed with; `creddy` honours it only beside itself, never in a release layout.
+pub const WORKSPACE_KEY_FILE: &str = "workspace-key.pub";
+
 /// The largest plugin binary accepted.
 pub const MAX_BINARY_SIZE: u64 = 256 * 1024 * 1024;
 

@@ -1,7 +1,8 @@
-//! Who is calling: the bearer token turned into a [`Principal`].
+//! Who is calling: a bearer token turned into a [`Principal`] (front ends read it from
+//! where they carry it; HTTP from `Authorization: Bearer`, in `http::auth`).
 //!
-//! `Authorization: Bearer <token>` carries the local admin token (`cka_…`, all admin scopes)
-//! or an agent's vend token (`ckr_…`). Tokens are looked up by their SHA-256 and the stored
+//! The token is the local admin token (`cka_…`, all admin scopes), an agent's vend token
+//! (`ckr_…`) or an OIDC access token. Tokens are looked up by their SHA-256 and the stored
 //! hash is compared in constant time. An agent past its lifetime is refused at once, before
 //! the background task gets round to removing it.
 
@@ -101,31 +102,15 @@ impl Principal {
     }
 }
 
-fn token_rejected() -> EngineError {
+/// The refusal of a bearer credential that is unknown, revoked or malformed.
+pub(crate) fn token_rejected() -> EngineError {
     EngineError::unauthorized("the bearer token is unknown, revoked or malformed")
         .with_remedy("check CREDDY_TOKEN or CREDDY_ADMIN_TOKEN; an agent whose token was lost must be re-created or re-enrolled")
 }
 
-/// The caller behind an `Authorization` header's value (`None`: no header; `Some(None)`: a
-/// value that is not text).
-pub(crate) async fn authenticate(
-    state: &AppState,
-    authorization: Option<Option<&str>>,
-) -> Result<Principal, EngineError> {
-    let header = authorization
-        .ok_or_else(|| {
-            EngineError::unauthorized("no bearer token was sent")
-                .with_remedy("send Authorization: Bearer <token>")
-        })?
-        .ok_or_else(token_rejected)?;
-    let token = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .ok_or_else(|| {
-            EngineError::unauthorized("the Authorization header is not a bearer token")
-                .with_remedy("send Authorization: Bearer <token>")
-        })?
-        .trim();
+/// The caller holding `token`: the local admin token, an agent's vend token, or an OIDC
+/// access token (a JWT).
+pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Principal, EngineError> {
     if token.split('.').count() == 3 {
         return authenticate_jwt(state, token).await.map(Principal::Agent);
     }

@@ -691,8 +691,10 @@ fn tls_files(
     }
 }
 
-/// The built-in, configured and environment keys, each checked to be a minisign public key.
-fn trusted_keys(
+/// The plugin signers trusted, by the one rule of the server and the CLI: the built-in keys,
+/// then `plugins.trusted_keys`, then `CREDDY_PLUGIN_TRUSTED_KEYS` (comma-separated), each
+/// checked to be a minisign public key.
+pub fn trusted_keys(
     builtin: &[String],
     plugins: &FilePlugins,
     from_env: Option<&str>,

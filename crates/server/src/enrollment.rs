@@ -687,7 +687,7 @@ pub(crate) async fn approve(
     })
 }
 
-/// Rejects a waiting request with a reason (at most 500 characters), audited.
+/// Rejects a waiting request with a reason (bounded, `error::check_reason`), audited.
 pub(crate) async fn reject(
     state: &AppState,
     principal: &Principal,
@@ -699,11 +699,7 @@ pub(crate) async fn reject(
     let request = open_request(state, id).await?;
     refuse_own_amendment(principal, &request)?;
     let reason = reason.unwrap_or_else(|| "rejected by an admin".to_owned());
-    if reason.chars().count() > 500 {
-        return Err(EngineError::invalid_request(
-            "the reason is longer than 500 characters",
-        ));
-    }
+    crate::error::check_reason(&reason)?;
     let now = state.clock().now();
     let action = if request.kind == EnrollmentKind::Amendment {
         Action::AmendmentRejected

@@ -144,6 +144,20 @@ impl EngineError {
     }
 }
 
+/// The longest reason recorded in the audit trail (a rejection's, a forgotten lease's).
+const MAX_REASON_CHARS: usize = 500;
+
+/// Refuses a reason longer than [`MAX_REASON_CHARS`].
+pub(crate) fn check_reason(reason: &str) -> Result<(), EngineError> {
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(EngineError::invalid_request(format!(
+            "the reason is longer than {MAX_REASON_CHARS} characters"
+        ))
+        .with_remedy("shorten --reason"));
+    }
+    Ok(())
+}
+
 impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         match e {

@@ -298,9 +298,6 @@ pub(crate) async fn revoke_explicitly(
     Ok(current)
 }
 
-/// The longest reason recorded for forgetting a lease.
-const MAX_REASON_CHARS: usize = 500;
-
 /// What an admin's revoke did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AdminRevoke {
@@ -354,12 +351,7 @@ async fn forget(
     reason: Option<String>,
 ) -> Result<AdminRevoke, EngineError> {
     let reason = reason.unwrap_or_default();
-    if reason.chars().count() > MAX_REASON_CHARS {
-        return Err(EngineError::invalid_request(format!(
-            "the reason is longer than {MAX_REASON_CHARS} characters"
-        ))
-        .with_remedy("shorten --reason"));
-    }
+    crate::error::check_reason(&reason)?;
     let event = AuditEvent::new(
         Action::CredentialForgotten,
         principal.actor(),

@@ -274,6 +274,12 @@ impl Server {
         &self.state
     }
 
+    /// This node's local admin token, read back from its data directory (what
+    /// `creddy server --dev` prints for the admin commands).
+    pub fn admin_token(&self) -> Result<Option<creddy_core::secret::SecretToken>, DataDirError> {
+        self.data_dir.read_admin_token()
+    }
+
     /// The data directory in use.
     pub fn data_dir(&self) -> &std::path::Path {
         self.data_dir.path()

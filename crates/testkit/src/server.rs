@@ -172,6 +172,7 @@ pub struct ServerProcess {
     child: Child,
     addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 /// How long a starting server may take to print its listening line.
@@ -179,7 +180,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl ServerProcess {
     /// Starts `bin server --listen 127.0.0.1:0 ARGS…` in a cleared environment (only `PATH`
-    /// plus `envs`) and waits for its "listening on" line.
+    /// plus `envs`) and waits for its "listening on" line; stdout and stderr are kept.
     pub fn start(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Self, String> {
         let mut child = Command::new(bin)
             .args(["server", "--listen", "127.0.0.1:0"])
@@ -188,10 +189,20 @@ impl ServerProcess {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("spawning {}: {e}", bin.display()))?;
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let out_sink = stdout.clone();
+        let out = child.stdout.take().ok_or("no stdout")?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(mut lines) = out_sink.lock() {
+                    lines.push(line);
+                }
+            }
+        });
         let stderr = child.stderr.take().ok_or("no stderr")?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let (found, listening) = mpsc::channel();
@@ -209,7 +220,12 @@ impl ServerProcess {
             }
         });
         match listening.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => Ok(Self { child, addr, log }),
+            Ok(addr) => Ok(Self {
+                child,
+                addr,
+                log,
+                stdout,
+            }),
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
@@ -232,6 +248,11 @@ impl ServerProcess {
     /// Everything the server has logged so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Everything the server has written to stdout so far (only `server --dev` does).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
     /// Sends a signal by name (`HUP`, …) without waiting.

@@ -108,15 +108,10 @@ impl DevSite {
 
     /// The warning and the export lines, once the server is up.
     pub fn announce(&self, server: &Server, tls: bool) -> Result<()> {
-        let token_path = self
-            .data_dir
-            .join(creddy_server::data_dir::ADMIN_TOKEN_FILE);
-        let token = std::fs::read_to_string(&token_path).map_err(|e| {
-            Failure::new(
-                EXIT_OTHER,
-                format!("cannot read {}: {e}", token_path.display()),
-            )
-        })?;
+        let token = server
+            .admin_token()
+            .map_err(|e| Failure::new(EXIT_OTHER, e.to_string()))?
+            .ok_or_else(|| Failure::new(EXIT_OTHER, "the server wrote no admin token"))?;
         let kept = if self._temporary.is_some() {
             "removed at exit"
         } else {
@@ -129,7 +124,7 @@ impl DevSite {
         );
         let scheme = if tls { "https" } else { "http" };
         println!("export CREDDY_ADMIN_URL={scheme}://{}", server.addr());
-        println!("export CREDDY_ADMIN_TOKEN={}", token.trim());
+        println!("export CREDDY_ADMIN_TOKEN={}", token.expose());
         println!("export CREDDY_PLUGIN_DIR={}", self.plugin_dir.display());
         Ok(())
     }

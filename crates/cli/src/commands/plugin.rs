@@ -14,7 +14,7 @@ use creddy_plugin::installed::InstalledPlugin;
 use creddy_plugin::registry::{self, Index, Manifest, RegistryError, Release, current_platform};
 use creddy_plugin::signing::TrustedKey;
 use creddy_plugin::version::Version;
-use creddy_server::config::{Environment, plugin_config};
+use creddy_server::config::{Environment, plugin_config, trusted_keys};
 use serde_json::json;
 
 use crate::cli::{Format, Global, PluginCmd};
@@ -59,26 +59,27 @@ fn plugin_env(registry_flag: Option<String>) -> Result<PluginEnv> {
         ),
         (None, None) => (DEFAULT_REGISTRY.to_owned(), None),
     };
-    let mut keys = crate::release::builtin_keys();
-    keys.extend(file.trusted_keys.iter().cloned());
-    keys.extend(env("CREDDY_PLUGIN_TRUSTED_KEYS").into_iter().flat_map(|v| {
-        v.split(',')
-            .map(str::trim)
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    }));
-    let trusted = keys
-        .iter()
-        .filter(|k| !k.is_empty())
-        .map(|k| TrustedKey::parse(k).map_err(|e| Failure::usage(e.to_string())))
-        .collect::<Result<Vec<_>>>()?;
+    let keys = trusted_keys(
+        &crate::release::builtin_keys(),
+        &file,
+        env("CREDDY_PLUGIN_TRUSTED_KEYS").as_deref(),
+        "",
+    )
+    .map_err(|e| Failure::usage(e.to_string()))?;
     Ok(PluginEnv {
         dir,
         registry,
         fallback,
-        trusted,
+        trusted: parse_keys(&keys)?,
         allow_unsigned: file.allow_unsigned,
     })
+}
+
+/// Minisign public keys, already checked by `config::trusted_keys` or `build.rs`.
+fn parse_keys(keys: &[String]) -> Result<Vec<TrustedKey>> {
+    keys.iter()
+        .map(|k| TrustedKey::parse(k).map_err(|e| Failure::usage(e.to_string())))
+        .collect()
 }
 
 /// Runs a plugin subcommand.
@@ -172,15 +173,11 @@ pub async fn install_bundled(dir: &std::path::Path) -> Result<Option<Vec<String>
     let Some(bundled) = crate::release::bundled_registry() else {
         return Ok(None);
     };
-    let trusted = crate::release::builtin_keys()
-        .iter()
-        .map(|k| TrustedKey::parse(k).map_err(|e| Failure::new(EXIT_INTEGRITY, e.to_string())))
-        .collect::<Result<Vec<_>>>()?;
     let env = PluginEnv {
         dir: dir.to_owned(),
         registry: bundled.dir.display().to_string(),
         fallback: None,
-        trusted,
+        trusted: parse_keys(&crate::release::builtin_keys())?,
         allow_unsigned: false,
     };
     let (index, _) = index(&env).await?;
