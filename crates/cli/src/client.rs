@@ -6,11 +6,12 @@
 
 use std::time::Duration;
 
+use creddy_api::ErrorBody;
+use creddy_api::oidc::{OAuthError, TokenResponse};
 use creddy_core::secret::Secret;
 use reqwest::{Method, StatusCode, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::failure::{EXIT_AUTH, EXIT_CONNECT, EXIT_OTHER, EXIT_USAGE, Failure, Result};
 
@@ -29,14 +30,6 @@ impl Bearer {
     pub fn expose(&self) -> &str {
         self.0.expose()
     }
-}
-
-/// The server's error body.
-#[derive(Debug, serde::Deserialize)]
-struct ErrorBody {
-    error: String,
-    code: String,
-    remedy: Option<String>,
 }
 
 /// A connection to one server.
@@ -180,19 +173,20 @@ impl Client {
             .send()
             .await
             .map_err(|e| self.unreachable(&e))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        match body["access_token"].as_str() {
-            Some(token) if status.is_success() => Ok(token.to_owned()),
-            _ => Err(Failure::new(
-                EXIT_AUTH,
-                format!(
-                    "the server refused the client credentials ({})",
-                    body["error"].as_str().unwrap_or("no access token")
-                ),
-            )
-            .hint("check CREDDY_CLIENT_ID and CREDDY_CLIENT_SECRET, or the agent config")),
+        let succeeded = response.status().is_success();
+        let body = response.bytes().await.unwrap_or_default();
+        if succeeded && let Ok(answer) = serde_json::from_slice::<TokenResponse>(&body) {
+            return Ok(answer.access_token.expose().clone());
         }
+        let refusal = serde_json::from_slice::<OAuthError>(&body).ok();
+        Err(Failure::new(
+            EXIT_AUTH,
+            format!(
+                "the server refused the client credentials ({})",
+                refusal.map_or_else(|| "no access token".to_owned(), |r| r.error)
+            ),
+        )
+        .hint("check CREDDY_CLIENT_ID and CREDDY_CLIENT_SECRET, or the agent config"))
     }
 
     /// `POST` with a JSON body, ignoring the answer's body (204).
@@ -204,7 +198,9 @@ impl Client {
 
     /// `DELETE`, ignoring any body.
     pub async fn delete(&self, segments: &[&str]) -> Result<()> {
-        self.delete_json_with_query(segments, &[]).await.map(drop)
+        self.delete_json_with_query::<serde::de::IgnoredAny>(segments, &[])
+            .await
+            .map(drop)
     }
 
     /// `DELETE`, decoding a JSON answer.
@@ -212,20 +208,20 @@ impl Client {
         self.call(Method::DELETE, segments, None::<&()>).await
     }
 
-    /// `DELETE` with query parameters; the JSON answer, or `Null` when there is no body
+    /// `DELETE` with query parameters; the JSON answer, or `None` when there is no body
     /// (204).
-    pub async fn delete_json_with_query(
+    pub async fn delete_json_with_query<T: DeserializeOwned>(
         &self,
         segments: &[&str],
         query: &[(&str, &str)],
-    ) -> Result<Value> {
+    ) -> Result<Option<T>> {
         let response = self
             .send_with_query(Method::DELETE, segments, query, None::<&()>)
             .await?;
         if response.status() == StatusCode::NO_CONTENT {
-            return Ok(Value::Null);
+            return Ok(None);
         }
-        response.json().await.map_err(|e| {
+        response.json().await.map(Some).map_err(|e| {
             Failure::new(
                 EXIT_OTHER,
                 format!("unexpected answer from {}: {e}", self.base),

@@ -28,7 +28,7 @@ pub struct Failure {
     /// The process exit code.
     pub exit_code: u8,
     /// The server's error code, when the failure came from the API.
-    pub api_code: Option<String>,
+    pub api_code: Option<creddy_api::ErrorCode>,
 }
 
 impl Failure {

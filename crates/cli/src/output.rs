@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use creddy_api::leases::LeaseSummary;
+use creddy_core::lease::LeaseState;
 use creddy_core::{Clock, SystemClock, Timestamp};
 use serde::Serialize;
 
@@ -87,32 +89,17 @@ fn rounded(seconds: u64) -> String {
 
 /// When a lease expires, for a table: nothing for one that has ended (revoked, failed,
 /// lapsed, forgotten), whose expiry no longer means anything.
-pub fn lease_expiry(state: &str, expires_at: Option<&str>) -> String {
-    if state
-        .parse::<creddy_core::lease::LeaseState>()
-        .is_ok_and(creddy_core::lease::LeaseState::is_open)
-    {
-        relative_text(expires_at, "-")
+pub fn lease_expiry(state: LeaseState, expires_at: Timestamp) -> String {
+    if state.is_open() {
+        relative(expires_at)
     } else {
         "-".to_owned()
     }
 }
 
-/// Parses an RFC 3339 time from the API and shows it relative to now; `missing` otherwise.
-pub fn relative_text(at: Option<&str>, missing: &str) -> String {
-    at.and_then(Timestamp::parse_rfc3339)
-        .map(relative)
-        .unwrap_or_else(|| missing.to_owned())
-}
-
-/// The strings of a JSON array (anything else gives none).
-pub fn strings(value: &serde_json::Value) -> Vec<String> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect()
+/// A time relative to now, or `missing` when there is none.
+pub fn relative_or(at: Option<Timestamp>, missing: &str) -> String {
+    at.map_or_else(|| missing.to_owned(), relative)
 }
 
 /// A scope list for a table cell.
@@ -124,23 +111,8 @@ pub fn scope_list(scopes: &[String]) -> String {
     }
 }
 
-/// A lease as the API returns it, for tables.
-#[derive(Debug, serde::Deserialize)]
-pub struct LeaseRow {
-    /// `cred_…`.
-    pub id: String,
-    /// The backend.
-    pub backend: String,
-    /// The scopes.
-    pub scopes: Vec<String>,
-    /// The state.
-    pub state: String,
-    /// RFC 3339 expiry.
-    pub expires_at: String,
-}
-
 /// Prints leases as `ID BACKEND SCOPES STATE EXPIRES`.
-pub fn print_leases(leases: &[LeaseRow]) {
+pub fn print_leases(leases: &[LeaseSummary]) {
     let rows: Vec<Vec<String>> = leases
         .iter()
         .map(|l| {
@@ -148,8 +120,8 @@ pub fn print_leases(leases: &[LeaseRow]) {
                 l.id.clone(),
                 l.backend.clone(),
                 scope_list(&l.scopes),
-                l.state.clone(),
-                lease_expiry(&l.state, Some(&l.expires_at)),
+                l.state.to_string(),
+                lease_expiry(l.state, l.expires_at),
             ]
         })
         .collect();
@@ -191,9 +163,9 @@ mod tests {
 
     #[test]
     fn an_ended_lease_shows_no_expiry() {
-        let later = "2999-01-01T00:00:00Z";
-        assert_eq!(lease_expiry("revoked", Some(later)), "-");
-        assert_eq!(lease_expiry("failed", Some(later)), "-");
-        assert!(lease_expiry("active", Some(later)).starts_with("in "));
+        let later = Timestamp::parse_rfc3339("2999-01-01T00:00:00Z").expect("a time");
+        assert_eq!(lease_expiry(LeaseState::Revoked, later), "-");
+        assert_eq!(lease_expiry(LeaseState::Failed, later), "-");
+        assert!(lease_expiry(LeaseState::Active, later).starts_with("in "));
     }
 }

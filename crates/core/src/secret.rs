@@ -173,6 +173,12 @@ impl SecretToken {
         &self.0
     }
 
+    /// A copy to hand to the caller it was made for (an API answer), still redacted in
+    /// `Debug` and wiped when dropped.
+    pub fn to_secret(&self) -> Secret<String> {
+        Secret::new(self.0.clone())
+    }
+
     /// The SHA-256 under which the token is stored.
     pub fn hash(&self) -> TokenHash {
         TokenHash::of(&self.0)

@@ -5,91 +5,19 @@
 //! never returned.
 
 use creddy_store::StoreError;
-use serde::Serialize;
 
-/// The stable machine codes of the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// 400: malformed body or parameter.
-    InvalidRequest,
-    /// 400: a scope fails the grammar or names an admin scope where not allowed.
-    InvalidScope,
-    /// 400: no configured backend or installed plugin of that name.
-    UnknownBackend,
-    /// 400: the TTL is unparsable or outside the allowed range.
-    InvalidTtl,
-    /// 401: missing, unknown, expired or malformed bearer token.
-    Unauthorized,
-    /// 401: the agent's lifetime has ended.
-    AgentExpired,
-    /// 403: admin scope missing, or the wrong kind of caller.
-    Forbidden,
-    /// 403: no grant covers the requested scope.
-    ScopeDenied,
-    /// 404: no backend of that name.
-    BackendNotFound,
-    /// 404: unknown id, name or route.
-    NotFound,
-    /// 405: the route exists but not with this method.
-    MethodNotAllowed,
-    /// 408: the request took longer than the server allows.
-    RequestTimeout,
-    /// 409: the name is already used.
-    NameTaken,
-    /// 409: the item was already processed, or is in use.
-    Conflict,
-    /// 409: a policy's `max_agents` is reached.
-    PolicyLimit,
-    /// 410: enrollment credentials were already picked up.
-    EnrollmentClaimed,
-    /// 429: too many requests from this caller.
-    RateLimited,
-    /// 413: body over the limit.
-    PayloadTooLarge,
-    /// 415: the body is not JSON.
-    UnsupportedMediaType,
-    /// 422: an organisation the backend is not configured for.
-    OrgNotConfigured,
-    /// 429: too many open leases.
-    QuotaExceeded,
-    /// 500: unexpected server error.
-    Internal,
-    /// 501: a route kept for compatibility whose feature is not offered.
-    NotImplemented,
-    /// 502: the upstream refused the master credential.
-    UpstreamAuthFailed,
-    /// 502: the upstream did not find the organisation.
-    UpstreamOrgNotFound,
-    /// 502: the master credential lacks a permission.
-    UpstreamPermissionDenied,
-    /// 502: the upstream refused the request.
-    UpstreamRejected,
-    /// 503: the upstream is down.
-    UpstreamUnavailable,
-    /// 503: the upstream is rate limiting.
-    UpstreamRateLimited,
-    /// 503: the backend's plugin is not running.
-    PluginUnavailable,
-    /// 503: the audit trail cannot be written, so the change was refused.
-    AuditUnavailable,
-    /// 503: the database cannot be reached.
-    StorageUnavailable,
-}
+pub use creddy_api::ErrorCode;
 
 /// An error answered to a caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineError {
     /// What went wrong, for a person.
-    #[serde(rename = "error")]
     pub message: String,
     /// The stable code, for a program.
     pub code: ErrorCode,
     /// What to do about it.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub remedy: Option<String>,
     /// Seconds the client should wait before retrying, sent as `Retry-After`.
-    #[serde(skip)]
     pub retry_after: Option<u64>,
 }
 

@@ -22,7 +22,6 @@ use creddy_core::{Duration, Timestamp};
 use creddy_plugin::host::{HostError, PluginProcess};
 use creddy_plugin::protocol::{AgentRef, Credential, EnvSource, GetCredentialParams};
 use creddy_store::{Intent, NewLease};
-use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -44,18 +43,27 @@ pub(crate) struct VendRequest {
     pub(crate) scopes: Vec<String>,
 }
 
-/// The issued credential, as returned to the agent.
-#[derive(Debug, Serialize)]
+/// The issued credential, for the agent.
+#[derive(Debug)]
 pub(crate) struct Issued {
-    id: String,
-    backend: String,
-    token: Secret<String>,
-    expires_at: Timestamp,
-    ttl: String,
-    ttl_seconds: u64,
-    scopes: Vec<String>,
-    metadata: BTreeMap<String, String>,
-    env: BTreeMap<String, String>,
+    /// The lease.
+    pub(crate) id: String,
+    /// The backend.
+    pub(crate) backend: String,
+    /// The credential.
+    pub(crate) token: Secret<String>,
+    /// Its end.
+    pub(crate) expires_at: Timestamp,
+    /// Its lifetime, as a duration (`1h`).
+    pub(crate) ttl: String,
+    /// Its lifetime in seconds.
+    pub(crate) ttl_seconds: u64,
+    /// Its scopes.
+    pub(crate) scopes: Vec<String>,
+    /// What the plugin reports about it.
+    pub(crate) metadata: BTreeMap<String, String>,
+    /// Environment variables for a program that uses it.
+    pub(crate) env: BTreeMap<String, Secret<String>>,
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -480,7 +488,7 @@ async fn commit(
                     .as_ref()
                     .and_then(|k| credential.metadata.get(k).cloned()),
             };
-            value.map(|v| (var.name.clone(), v))
+            value.map(|v| (var.name.clone(), Secret::new(v)))
         })
         .collect();
     Ok(Issued {

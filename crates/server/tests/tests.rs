@@ -9,4 +9,5 @@ mod edge;
 mod enroll;
 mod lifecycle;
 mod oidc;
+mod openapi;
 mod vend;

@@ -1,52 +1,13 @@
 //! `creddy agent create|ls|show|rm`: agents, for admins.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use creddy_api::agents::{Agent, AgentDetail, CreateAgent, CreatedAgent};
+use creddy_core::Timestamp;
+use serde_json::json;
 
 use crate::cli::{AgentCmd, Format, Global};
 use crate::credentials::admin_client;
-use crate::failure::{EXIT_OTHER, Failure, Result};
-use crate::output::{
-    LeaseRow, confirm, print_json, print_leases, print_table, relative_text, scope_list,
-};
-
-/// An agent as the API returns it.
-#[derive(Debug, Deserialize)]
-struct AgentView {
-    id: String,
-    name: String,
-    scopes: Vec<String>,
-    policy: Option<String>,
-    client_id: String,
-    created_at: String,
-    last_used: Option<String>,
-    expires_at: Option<String>,
-    active_leases: i64,
-    #[serde(default)]
-    leases: Vec<LeaseRow>,
-}
-
-/// The secrets of a newly created agent.
-#[derive(Debug, Deserialize)]
-struct Created {
-    token: String,
-    oidc: Oidc,
-    server_url: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Oidc {
-    client_id: String,
-    client_secret: String,
-}
-
-#[derive(Debug, Serialize)]
-struct CreateBody<'a> {
-    name: &'a str,
-    scopes: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_in: Option<&'a str>,
-}
+use crate::failure::Result;
+use crate::output::{confirm, print_json, print_leases, print_table, relative_or, scope_list};
 
 /// Runs an agent subcommand.
 pub async fn run(global: &Global, cmd: AgentCmd) -> Result<()> {
@@ -57,32 +18,34 @@ pub async fn run(global: &Global, cmd: AgentCmd) -> Result<()> {
             scopes,
             expires_in,
         } => {
-            let body = CreateBody {
-                name: &name,
-                scopes: &scopes,
-                expires_in: expires_in.as_deref(),
+            let body = CreateAgent {
+                name,
+                scopes,
+                expires_in,
             };
-            let value: Value = client.post(&["v1", "admin", "agents"], &body).await?;
-            show_created(global.list_format()?, &value)
+            let created: CreatedAgent = client.post(&["v1", "admin", "agents"], &body).await?;
+            show_created(global.list_format()?, &created)
         }
         AgentCmd::Ls => {
-            let value: Value = client.get(&["v1", "admin", "agents"]).await?;
+            let agents: Vec<Agent> = client.get(&["v1", "admin", "agents"]).await?;
             if global.list_format()? == Format::Json {
-                print_json(&value)
+                print_json(&agents)
             } else {
-                print_agents(decode(value)?)
+                print_agents(&agents);
+                Ok(())
             }
         }
         AgentCmd::Show { name } => {
-            let value: Value = client.get(&["v1", "admin", "agents", &name]).await?;
+            let detail: AgentDetail = client.get(&["v1", "admin", "agents", &name]).await?;
             if global.list_format()? == Format::Json {
-                print_json(&value)
+                print_json(&detail)
             } else {
-                print_agent(decode(value)?)
+                print_agent(&detail);
+                Ok(())
             }
         }
         AgentCmd::Rm { name } => {
-            let agent: AgentView = client.get(&["v1", "admin", "agents", &name]).await?;
+            let AgentDetail { agent, .. } = client.get(&["v1", "admin", "agents", &name]).await?;
             client.delete(&["v1", "admin", "agents", &name]).await?;
             if global.list_format()? == Format::Json {
                 print_json(
@@ -98,47 +61,34 @@ pub async fn run(global: &Global, cmd: AgentCmd) -> Result<()> {
     }
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| {
-        Failure::new(
-            EXIT_OTHER,
-            format!("unexpected answer from the server: {e}"),
-        )
-    })
+/// An absolute time, or `never`.
+fn time_or_never(at: Option<Timestamp>) -> String {
+    at.map_or_else(|| "never".to_owned(), |t| t.to_string())
 }
 
-fn show_created(format: Format, value: &Value) -> Result<()> {
+fn show_created(format: Format, created: &CreatedAgent) -> Result<()> {
     if format == Format::Json {
-        return print_json(value);
+        return print_json(created);
     }
-    let agent: AgentView = decode(value.clone())?;
-    let created: Created = decode(value.clone())?;
+    let agent = &created.agent;
     confirm(&format!("Agent '{}' created", agent.name));
-    for warning in value["warnings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for warning in &created.warnings {
         eprintln!("Warning: {warning}");
     }
     println!("id:            {}", agent.id);
     println!("scopes:        {}", scope_list(&agent.scopes));
-    println!(
-        "expires:       {}",
-        agent.expires_at.as_deref().unwrap_or("never")
-    );
-    println!("token:         {}", created.token);
+    println!("expires:       {}", time_or_never(agent.expires_at));
+    println!("token:         {}", created.token.expose());
     println!("client_id:     {}", created.oidc.client_id);
-    println!("client_secret: {}", created.oidc.client_secret);
+    println!("client_secret: {}", created.oidc.client_secret.expose());
     println!();
     println!("export CREDDY_URL={}", created.server_url);
-    println!("export CREDDY_TOKEN={}", created.token);
+    println!("export CREDDY_TOKEN={}", created.token.expose());
     eprintln!("The token and client secret are shown only now; store them safely.");
     Ok(())
 }
 
-fn print_agents(agents: Vec<AgentView>) -> Result<()> {
+fn print_agents(agents: &[Agent]) {
     let rows: Vec<Vec<String>> = agents
         .iter()
         .map(|a| {
@@ -148,8 +98,8 @@ fn print_agents(agents: Vec<AgentView>) -> Result<()> {
                 scope_list(&a.scopes),
                 a.policy.clone().unwrap_or_else(|| "-".into()),
                 a.active_leases.to_string(),
-                relative_text(a.last_used.as_deref(), "never"),
-                relative_text(a.expires_at.as_deref(), "never"),
+                relative_or(a.last_used, "never"),
+                relative_or(a.expires_at, "never"),
             ]
         })
         .collect();
@@ -165,28 +115,21 @@ fn print_agents(agents: Vec<AgentView>) -> Result<()> {
         ],
         &rows,
     );
-    Ok(())
 }
 
-fn print_agent(agent: AgentView) -> Result<()> {
+fn print_agent(detail: &AgentDetail) {
+    let agent = &detail.agent;
     println!("name:       {}", agent.name);
     println!("id:         {}", agent.id);
     println!("scopes:     {}", scope_list(&agent.scopes));
     println!("policy:     {}", agent.policy.as_deref().unwrap_or("-"));
     println!("client_id:  {}", agent.client_id);
     println!("created:    {}", agent.created_at);
-    println!(
-        "last used:  {}",
-        relative_text(agent.last_used.as_deref(), "never")
-    );
-    println!(
-        "expires:    {}",
-        agent.expires_at.as_deref().unwrap_or("never")
-    );
+    println!("last used:  {}", relative_or(agent.last_used, "never"));
+    println!("expires:    {}", time_or_never(agent.expires_at));
     println!("leases:     {}", agent.active_leases);
-    if !agent.leases.is_empty() {
+    if !detail.leases.is_empty() {
         println!();
-        print_leases(&agent.leases);
+        print_leases(&detail.leases);
     }
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `creddy audit` and `creddy audit verify`: the trail for admins.
 
+use creddy_api::audit::{AuditRecord, ChainVerdict};
 use serde_json::Value;
 
 use crate::cli::{AuditCmd, AuditFilters as Filters, Format, Global};
@@ -28,36 +29,34 @@ async fn list(global: &Global, filters: Filters) -> Result<()> {
     ] {
         query.extend(value.map(|v| (key, v)));
     }
-    let events: Value = client
+    let events: Vec<AuditRecord> = client
         .get_with_query(&["v1", "admin", "audit"], &query)
         .await?;
     if global.list_format()? == Format::Json {
         return print_json(&events);
     }
-    let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    fn text_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+        v.get(key).and_then(Value::as_str)
+    }
     let rows: Vec<Vec<String>> = events
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .map(|e| {
-            let time = e["time"]
-                .as_i64()
-                .map(|ms| creddy_core::Timestamp::from_millis(ms).to_rfc3339())
-                .unwrap_or_default();
-            let actor = match (e["actor"]["type"].as_str(), e["actor"]["name"].as_str()) {
+            let actor = match (text_of(&e.actor, "type"), text_of(&e.actor, "name")) {
                 (Some(kind), Some(name)) => format!("{kind}:{name}"),
                 (Some(kind), None) => kind.to_owned(),
                 _ => "-".to_owned(),
             };
+            let agent = e.subject.as_ref().and_then(|s| text_of(s, "agent_name"));
             vec![
-                e["seq"].to_string(),
-                time,
-                text(&e["action"]),
+                e.seq.to_string(),
+                creddy_core::Timestamp::from_millis(e.time).to_rfc3339(),
+                e.action.clone(),
                 actor,
-                text(&e["subject"]["agent_name"]),
-                text(&e["backend"]),
-                text(&e["lease_id"]),
-                text(&e["outcome"]),
+                dash(agent),
+                dash(e.backend.as_deref()),
+                dash(e.lease_id.as_deref()),
+                e.outcome.clone(),
             ]
         })
         .collect();
@@ -76,25 +75,28 @@ async fn verify(global: &Global, expect_head: Option<String>) -> Result<()> {
         .map(|h| ("expect_head", h))
         .into_iter()
         .collect();
-    let answer: Value = client
+    let answer: ChainVerdict = client
         .get_with_query(&["v1", "admin", "audit", "verify"], &query)
         .await?;
     if global.list_format()? == Format::Json {
         print_json(&answer)?;
     }
-    if answer["ok"] == true {
-        confirm(&format!(
-            "{} events verified, chain intact, head {}",
-            answer["events"],
-            answer["head_hash"].as_str().unwrap_or_default()
-        ));
-        return Ok(());
+    match answer {
+        ChainVerdict::Intact(chain) => {
+            confirm(&format!(
+                "{} events verified, chain intact, head {}",
+                chain.events, chain.head_hash
+            ));
+            Ok(())
+        }
+        ChainVerdict::Broken(chain) => {
+            eprintln!(
+                "✗ chain broken at seq {} ({}): {}",
+                chain.broken_at_seq,
+                chain.event_id.as_deref().unwrap_or("-"),
+                chain.reason
+            );
+            Err(Failure::silent(EXIT_INTEGRITY))
+        }
     }
-    eprintln!(
-        "✗ chain broken at seq {} ({}): {}",
-        answer["broken_at_seq"],
-        answer["event_id"].as_str().unwrap_or("-"),
-        answer["reason"].as_str().unwrap_or_default()
-    );
-    Err(Failure::silent(EXIT_INTEGRITY))
 }

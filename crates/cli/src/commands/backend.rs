@@ -10,16 +10,16 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
+use creddy_api::backends::{AddBackend, AddedBackend, Backend, BackendDetail, Draining};
 use creddy_plugin::host::Description;
 use creddy_plugin::protocol::{ConfigField, ConfigSchema, FieldType};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::cli::{BackendCmd, Format, Global};
 use crate::client::Client;
 use crate::credentials::admin_client;
 use crate::failure::{EXIT_OTHER, Failure, Result};
-use crate::output::{confirm, print_json, print_table, relative_text};
+use crate::output::{confirm, print_json, print_table, relative};
 
 /// Runs a backend subcommand.
 pub async fn run(global: &Global, cmd: BackendCmd) -> Result<()> {
@@ -42,26 +42,24 @@ pub async fn run(global: &Global, cmd: BackendCmd) -> Result<()> {
         }
         BackendCmd::Ls => list(global, &client).await,
         BackendCmd::Inspect { name } => {
-            let value: Value = client.get(&["v1", "admin", "backends", &name]).await?;
-            print_json(&value)
+            let detail: BackendDetail = client.get(&["v1", "admin", "backends", &name]).await?;
+            print_json(&detail)
         }
         BackendCmd::Rm { name, force, wait } => {
             let segments = ["v1", "admin", "backends", name.as_str()];
             let query: &[(&str, &str)] = if force { &[("force", "true")] } else { &[] };
-            let answer = client.delete_json_with_query(&segments, query).await?;
-            let draining = answer["state"] == "draining";
+            let draining: Option<Draining> =
+                client.delete_json_with_query(&segments, query).await?;
             if global.list_format()? == Format::Json {
-                let out = if draining {
-                    answer
-                } else {
-                    json!({"name": name, "state": "removed"})
+                return match &draining {
+                    Some(answer) => print_json(answer),
+                    None => print_json(&json!({"name": name, "state": "removed"})),
                 };
-                return print_json(&out);
             }
-            if draining {
+            if let Some(answer) = draining {
                 eprintln!(
                     "Backend '{name}' is draining: {} credentials are being revoked; it disappears when they are (creddy backend ls shows its state)",
-                    answer["leases"]
+                    answer.leases
                 );
                 if !wait {
                     return Ok(());
@@ -223,7 +221,7 @@ async fn add(
     creddy_core::names::check_backend_name(&name)
         .map_err(|e| Failure::usage(format!("invalid backend name '{name}': {e}")))?;
     if client
-        .get::<Value>(&["v1", "admin", "backends", &name])
+        .get::<BackendDetail>(&["v1", "admin", "backends", &name])
         .await
         .is_ok()
     {
@@ -253,8 +251,13 @@ async fn add(
     if validate {
         eprint!("Validating with {plugin}... ");
     }
-    let body = json!({"type": plugin, "name": name, "config": config, "validate": validate});
-    let added: Value = match client.post(&["v1", "admin", "backends"], &body).await {
+    let body = AddBackend {
+        plugin: plugin.to_owned(),
+        name: Some(name.clone()),
+        config,
+        validate: Some(validate),
+    };
+    let added: AddedBackend = match client.post(&["v1", "admin", "backends"], &body).await {
         Ok(v) => v,
         Err(e) => {
             if validate {
@@ -266,12 +269,7 @@ async fn add(
     if validate {
         eprintln!("ok");
     }
-    for warning in added["warnings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+    for warning in &added.warnings {
         eprintln!("Warning: {warning}");
     }
     if format == Format::Json {
@@ -281,29 +279,12 @@ async fn add(
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-struct BackendRow {
-    name: String,
-    #[serde(rename = "type")]
-    plugin: String,
-    plugin_version: String,
-    state: String,
-    active_leases: i64,
-    created_at: String,
-}
-
 async fn list(global: &Global, client: &Client) -> Result<()> {
     let format = global.list_format()?;
-    let value: Value = client.get(&["v1", "admin", "backends"]).await?;
+    let rows: Vec<Backend> = client.get(&["v1", "admin", "backends"]).await?;
     if format == Format::Json {
-        return print_json(&value);
+        return print_json(&rows);
     }
-    let rows: Vec<BackendRow> = serde_json::from_value(value).map_err(|e| {
-        Failure::new(
-            EXIT_OTHER,
-            format!("unexpected answer from the server: {e}"),
-        )
-    })?;
     let table: Vec<Vec<String>> = rows
         .into_iter()
         .map(|b| {
@@ -313,7 +294,7 @@ async fn list(global: &Global, client: &Client) -> Result<()> {
                 b.plugin_version,
                 b.state,
                 b.active_leases.to_string(),
-                relative_text(Some(&b.created_at), "-"),
+                relative(b.created_at),
             ]
         })
         .collect();
@@ -328,9 +309,9 @@ async fn list(global: &Global, client: &Client) -> Result<()> {
 async fn wait_until_gone(client: &Client, name: &str) -> Result<()> {
     let spinner = crate::output::spinner(&format!("waiting for backend '{name}' to drain"));
     loop {
-        let shown: Result<Value> = client.get(&["v1", "admin", "backends", name]).await;
+        let shown: Result<BackendDetail> = client.get(&["v1", "admin", "backends", name]).await;
         match shown {
-            Err(e) if e.api_code.as_deref() == Some("backend_not_found") => break,
+            Err(e) if e.api_code == Some(creddy_api::ErrorCode::BackendNotFound) => break,
             Err(e) => return Err(e),
             Ok(_) => {}
         }

@@ -9,9 +9,16 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration as StdDuration, Instant};
 
+use creddy_api::agents::AgentStatus;
+use creddy_api::enroll::{
+    AmendAnswer, AmendRequest, Amended, AmendmentStatus, Approval, ApproveRequest, EnrollAnswer,
+    EnrollRequest, PendingRequest, Pickup, Refusal, RejectRequest,
+};
 use creddy_core::Duration;
+use creddy_core::enrollment::EnrollmentStatus;
+use creddy_core::secret::Secret;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::cli::{Format, Global};
 use crate::client::{Client, is_loopback, parse_server_url};
@@ -19,7 +26,7 @@ use crate::credentials::{
     AdminSources, DEFAULT_SERVER, admin_client, agent_client, agent_config_path, load_agent_config,
 };
 use crate::failure::{EXIT_CONNECT, EXIT_ENROLLMENT, Failure, Result};
-use crate::output::{confirm, print_json, print_table, relative_text, scope_list};
+use crate::output::{confirm, print_json, print_table, relative, scope_list};
 
 /// `creddy enroll` options.
 #[derive(Debug)]
@@ -49,10 +56,6 @@ struct SavedAgent<'a> {
     client_secret: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     ca_cert: Option<String>,
-}
-
-fn text(v: &Value) -> &str {
-    v.as_str().unwrap_or_default()
 }
 
 fn host_name() -> String {
@@ -99,7 +102,7 @@ pub async fn enroll(global: &Global, args: EnrollArgs) -> Result<()> {
     let mut url = parse_server_url(&server)?;
     let mut name = args.name.clone().unwrap_or_else(host_name);
     let resumed = load_pending(&path).filter(|_| !args.force);
-    let (answer, id) = if let Some(waiting) = resumed {
+    let (secret, id) = if let Some(waiting) = resumed {
         // A request filed earlier is still waiting: wait for it rather than file another.
         url = parse_server_url(&waiting.server)?;
         name.clone_from(&waiting.name);
@@ -107,93 +110,105 @@ pub async fn enroll(global: &Global, args: EnrollArgs) -> Result<()> {
             "Resuming enrollment {} (agent '{}'); pass --force to file a new request instead",
             waiting.id, waiting.name
         );
-        let id = waiting.id.clone();
-        (
-            json!({"id": waiting.id, "status": "pending", "secret": waiting.secret}),
-            id,
-        )
+        (waiting.secret, waiting.id)
     } else {
         let client = Client::new(url.clone(), None, global)?;
-        let mut body = json!({"name": name, "scopes": args.scopes});
-        if let Some(token) = local_admin_token(global, &url) {
-            body["admin_token"] = json!(token);
+        let body = EnrollRequest {
+            name: name.clone(),
+            scopes: args.scopes.clone(),
+            admin_token: local_admin_token(global, &url).map(Secret::new),
+        };
+        match client.post(&["v1", "enroll"], &body).await? {
+            EnrollAnswer::Pending(answer) => {
+                eprintln!(
+                    "Enrollment requested: {} (agent '{name}', scopes: {})",
+                    answer.id,
+                    scope_list(&args.scopes)
+                );
+                let secret = answer
+                    .secret
+                    .map(|s| s.expose().clone())
+                    .unwrap_or_default();
+                let waiting = PendingEnrollment {
+                    server: url.to_string(),
+                    id: answer.id.clone(),
+                    name: name.clone(),
+                    secret: secret.clone(),
+                };
+                let body = toml::to_string(&waiting)
+                    .map_err(|e| Failure::new(1, format!("cannot encode the request: {e}")))?;
+                write_private(&pending_path(&path), &body)?;
+                (secret, answer.id)
+            }
+            decided => return finish_enrollment(global, &path, url.as_str(), decided),
         }
-        let answer: Value = client.post(&["v1", "enroll"], &body).await?;
-        let id = text(&answer["id"]).to_owned();
-        if answer["status"] == "pending" {
-            eprintln!(
-                "Enrollment requested: {id} (agent '{name}', scopes: {})",
-                scope_list(&args.scopes)
-            );
-            let waiting = PendingEnrollment {
-                server: url.to_string(),
-                id: id.clone(),
-                name: name.clone(),
-                secret: text(&answer["secret"]).to_owned(),
-            };
-            let body = toml::to_string(&waiting)
-                .map_err(|e| Failure::new(1, format!("cannot encode the request: {e}")))?;
-            write_private(&pending_path(&path), &body)?;
-        }
-        (answer, id)
     };
     let client = Client::new(url.clone(), None, global)?;
-    let outcome = match text(&answer["status"]) {
-        "pending" => {
-            eprintln!("Waiting for approval; an admin can run: creddy approve {id}");
-            let decided = wait_for_decision(&client, &answer, &args).await;
-            // Kept only while the request may still be decided: after a timeout or an
-            // interruption, never after an answer.
-            let still_waiting = matches!(&decided, Err(e) if e.message.starts_with("timed out"));
-            if !still_waiting {
-                let _ = std::fs::remove_file(pending_path(&path));
-            }
-            decided?
-        }
-        _ => answer,
-    };
-    match text(&outcome["status"]) {
-        "approved" => {
-            save(&path, url.as_str(), &outcome, global.ca_cert.as_deref())?;
-            let scopes: Vec<String> = crate::output::strings(&outcome["scopes"]);
+    eprintln!("Waiting for approval; an admin can run: creddy approve {id}");
+    let decided = wait_for_decision(&client, &id, &secret, &args).await;
+    // Kept only while the request may still be decided: after a timeout or an
+    // interruption, never after an answer.
+    let still_waiting = matches!(&decided, Err(e) if e.message.starts_with("timed out"));
+    if !still_waiting {
+        let _ = std::fs::remove_file(pending_path(&path));
+    }
+    finish_enrollment(global, &path, url.as_str(), decided?)
+}
+
+/// Saves the credentials of an approved enrollment, or fails with its fate.
+fn finish_enrollment(
+    global: &Global,
+    path: &Path,
+    server: &str,
+    outcome: EnrollAnswer,
+) -> Result<()> {
+    match outcome {
+        EnrollAnswer::Approved(pickup) => {
+            save(path, server, &pickup, global.ca_cert.as_deref())?;
             if global.list_format()? == Format::Json {
                 print_json(
-                    &json!({"id": id, "status": "approved", "agent_id": outcome["agent_id"],
-                    "name": outcome["name"], "scopes": scopes, "config": path}),
+                    &json!({"id": pickup.id, "status": "approved", "agent_id": pickup.agent_id,
+                    "name": pickup.name, "scopes": pickup.scopes, "config": path}),
                 )?;
             }
             confirm(&format!(
                 "Approved: enrolled as '{}' ({}) with scopes: {}",
-                text(&outcome["name"]),
-                text(&outcome["agent_id"]),
-                scope_list(&scopes)
+                pickup.name,
+                pickup.agent_id,
+                scope_list(&pickup.scopes)
             ));
             eprintln!("Saved credentials to {}", path.display());
             Ok(())
         }
-        "rejected" => Err(Failure::new(
+        EnrollAnswer::Rejected(Refusal { id, reason }) => Err(Failure::new(
             EXIT_ENROLLMENT,
             format!(
                 "enrollment {id} was rejected: {}",
-                outcome["reason"].as_str().unwrap_or("no reason given")
+                reason.as_deref().unwrap_or("no reason given")
             ),
         )),
-        "expired" => Err(Failure::new(
+        EnrollAnswer::Expired(request) => Err(Failure::new(
             EXIT_ENROLLMENT,
-            format!("enrollment {id} expired before it was approved or picked up"),
+            format!(
+                "enrollment {} expired before it was approved or picked up",
+                request.id
+            ),
         )
         .hint("enroll again and ask an admin to approve it (creddy pending)")),
-        other => Err(Failure::new(
+        EnrollAnswer::Pending(request) => Err(Failure::new(
             EXIT_ENROLLMENT,
-            format!("unexpected enrollment status '{other}'"),
+            format!("enrollment {} is still pending", request.id),
         )),
     }
 }
 
 /// Polls until the request is decided; returns the final answer.
-async fn wait_for_decision(client: &Client, request: &Value, args: &EnrollArgs) -> Result<Value> {
-    let secret = text(&request["secret"]).to_owned();
-    let id = text(&request["id"]).to_owned();
+async fn wait_for_decision(
+    client: &Client,
+    id: &str,
+    secret: &str,
+    args: &EnrollArgs,
+) -> Result<EnrollAnswer> {
     let started = Instant::now();
     let spinner = crate::output::spinner(&format!("waiting for approval of {id}"));
     let interval = StdDuration::from_secs(args.poll_interval.as_seconds());
@@ -209,13 +224,13 @@ async fn wait_for_decision(client: &Client, request: &Value, args: &EnrollArgs) 
         }
         tokio::time::sleep(interval).await;
         match client
-            .get_with_header::<Value>(
+            .get_with_header::<EnrollAnswer>(
                 &["v1", "enroll", "status"],
-                ("x-creddy-enrollment-secret", &secret),
+                ("x-creddy-enrollment-secret", secret),
             )
             .await
         {
-            Ok(answer) if answer["status"] == "pending" => {
+            Ok(EnrollAnswer::Pending(_)) => {
                 if spinner.is_none() {
                     eprintln!("still waiting for approval of {id}");
                 }
@@ -226,7 +241,7 @@ async fn wait_for_decision(client: &Client, request: &Value, args: &EnrollArgs) 
                     eprintln!("server unreachable ({}); retrying", e.message);
                 }
             }
-            Err(e) if e.api_code.as_deref() == Some("enrollment_claimed") => {
+            Err(e) if e.api_code == Some(creddy_api::ErrorCode::EnrollmentClaimed) => {
                 break Err(Failure::new(
                     EXIT_ENROLLMENT,
                     format!("the credentials of {id} were already picked up by another process"),
@@ -243,18 +258,18 @@ async fn wait_for_decision(client: &Client, request: &Value, args: &EnrollArgs) 
 
 /// Writes the agent config: directory 0700, file 0600 before any secret is written, then
 /// renamed into place.
-fn save(path: &Path, server: &str, pickup: &Value, ca_cert: Option<&Path>) -> Result<()> {
+fn save(path: &Path, server: &str, pickup: &Pickup, ca_cert: Option<&Path>) -> Result<()> {
     let ca_cert = ca_cert
         .map(|ca| std::fs::canonicalize(ca).unwrap_or_else(|_| ca.to_owned()))
         .map(|ca| ca.display().to_string());
     let saved = SavedAgent {
         ca_cert,
         server,
-        name: text(&pickup["name"]),
-        agent_id: text(&pickup["agent_id"]),
-        token: text(&pickup["token"]),
-        client_id: text(&pickup["oidc"]["client_id"]),
-        client_secret: text(&pickup["oidc"]["client_secret"]),
+        name: &pickup.name,
+        agent_id: &pickup.agent_id,
+        token: pickup.token.expose(),
+        client_id: &pickup.oidc.client_id,
+        client_secret: pickup.oidc.client_secret.expose(),
     };
     let body = toml::to_string(&saved)
         .map_err(|e| Failure::new(1, format!("cannot encode the agent config: {e}")))?;
@@ -314,24 +329,22 @@ fn load_pending(config: &Path) -> Option<PendingEnrollment> {
 /// `creddy pending`.
 pub async fn pending(global: &Global) -> Result<()> {
     let client = admin_client(global)?;
-    let rows: Value = client.get(&["v1", "admin", "pending"]).await?;
+    let rows: Vec<PendingRequest> = client.get(&["v1", "admin", "pending"]).await?;
     if global.list_format()? == Format::Json {
         return print_json(&rows);
     }
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
     let table: Vec<Vec<String>> = rows
-        .as_array()
         .into_iter()
-        .flatten()
         .map(|r| {
-            let scopes: Vec<String> = crate::output::strings(&r["scopes"]);
             vec![
-                text(&r["id"]).to_owned(),
-                text(&r["type"]).to_owned(),
-                text(&r["name"]).to_owned(),
-                scope_list(&scopes),
-                r["policy"].as_str().unwrap_or("-").to_owned(),
-                relative_text(r["created_at"].as_str(), "-"),
-                r["ip"].as_str().unwrap_or("-").to_owned(),
+                r.id,
+                r.kind.to_string(),
+                r.name,
+                scope_list(&r.scopes),
+                dash(r.policy),
+                relative(r.created_at),
+                dash(r.ip),
             ]
         })
         .collect();
@@ -354,23 +367,20 @@ pub async fn pending(global: &Global) -> Result<()> {
 /// `creddy approve ID [--can SCOPE…]`.
 pub async fn approve(global: &Global, id: &str, scopes: &[String]) -> Result<()> {
     let client = admin_client(global)?;
-    let body = if scopes.is_empty() {
-        json!({})
-    } else {
-        json!({"scopes": scopes})
+    let body = ApproveRequest {
+        scopes: (!scopes.is_empty()).then(|| scopes.to_vec()),
     };
-    let answer: Value = client
+    let answer: Approval = client
         .post(&["v1", "admin", "pending", id, "approve"], &body)
         .await?;
     if global.list_format()? == Format::Json {
         return print_json(&answer);
     }
-    let granted: Vec<String> = crate::output::strings(&answer["scopes"]);
     confirm(&format!(
         "Approved {id}: agent '{}' ({}) scopes: {}",
-        text(&answer["name"]),
-        text(&answer["agent_id"]),
-        scope_list(&granted)
+        answer.name,
+        answer.agent_id,
+        scope_list(&answer.scopes)
     ));
     Ok(())
 }
@@ -378,10 +388,7 @@ pub async fn approve(global: &Global, id: &str, scopes: &[String]) -> Result<()>
 /// `creddy reject ID [--reason TEXT]`.
 pub async fn reject(global: &Global, id: &str, reason: Option<String>) -> Result<()> {
     let client = admin_client(global)?;
-    let body = match reason {
-        Some(r) => json!({"reason": r}),
-        None => json!({}),
-    };
+    let body = RejectRequest { reason };
     client
         .post_no_content(&["v1", "admin", "pending", id, "reject"], &body)
         .await?;
@@ -395,37 +402,33 @@ pub async fn reject(global: &Global, id: &str, reason: Option<String>) -> Result
 /// `creddy request --can SCOPE… [--wait]`.
 pub async fn request(global: &Global, scopes: &[String], wait: bool) -> Result<()> {
     let client = agent_client(global).await?;
-    let answer: Value = client
-        .post(&["v1", "request"], &json!({"scopes": scopes}))
-        .await?;
-    let id = text(&answer["id"]).to_owned();
-    let finished = match text(&answer["status"]) {
-        "pending" if wait => {
-            eprintln!("Request {id} pending approval; waiting");
-            wait_for_amendment(&client, &id, scopes).await?
+    let body = AmendRequest {
+        scopes: scopes.to_vec(),
+    };
+    let finished = match client.post(&["v1", "request"], &body).await? {
+        AmendAnswer::Pending(request) if wait => {
+            eprintln!("Request {} pending approval; waiting", request.id);
+            wait_for_amendment(&client, &request.id, scopes).await?
         }
-        _ => answer,
+        answer => answer,
     };
     if global.list_format()? == Format::Json {
         print_json(&finished)?;
     }
-    match text(&finished["status"]) {
-        "approved" => {
+    match finished {
+        AmendAnswer::Approved(_) => {
             confirm(&format!("Scopes added: {}", scope_list(scopes)));
             Ok(())
         }
-        "pending" => {
-            eprintln!("Request {id} pending approval");
+        AmendAnswer::Pending(request) => {
+            eprintln!("Request {} pending approval", request.id);
             Ok(())
         }
-        _ => Err(Failure::new(
+        AmendAnswer::Rejected(Refusal { id, reason }) => Err(Failure::new(
             EXIT_ENROLLMENT,
             format!(
                 "request {id} was rejected{}",
-                finished["reason"]
-                    .as_str()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
             ),
         )),
     }
@@ -433,32 +436,45 @@ pub async fn request(global: &Global, scopes: &[String], wait: bool) -> Result<(
 
 /// Polls the agent's request until it is no longer pending; answers its outcome with the
 /// reason of a rejection.
-async fn wait_for_amendment(client: &Client, id: &str, scopes: &[String]) -> Result<Value> {
+async fn wait_for_amendment(client: &Client, id: &str, scopes: &[String]) -> Result<AmendAnswer> {
     loop {
         tokio::time::sleep(StdDuration::from_secs(2)).await;
-        let request: Value = match client.get(&["v1", "request", id]).await {
+        let request: AmendmentStatus = match client.get(&["v1", "request", id]).await {
             Ok(r) => r,
             Err(e) if e.exit_code == EXIT_CONNECT => continue,
             Err(e) => return Err(e),
         };
-        match text(&request["status"]) {
-            "pending" => continue,
-            "approved" => return Ok(json!({"id": id, "status": "approved", "scopes": scopes})),
-            "expired" => {
-                return Ok(json!({"id": id, "status": "rejected",
-                    "reason": request["reason"].as_str().unwrap_or("it expired undecided")}));
+        let id = request.id;
+        return Ok(match request.status {
+            EnrollmentStatus::Pending => continue,
+            EnrollmentStatus::Approved | EnrollmentStatus::Claimed => {
+                AmendAnswer::Approved(Amended {
+                    id,
+                    scopes: scopes.to_vec(),
+                })
             }
-            _ => return Ok(request),
-        }
+            EnrollmentStatus::Expired => AmendAnswer::Rejected(Refusal {
+                id,
+                reason: Some(
+                    request
+                        .reason
+                        .unwrap_or_else(|| "it expired undecided".to_owned()),
+                ),
+            }),
+            _ => AmendAnswer::Rejected(Refusal {
+                id,
+                reason: request.reason,
+            }),
+        });
     }
 }
 
 /// `creddy unenroll`.
 pub async fn unenroll(global: &Global) -> Result<()> {
     let client = agent_client(global).await?;
-    let me: Value = client.get(&["v1", "status"]).await?;
+    let me: AgentStatus = client.get(&["v1", "status"]).await?;
     client.delete(&["v1", "self"]).await?;
-    let name = text(&me["name"]).to_owned();
+    let name = me.name;
     // Forget the saved config only when it is the agent that just left.
     let config = load_agent_config()?;
     let in_use = std::env::var("CREDDY_TOKEN")

@@ -263,17 +263,18 @@ async fn refuse_while_in_use(global: &Global, name: &str, force: bool) -> Result
     let Ok(client) = crate::credentials::admin_client(global) else {
         return Ok(Vec::new());
     };
-    let backends: Vec<serde_json::Value> = match client.get(&["v1", "admin", "backends"]).await {
-        Ok(b) => b,
-        Err(_) => {
-            eprintln!("Warning: could not ask the server whether backends use '{name}'");
-            return Ok(Vec::new());
-        }
-    };
+    let backends: Vec<creddy_api::backends::Backend> =
+        match client.get(&["v1", "admin", "backends"]).await {
+            Ok(b) => b,
+            Err(_) => {
+                eprintln!("Warning: could not ask the server whether backends use '{name}'");
+                return Ok(Vec::new());
+            }
+        };
     let users: Vec<String> = backends
-        .iter()
-        .filter(|b| b["type"] == name)
-        .filter_map(|b| b["name"].as_str().map(str::to_owned))
+        .into_iter()
+        .filter(|b| b.plugin == name)
+        .map(|b| b.name)
         .collect();
     if users.is_empty() || force {
         return Ok(users);

@@ -58,25 +58,19 @@ async fn gather(
             Some((b, rest)) => (b, vec![format!("{b}:{rest}")]),
             None => (spec.as_str(), vec![]),
         };
-        let answer: Value = request_credential(client, backend, ttl.clone(), &scope).await?;
-        issued.push(answer["id"].as_str().unwrap_or_default().to_owned());
-        let mut vars: BTreeMap<String, String> = answer["env"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let answer = request_credential(client, backend, ttl.clone(), &scope).await?;
+        issued.push(answer.id.clone());
+        let mut vars: BTreeMap<String, String> = answer
+            .env
+            .iter()
+            .map(|(name, value)| (name.clone(), value.expose().clone()))
+            .collect();
         if vars.is_empty() {
             let name = format!(
                 "CREDDY_{}_TOKEN",
                 backend.to_ascii_uppercase().replace('-', "_")
             );
-            vars.insert(
-                name,
-                answer["token"].as_str().unwrap_or_default().to_owned(),
-            );
+            vars.insert(name, answer.token.expose().clone());
         }
         for (name, value) in vars {
             if environment.insert(name.clone(), value).is_some() {

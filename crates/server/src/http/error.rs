@@ -8,6 +8,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use creddy_api::ErrorBody;
+
 use crate::error::{EngineError, ErrorCode};
 
 /// The HTTP status of an error code.
@@ -58,10 +60,21 @@ fn code_for_status(status: StatusCode) -> ErrorCode {
     }
 }
 
+impl EngineError {
+    /// The wire form: `{"error", "code", "remedy"}`.
+    fn into_body(self) -> ErrorBody {
+        ErrorBody {
+            error: self.message,
+            code: self.code,
+            remedy: self.remedy,
+        }
+    }
+}
+
 impl IntoResponse for EngineError {
     fn into_response(self) -> Response {
         let (retry_after, code) = (self.retry_after, self.code);
-        let mut response = (status(self.code), Json(self)).into_response();
+        let mut response = (status(self.code), Json(self.into_body())).into_response();
         response.extensions_mut().insert(code);
         if let Some(seconds) = retry_after {
             response
@@ -138,7 +151,7 @@ where
             .unwrap_or("request failed")
             .to_lowercase(),
     };
-    let mut rebuilt = (status, Json(EngineError::new(code, message))).into_response();
+    let mut rebuilt = (status, Json(EngineError::new(code, message).into_body())).into_response();
     for name in [header::RETRY_AFTER, header::ALLOW] {
         if let Some(v) = response.headers().get(&name) {
             rebuilt.headers_mut().insert(name, v.clone());

@@ -8,6 +8,7 @@
 pub(crate) mod auth;
 pub(crate) mod error;
 pub mod listener;
+pub mod openapi;
 mod routes;
 
 use std::net::SocketAddr;
@@ -117,7 +118,8 @@ pub(crate) fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
-    routes::router()
+    let (routes, _) = routes::router().split_for_parts();
+    routes
         .fallback(error::unknown_route)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(from_fn_with_state(state.clone(), read_body_in_time))

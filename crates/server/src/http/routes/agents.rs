@@ -4,13 +4,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use creddy_api::ErrorBody;
+use creddy_api::agents as api;
+use creddy_core::Duration;
 use creddy_core::agent::Agent;
 use creddy_core::audit::{Action, AuditEvent};
 use creddy_core::names::AgentName;
 use creddy_core::scope::Grants;
-use creddy_core::{Duration, Timestamp};
-use creddy_store::{LeaseSummary, StoreError};
-use serde::{Deserialize, Serialize};
+use creddy_store::StoreError;
 use serde_json::json;
 
 use crate::auth::Principal;
@@ -23,46 +24,22 @@ use crate::state::AppState;
 pub(crate) const MAX_SCOPES: usize = 64;
 
 /// An agent as the API shows it.
-#[derive(Debug, Serialize)]
-pub(crate) struct AgentView {
-    id: String,
-    name: String,
-    scopes: Vec<String>,
-    policy: Option<String>,
-    client_id: String,
-    created_at: Timestamp,
-    last_used: Option<Timestamp>,
-    expires_at: Option<Timestamp>,
-    active_leases: i64,
-}
-
-impl AgentView {
-    pub(crate) fn new(agent: Agent, active_leases: i64) -> Self {
-        Self {
-            id: agent.id.as_str().to_owned(),
-            scopes: agent.scopes.to_strings(),
-            name: agent.name,
-            policy: agent.policy,
-            client_id: agent.client_id,
-            created_at: agent.created_at,
-            last_used: agent.last_used,
-            expires_at: agent.expires_at,
-            active_leases,
-        }
+pub(crate) fn agent_view(agent: Agent, active_leases: i64) -> api::Agent {
+    api::Agent {
+        id: agent.id.as_str().to_owned(),
+        scopes: agent.scopes.to_strings(),
+        name: agent.name,
+        policy: agent.policy,
+        client_id: agent.client_id,
+        created_at: agent.created_at,
+        last_used: agent.last_used,
+        expires_at: agent.expires_at,
+        active_leases,
     }
 }
 
-/// `POST /v1/admin/agents` body.
-#[derive(Debug, Deserialize)]
-pub(crate) struct CreateAgent {
-    name: String,
-    #[serde(default)]
-    scopes: Vec<String>,
-    expires_in: Option<String>,
-}
-
 /// Validates the body: the name grammar, the scope grammar and count, the lifetime syntax.
-fn validate(body: &CreateAgent) -> Result<(AgentName, Grants, Option<Duration>), EngineError> {
+fn validate(body: &api::CreateAgent) -> Result<(AgentName, Grants, Option<Duration>), EngineError> {
     let name =
         AgentName::parse(&body.name).map_err(|e| EngineError::invalid_request(e.to_string()))?;
     if body.scopes.len() > MAX_SCOPES {
@@ -86,11 +63,15 @@ fn validate(body: &CreateAgent) -> Result<(AgentName, Grants, Option<Duration>),
 }
 
 /// Creates an agent and returns its secrets, once.
+#[utoipa::path(post, path = "/v1/admin/agents", tag = "agents",
+    security(("bearer" = [])), request_body = api::CreateAgent,
+    responses((status = 200, description = "The agent with its vend token and OIDC client secret, shown once", body = api::CreatedAgent),
+        (status = 409, description = "The name is taken (`name_taken`) or a policy's `max_agents` is reached", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     principal: Principal,
     RequestOrigin(context): RequestOrigin,
-    ApiJson(body): ApiJson<CreateAgent>,
+    ApiJson(body): ApiJson<api::CreateAgent>,
 ) -> Result<Response, EngineError> {
     principal.require_admin("admin:agents:write")?;
     let (name, scopes, lifetime) = validate(&body)?;
@@ -126,17 +107,17 @@ pub(crate) async fn create(
         })?;
     tracing::info!(agent = %agent.name, agent_id = %agent.id, "agent created");
     let warnings = unconfigured_backends(&state, &agent.scopes);
-    let mut view = serde_json::to_value(AgentView::new(agent, 0)).unwrap_or_default();
-    if let Some(map) = view.as_object_mut() {
-        map.insert("token".into(), json!(secrets.token.expose()));
-        map.insert(
-            "oidc".into(),
-            json!({"client_id": new.client_id, "client_secret": secrets.client_secret.expose()}),
-        );
-        map.insert("server_url".into(), json!(state.issuer()));
-        map.insert("warnings".into(), json!(warnings));
-    }
-    Ok((no_store(), Json(view)).into_response())
+    let created = api::CreatedAgent {
+        agent: agent_view(agent, 0),
+        token: secrets.token.to_secret(),
+        oidc: api::OidcClient {
+            client_id: new.client_id.clone(),
+            client_secret: secrets.client_secret.to_secret(),
+        },
+        server_url: state.issuer().to_owned(),
+        warnings,
+    };
+    Ok((no_store(), Json(created)).into_response())
 }
 
 /// Warnings for granted scopes that name no configured backend: admins may prepare agents
@@ -157,45 +138,48 @@ fn unconfigured_backends(state: &AppState, scopes: &Grants) -> Vec<String> {
 }
 
 /// Lists every agent.
+#[utoipa::path(get, path = "/v1/admin/agents", tag = "agents", security(("bearer" = [])),
+    responses((status = 200, description = "Every agent", body = Vec<api::Agent>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<AgentView>>, EngineError> {
+) -> Result<Json<Vec<api::Agent>>, EngineError> {
     principal.require_admin("admin:agents:read")?;
     let agents = state.store().list_agents().await?;
     Ok(Json(
         agents
             .into_iter()
-            .map(|l| AgentView::new(l.agent, l.active_leases))
+            .map(|l| agent_view(l.agent, l.active_leases))
             .collect(),
     ))
 }
 
-/// An agent with its open leases.
-#[derive(Debug, Serialize)]
-pub(crate) struct AgentDetail {
-    #[serde(flatten)]
-    agent: AgentView,
-    leases: Vec<LeaseSummary>,
-}
-
-/// Shows one agent.
+/// Shows one agent with its open leases.
+#[utoipa::path(get, path = "/v1/admin/agents/{name}", tag = "agents", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The agent's name")),
+    responses((status = 200, description = "The agent with its open leases", body = api::AgentDetail)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<Json<AgentDetail>, EngineError> {
+) -> Result<Json<api::AgentDetail>, EngineError> {
     principal.require_admin("admin:agents:read")?;
     let agent = find(&state, &name).await?;
     let leases = state.store().open_leases_of(&agent.id).await?;
     let count = i64::try_from(leases.len()).unwrap_or(i64::MAX);
-    Ok(Json(AgentDetail {
-        agent: AgentView::new(agent, count),
-        leases,
+    Ok(Json(api::AgentDetail {
+        agent: agent_view(agent, count),
+        leases: leases
+            .into_iter()
+            .map(super::leases::summary_view)
+            .collect(),
     }))
 }
 
 /// Removes an agent; its open leases are queued for revocation.
+#[utoipa::path(delete, path = "/v1/admin/agents/{name}", tag = "agents", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The agent's name")),
+    responses((status = 204, description = "Removed; its open leases are queued for revocation")))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     principal: Principal,

@@ -4,11 +4,10 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
+use creddy_api::audit as api;
 use creddy_core::audit::ChainCheck;
 use creddy_core::{Duration, Timestamp};
 use creddy_store::{AuditFilter, StoredEvent};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::error::EngineError;
@@ -19,20 +18,6 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1_000;
 /// Records read per query while verifying.
 const VERIFY_BATCH: i64 = 1_000;
-
-/// `GET /v1/admin/audit` query.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct AuditQuery {
-    limit: Option<i64>,
-    agent: Option<String>,
-    agent_id: Option<String>,
-    backend: Option<String>,
-    action: Option<String>,
-    lease: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    before_seq: Option<i64>,
-}
 
 /// The original's action names, accepted by the `action` filter.
 fn action_name(given: &str) -> String {
@@ -60,12 +45,15 @@ fn parse_time(field: &str, text: &str, now: Timestamp) -> Result<i64, EngineErro
         })
 }
 
-/// `GET /v1/admin/audit`.
+/// `GET /v1/admin/audit`: a page of events, newest first.
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "audit", security(("bearer" = [])),
+    params(api::AuditQuery),
+    responses((status = 200, description = "A page of events, newest first", body = Vec<api::AuditRecord>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<AuditQuery>,
-) -> Result<Json<Vec<StoredEvent>>, EngineError> {
+    Query(query): Query<api::AuditQuery>,
+) -> Result<Json<Vec<api::AuditRecord>>, EngineError> {
     principal.require_admin("admin:audit:read")?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -92,21 +80,39 @@ pub(crate) async fn list(
             .transpose()?,
         before_seq: query.before_seq,
     };
-    Ok(Json(state.store().audit_page(&filter, limit).await?))
+    let page = state.store().audit_page(&filter, limit).await?;
+    Ok(Json(page.into_iter().map(record_view).collect()))
 }
 
-/// `GET /v1/admin/audit/verify` query.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct VerifyQuery {
-    expect_head: Option<String>,
+/// An event as the API shows it (its keyed hash stays inside).
+fn record_view(event: StoredEvent) -> api::AuditRecord {
+    api::AuditRecord {
+        seq: event.seq,
+        id: event.id,
+        time: event.time,
+        action: event.action,
+        actor: event.actor,
+        subject: event.subject,
+        backend: event.backend,
+        lease_id: event.lease_id,
+        outcome: event.outcome,
+        ip: event.ip,
+        request_id: event.request_id,
+        details: event.details,
+        prev_hash: event.prev_hash,
+        hash: event.hash,
+    }
 }
 
-/// `GET /v1/admin/audit/verify`.
+/// `GET /v1/admin/audit/verify`: walks the whole chain.
+#[utoipa::path(get, path = "/v1/admin/audit/verify", tag = "audit", security(("bearer" = [])),
+    params(api::VerifyQuery),
+    responses((status = 200, description = "The verdict: intact, or where it breaks", body = api::ChainVerdict)))]
 pub(crate) async fn verify(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<VerifyQuery>,
-) -> Result<Json<Value>, EngineError> {
+    Query(query): Query<api::VerifyQuery>,
+) -> Result<Json<api::ChainVerdict>, EngineError> {
     principal.require_admin("admin:audit:read")?;
     let key = state.sealer().audit_key();
     // A pruned chain starts after its anchor, whose keyed hash nobody without the key can
@@ -115,9 +121,11 @@ pub(crate) async fn verify(
         None => (ChainCheck::new(Some(key)), 0),
         Some(anchor) => {
             if !creddy_core::audit::anchor_is_genuine(&key, anchor.seq, &anchor.hash, &anchor.mac) {
-                return Ok(Json(json!({"ok": false, "broken_at_seq": anchor.seq + 1,
-                    "event_id": null,
-                    "reason": "the chain anchor's keyed hash does not match: the start of the trail was moved without the master key"})));
+                return Ok(broken(
+                    anchor.seq + 1,
+                    None,
+                    "the chain anchor's keyed hash does not match: the start of the trail was moved without the master key",
+                ));
             }
             (
                 ChainCheck::from_anchor(Some(key), anchor.seq, &anchor.hash),
@@ -132,9 +140,10 @@ pub(crate) async fn verify(
             // A record that cannot even be read is a broken link, not a server error.
             Err(creddy_store::StoreError::Corrupt(reason)) => {
                 tracing::error!(after = last_seq, %reason, "audit chain unreadable");
-                return Ok(Json(
-                    json!({"ok": false, "broken_at_seq": check.head_seq() + 1,
-                    "event_id": null, "reason": format!("a record cannot be read: {reason}")}),
+                return Ok(broken(
+                    check.head_seq() + 1,
+                    None,
+                    &format!("a record cannot be read: {reason}"),
                 ));
             }
             Err(e) => return Err(e.into()),
@@ -144,8 +153,11 @@ pub(crate) async fn verify(
         for event in &batch {
             if let Err(broken) = check.next(&event.record(), &event.hash, event.mac.as_deref()) {
                 tracing::error!(seq = broken.seq, reason = %broken.reason, "audit chain broken");
-                return Ok(Json(json!({"ok": false, "broken_at_seq": broken.seq,
-                    "event_id": broken.event_id, "reason": broken.reason})));
+                return Ok(self::broken(
+                    broken.seq,
+                    Some(broken.event_id),
+                    &broken.reason,
+                ));
             }
             if query.expect_head.as_deref() == Some(event.hash.as_str()) {
                 expected_found = true;
@@ -153,13 +165,26 @@ pub(crate) async fn verify(
         }
     }
     if !expected_found {
-        return Ok(Json(
-            json!({"ok": false, "broken_at_seq": check.head_seq() + 1, "event_id": null,
-            "reason": "the recorded head is not in the chain: the newest events were removed"}),
+        return Ok(broken(
+            check.head_seq() + 1,
+            None,
+            "the recorded head is not in the chain: the newest events were removed",
         ));
     }
-    Ok(Json(
-        json!({"ok": true, "events": check.count(), "head_seq": check.head_seq(),
-        "head_hash": check.head()}),
-    ))
+    Ok(Json(api::ChainVerdict::Intact(api::IntactChain {
+        ok: true,
+        events: check.count(),
+        head_seq: check.head_seq(),
+        head_hash: check.head().to_owned(),
+    })))
+}
+
+/// The verdict on a chain broken at `seq`.
+fn broken(seq: i64, event_id: Option<String>, reason: &str) -> Json<api::ChainVerdict> {
+    Json(api::ChainVerdict::Broken(api::BrokenChain {
+        ok: false,
+        broken_at_seq: seq,
+        event_id,
+        reason: reason.to_owned(),
+    }))
 }

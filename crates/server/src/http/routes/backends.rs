@@ -10,7 +10,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use creddy_core::Timestamp;
+use creddy_api::ErrorBody;
+use creddy_api::backends as api;
 use creddy_core::audit::{Action, AuditEvent};
 use creddy_core::ids::BackendId;
 use creddy_core::names::check_backend_name;
@@ -18,7 +19,6 @@ use creddy_plugin::host::{self, Description, PluginProcess};
 use creddy_plugin::installed::{InstalledError, InstalledPlugin};
 use creddy_plugin::protocol::{ConfigSchema, FieldType};
 use creddy_store::{BackendRecord, StoreError};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use creddy_core::backend::BackendState;
@@ -31,25 +31,13 @@ use crate::http::{ApiJson, RequestOrigin};
 use crate::state::AppState;
 
 /// A backend as the API shows it.
-#[derive(Debug, Serialize)]
-pub(crate) struct BackendView {
-    id: String,
-    name: String,
-    #[serde(rename = "type")]
-    plugin: String,
-    plugin_version: String,
-    state: String,
-    active_leases: i64,
-    created_at: Timestamp,
-}
-
-fn view(state: &AppState, record: &BackendRecord) -> BackendView {
+fn view(state: &AppState, record: &BackendRecord) -> api::Backend {
     let live_state = match state.backends().get(&record.name) {
         _ if record.state == BackendState::Draining => "draining",
         Some(live) => live.state(),
         None => "error",
     };
-    BackendView {
+    api::Backend {
         id: record.id.clone(),
         name: record.name.clone(),
         plugin: record.plugin.clone(),
@@ -80,6 +68,10 @@ async fn describe(state: &AppState, name: &str) -> Result<Description, EngineErr
 }
 
 /// `GET /v1/admin/plugins/{name}`: what `backend add` needs to prompt.
+#[utoipa::path(get, path = "/v1/admin/plugins/{name}", tag = "backends", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name")),
+    responses((status = 200, description = "The plugin's info, scopes, configuration schema and constraints", body = Object),
+        (status = 502, description = "The plugin failed to describe itself", body = ErrorBody)))]
 pub(crate) async fn plugin_description(
     State(state): State<AppState>,
     principal: Principal,
@@ -91,10 +83,12 @@ pub(crate) async fn plugin_description(
 
 /// `POST /v1/admin/plugins/reload`: restarts every backend's plugin from the installed
 /// binaries (after `plugin install` or `upgrade`).
+#[utoipa::path(post, path = "/v1/admin/plugins/reload", tag = "backends", security(("bearer" = [])),
+    responses((status = 200, description = "What was restarted", body = api::Reloaded)))]
 pub(crate) async fn reload_plugins(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, EngineError> {
+) -> Result<Json<api::Reloaded>, EngineError> {
     principal.require_admin("admin:plugins:write")?;
     let records = state.store().list_backends().await?;
     restart_backends(&state, &records).await
@@ -105,7 +99,7 @@ pub(crate) async fn reload_plugins(
 async fn restart_backends(
     state: &AppState,
     records: &[BackendRecord],
-) -> Result<Json<Value>, EngineError> {
+) -> Result<Json<api::Reloaded>, EngineError> {
     let (loaded, upgraded) = state
         .backends()
         .reload(records, state.sealer(), &state.plugin_settings())
@@ -113,18 +107,23 @@ async fn restart_backends(
     tracing::info!(?loaded, ?upgraded, "plugins reloaded");
     crate::plugin_events::record_changes(state, true).await?;
     crate::sync::announce_reload(state).await?;
-    Ok(Json(
-        json!({"loaded": loaded, "removed": [], "upgraded": upgraded}),
-    ))
+    Ok(Json(api::Reloaded {
+        loaded,
+        removed: Vec::new(),
+        upgraded,
+    }))
 }
 
 /// `POST /v1/admin/plugins/{name}/reload`: restarts the backends of plugin `name` only (after
 /// an upgrade, or a removal: then they go to `error`).
+#[utoipa::path(post, path = "/v1/admin/plugins/{name}/reload", tag = "backends", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The plugin's name")),
+    responses((status = 200, description = "What was restarted", body = api::Reloaded)))]
 pub(crate) async fn reload_plugin(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<Json<Value>, EngineError> {
+) -> Result<Json<api::Reloaded>, EngineError> {
     principal.require_admin("admin:plugins:write")?;
     let records: Vec<_> = state
         .store()
@@ -143,10 +142,12 @@ pub(crate) async fn reload_plugin(
 /// `GET /v1/admin/plugins`: the installed plugins, whether each passes its integrity check
 /// (`ok`, `unsigned` when unsigned plugins may not run, `integrity_failed`), and the
 /// backends that use it.
+#[utoipa::path(get, path = "/v1/admin/plugins", tag = "backends", security(("bearer" = [])),
+    responses((status = 200, description = "The installed plugins", body = api::PluginList)))]
 pub(crate) async fn list_plugins(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Value>, EngineError> {
+) -> Result<Json<api::PluginList>, EngineError> {
     principal.require_admin("admin:plugins:read")?;
     let settings = state.plugin_settings();
     let live = state.backends().all();
@@ -166,7 +167,7 @@ pub(crate) async fn list_plugins(
         .await
         .map_err(|e| EngineError::new(ErrorCode::Internal, e.to_string()))?
     };
-    let plugins: Vec<Value> = checked
+    let plugins: Vec<api::Plugin> = checked
         .into_iter()
         .map(|(plugin, check)| {
             let r = &plugin.record;
@@ -184,23 +185,22 @@ pub(crate) async fn list_plugins(
                 Ok(()) if !r.signed && !settings.allow_unsigned => "unsigned",
                 Ok(()) => "ok",
             };
-            json!({"name": r.name, "version": r.version, "sha256": r.sha256, "signed": r.signed,
-                "signer": r.signer, "protocol_version": protocol, "state": plugin_state,
-                "backends": users.iter().map(|b| b.name.as_str()).collect::<Vec<_>>()})
+            api::Plugin {
+                name: r.name.clone(),
+                version: r.version.clone(),
+                sha256: r.sha256.clone(),
+                signed: r.signed,
+                signer: r.signer.clone(),
+                protocol_version: protocol,
+                state: plugin_state.to_owned(),
+                backends: users.iter().map(|b| b.name.clone()).collect(),
+            }
         })
         .collect();
-    Ok(Json(json!({"dir": settings.dir, "plugins": plugins})))
-}
-
-/// `POST /v1/admin/backends` body.
-#[derive(Debug, Deserialize)]
-pub(crate) struct AddBackend {
-    #[serde(rename = "type")]
-    plugin: String,
-    name: Option<String>,
-    #[serde(default)]
-    config: Map<String, Value>,
-    validate: Option<bool>,
+    Ok(Json(api::PluginList {
+        dir: settings.dir.display().to_string(),
+        plugins,
+    }))
 }
 
 /// Checks `config` against the schema: no unknown fields, required ones present, each of
@@ -252,13 +252,19 @@ fn check_config(
     Ok(Value::Object(config))
 }
 
-/// Adds a backend.
+/// Adds a backend: checks the configuration against the plugin's schema, starts the plugin
+/// with it, asks the upstream to accept it, and only then stores it sealed.
+#[utoipa::path(post, path = "/v1/admin/backends", tag = "backends", security(("bearer" = [])),
+    request_body = api::AddBackend,
+    responses((status = 200, description = "Added", body = api::AddedBackend),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+        (status = 502, description = "The upstream refused the credentials", body = ErrorBody)))]
 pub(crate) async fn add(
     State(state): State<AppState>,
     principal: Principal,
     RequestOrigin(context): RequestOrigin,
-    ApiJson(body): ApiJson<AddBackend>,
-) -> Result<Response, EngineError> {
+    ApiJson(body): ApiJson<api::AddBackend>,
+) -> Result<Json<api::AddedBackend>, EngineError> {
     principal.require_admin("admin:backends:write")?;
     let name = body.name.clone().unwrap_or_else(|| body.plugin.clone());
     check_backend_name(&name).map_err(|e| EngineError::invalid_request(e.to_string()))?;
@@ -317,9 +323,10 @@ pub(crate) async fn add(
         })
         .await;
     tracing::info!(backend = %name, "backend added");
-    let mut out = serde_json::to_value(view(&state, &record)).unwrap_or_default();
-    out["warnings"] = json!(warnings);
-    Ok(Json(out).into_response())
+    Ok(Json(api::AddedBackend {
+        backend: view(&state, &record),
+        warnings,
+    }))
 }
 
 fn backend_exists(name: &str) -> EngineError {
@@ -333,21 +340,26 @@ fn backend_exists(name: &str) -> EngineError {
 }
 
 /// Lists backends.
+#[utoipa::path(get, path = "/v1/admin/backends", tag = "backends", security(("bearer" = [])),
+    responses((status = 200, description = "Every backend", body = Vec<api::Backend>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<BackendView>>, EngineError> {
+) -> Result<Json<Vec<api::Backend>>, EngineError> {
     principal.require_admin("admin:backends:read")?;
     let records = state.store().list_backends().await?;
     Ok(Json(records.iter().map(|r| view(&state, r)).collect()))
 }
 
 /// Shows a backend with its configuration, secret fields masked.
+#[utoipa::path(get, path = "/v1/admin/backends/{name}", tag = "backends", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The backend's name")),
+    responses((status = 200, description = "The backend with its configuration, secrets masked", body = api::BackendDetail)))]
 pub(crate) async fn inspect(
     State(state): State<AppState>,
     principal: Principal,
     Path(name): Path<String>,
-) -> Result<Json<Value>, EngineError> {
+) -> Result<Json<api::BackendDetail>, EngineError> {
     principal.require_admin("admin:backends:read")?;
     let record = find(&state, &name).await?;
     let plain = state.sealer().open(&config_context(&name), &record.sealed_config).map_err(|e| {
@@ -370,32 +382,34 @@ pub(crate) async fn inspect(
             (key, if is_secret { json!("********") } else { value })
         })
         .collect();
-    let mut out = serde_json::to_value(view(&state, &record)).unwrap_or_default();
-    out["config"] = Value::Object(masked);
-    Ok(Json(out))
-}
-
-/// `DELETE` query.
-#[derive(Debug, Deserialize)]
-pub(crate) struct RemoveQuery {
-    #[serde(default)]
-    force: bool,
+    Ok(Json(api::BackendDetail {
+        backend: view(&state, &record),
+        config: masked,
+    }))
 }
 
 /// `DELETE /v1/admin/backends/{name}`: 204 when removed, 202 `draining` while its open
 /// credentials are revoked (`?force=true` removes at once; see `backend_admin::remove`).
+#[utoipa::path(delete, path = "/v1/admin/backends/{name}", tag = "backends", security(("bearer" = [])),
+    params(("name" = String, Path, description = "The backend's name"), api::RemoveQuery),
+    responses((status = 204, description = "Removed"),
+        (status = 202, description = "Draining: removed once its open leases are revoked", body = api::Draining)))]
 pub(crate) async fn remove(
     State(state): State<AppState>,
     principal: Principal,
     RequestOrigin(origin): RequestOrigin,
     Path(name): Path<String>,
-    Query(query): Query<RemoveQuery>,
+    Query(query): Query<api::RemoveQuery>,
 ) -> Result<Response, EngineError> {
     match crate::backend_admin::remove(&state, &principal, &origin, &name, query.force).await? {
         Removal::Removed => Ok(StatusCode::NO_CONTENT.into_response()),
         Removal::Draining { open } => Ok((
             StatusCode::ACCEPTED,
-            Json(json!({"name": name, "state": "draining", "leases": open})),
+            Json(api::Draining {
+                name,
+                state: BackendState::Draining.to_string(),
+                leases: open,
+            }),
         )
             .into_response()),
     }

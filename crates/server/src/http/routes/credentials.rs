@@ -4,8 +4,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use creddy_store::LeaseSummary;
-use serde::Deserialize;
+use creddy_api::ErrorBody;
+use creddy_api::credentials as api;
+use creddy_api::leases::LeaseSummary;
 
 use crate::auth::Principal;
 use crate::error::EngineError;
@@ -14,14 +15,6 @@ use crate::http::error::no_store;
 use crate::metrics;
 use crate::state::AppState;
 use crate::vend::{VendRequest, vend};
-
-/// The JSON body form of a vend request.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct VendBody {
-    ttl: Option<String>,
-    #[serde(default)]
-    scopes: Vec<String>,
-}
 
 /// `ttl` and repeated `scope` from a query string.
 fn from_query(query: Option<&str>) -> Result<VendRequest, EngineError> {
@@ -75,10 +68,31 @@ async fn respond(
             &[("backend", backend.as_str()), ("outcome", outcome)],
         );
     }
-    Ok((no_store(), Json(issued?)).into_response())
+    Ok((no_store(), Json(credential_view(issued?))).into_response())
+}
+
+/// The credential as the agent receives it.
+fn credential_view(issued: crate::vend::Issued) -> api::Credential {
+    api::Credential {
+        id: issued.id,
+        backend: issued.backend,
+        token: issued.token,
+        expires_at: issued.expires_at,
+        ttl: issued.ttl,
+        ttl_seconds: issued.ttl_seconds,
+        scopes: issued.scopes,
+        metadata: issued.metadata,
+        env: issued.env,
+    }
 }
 
 /// `GET /v1/credentials/{backend}?ttl=…&scope=…`.
+#[utoipa::path(get, path = "/v1/credentials/{backend}", tag = "credentials",
+    security(("bearer" = [])),
+    params(("backend" = String, Path, description = "The backend's name"), api::VendQuery),
+    responses((status = 200, description = "The credential with its lease, shown once", body = api::Credential),
+        (status = 422, description = "An organisation the backend is not configured for", body = ErrorBody),
+        (status = 502, description = "The upstream refused (`upstream_*`)", body = ErrorBody)))]
 pub(crate) async fn vend_get(
     State(state): State<AppState>,
     principal: Principal,
@@ -91,6 +105,13 @@ pub(crate) async fn vend_get(
 }
 
 /// `POST /v1/credentials/{backend}` with a query or a JSON body (not both).
+#[utoipa::path(post, path = "/v1/credentials/{backend}", tag = "credentials",
+    security(("bearer" = [])),
+    params(("backend" = String, Path, description = "The backend's name"), api::VendQuery),
+    request_body(content = Option<api::VendRequest>, description = "The request, unless the query gives it"),
+    responses((status = 200, description = "The credential with its lease, shown once", body = api::Credential),
+        (status = 422, description = "An organisation the backend is not configured for", body = ErrorBody),
+        (status = 502, description = "The upstream refused (`upstream_*`)", body = ErrorBody)))]
 pub(crate) async fn vend_post(
     State(state): State<AppState>,
     principal: Principal,
@@ -108,7 +129,7 @@ pub(crate) async fn vend_post(
             "give ttl and scopes either in the query or in the JSON body, not both",
         ));
     } else {
-        let body: VendBody = serde_json::from_slice(&body)
+        let body: api::VendRequest = serde_json::from_slice(&body)
             .map_err(|e| EngineError::invalid_request(format!("invalid JSON body: {e}")))?;
         VendRequest {
             ttl: body.ttl,
@@ -119,10 +140,18 @@ pub(crate) async fn vend_post(
 }
 
 /// `GET /v1/active`: the caller's leases in `pending`, `active` or `revoking`.
+#[utoipa::path(get, path = "/v1/active", tag = "credentials", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's live leases", body = Vec<LeaseSummary>)))]
 pub(crate) async fn active(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<Vec<LeaseSummary>>, EngineError> {
     let agent = principal.into_agent()?;
-    Ok(Json(state.store().live_leases_of(&agent.id).await?))
+    let leases = state.store().live_leases_of(&agent.id).await?;
+    Ok(Json(
+        leases
+            .into_iter()
+            .map(super::leases::summary_view)
+            .collect(),
+    ))
 }

@@ -10,13 +10,15 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use creddy_api::ErrorBody;
+use creddy_api::agents::OidcClient;
+use creddy_api::enroll as api;
 use creddy_core::audit::{Action, Actor, AuditEvent};
 use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
 use creddy_core::ids::EnrollmentId;
 use creddy_core::secret::{SecretToken, TokenKind};
 use creddy_store::Enrollment;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::auth::Principal;
 use crate::enrollment::{Amended, EnrollRequest, Pickup, Requested, no_such_request};
@@ -28,75 +30,82 @@ use crate::state::AppState;
 /// The header that carries the poll secret.
 const SECRET_HEADER: &str = "x-creddy-enrollment-secret";
 
-/// `POST /v1/enroll` body.
-#[derive(Debug, Deserialize)]
-pub(crate) struct EnrollBody {
-    name: String,
-    #[serde(default)]
-    scopes: Vec<String>,
-    admin_token: Option<String>,
-}
-
-/// `POST /v1/enroll`.
+/// `POST /v1/enroll`: an agent asks to be let in.
+#[utoipa::path(post, path = "/v1/enroll", tag = "enrollment", request_body = api::EnrollRequest,
+    responses((status = 200, description = "Pending (with the poll secret), approved at once by a policy or an admin token (with the credentials), or rejected by a policy", body = api::EnrollAnswer),
+        (status = 401, description = "The admin token is not valid", body = ErrorBody),
+        (status = 403, description = "The admin token may not approve enrollments", body = ErrorBody),
+        (status = 409, description = "The name is taken, or a policy's `max_agents` is reached", body = ErrorBody),
+        (status = 429, description = "Too many enrollment requests from this address", body = ErrorBody)))]
 pub(crate) async fn enroll(
     State(state): State<AppState>,
     RequestOrigin(origin): RequestOrigin,
-    ApiJson(body): ApiJson<EnrollBody>,
+    ApiJson(body): ApiJson<api::EnrollRequest>,
 ) -> Result<Response, EngineError> {
     let request = EnrollRequest {
         name: body.name,
         scopes: body.scopes,
-        admin_token: body.admin_token,
+        admin_token: body.admin_token.map(|t| t.expose().clone()),
     };
-    match crate::enrollment::request(&state, &origin, request).await? {
+    let answer = match crate::enrollment::request(&state, &origin, request).await? {
         Requested::Rejected { id, reason } => {
-            Ok(Json(json!({"id": id, "status": "rejected", "reason": reason})).into_response())
+            return Ok(Json(api::EnrollAnswer::Rejected(api::Refusal {
+                id,
+                reason: Some(reason),
+            }))
+            .into_response());
         }
         Requested::Pending {
             id,
             name,
             secret,
             expires_at,
-        } => Ok((
-            no_store(),
-            Json(json!({"id": id, "name": name, "status": "pending",
-                "secret": secret.expose(), "expires_at": expires_at})),
-        )
-            .into_response()),
+        } => api::EnrollAnswer::Pending(api::PendingEnrollment {
+            id,
+            name,
+            secret: Some(secret.to_secret()),
+            expires_at,
+        }),
         Requested::Admitted(pickup) => {
-            let mut body = pickup_body(&state, &pickup);
-            body["policy"] = json!(pickup.policy);
-            Ok((no_store(), Json(body)).into_response())
+            let policy = pickup.policy.clone();
+            let mut body = pickup_body(&state, *pickup);
+            body.policy = policy;
+            api::EnrollAnswer::Approved(body)
         }
-    }
+    };
+    Ok((no_store(), Json(answer)).into_response())
 }
 
 /// The body that hands an enrolled agent its credentials, once.
-fn pickup_body(state: &AppState, pickup: &Pickup) -> Value {
-    json!({
-        "id": pickup.request,
-        "name": pickup.name,
-        "status": "approved",
-        "agent_id": pickup.agent_id,
-        "token": pickup.secrets.token.expose(),
-        "scopes": pickup.scopes,
-        "oidc": {"client_id": pickup.client_id, "client_secret": pickup.secrets.client_secret.expose()},
-        "server_url": state.issuer(),
-        "expires_at": pickup.expires_at,
-    })
+fn pickup_body(state: &AppState, pickup: Pickup) -> api::Pickup {
+    api::Pickup {
+        id: pickup.request,
+        name: pickup.name,
+        agent_id: pickup.agent_id,
+        token: pickup.secrets.token.to_secret(),
+        scopes: pickup.scopes,
+        oidc: OidcClient {
+            client_id: pickup.client_id,
+            client_secret: pickup.secrets.client_secret.to_secret(),
+        },
+        server_url: state.issuer().to_owned(),
+        expires_at: pickup.expires_at,
+        policy: None,
+    }
 }
 
-/// `GET /v1/enroll/status` query (the compatibility form of the secret).
-#[derive(Debug, Deserialize)]
-pub(crate) struct StatusQuery {
-    secret: Option<String>,
-}
-
-/// `GET /v1/enroll/status`.
+/// `GET /v1/enroll/status`: the fate of an enrollment, asked with its poll secret; once
+/// approved, the first call hands out the agent's credentials.
+#[utoipa::path(get, path = "/v1/enroll/status", tag = "enrollment",
+    params(api::StatusQuery,
+        ("X-Creddy-Enrollment-Secret" = Option<String>, Header, description = "The poll secret (preferred to the query)")),
+    responses((status = 200, description = "Pending, approved (with the credentials, once), rejected or expired", body = api::EnrollAnswer),
+        (status = 404, description = "No enrollment with that secret", body = ErrorBody),
+        (status = 410, description = "The credentials were already picked up", body = ErrorBody)))]
 pub(crate) async fn status(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<StatusQuery>,
+    Query(query): Query<api::StatusQuery>,
 ) -> Result<Response, EngineError> {
     let given = headers
         .get(SECRET_HEADER)
@@ -118,37 +127,62 @@ pub(crate) async fn status(
         .ok_or_else(unknown)?;
     let now = state.clock().now();
     let lapsed = request.expires_at <= now;
-    match request.status {
-        EnrollmentStatus::Pending if !lapsed => Ok(Json(json!({"id": request.id, "name": request.name,
-            "status": "pending", "expires_at": request.expires_at}))
-        .into_response()),
+    let id = request.id.to_string();
+    let answer = match request.status {
+        EnrollmentStatus::Pending if !lapsed => {
+            api::EnrollAnswer::Pending(api::PendingEnrollment {
+                id,
+                name: request.name,
+                secret: None,
+                expires_at: request.expires_at,
+            })
+        }
         EnrollmentStatus::Approved if !lapsed => {
             let pickup = crate::enrollment::pick_up(&state, &request, now).await?;
-            Ok((no_store(), Json(pickup_body(&state, &pickup))).into_response())
+            let body = api::EnrollAnswer::Approved(pickup_body(&state, pickup));
+            return Ok((no_store(), Json(body)).into_response());
         }
         EnrollmentStatus::Claimed => Err(EngineError::new(
             ErrorCode::EnrollmentClaimed,
             "the credentials of this enrollment were already picked up",
         )
-        .with_remedy("they are handed out once; if they were lost, enroll again under another name or ask an admin")),
-        EnrollmentStatus::Rejected => Ok(Json(json!({"id": request.id, "status": "rejected", "reason": request.reason})).into_response()),
-        _ => Ok(Json(json!({"id": request.id, "status": "expired"})).into_response()),
+        .with_remedy("they are handed out once; if they were lost, enroll again under another name or ask an admin"))?,
+        EnrollmentStatus::Rejected => api::EnrollAnswer::Rejected(api::Refusal {
+            id,
+            reason: request.reason,
+        }),
+        _ => api::EnrollAnswer::Expired(api::RequestRef { id }),
+    };
+    Ok(Json(answer).into_response())
+}
+
+/// A waiting request as admins see it.
+fn request_view(request: Enrollment) -> api::PendingRequest {
+    api::PendingRequest {
+        id: request.id.to_string(),
+        kind: request.kind,
+        name: request.name,
+        agent_id: request.agent_id,
+        scopes: request.scopes,
+        status: request.status,
+        policy: request.policy,
+        reason: request.reason,
+        ip: request.ip,
+        created_at: request.created_at,
+        expires_at: request.expires_at,
     }
 }
 
-/// `GET /v1/admin/pending`.
+/// `GET /v1/admin/pending`: enrollments and scope requests waiting for a decision.
+#[utoipa::path(get, path = "/v1/admin/pending", tag = "enrollment", security(("bearer" = [])),
+    responses((status = 200, description = "The waiting requests, oldest first", body = Vec<api::PendingRequest>)))]
 pub(crate) async fn pending(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<Enrollment>>, EngineError> {
+) -> Result<Json<Vec<api::PendingRequest>>, EngineError> {
     principal.require_admin("admin:enrollments:read")?;
-    Ok(Json(state.store().pending_enrollments().await?))
-}
-
-/// `POST /v1/admin/pending/{id}/approve` body.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct ApproveBody {
-    scopes: Option<Vec<String>>,
+    let waiting = state.store().pending_enrollments().await?;
+    Ok(Json(waiting.into_iter().map(request_view).collect()))
 }
 
 /// An optional JSON body: empty means the defaults.
@@ -161,30 +195,39 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Resu
 }
 
 /// `POST /v1/admin/pending/{id}/approve`.
+#[utoipa::path(post, path = "/v1/admin/pending/{id}/approve", tag = "enrollment",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request, `enr_<ULID>`")),
+    request_body(content = Option<api::ApproveRequest>, description = "Other scopes to grant (optional)"),
+    responses((status = 200, description = "Approved", body = api::Approval),
+        (status = 409, description = "Already decided, or the name was taken meanwhile", body = ErrorBody)))]
 pub(crate) async fn approve(
     State(state): State<AppState>,
     principal: Principal,
     RequestOrigin(origin): RequestOrigin,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Response, EngineError> {
-    let body: ApproveBody = optional_json(&body)?;
+) -> Result<Json<api::Approval>, EngineError> {
+    let body: api::ApproveRequest = optional_json(&body)?;
     let approved =
         crate::enrollment::approve(&state, &principal, &origin, &id, body.scopes).await?;
-    Ok(Json(
-        json!({"id": id, "type": approved.kind, "agent_id": approved.agent_id,
-        "name": approved.name, "scopes": approved.scopes, "approved": true}),
-    )
-    .into_response())
-}
-
-/// `POST /v1/admin/pending/{id}/reject` body.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RejectBody {
-    reason: Option<String>,
+    Ok(Json(api::Approval {
+        id,
+        kind: approved.kind,
+        agent_id: approved.agent_id,
+        name: approved.name,
+        scopes: approved.scopes,
+        approved: true,
+    }))
 }
 
 /// `POST /v1/admin/pending/{id}/reject`.
+#[utoipa::path(post, path = "/v1/admin/pending/{id}/reject", tag = "enrollment",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request, `enr_<ULID>`")),
+    request_body(content = Option<api::RejectRequest>, description = "Why (optional)"),
+    responses((status = 204, description = "Rejected"),
+        (status = 409, description = "Already decided", body = ErrorBody)))]
 pub(crate) async fn reject(
     State(state): State<AppState>,
     principal: Principal,
@@ -192,45 +235,47 @@ pub(crate) async fn reject(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, EngineError> {
-    let body: RejectBody = optional_json(&body)?;
+    let body: api::RejectRequest = optional_json(&body)?;
     crate::enrollment::reject(&state, &principal, &origin, &id, body.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/request` body.
-#[derive(Debug, Deserialize)]
-pub(crate) struct AmendBody {
-    #[serde(default)]
-    scopes: Vec<String>,
-}
-
 /// `POST /v1/request`: an agent asks for more scopes.
+#[utoipa::path(post, path = "/v1/request", tag = "enrollment", security(("bearer" = [])),
+    request_body = api::AmendRequest,
+    responses((status = 200, description = "Pending, approved by a policy, or rejected by one", body = api::AmendAnswer),
+        (status = 409, description = "A request of this agent is already waiting", body = ErrorBody)))]
 pub(crate) async fn amend(
     State(state): State<AppState>,
     principal: Principal,
     RequestOrigin(origin): RequestOrigin,
-    ApiJson(body): ApiJson<AmendBody>,
-) -> Result<Response, EngineError> {
+    ApiJson(body): ApiJson<api::AmendRequest>,
+) -> Result<Json<api::AmendAnswer>, EngineError> {
     let agent = principal.into_agent()?;
-    let body = match crate::enrollment::amend(&state, &agent, &origin, &body.scopes).await? {
-        Amended::Rejected { id, reason } => {
-            json!({"id": id, "status": "rejected", "reason": reason})
-        }
-        Amended::Pending { id } => json!({"id": id, "status": "pending"}),
-        Amended::Approved { id, scopes } => {
-            json!({"id": id, "status": "approved", "scopes": scopes})
-        }
-    };
-    Ok(Json(body).into_response())
+    Ok(Json(
+        match crate::enrollment::amend(&state, &agent, &origin, &body.scopes).await? {
+            Amended::Rejected { id, reason } => api::AmendAnswer::Rejected(api::Refusal {
+                id,
+                reason: Some(reason),
+            }),
+            Amended::Pending { id } => api::AmendAnswer::Pending(api::RequestRef { id }),
+            Amended::Approved { id, scopes } => {
+                api::AmendAnswer::Approved(api::Amended { id, scopes })
+            }
+        },
+    ))
 }
 
 /// `GET /v1/request/{id}`: one of the caller's own scope requests, with its outcome (what
 /// `creddy request --wait` polls); another agent's request answers 404.
+#[utoipa::path(get, path = "/v1/request/{id}", tag = "enrollment", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request, `enr_<ULID>`")),
+    responses((status = 200, description = "The request and its outcome", body = api::AmendmentStatus)))]
 pub(crate) async fn amendment_status(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Value>, EngineError> {
+) -> Result<Json<api::AmendmentStatus>, EngineError> {
     let agent = principal.into_agent()?;
     let typed = EnrollmentId::parse(&id).ok_or_else(|| no_such_request(&id))?;
     let request = state
@@ -241,11 +286,17 @@ pub(crate) async fn amendment_status(
             r.kind == EnrollmentKind::Amendment && r.agent_id.as_deref() == Some(agent.id.as_str())
         })
         .ok_or_else(|| no_such_request(&id))?;
-    Ok(Json(json!({"id": request.id, "status": request.status,
-        "scopes": request.scopes, "reason": request.reason})))
+    Ok(Json(api::AmendmentStatus {
+        id: request.id.to_string(),
+        status: request.status,
+        scopes: request.scopes,
+        reason: request.reason,
+    }))
 }
 
 /// `DELETE /v1/self`: the agent leaves; its leases are queued for revocation.
+#[utoipa::path(delete, path = "/v1/self", tag = "enrollment", security(("bearer" = [])),
+    responses((status = 204, description = "Gone; its open leases are queued for revocation")))]
 pub(crate) async fn leave(
     State(state): State<AppState>,
     principal: Principal,

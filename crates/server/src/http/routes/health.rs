@@ -7,13 +7,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use creddy_api::health as api;
 
 use crate::auth::Principal;
 use crate::error::EngineError;
 use crate::state::AppState;
 
 /// Liveness: `{"status":"ok"}`, or 503 when storage is unreachable; details for admins.
+#[utoipa::path(get, path = "/health", tag = "health", security((), ("bearer" = [])),
+    responses((status = 200, description = "Up; with counts for a caller holding `admin:metrics:read`", body = api::Health),
+        (status = 503, description = "Storage unreachable", body = api::Unavailable)))]
 pub(crate) async fn health(
     State(state): State<AppState>,
     caller: Result<Principal, EngineError>,
@@ -24,7 +27,11 @@ pub(crate) async fn health(
     }
     let is_admin = caller.is_ok_and(|p| p.require_admin("admin:metrics:read").is_ok());
     if !is_admin {
-        return Json(json!({"status": "ok"})).into_response();
+        return Json(api::Health {
+            status: "ok".to_owned(),
+            ..api::Health::default()
+        })
+        .into_response();
     }
     let (agents, leases, by_backend, pending) = match (
         state.store().count_agents().await,
@@ -40,23 +47,30 @@ pub(crate) async fn health(
         .filter(|(_, lease_state, _)| *lease_state == creddy_core::lease::LeaseState::Irrevocable)
         .map(|(_, _, n)| n)
         .sum();
-    Json(json!({
-        "status": "ok",
-        "version": crate::VERSION,
-        "uptime_seconds": state.uptime_seconds(),
-        "agents": agents,
-        "backends": state.backends().all().len(),
-        "pending": pending.len(),
-        "leases": leases,
-        "irrevocable": irrevocable,
-    }))
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    Json(api::Health {
+        status: "ok".to_owned(),
+        version: Some(crate::VERSION.to_owned()),
+        uptime_seconds: Some(state.uptime_seconds()),
+        agents: Some(agents),
+        backends: Some(count(state.backends().all().len())),
+        pending: Some(count(pending.len())),
+        leases: Some(leases),
+        irrevocable: Some(irrevocable),
+    })
     .into_response()
 }
 
 /// Readiness: 200 when the store answers.
+#[utoipa::path(get, path = "/ready", tag = "health",
+    responses((status = 200, description = "Ready: storage reachable and the audit head intact", body = api::Ready),
+        (status = 503, description = "Storage unreachable or damaged", body = api::Unavailable)))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     match state.store().check_audit_head().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Ok(()) => Json(api::Ready {
+            status: "ready".to_owned(),
+        })
+        .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "readiness check: storage unreachable or damaged");
             unavailable()
@@ -67,11 +81,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
 fn unavailable() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({
-            "status": "unavailable",
-            "error": "storage is unreachable or damaged",
-            "code": "storage_unavailable",
-        })),
+        Json(api::Unavailable {
+            status: "unavailable".to_owned(),
+            error: "storage is unreachable or damaged".to_owned(),
+            code: "storage_unavailable".to_owned(),
+        }),
     )
         .into_response()
 }

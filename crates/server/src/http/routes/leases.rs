@@ -12,10 +12,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use creddy_api::leases as api;
 use creddy_core::lease::LeaseState;
-use creddy_store::{LeaseFilter, LeaseRecord};
-use serde::Deserialize;
-use serde_json::json;
+use creddy_store::{LeaseFilter, LeaseRecord, LeaseSummary};
 
 use crate::auth::Principal;
 use crate::error::EngineError;
@@ -23,7 +22,40 @@ use crate::http::RequestOrigin;
 use crate::revocation::{AdminRevoke, admin_revoke, find, no_such_lease, revoke_explicitly};
 use crate::state::AppState;
 
-/// `DELETE /v1/active/{id}`.
+/// A lease as its agent sees it.
+pub(crate) fn summary_view(lease: LeaseSummary) -> api::LeaseSummary {
+    api::LeaseSummary {
+        id: lease.id.to_string(),
+        backend: lease.backend,
+        scopes: lease.scopes,
+        state: lease.state,
+        created_at: lease.created_at,
+        expires_at: lease.expires_at,
+    }
+}
+
+/// A lease as an admin sees it.
+fn lease_view(lease: LeaseRecord) -> api::Lease {
+    api::Lease {
+        id: lease.id.to_string(),
+        agent_id: lease.agent_id,
+        agent_name: lease.agent_name,
+        backend: lease.backend,
+        scopes: lease.scopes,
+        state: lease.state,
+        created_at: lease.created_at,
+        expires_at: lease.expires_at,
+        revoked_at: lease.revoked_at,
+        attempts: lease.attempts,
+        last_error: lease.last_error,
+    }
+}
+
+/// `DELETE /v1/active/{id}`: an agent revokes one of its own leases.
+#[utoipa::path(delete, path = "/v1/active/{id}", tag = "leases", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The lease, `cred_<ULID>`")),
+    responses((status = 200, description = "Ended (or already ended)", body = api::Revoked),
+        (status = 202, description = "`revoking`: the reaper keeps trying", body = api::Revoked)))]
 pub(crate) async fn revoke_own(
     State(state): State<AppState>,
     principal: Principal,
@@ -39,24 +71,16 @@ pub(crate) async fn revoke_own(
     Ok(state_response(&id, current))
 }
 
-/// `GET /v1/admin/tokens` filters.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ListQuery {
-    agent: Option<String>,
-    backend: Option<String>,
-    state: Option<String>,
-    /// The id of the last lease of the previous page.
-    before: Option<String>,
-    limit: Option<u32>,
-}
-
 /// `GET /v1/admin/tokens`: newest first, a page of `limit` (at most 1000, the default);
 /// `before=<last id>` gives the next page.
+#[utoipa::path(get, path = "/v1/admin/tokens", tag = "leases", security(("bearer" = [])),
+    params(api::LeaseQuery),
+    responses((status = 200, description = "A page of leases, newest first", body = Vec<api::Lease>)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<Vec<LeaseRecord>>, EngineError> {
+    Query(query): Query<api::LeaseQuery>,
+) -> Result<Json<Vec<api::Lease>>, EngineError> {
     principal.require_admin("admin:tokens:read")?;
     let states = query
         .state
@@ -82,45 +106,47 @@ pub(crate) async fn list(
         before: query.before,
         limit: query.limit.unwrap_or(creddy_store::MAX_LEASE_PAGE),
     };
-    Ok(Json(state.store().find_leases(&filter).await?))
+    let leases = state.store().find_leases(&filter).await?;
+    Ok(Json(leases.into_iter().map(lease_view).collect()))
 }
 
 /// `GET /v1/admin/tokens/{id}`.
+#[utoipa::path(get, path = "/v1/admin/tokens/{id}", tag = "leases", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The lease, `cred_<ULID>`")),
+    responses((status = 200, description = "The lease", body = api::Lease)))]
 pub(crate) async fn show(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<LeaseRecord>, EngineError> {
+) -> Result<Json<api::Lease>, EngineError> {
     principal.require_admin("admin:tokens:read")?;
     find(&state, &id)
         .await?
-        .map(Json)
+        .map(|lease| Json(lease_view(lease)))
         .ok_or_else(|| no_such_lease(&id))
 }
 
-/// `DELETE /v1/admin/tokens/{id}` options.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RevokeQuery {
-    /// Stop retrying an `irrevocable` lease (it becomes `forgotten`).
-    #[serde(default)]
-    force: bool,
-    /// Why (recorded in the audit event).
-    reason: Option<String>,
-}
-
-/// `DELETE /v1/admin/tokens/{id}`.
+/// `DELETE /v1/admin/tokens/{id}`: an admin revokes any lease.
+#[utoipa::path(delete, path = "/v1/admin/tokens/{id}", tag = "leases", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The lease, `cred_<ULID>`"), api::RevokeQuery),
+    responses((status = 200, description = "Ended, or `forgotten` with `force`", body = api::Revoked),
+        (status = 202, description = "`revoking`, or an `irrevocable` lease tried again (`retry: queued`)", body = api::Revoked)))]
 pub(crate) async fn revoke_any(
     State(state): State<AppState>,
     principal: Principal,
     RequestOrigin(origin): RequestOrigin,
     Path(id): Path<String>,
-    Query(query): Query<RevokeQuery>,
+    Query(query): Query<api::RevokeQuery>,
 ) -> Result<Response, EngineError> {
     let outcome = admin_revoke(&state, &principal, &origin, &id, query.force, query.reason).await?;
     Ok(match outcome {
         AdminRevoke::RetryQueued => (
             StatusCode::ACCEPTED,
-            Json(json!({"id": id, "state": LeaseState::Irrevocable, "retry": "queued"})),
+            Json(api::Revoked {
+                id,
+                state: LeaseState::Irrevocable,
+                retry: Some("queued".to_owned()),
+            }),
         )
             .into_response(),
         AdminRevoke::State(current) => state_response(&id, current),
@@ -134,5 +160,10 @@ fn state_response(id: &str, current: LeaseState) -> Response {
     } else {
         StatusCode::OK
     };
-    (status, Json(json!({"id": id, "state": current}))).into_response()
+    let body = api::Revoked {
+        id: id.to_owned(),
+        state: current,
+        retry: None,
+    };
+    (status, Json(body)).into_response()
 }

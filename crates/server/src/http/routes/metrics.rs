@@ -10,6 +10,8 @@ use crate::metrics::Sample;
 use crate::state::AppState;
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text exposition (version 0.0.4)", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(
     State(state): State<AppState>,
     principal: Principal,

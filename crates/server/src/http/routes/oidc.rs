@@ -11,12 +11,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use creddy_api::keys as keys_api;
+use creddy_api::oidc as api;
 use creddy_core::agent::Agent;
 use creddy_core::audit::{Action, Actor, AuditEvent};
 use creddy_core::scope::Scope;
 use creddy_core::secret::{SecretToken, TokenHash, TokenKind};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::auth::Principal;
 use crate::error::EngineError;
@@ -25,6 +26,8 @@ use crate::http::error::no_store;
 use crate::state::AppState;
 
 /// `GET /.well-known/openid-configuration`.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oidc",
+    responses((status = 200, description = "The provider's metadata", body = api::Discovery)))]
 pub(crate) async fn discovery(State(state): State<AppState>) -> Response {
     let issuer = state.issuer();
     let mut algs: Vec<String> = state
@@ -35,42 +38,62 @@ pub(crate) async fn discovery(State(state): State<AppState>) -> Response {
         .collect();
     algs.sort();
     algs.dedup();
-    let body = json!({
-        "issuer": issuer,
-        "token_endpoint": format!("{issuer}/oauth/token"),
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "userinfo_endpoint": format!("{issuer}/oauth/userinfo"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algs,
+    let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+    let body = api::Discovery {
+        issuer: issuer.to_owned(),
+        token_endpoint: format!("{issuer}/oauth/token"),
+        jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+        userinfo_endpoint: format!("{issuer}/oauth/userinfo"),
+        grant_types_supported: names(&["client_credentials"]),
+        token_endpoint_auth_methods_supported: names(&[
+            "client_secret_basic",
+            "client_secret_post",
+        ]),
+        response_types_supported: names(&["token"]),
+        subject_types_supported: names(&["public"]),
+        id_token_signing_alg_values_supported: algs,
         // Only `openid`: unauthenticated callers learn no backend names (§15.8).
-        "scopes_supported": ["openid"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id",
-            "agent_id", "agent_name", "scope", "scopes", "auth_time"],
-        "credential_exchange_endpoint": format!("{issuer}/v1/credentials/{{backend}}"),
-    });
+        scopes_supported: names(&["openid"]),
+        claims_supported: names(&[
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "nbf",
+            "jti",
+            "client_id",
+            "agent_id",
+            "agent_name",
+            "scope",
+            "scopes",
+            "auth_time",
+        ]),
+        credential_exchange_endpoint: format!("{issuer}/v1/credentials/{{backend}}"),
+    };
     ([(CACHE_CONTROL, "public, max-age=300")], Json(body)).into_response()
 }
 
 /// `GET /.well-known/jwks.json`.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "oidc",
+    responses((status = 200, description = "The public signing keys", body = api::Jwks)))]
 pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     (
         [(CACHE_CONTROL, "public, max-age=300")],
-        Json(json!({"keys": state.keys().jwks()})),
+        Json(api::Jwks {
+            keys: state.keys().jwks(),
+        }),
     )
         .into_response()
 }
 
 /// An RFC 6749 error.
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        [(CACHE_CONTROL, "no-store")],
-        Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response()
+    let body = api::OAuthError {
+        error: error.to_owned(),
+        error_description: description.to_owned(),
+    };
+    (status, [(CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
 fn invalid_client(basic: bool) -> Response {
@@ -91,16 +114,7 @@ fn invalid_client(basic: bool) -> Response {
 }
 
 /// The token request's fields, from a form or a JSON body.
-#[derive(Debug, Default, Deserialize)]
-struct TokenRequest {
-    grant_type: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    scope: Option<String>,
-    audience: Option<String>,
-}
-
-fn parse_request(headers: &HeaderMap, body: &Bytes) -> Option<TokenRequest> {
+fn parse_request(headers: &HeaderMap, body: &Bytes) -> Option<api::TokenRequest> {
     let json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -108,7 +122,7 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Option<TokenRequest> {
     if json {
         return serde_json::from_slice(body).ok();
     }
-    let mut request = TokenRequest::default();
+    let mut request = api::TokenRequest::default();
     for pair in std::str::from_utf8(body)
         .ok()?
         .split('&')
@@ -119,7 +133,7 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Option<TokenRequest> {
         match key {
             "grant_type" => request.grant_type = Some(value),
             "client_id" => request.client_id = Some(value),
-            "client_secret" => request.client_secret = Some(value),
+            "client_secret" => request.client_secret = Some(value.into()),
             "scope" => request.scope = Some(value),
             "audience" => request.audience = Some(value),
             _ => {}
@@ -131,7 +145,7 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Option<TokenRequest> {
 /// Client credentials from HTTP Basic (preferred) or the body; the bool says Basic was used.
 fn client_credentials(
     headers: &HeaderMap,
-    request: &TokenRequest,
+    request: &api::TokenRequest,
 ) -> Option<(String, String, bool)> {
     let basic = headers
         .get(AUTHORIZATION)
@@ -150,7 +164,7 @@ fn client_credentials(
         Some((id, secret)) => Some((id, secret, true)),
         None => Some((
             request.client_id.clone()?,
-            request.client_secret.clone()?,
+            request.client_secret.as_ref()?.expose().clone(),
             false,
         )),
     }
@@ -180,7 +194,13 @@ async fn authenticate_client(
     Ok(None)
 }
 
-/// `POST /oauth/token`.
+/// `POST /oauth/token`: client credentials for a signed access token (and an ID token).
+#[utoipa::path(post, path = "/oauth/token", tag = "oidc", security((), ("client" = [])),
+    request_body(content((api::TokenRequest = "application/x-www-form-urlencoded"), (api::TokenRequest = "application/json"))),
+    responses((status = 200, description = "The tokens", body = api::TokenResponse),
+        (status = 400, description = "`invalid_request`, `unsupported_grant_type` or `invalid_scope`", body = api::OAuthError),
+        (status = 401, description = "`invalid_client`", body = api::OAuthError),
+        (status = 429, description = "`rate_limited`", body = api::OAuthError)))]
 pub(crate) async fn token(
     State(state): State<AppState>,
     RequestOrigin(context): RequestOrigin,
@@ -311,50 +331,65 @@ pub(crate) async fn token(
     );
     state.store().record_event(&event).await?;
     state.metrics().count(crate::metrics::TOKENS_ISSUED, &[]);
-    Ok((
-        no_store(),
-        Json(
-            json!({"access_token": access, "token_type": "Bearer", "expires_in": ttl,
-            "id_token": id_token, "scope": scope_text}),
-        ),
-    )
-        .into_response())
+    let answer = api::TokenResponse {
+        access_token: access.into(),
+        token_type: "Bearer".to_owned(),
+        expires_in: ttl,
+        id_token: id_token.into(),
+        scope: scope_text,
+    };
+    Ok((no_store(), Json(answer)).into_response())
 }
 
 /// `GET /oauth/userinfo`.
-pub(crate) async fn userinfo(principal: Principal) -> Result<Json<Value>, EngineError> {
+#[utoipa::path(get, path = "/oauth/userinfo", tag = "oidc", security(("bearer" = [])),
+    responses((status = 200, description = "The agent the token belongs to", body = api::UserInfo)))]
+pub(crate) async fn userinfo(principal: Principal) -> Result<Json<api::UserInfo>, EngineError> {
     let agent = principal.into_agent()?;
-    Ok(Json(
-        json!({"sub": agent.id.as_str(), "agent_id": agent.id.as_str(),
-        "agent_name": agent.name, "client_id": agent.client_id, "scopes": agent.scopes.to_strings()}),
-    ))
+    Ok(Json(api::UserInfo {
+        sub: agent.id.to_string(),
+        agent_id: agent.id.to_string(),
+        agent_name: agent.name,
+        client_id: agent.client_id,
+        scopes: agent.scopes.to_strings(),
+    }))
 }
 
 /// `GET /v1/admin/keys`.
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "oidc", security(("bearer" = [])),
+    responses((status = 200, description = "Every signing key, newest first", body = Vec<keys_api::SigningKey>)))]
 pub(crate) async fn list_keys(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<creddy_store::SigningKeyRecord>>, EngineError> {
+) -> Result<Json<Vec<keys_api::SigningKey>>, EngineError> {
     principal.require_admin("admin:keys:read")?;
-    Ok(Json(state.store().signing_keys().await?))
+    let keys = state.store().signing_keys().await?;
+    Ok(Json(keys.into_iter().map(key_view).collect()))
 }
 
-/// `POST /v1/admin/keys/rotate` body.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RotateBody {
-    alg: Option<String>,
-    grace: Option<String>,
+/// A signing key as admins see it (never its private half).
+fn key_view(key: creddy_store::SigningKeyRecord) -> keys_api::SigningKey {
+    keys_api::SigningKey {
+        kid: key.kid,
+        alg: key.alg,
+        state: key.state,
+        created_at: key.created_at,
+        retires_at: key.retires_at,
+    }
 }
 
 /// `POST /v1/admin/keys/rotate`.
+#[utoipa::path(post, path = "/v1/admin/keys/rotate", tag = "oidc", security(("bearer" = [])),
+    request_body(content = Option<keys_api::RotateRequest>, description = "The algorithm and grace (optional)"),
+    responses((status = 200, description = "The new current key", body = keys_api::Rotated)))]
 pub(crate) async fn rotate_keys(
     State(state): State<AppState>,
     principal: Principal,
     body: Bytes,
-) -> Result<Json<Value>, EngineError> {
+) -> Result<Json<keys_api::Rotated>, EngineError> {
     principal.require_admin("admin:keys:write")?;
-    let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateBody::default()
+    let body: keys_api::RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        keys_api::RotateRequest::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| EngineError::invalid_request(format!("invalid JSON body: {e}")))?
@@ -376,8 +411,13 @@ pub(crate) async fn rotate_keys(
     .max(settings.token_ttl);
     let (key, previous, retires_at) =
         crate::oidc::rotate(&state, principal.actor(), grace, &alg).await?;
-    Ok(Json(
-        json!({"kid": key.kid, "alg": key.alg, "state": "current", "created_at": key.created_at,
-        "retires_at": null, "previous": previous, "previous_retires_at": retires_at}),
-    ))
+    Ok(Json(keys_api::Rotated {
+        kid: key.kid,
+        alg: key.alg,
+        state: creddy_core::signing::KeyState::Current,
+        created_at: key.created_at,
+        retires_at: None,
+        previous,
+        previous_retires_at: Some(retires_at),
+    }))
 }

@@ -2,47 +2,25 @@
 
 use axum::Json;
 use axum::extract::State;
-use creddy_core::Timestamp;
-use serde::Serialize;
+use creddy_api::agents as api;
 
 use crate::auth::Principal;
 use crate::error::EngineError;
 use crate::state::AppState;
 
-/// One open credential of the agent.
-#[derive(Debug, Serialize)]
-pub(crate) struct ActiveCredential {
-    id: String,
-    backend: String,
-    expires_at: Timestamp,
-}
-
-/// The agent's own view.
-#[derive(Debug, Serialize)]
-pub(crate) struct AgentStatus {
-    id: String,
-    name: String,
-    status: &'static str,
-    scopes: Vec<String>,
-    policy: Option<String>,
-    created_at: Timestamp,
-    last_used: Option<Timestamp>,
-    expires_at: Option<Timestamp>,
-    active_credentials: Vec<ActiveCredential>,
-    pending_amendments: Vec<serde_json::Value>,
-}
-
 /// The calling agent's identity, scopes, expiry and open credentials.
+#[utoipa::path(get, path = "/v1/status", tag = "agents", security(("bearer" = [])),
+    responses((status = 200, description = "The calling agent, its open leases and its waiting scope requests", body = api::AgentStatus)))]
 pub(crate) async fn status(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<AgentStatus>, EngineError> {
+) -> Result<Json<api::AgentStatus>, EngineError> {
     let agent = principal.into_agent()?;
     let leases = state.store().open_leases_of(&agent.id).await?;
     let amendments = state.store().pending_amendments_of(&agent.id).await?;
-    Ok(Json(AgentStatus {
+    Ok(Json(api::AgentStatus {
         id: agent.id.as_str().to_owned(),
-        status: "enrolled",
+        status: "enrolled".to_owned(),
         scopes: agent.scopes.to_strings(),
         policy: agent.policy,
         created_at: agent.created_at,
@@ -51,7 +29,7 @@ pub(crate) async fn status(
         name: agent.name,
         active_credentials: leases
             .into_iter()
-            .map(|l| ActiveCredential {
+            .map(|l| api::ActiveCredential {
                 id: l.id.to_string(),
                 backend: l.backend,
                 expires_at: l.expires_at,
@@ -59,9 +37,11 @@ pub(crate) async fn status(
             .collect(),
         pending_amendments: amendments
             .into_iter()
-            .map(
-                |a| serde_json::json!({"id": a.id, "scopes": a.scopes, "created_at": a.created_at}),
-            )
+            .map(|a| api::PendingAmendment {
+                id: a.id.to_string(),
+                scopes: a.scopes,
+                created_at: a.created_at,
+            })
             .collect(),
     }))
 }
