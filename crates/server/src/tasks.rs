@@ -12,11 +12,12 @@
 //! slow or dead upstream holds at most its own slots and never delays another backend. Memory
 //! holds only the revocations in flight, never the set of live leases.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use creddy_core::audit::{Action, Actor, AuditEvent};
+use creddy_core::ids::LeaseId;
 use creddy_core::lease::LeaseState;
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -85,8 +86,12 @@ impl TaskSignals {
 #[derive(Default)]
 struct InFlight {
     tasks: JoinSet<()>,
-    /// The backend of each running task.
-    backends: HashMap<tokio::task::Id, String>,
+    /// The backend and lease of each running task.
+    running: HashMap<tokio::task::Id, (String, LeaseId)>,
+    /// The leases being revoked: one attempt per lease at a time on this node, even when its
+    /// claim lapsed while the attempt ran (a stalled call, a clock that jumped) and it was
+    /// claimed again.
+    leases: HashSet<LeaseId>,
     per_backend: HashMap<String, usize>,
 }
 
@@ -96,8 +101,13 @@ impl InFlight {
     }
 
     fn start(&mut self, state: &AppState, lease: creddy_store::RevocableLease) {
+        if !self.leases.insert(lease.id.clone()) {
+            tracing::debug!(lease = %lease.id, "claimed again while its attempt runs; left to it");
+            return;
+        }
         *self.per_backend.entry(lease.backend.clone()).or_default() += 1;
         let backend = lease.backend.clone();
+        let lease_id = lease.id.clone();
         let state = state.clone();
         // Why the lease is due: its expiry, or a queued revocation (explicit, agent or
         // backend removal), or a retry.
@@ -124,7 +134,7 @@ impl InFlight {
                 tracing::error!(lease = %lease.id, error = ?e, "recording a revocation failed");
             }
         });
-        self.backends.insert(task.id(), backend);
+        self.running.insert(task.id(), (backend, lease_id));
     }
 
     /// Frees the slot of an ended task. A task that panicked leaves its lease claimed; the
@@ -137,10 +147,11 @@ impl InFlight {
                 e.id()
             }
         };
-        if let Some(backend) = self.backends.remove(&id)
-            && let Some(n) = self.per_backend.get_mut(&backend)
-        {
-            *n = n.saturating_sub(1);
+        if let Some((backend, lease)) = self.running.remove(&id) {
+            self.leases.remove(&lease);
+            if let Some(n) = self.per_backend.get_mut(&backend) {
+                *n = n.saturating_sub(1);
+            }
         }
     }
 
