@@ -8,33 +8,20 @@
 //!
 //! [`Clock`]: creddy_core::Clock
 
-mod auth;
-mod backend_admin;
-pub mod backends;
 pub mod config;
 pub mod data_dir;
-mod enrollment;
-mod error;
+pub mod engine;
 pub mod http;
 pub mod logging;
-pub mod metrics;
-mod oidc;
-mod plugin_events;
 pub mod proxies;
-mod ratelimit;
-mod revocation;
-pub mod sealing;
 mod server;
-mod state;
-mod sync;
-mod tasks;
 pub mod tls;
-pub mod vend;
 
 pub use config::{LogFormat, ServerArgs, Settings};
-pub use error::{EngineError, ErrorCode};
+pub use engine::error::{EngineError, ErrorCode};
+pub use engine::state::Engine;
+pub use engine::{backends, metrics, sealing, vend};
 pub use server::{Server, StartError};
-pub use state::AppState;
 
-/// The version of this build.
+/// The server's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -17,13 +17,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backends::Backends;
 use crate::config::{ConfigError, Settings};
 use crate::data_dir::{DataDir, DataDirError};
+use crate::engine::backends::Backends;
+use crate::engine::sealing::Sealer;
+use crate::engine::state::{Engine, StateParts, plugin_settings};
+use crate::engine::tasks;
 use crate::http::listener;
-use crate::sealing::Sealer;
-use crate::state::{AppState, StateParts, plugin_settings};
-use crate::{VERSION, http, tasks};
+use crate::{VERSION, http};
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +76,7 @@ impl StartError {
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
-    state: AppState,
+    state: Engine,
     shutdown: watch::Sender<bool>,
     serve: JoinHandle<()>,
     tasks: JoinHandle<()>,
@@ -169,20 +170,20 @@ impl Server {
             backends,
             settings: settings.clone(),
         };
-        let state = AppState::new(store, clock, parts);
+        let state = Engine::new(store, clock, parts);
         record_policies_loaded(&state, "start")
             .await
             .map_err(|source| StartError::Storage {
                 location: location.describe(),
                 source,
             })?;
-        crate::oidc::prepare(&state)
+        crate::engine::oidc::prepare(&state)
             .await
             .map_err(|source| StartError::Storage {
                 location: location.describe(),
                 source,
             })?;
-        crate::plugin_events::record_changes(&state, false)
+        crate::engine::plugin_events::record_changes(&state, false)
             .await
             .map_err(|source| StartError::Storage {
                 location: location.describe(),
@@ -204,11 +205,14 @@ impl Server {
         // The generation in force now is not news to this node.
         *state.seen_reload_generation() = state
             .store()
-            .meta(crate::sync::RELOAD_GENERATION)
+            .meta(crate::engine::sync::RELOAD_GENERATION)
             .await
             .ok()
             .flatten();
-        let follower = tokio::spawn(crate::sync::follow_other_nodes(state.clone(), signal));
+        let follower = tokio::spawn(crate::engine::sync::follow_other_nodes(
+            state.clone(),
+            signal,
+        ));
         tracing::info!(
             %addr,
             %issuer,
@@ -270,7 +274,7 @@ impl Server {
     }
 
     /// The shared state, for tests that drive background tasks.
-    pub fn state(&self) -> &AppState {
+    pub fn state(&self) -> &Engine {
         &self.state
     }
 
@@ -339,7 +343,7 @@ enum SealerError {
 
 /// Writes `policy.loaded` with the SHA-256 of the set in force.
 async fn record_policies_loaded(
-    state: &AppState,
+    state: &Engine,
     when: &str,
 ) -> Result<(), creddy_store::StoreError> {
     let policies = state.policies();

@@ -1,19 +1,19 @@
 //! Authentication at the HTTP edge: the bearer token of a request's `Authorization` header,
-//! resolved to a [`Principal`] by the engine (`crate::auth`); a refused bearer token is
+//! resolved to a [`Principal`] by the engine (`crate::engine::auth`); a refused bearer token is
 //! counted per client address for the `auth.failed` audit events.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
-use crate::auth::{Principal, authenticate, token_rejected};
-use crate::error::{EngineError, ErrorCode};
-use crate::state::AppState;
+use crate::engine::auth::{Principal, authenticate, token_rejected};
+use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::state::Engine;
 
-impl FromRequestParts<AppState> for Principal {
+impl FromRequestParts<Engine> for Principal {
     type Rejection = EngineError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, EngineError> {
+    async fn from_request_parts(parts: &mut Parts, state: &Engine) -> Result<Self, EngineError> {
         let result = match bearer_token(parts) {
             Ok(token) => authenticate(state, token).await,
             Err(refused) => Err(refused),

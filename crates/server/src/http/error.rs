@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use creddy_api::ErrorBody;
 
-use crate::error::{EngineError, ErrorCode};
+use crate::engine::error::{EngineError, ErrorCode};
 
 /// The HTTP status of an error code.
 pub(crate) fn status(code: ErrorCode) -> StatusCode {

@@ -36,9 +36,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::error::{EngineError, ErrorCode};
-use crate::metrics;
-use crate::state::AppState;
+use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::metrics;
+use crate::engine::state::Engine;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -91,7 +91,7 @@ async fn drop_malformed_request_id(mut request: Request) -> Request {
 }
 
 /// The whole application.
-pub(crate) fn router(state: AppState) -> Router {
+pub(crate) fn router(state: Engine) -> Router {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|req: &Request| {
             let request_id = req
@@ -130,7 +130,7 @@ pub(crate) fn router(state: AppState) -> Router {
 
 /// Counts each request by route template and status, and each change refused because its
 /// audit record could not be written.
-async fn count_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn count_request(State(state): State<Engine>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -151,11 +151,7 @@ async fn count_request(State(state): State<AppState>, request: Request, next: Ne
 /// the body read timeout (15 s): a client trickling its body a byte at a time gets 408 and
 /// its connection back, instead of holding a task and a descriptor for the 90 s request
 /// timeout.
-async fn read_body_in_time(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn read_body_in_time(State(state): State<Engine>, request: Request, next: Next) -> Response {
     use http_body_util::BodyExt;
     let (parts, body) = request.into_parts();
     let limited = http_body_util::Limited::new(body, BODY_LIMIT);
@@ -212,7 +208,7 @@ pub(crate) struct RequestOrigin(pub(crate) Origin);
 
 /// The client's address: the peer, or behind a trusted proxy the forwarded one (see
 /// `proxies`).
-pub(crate) fn client_ip(parts: &Parts, state: &AppState) -> Option<String> {
+pub(crate) fn client_ip(parts: &Parts, state: &Engine) -> Option<String> {
     let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
     let forwarded = parts
         .headers
@@ -224,12 +220,12 @@ pub(crate) fn client_ip(parts: &Parts, state: &AppState) -> Option<String> {
     )
 }
 
-impl FromRequestParts<AppState> for RequestOrigin {
+impl FromRequestParts<Engine> for RequestOrigin {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &Engine,
     ) -> Result<Self, Self::Rejection> {
         let ip = client_ip(parts, state);
         let request_id = parts

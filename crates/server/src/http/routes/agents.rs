@@ -14,11 +14,11 @@ use creddy_core::scope::Grants;
 use creddy_store::StoreError;
 use serde_json::json;
 
-use crate::auth::Principal;
-use crate::error::{EngineError, ErrorCode};
+use crate::engine::auth::Principal;
+use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::state::Engine;
 use crate::http::error::no_store;
 use crate::http::{ApiJson, RequestOrigin};
-use crate::state::AppState;
 
 /// The most scopes one agent may hold.
 pub(crate) const MAX_SCOPES: usize = 64;
@@ -68,7 +68,7 @@ fn validate(body: &api::CreateAgent) -> Result<(AgentName, Grants, Option<Durati
     responses((status = 200, description = "The agent with its vend token and OIDC client secret, shown once", body = api::CreatedAgent),
         (status = 409, description = "The name is taken (`name_taken`) or a policy's `max_agents` is reached", body = ErrorBody)))]
 pub(crate) async fn create(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(context): RequestOrigin,
     ApiJson(body): ApiJson<api::CreateAgent>,
@@ -77,9 +77,9 @@ pub(crate) async fn create(
     let (name, scopes, lifetime) = validate(&body)?;
     principal.require_grantable(&scopes)?;
     let now = state.clock().now();
-    let policy = crate::enrollment::admitting_policy(&state, name.as_str()).await?;
+    let policy = crate::engine::enrollment::admitting_policy(&state, name.as_str()).await?;
     let (mut new, secrets) =
-        crate::enrollment::admitted_agent(name, scopes, lifetime, policy.as_ref(), now);
+        crate::engine::enrollment::admitted_agent(name, scopes, lifetime, policy.as_ref(), now);
     new.client_secret_hash = state.sealer().client_secret_hash(&secrets.client_secret);
     let event = AuditEvent::new(Action::AgentCreated, principal.actor(), now)
         .about_agent(new.id.as_str(), new.name.as_str())
@@ -122,7 +122,7 @@ pub(crate) async fn create(
 
 /// Warnings for granted scopes that name no configured backend: admins may prepare agents
 /// before adding backends, but should know.
-fn unconfigured_backends(state: &AppState, scopes: &Grants) -> Vec<String> {
+fn unconfigured_backends(state: &Engine, scopes: &Grants) -> Vec<String> {
     let mut backends: Vec<&str> = scopes
         .as_slice()
         .iter()
@@ -141,7 +141,7 @@ fn unconfigured_backends(state: &AppState, scopes: &Grants) -> Vec<String> {
 #[utoipa::path(get, path = "/v1/admin/agents", tag = "agents", security(("bearer" = [])),
     responses((status = 200, description = "Every agent", body = Vec<api::Agent>)))]
 pub(crate) async fn list(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Json<Vec<api::Agent>>, EngineError> {
     principal.require_admin("admin:agents:read")?;
@@ -159,7 +159,7 @@ pub(crate) async fn list(
     params(("name" = String, Path, description = "The agent's name")),
     responses((status = 200, description = "The agent with its open leases", body = api::AgentDetail)))]
 pub(crate) async fn show(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     Path(name): Path<String>,
 ) -> Result<Json<api::AgentDetail>, EngineError> {
@@ -181,7 +181,7 @@ pub(crate) async fn show(
     params(("name" = String, Path, description = "The agent's name")),
     responses((status = 204, description = "Removed; its open leases are queued for revocation")))]
 pub(crate) async fn remove(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(context): RequestOrigin,
     Path(name): Path<String>,
@@ -201,7 +201,7 @@ pub(crate) async fn remove(
     }
 }
 
-async fn find(state: &AppState, name: &str) -> Result<Agent, EngineError> {
+async fn find(state: &Engine, name: &str) -> Result<Agent, EngineError> {
     AgentName::parse(name).map_err(|e| EngineError::invalid_request(e.to_string()))?;
     state
         .store()

@@ -9,9 +9,9 @@ use creddy_core::audit::ChainCheck;
 use creddy_core::{Duration, Timestamp};
 use creddy_store::{AuditFilter, StoredEvent};
 
-use crate::auth::Principal;
-use crate::error::EngineError;
-use crate::state::AppState;
+use crate::engine::auth::Principal;
+use crate::engine::error::EngineError;
+use crate::engine::state::Engine;
 
 /// The default and largest page.
 const DEFAULT_LIMIT: i64 = 100;
@@ -50,7 +50,7 @@ fn parse_time(field: &str, text: &str, now: Timestamp) -> Result<i64, EngineErro
     params(api::AuditQuery),
     responses((status = 200, description = "A page of events, newest first", body = Vec<api::AuditRecord>)))]
 pub(crate) async fn list(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     Query(query): Query<api::AuditQuery>,
 ) -> Result<Json<Vec<api::AuditRecord>>, EngineError> {
@@ -109,7 +109,7 @@ fn record_view(event: StoredEvent) -> api::AuditRecord {
     params(api::VerifyQuery),
     responses((status = 200, description = "The verdict: intact, or where it breaks", body = api::ChainVerdict)))]
 pub(crate) async fn verify(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     Query(query): Query<api::VerifyQuery>,
 ) -> Result<Json<api::ChainVerdict>, EngineError> {

@@ -23,15 +23,15 @@ use serde_json::{Map, Value, json};
 
 use creddy_core::backend::BackendState;
 
-use crate::auth::Principal;
-use crate::backend_admin::{Removal, find};
-use crate::backends::{LiveBackend, config_context};
-use crate::error::{EngineError, ErrorCode};
+use crate::engine::auth::Principal;
+use crate::engine::backend_admin::{Removal, find};
+use crate::engine::backends::{LiveBackend, config_context};
+use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::state::Engine;
 use crate::http::{ApiJson, RequestOrigin};
-use crate::state::AppState;
 
 /// A backend as the API shows it.
-fn view(state: &AppState, record: &BackendRecord) -> api::Backend {
+fn view(state: &Engine, record: &BackendRecord) -> api::Backend {
     let live_state = match state.backends().get(&record.name) {
         _ if record.state == BackendState::Draining => "draining",
         Some(live) => live.state(),
@@ -49,7 +49,7 @@ fn view(state: &AppState, record: &BackendRecord) -> api::Backend {
 }
 
 /// The installed plugin `name`, or an error that says how to install it.
-fn installed(state: &AppState, name: &str) -> Result<InstalledPlugin, EngineError> {
+fn installed(state: &Engine, name: &str) -> Result<InstalledPlugin, EngineError> {
     let settings = state.plugin_settings();
     InstalledPlugin::load(&settings.dir, name, settings.allow_unsigned).map_err(|e| match e {
         InstalledError::NotInstalled(_) => EngineError::new(
@@ -61,7 +61,7 @@ fn installed(state: &AppState, name: &str) -> Result<InstalledPlugin, EngineErro
     })
 }
 
-async fn describe(state: &AppState, name: &str) -> Result<Description, EngineError> {
+async fn describe(state: &Engine, name: &str) -> Result<Description, EngineError> {
     let plugin = installed(state, name)?;
     let trusted = state.plugin_settings().trusted_keys;
     Ok(host::describe(&plugin, &trusted, crate::VERSION).await?)
@@ -73,7 +73,7 @@ async fn describe(state: &AppState, name: &str) -> Result<Description, EngineErr
     responses((status = 200, description = "The plugin's info, scopes, configuration schema and constraints", body = Object),
         (status = 502, description = "The plugin failed to describe itself", body = ErrorBody)))]
 pub(crate) async fn plugin_description(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     Path(name): Path<String>,
 ) -> Result<Json<Description>, EngineError> {
@@ -86,7 +86,7 @@ pub(crate) async fn plugin_description(
 #[utoipa::path(post, path = "/v1/admin/plugins/reload", tag = "backends", security(("bearer" = [])),
     responses((status = 200, description = "What was restarted", body = api::Reloaded)))]
 pub(crate) async fn reload_plugins(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Json<api::Reloaded>, EngineError> {
     principal.require_admin("admin:plugins:write")?;
@@ -97,7 +97,7 @@ pub(crate) async fn reload_plugins(
 /// Restarts the plugins of `records` from the installed binaries, records what changed among
 /// the plugins, and tells the other nodes to reload theirs.
 async fn restart_backends(
-    state: &AppState,
+    state: &Engine,
     records: &[BackendRecord],
 ) -> Result<Json<api::Reloaded>, EngineError> {
     let (loaded, upgraded) = state
@@ -105,8 +105,8 @@ async fn restart_backends(
         .reload(records, state.sealer(), &state.plugin_settings())
         .await;
     tracing::info!(?loaded, ?upgraded, "plugins reloaded");
-    crate::plugin_events::record_changes(state, true).await?;
-    crate::sync::announce_reload(state).await?;
+    crate::engine::plugin_events::record_changes(state, true).await?;
+    crate::engine::sync::announce_reload(state).await?;
     Ok(Json(api::Reloaded {
         loaded,
         removed: Vec::new(),
@@ -120,7 +120,7 @@ async fn restart_backends(
     params(("name" = String, Path, description = "The plugin's name")),
     responses((status = 200, description = "What was restarted", body = api::Reloaded)))]
 pub(crate) async fn reload_plugin(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     Path(name): Path<String>,
 ) -> Result<Json<api::Reloaded>, EngineError> {
@@ -145,7 +145,7 @@ pub(crate) async fn reload_plugin(
 #[utoipa::path(get, path = "/v1/admin/plugins", tag = "backends", security(("bearer" = [])),
     responses((status = 200, description = "The installed plugins", body = api::PluginList)))]
 pub(crate) async fn list_plugins(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Json<api::PluginList>, EngineError> {
     principal.require_admin("admin:plugins:read")?;
@@ -260,7 +260,7 @@ fn check_config(
         (status = 409, description = "The name is taken", body = ErrorBody),
         (status = 502, description = "The upstream refused the credentials", body = ErrorBody)))]
 pub(crate) async fn add(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(context): RequestOrigin,
     ApiJson(body): ApiJson<api::AddBackend>,
@@ -343,7 +343,7 @@ fn backend_exists(name: &str) -> EngineError {
 #[utoipa::path(get, path = "/v1/admin/backends", tag = "backends", security(("bearer" = [])),
     responses((status = 200, description = "Every backend", body = Vec<api::Backend>)))]
 pub(crate) async fn list(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Json<Vec<api::Backend>>, EngineError> {
     principal.require_admin("admin:backends:read")?;
@@ -356,7 +356,7 @@ pub(crate) async fn list(
     params(("name" = String, Path, description = "The backend's name")),
     responses((status = 200, description = "The backend with its configuration, secrets masked", body = api::BackendDetail)))]
 pub(crate) async fn inspect(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     Path(name): Path<String>,
 ) -> Result<Json<api::BackendDetail>, EngineError> {
@@ -395,13 +395,15 @@ pub(crate) async fn inspect(
     responses((status = 204, description = "Removed"),
         (status = 202, description = "Draining: removed once its open leases are revoked", body = api::Draining)))]
 pub(crate) async fn remove(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(origin): RequestOrigin,
     Path(name): Path<String>,
     Query(query): Query<api::RemoveQuery>,
 ) -> Result<Response, EngineError> {
-    match crate::backend_admin::remove(&state, &principal, &origin, &name, query.force).await? {
+    match crate::engine::backend_admin::remove(&state, &principal, &origin, &name, query.force)
+        .await?
+    {
         Removal::Removed => Ok(StatusCode::NO_CONTENT.into_response()),
         Removal::Draining { open } => Ok((
             StatusCode::ACCEPTED,

@@ -8,13 +8,13 @@ use creddy_api::ErrorBody;
 use creddy_api::credentials as api;
 use creddy_api::leases::LeaseSummary;
 
-use crate::auth::Principal;
-use crate::error::EngineError;
+use crate::engine::auth::Principal;
+use crate::engine::error::EngineError;
+use crate::engine::metrics;
+use crate::engine::state::Engine;
+use crate::engine::vend::{VendRequest, vend};
 use crate::http::RequestOrigin;
 use crate::http::error::no_store;
-use crate::metrics;
-use crate::state::AppState;
-use crate::vend::{VendRequest, vend};
 
 /// `ttl` and repeated `scope` from a query string.
 fn from_query(query: Option<&str>) -> Result<VendRequest, EngineError> {
@@ -40,7 +40,7 @@ fn from_query(query: Option<&str>) -> Result<VendRequest, EngineError> {
 }
 
 async fn respond(
-    state: AppState,
+    state: Engine,
     principal: Principal,
     context: creddy_core::origin::Origin,
     backend: String,
@@ -51,7 +51,8 @@ async fn respond(
     let asked = request.clone();
     let issued = vend(&state, &agent, &backend, request, context.clone()).await;
     if let Err(refusal) = &issued {
-        crate::vend::record_denial(&state, &agent, &backend, &asked, refusal, &context).await;
+        crate::engine::vend::record_denial(&state, &agent, &backend, &asked, refusal, &context)
+            .await;
     }
     let outcome = match &issued {
         Ok(_) => "success",
@@ -72,7 +73,7 @@ async fn respond(
 }
 
 /// The credential as the agent receives it.
-fn credential_view(issued: crate::vend::Issued) -> api::Credential {
+fn credential_view(issued: crate::engine::vend::Issued) -> api::Credential {
     api::Credential {
         id: issued.id,
         backend: issued.backend,
@@ -94,7 +95,7 @@ fn credential_view(issued: crate::vend::Issued) -> api::Credential {
         (status = 422, description = "An organisation the backend is not configured for", body = ErrorBody),
         (status = 502, description = "The upstream refused (`upstream_*`)", body = ErrorBody)))]
 pub(crate) async fn vend_get(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(context): RequestOrigin,
     Path(backend): Path<String>,
@@ -113,7 +114,7 @@ pub(crate) async fn vend_get(
         (status = 422, description = "An organisation the backend is not configured for", body = ErrorBody),
         (status = 502, description = "The upstream refused (`upstream_*`)", body = ErrorBody)))]
 pub(crate) async fn vend_post(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(context): RequestOrigin,
     Path(backend): Path<String>,
@@ -143,7 +144,7 @@ pub(crate) async fn vend_post(
 #[utoipa::path(get, path = "/v1/active", tag = "credentials", security(("bearer" = [])),
     responses((status = 200, description = "The caller's live leases", body = Vec<LeaseSummary>)))]
 pub(crate) async fn active(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Json<Vec<LeaseSummary>>, EngineError> {
     let agent = principal.into_agent()?;

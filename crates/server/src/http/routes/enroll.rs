@@ -20,12 +20,12 @@ use creddy_core::secret::{SecretToken, TokenKind};
 use creddy_store::Enrollment;
 use serde_json::json;
 
-use crate::auth::Principal;
-use crate::enrollment::{Amended, EnrollRequest, Pickup, Requested, no_such_request};
-use crate::error::{EngineError, ErrorCode};
+use crate::engine::auth::Principal;
+use crate::engine::enrollment::{Amended, EnrollRequest, Pickup, Requested, no_such_request};
+use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::state::Engine;
 use crate::http::error::no_store;
 use crate::http::{ApiJson, RequestOrigin};
-use crate::state::AppState;
 
 /// The header that carries the poll secret.
 const SECRET_HEADER: &str = "x-creddy-enrollment-secret";
@@ -38,7 +38,7 @@ const SECRET_HEADER: &str = "x-creddy-enrollment-secret";
         (status = 409, description = "The name is taken, or a policy's `max_agents` is reached", body = ErrorBody),
         (status = 429, description = "Too many enrollment requests from this address", body = ErrorBody)))]
 pub(crate) async fn enroll(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     RequestOrigin(origin): RequestOrigin,
     ApiJson(body): ApiJson<api::EnrollRequest>,
 ) -> Result<Response, EngineError> {
@@ -47,7 +47,7 @@ pub(crate) async fn enroll(
         scopes: body.scopes,
         admin_token: body.admin_token.map(|t| t.expose().clone()),
     };
-    let answer = match crate::enrollment::request(&state, &origin, request).await? {
+    let answer = match crate::engine::enrollment::request(&state, &origin, request).await? {
         Requested::Rejected { id, reason } => {
             return Ok(Json(api::EnrollAnswer::Rejected(api::Refusal {
                 id,
@@ -77,7 +77,7 @@ pub(crate) async fn enroll(
 }
 
 /// The body that hands an enrolled agent its credentials, once.
-fn pickup_body(state: &AppState, pickup: Pickup) -> api::Pickup {
+fn pickup_body(state: &Engine, pickup: Pickup) -> api::Pickup {
     api::Pickup {
         id: pickup.request,
         name: pickup.name,
@@ -103,7 +103,7 @@ fn pickup_body(state: &AppState, pickup: Pickup) -> api::Pickup {
         (status = 404, description = "No enrollment with that secret", body = ErrorBody),
         (status = 410, description = "The credentials were already picked up", body = ErrorBody)))]
 pub(crate) async fn status(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     headers: HeaderMap,
     Query(query): Query<api::StatusQuery>,
 ) -> Result<Response, EngineError> {
@@ -138,7 +138,7 @@ pub(crate) async fn status(
             })
         }
         EnrollmentStatus::Approved if !lapsed => {
-            let pickup = crate::enrollment::pick_up(&state, &request, now).await?;
+            let pickup = crate::engine::enrollment::pick_up(&state, &request, now).await?;
             let body = api::EnrollAnswer::Approved(pickup_body(&state, pickup));
             return Ok((no_store(), Json(body)).into_response());
         }
@@ -177,7 +177,7 @@ fn request_view(request: Enrollment) -> api::PendingRequest {
 #[utoipa::path(get, path = "/v1/admin/pending", tag = "enrollment", security(("bearer" = [])),
     responses((status = 200, description = "The waiting requests, oldest first", body = Vec<api::PendingRequest>)))]
 pub(crate) async fn pending(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Json<Vec<api::PendingRequest>>, EngineError> {
     principal.require_admin("admin:enrollments:read")?;
@@ -202,7 +202,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Resu
     responses((status = 200, description = "Approved", body = api::Approval),
         (status = 409, description = "Already decided, or the name was taken meanwhile", body = ErrorBody)))]
 pub(crate) async fn approve(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(origin): RequestOrigin,
     Path(id): Path<String>,
@@ -210,7 +210,7 @@ pub(crate) async fn approve(
 ) -> Result<Json<api::Approval>, EngineError> {
     let body: api::ApproveRequest = optional_json(&body)?;
     let approved =
-        crate::enrollment::approve(&state, &principal, &origin, &id, body.scopes).await?;
+        crate::engine::enrollment::approve(&state, &principal, &origin, &id, body.scopes).await?;
     Ok(Json(api::Approval {
         id,
         kind: approved.kind,
@@ -229,14 +229,14 @@ pub(crate) async fn approve(
     responses((status = 204, description = "Rejected"),
         (status = 409, description = "Already decided", body = ErrorBody)))]
 pub(crate) async fn reject(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(origin): RequestOrigin,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, EngineError> {
     let body: api::RejectRequest = optional_json(&body)?;
-    crate::enrollment::reject(&state, &principal, &origin, &id, body.reason).await?;
+    crate::engine::enrollment::reject(&state, &principal, &origin, &id, body.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -246,14 +246,14 @@ pub(crate) async fn reject(
     responses((status = 200, description = "Pending, approved by a policy, or rejected by one", body = api::AmendAnswer),
         (status = 409, description = "A request of this agent is already waiting", body = ErrorBody)))]
 pub(crate) async fn amend(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(origin): RequestOrigin,
     ApiJson(body): ApiJson<api::AmendRequest>,
 ) -> Result<Json<api::AmendAnswer>, EngineError> {
     let agent = principal.into_agent()?;
     Ok(Json(
-        match crate::enrollment::amend(&state, &agent, &origin, &body.scopes).await? {
+        match crate::engine::enrollment::amend(&state, &agent, &origin, &body.scopes).await? {
             Amended::Rejected { id, reason } => api::AmendAnswer::Rejected(api::Refusal {
                 id,
                 reason: Some(reason),
@@ -272,7 +272,7 @@ pub(crate) async fn amend(
     params(("id" = String, Path, description = "The request, `enr_<ULID>`")),
     responses((status = 200, description = "The request and its outcome", body = api::AmendmentStatus)))]
 pub(crate) async fn amendment_status(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<api::AmendmentStatus>, EngineError> {
@@ -298,7 +298,7 @@ pub(crate) async fn amendment_status(
 #[utoipa::path(delete, path = "/v1/self", tag = "enrollment", security(("bearer" = [])),
     responses((status = 204, description = "Gone; its open leases are queued for revocation")))]
 pub(crate) async fn leave(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(context): RequestOrigin,
 ) -> Result<StatusCode, EngineError> {

@@ -9,16 +9,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use creddy_api::health as api;
 
-use crate::auth::Principal;
-use crate::error::EngineError;
-use crate::state::AppState;
+use crate::engine::auth::Principal;
+use crate::engine::error::EngineError;
+use crate::engine::state::Engine;
 
 /// Liveness: `{"status":"ok"}`, or 503 when storage is unreachable; details for admins.
 #[utoipa::path(get, path = "/health", tag = "health", security((), ("bearer" = [])),
     responses((status = 200, description = "Up; with counts for a caller holding `admin:metrics:read`", body = api::Health),
         (status = 503, description = "Storage unreachable", body = api::Unavailable)))]
 pub(crate) async fn health(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     caller: Result<Principal, EngineError>,
 ) -> Response {
     if let Err(e) = state.store().ping().await {
@@ -65,7 +65,7 @@ pub(crate) async fn health(
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, description = "Ready: storage reachable and the audit head intact", body = api::Ready),
         (status = 503, description = "Storage unreachable or damaged", body = api::Unavailable)))]
-pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+pub(crate) async fn ready(State(state): State<Engine>) -> Response {
     match state.store().check_audit_head().await {
         Ok(()) => Json(api::Ready {
             status: "ready".to_owned(),
@@ -93,7 +93,7 @@ fn unavailable() -> Response {
 /// Routes kept so that clients of the original get a clear answer: 501 `not_implemented`.
 pub(crate) async fn not_offered(uri: axum::http::Uri) -> EngineError {
     EngineError::new(
-        crate::error::ErrorCode::NotImplemented,
+        crate::engine::error::ErrorCode::NotImplemented,
         format!("{} is not offered by this creddy", uri.path()),
     )
     .with_remedy("see the API reference: credentials come from /v1/credentials/{backend}, OIDC keys from /.well-known/jwks.json")

@@ -16,11 +16,13 @@ use creddy_api::leases as api;
 use creddy_core::lease::LeaseState;
 use creddy_store::{LeaseFilter, LeaseRecord, LeaseSummary};
 
-use crate::auth::Principal;
-use crate::error::EngineError;
+use crate::engine::auth::Principal;
+use crate::engine::error::EngineError;
+use crate::engine::revocation::{
+    AdminRevoke, admin_revoke, find, no_such_lease, revoke_explicitly,
+};
+use crate::engine::state::Engine;
 use crate::http::RequestOrigin;
-use crate::revocation::{AdminRevoke, admin_revoke, find, no_such_lease, revoke_explicitly};
-use crate::state::AppState;
 
 /// A lease as its agent sees it.
 pub(crate) fn summary_view(lease: LeaseSummary) -> api::LeaseSummary {
@@ -57,7 +59,7 @@ fn lease_view(lease: LeaseRecord) -> api::Lease {
     responses((status = 200, description = "Ended (or already ended)", body = api::Revoked),
         (status = 202, description = "`revoking`: the reaper keeps trying", body = api::Revoked)))]
 pub(crate) async fn revoke_own(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(context): RequestOrigin,
     Path(id): Path<String>,
@@ -77,7 +79,7 @@ pub(crate) async fn revoke_own(
     params(api::LeaseQuery),
     responses((status = 200, description = "A page of leases, newest first", body = Vec<api::Lease>)))]
 pub(crate) async fn list(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     Query(query): Query<api::LeaseQuery>,
 ) -> Result<Json<Vec<api::Lease>>, EngineError> {
@@ -115,7 +117,7 @@ pub(crate) async fn list(
     params(("id" = String, Path, description = "The lease, `cred_<ULID>`")),
     responses((status = 200, description = "The lease", body = api::Lease)))]
 pub(crate) async fn show(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<api::Lease>, EngineError> {
@@ -132,7 +134,7 @@ pub(crate) async fn show(
     responses((status = 200, description = "Ended, or `forgotten` with `force`", body = api::Revoked),
         (status = 202, description = "`revoking`, or an `irrevocable` lease tried again (`retry: queued`)", body = api::Revoked)))]
 pub(crate) async fn revoke_any(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     RequestOrigin(origin): RequestOrigin,
     Path(id): Path<String>,

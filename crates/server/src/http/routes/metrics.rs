@@ -4,16 +4,16 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::Principal;
-use crate::error::EngineError;
-use crate::metrics::Sample;
-use crate::state::AppState;
+use crate::engine::auth::Principal;
+use crate::engine::error::EngineError;
+use crate::engine::metrics::Sample;
+use crate::engine::state::Engine;
 
 /// `GET /metrics`.
 #[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
     responses((status = 200, description = "Prometheus text exposition (version 0.0.4)", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Response, EngineError> {
     principal.require_admin("admin:metrics:read")?;

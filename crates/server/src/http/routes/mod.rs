@@ -18,10 +18,10 @@ use axum::routing::any;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::state::AppState;
+use crate::engine::state::Engine;
 
 /// Every route of the API, with its OpenAPI paths.
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router() -> OpenApiRouter<Engine> {
     OpenApiRouter::with_openapi(super::openapi::base())
         .routes(routes!(health::health))
         .routes(routes!(health::ready))

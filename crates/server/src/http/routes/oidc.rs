@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
+use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use creddy_api::keys as keys_api;
 use creddy_api::oidc as api;
@@ -19,16 +19,16 @@ use creddy_core::scope::Scope;
 use creddy_core::secret::{SecretToken, TokenHash, TokenKind};
 use serde_json::json;
 
-use crate::auth::Principal;
-use crate::error::EngineError;
+use crate::engine::auth::Principal;
+use crate::engine::error::EngineError;
+use crate::engine::state::Engine;
 use crate::http::RequestOrigin;
 use crate::http::error::no_store;
-use crate::state::AppState;
 
 /// `GET /.well-known/openid-configuration`.
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oidc",
     responses((status = 200, description = "The provider's metadata", body = api::Discovery)))]
-pub(crate) async fn discovery(State(state): State<AppState>) -> Response {
+pub(crate) async fn discovery(State(state): State<Engine>) -> Response {
     let issuer = state.issuer();
     let mut algs: Vec<String> = state
         .keys()
@@ -77,7 +77,7 @@ pub(crate) async fn discovery(State(state): State<AppState>) -> Response {
 /// `GET /.well-known/jwks.json`.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "oidc",
     responses((status = 200, description = "The public signing keys", body = api::Jwks)))]
-pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
+pub(crate) async fn jwks(State(state): State<Engine>) -> Response {
     (
         [(CACHE_CONTROL, "public, max-age=300")],
         Json(api::Jwks {
@@ -173,7 +173,7 @@ fn client_credentials(
 /// The agent whose client credentials these are: its client id and client secret, or its
 /// name or id and vend token. Hashes are compared in constant time.
 async fn authenticate_client(
-    state: &AppState,
+    state: &Engine,
     id: &str,
     secret: &str,
 ) -> Result<Option<Agent>, EngineError> {
@@ -202,7 +202,7 @@ async fn authenticate_client(
         (status = 401, description = "`invalid_client`", body = api::OAuthError),
         (status = 429, description = "`rate_limited`", body = api::OAuthError)))]
 pub(crate) async fn token(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     RequestOrigin(context): RequestOrigin,
     headers: HeaderMap,
     body: Bytes,
@@ -314,7 +314,7 @@ pub(crate) async fn token(
         state.keys().sign(&id_claims, "JWT"),
     ) else {
         return Err(EngineError::new(
-            crate::error::ErrorCode::Internal,
+            crate::engine::error::ErrorCode::Internal,
             "no signing key is available",
         )
         .with_remedy("retry later; the server log has the cause"));
@@ -330,7 +330,9 @@ pub(crate) async fn token(
         json!({"jti": jti, "scope": scope_text, "audience": audience, "expires_in": ttl}),
     );
     state.store().record_event(&event).await?;
-    state.metrics().count(crate::metrics::TOKENS_ISSUED, &[]);
+    state
+        .metrics()
+        .count(crate::engine::metrics::TOKENS_ISSUED, &[]);
     let answer = api::TokenResponse {
         access_token: access.into(),
         token_type: "Bearer".to_owned(),
@@ -359,7 +361,7 @@ pub(crate) async fn userinfo(principal: Principal) -> Result<Json<api::UserInfo>
 #[utoipa::path(get, path = "/v1/admin/keys", tag = "oidc", security(("bearer" = [])),
     responses((status = 200, description = "Every signing key, newest first", body = Vec<keys_api::SigningKey>)))]
 pub(crate) async fn list_keys(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Json<Vec<keys_api::SigningKey>>, EngineError> {
     principal.require_admin("admin:keys:read")?;
@@ -383,7 +385,7 @@ fn key_view(key: creddy_store::SigningKeyRecord) -> keys_api::SigningKey {
     request_body(content = Option<keys_api::RotateRequest>, description = "The algorithm and grace (optional)"),
     responses((status = 200, description = "The new current key", body = keys_api::Rotated)))]
 pub(crate) async fn rotate_keys(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
     body: Bytes,
 ) -> Result<Json<keys_api::Rotated>, EngineError> {
@@ -410,7 +412,7 @@ pub(crate) async fn rotate_keys(
     }
     .max(settings.token_ttl);
     let (key, previous, retires_at) =
-        crate::oidc::rotate(&state, principal.actor(), grace, &alg).await?;
+        crate::engine::oidc::rotate(&state, principal.actor(), grace, &alg).await?;
     Ok(Json(keys_api::Rotated {
         kid: key.kid,
         alg: key.alg,

@@ -4,15 +4,15 @@ use axum::Json;
 use axum::extract::State;
 use creddy_api::agents as api;
 
-use crate::auth::Principal;
-use crate::error::EngineError;
-use crate::state::AppState;
+use crate::engine::auth::Principal;
+use crate::engine::error::EngineError;
+use crate::engine::state::Engine;
 
 /// The calling agent's identity, scopes, expiry and open credentials.
 #[utoipa::path(get, path = "/v1/status", tag = "agents", security(("bearer" = [])),
     responses((status = 200, description = "The calling agent, its open leases and its waiting scope requests", body = api::AgentStatus)))]
 pub(crate) async fn status(
-    State(state): State<AppState>,
+    State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Json<api::AgentStatus>, EngineError> {
     let agent = principal.into_agent()?;

@@ -7,17 +7,17 @@ use creddy_core::Clock;
 use creddy_core::secret::TokenHash;
 use creddy_store::Store;
 
-use crate::backends::{Backends, PluginSettings};
 use crate::config::Settings;
-use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
-use crate::sealing::Sealer;
-use crate::tasks::TaskSignals;
+use crate::engine::backends::{Backends, PluginSettings};
+use crate::engine::metrics::Metrics;
+use crate::engine::ratelimit::RateLimiter;
+use crate::engine::sealing::Sealer;
+use crate::engine::tasks::TaskSignals;
 use creddy_core::policy::PolicySet;
 
 /// Shared state of a running server; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct Engine {
     inner: Arc<Inner>,
 }
 
@@ -31,7 +31,7 @@ struct Inner {
     tasks: TaskSignals,
     metrics: Metrics,
     policies: RwLock<Arc<PolicySet>>,
-    keys: crate::oidc::Keys,
+    keys: crate::engine::oidc::Keys,
     enroll_limiter: RateLimiter,
     token_limiter: RateLimiter,
     vend_limiter: RateLimiter,
@@ -53,7 +53,7 @@ pub(crate) struct StateParts {
     pub(crate) settings: Settings,
 }
 
-impl AppState {
+impl Engine {
     pub(crate) fn new(store: Store, clock: Arc<dyn Clock>, parts: StateParts) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -65,7 +65,7 @@ impl AppState {
                 tasks: TaskSignals::default(),
                 metrics: Metrics::default(),
                 policies: RwLock::new(Arc::new(parts.settings.policies.clone())),
-                keys: crate::oidc::Keys::default(),
+                keys: crate::engine::oidc::Keys::default(),
                 enroll_limiter: RateLimiter::new(parts.settings.enrollment.per_ip),
                 token_limiter: RateLimiter::new(parts.settings.limits.token_per_client),
                 vend_limiter: RateLimiter::new(parts.settings.limits.vend_per_agent),
@@ -101,7 +101,7 @@ impl AppState {
     }
 
     /// The OIDC signing keys in force.
-    pub(crate) fn keys(&self) -> &crate::oidc::Keys {
+    pub(crate) fn keys(&self) -> &crate::engine::oidc::Keys {
         &self.inner.keys
     }
 

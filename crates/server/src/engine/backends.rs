@@ -13,7 +13,7 @@ use creddy_plugin::installed::InstalledPlugin;
 use creddy_store::BackendRecord;
 use serde_json::Value;
 
-use crate::sealing::Sealer;
+use crate::engine::sealing::Sealer;
 
 /// One configured backend and its plugin process.
 #[derive(Debug)]

@@ -25,8 +25,8 @@ use creddy_store::{Intent, NewLease};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::error::{EngineError, ErrorCode};
-use crate::state::AppState;
+use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::state::Engine;
 
 /// The most scopes one request may name.
 pub const MAX_REQUESTED_SCOPES: usize = 16;
@@ -198,7 +198,7 @@ async fn authorise(
 
 /// The TTL for the request, by the rules of [`creddy_core::ttl`].
 fn choose_ttl(
-    state: &AppState,
+    state: &Engine,
     agent: &Agent,
     backend: &str,
     process: &PluginProcess,
@@ -241,7 +241,7 @@ fn choose_ttl(
 /// secret). Rate-limit refusals are not recorded one by one, so a flood cannot fill the
 /// trail; a failure to record is logged and does not change the answer.
 pub(crate) async fn record_denial(
-    state: &AppState,
+    state: &Engine,
     agent: &Agent,
     backend: &str,
     asked: &VendRequest,
@@ -283,7 +283,7 @@ pub(crate) async fn record_denial(
 
 /// Issues a credential of `backend` to `agent`.
 pub(crate) async fn vend(
-    state: &AppState,
+    state: &Engine,
     agent: &Agent,
     backend: &str,
     request: VendRequest,
@@ -376,7 +376,7 @@ pub(crate) async fn vend(
 
 /// Records a failed mint (unless a credential may exist) and maps the error.
 async fn record_failure(
-    state: &AppState,
+    state: &Engine,
     agent: &Agent,
     lease: &NewLease,
     context: &Origin,
@@ -418,7 +418,7 @@ async fn record_failure(
 
 /// Commits the lease, then hands out the credential; revokes it if the commit fails.
 async fn commit(
-    state: &AppState,
+    state: &Engine,
     agent: &Agent,
     lease: &NewLease,
     credential: Credential,

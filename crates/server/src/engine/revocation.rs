@@ -15,17 +15,17 @@ use creddy_plugin::protocol::AgentRef;
 use creddy_store::{LeaseFilter, LeaseRecord, Queued, RevocableLease};
 use serde_json::json;
 
-use crate::auth::Principal;
-use crate::error::EngineError;
-use crate::state::AppState;
-use crate::vend::external_id_context;
+use crate::engine::auth::Principal;
+use crate::engine::error::EngineError;
+use crate::engine::state::Engine;
+use crate::engine::vend::external_id_context;
 
 /// Revokes `lease` upstream and marks it `revoked` with a `credential.revoked` event; a
 /// `pending` lease (an intent whose mint had an unknown outcome) is reconciled instead: once
 /// the upstream confirms nothing of it remains, it ends `failed` with `credential.failed`.
 /// `Ok(false)` means the upstream could not be asked or refused; the lease stays open.
 pub(crate) async fn revoke(
-    state: &AppState,
+    state: &Engine,
     lease: &RevocableLease,
     actor: Actor,
     reason: &str,
@@ -156,7 +156,7 @@ fn backoff(failures: i64, base: u64, max: u64) -> u64 {
 /// self-expiring credential already past its expiry, `lapsed`. A failure that retrying soon
 /// cannot cure (the upstream refused the master key, say) gives up at once.
 async fn schedule_retry(
-    state: &AppState,
+    state: &Engine,
     lease: &RevocableLease,
     failure: &Failure,
     self_expiring: bool,
@@ -216,9 +216,9 @@ async fn schedule_retry(
 }
 
 /// Counts one attempt's outcome in `creddy_revocations_total`.
-fn count(state: &AppState, backend: &str, outcome: &str) {
+fn count(state: &Engine, backend: &str, outcome: &str) {
     state.metrics().count(
-        crate::metrics::REVOCATIONS,
+        crate::engine::metrics::REVOCATIONS,
         &[("backend", backend), ("outcome", outcome)],
     );
 }
@@ -242,7 +242,7 @@ mod tests {
 }
 
 /// The lease of that id, in any state (`None` also for text that is no lease id).
-pub(crate) async fn find(state: &AppState, id: &str) -> Result<Option<LeaseRecord>, EngineError> {
+pub(crate) async fn find(state: &Engine, id: &str) -> Result<Option<LeaseRecord>, EngineError> {
     let Some(id) = LeaseId::parse(id) else {
         return Ok(None);
     };
@@ -268,7 +268,7 @@ const EXPLICIT_CLAIM_MILLIS: i64 = 60_000;
 /// answers the lease's resulting state (`revoked`, or `revoking` while the reaper keeps
 /// trying; an ended lease answers its state and changes nothing).
 pub(crate) async fn revoke_explicitly(
-    state: &AppState,
+    state: &Engine,
     principal: &Principal,
     origin: &Origin,
     lease: LeaseRecord,
@@ -312,7 +312,7 @@ pub(crate) enum AdminRevoke {
 /// one more attempt now, or with `force` stops the retries: the lease becomes `forgotten`,
 /// audited with the admin's reason.
 pub(crate) async fn admin_revoke(
-    state: &AppState,
+    state: &Engine,
     principal: &Principal,
     origin: &Origin,
     id: &str,
@@ -344,14 +344,14 @@ pub(crate) async fn admin_revoke(
 /// Stops the retries of an irrevocable lease: it becomes `forgotten`, audited with the
 /// admin's reason.
 async fn forget(
-    state: &AppState,
+    state: &Engine,
     principal: &Principal,
     origin: &Origin,
     lease: LeaseRecord,
     reason: Option<String>,
 ) -> Result<AdminRevoke, EngineError> {
     let reason = reason.unwrap_or_default();
-    crate::error::check_reason(&reason)?;
+    crate::engine::error::check_reason(&reason)?;
     let event = AuditEvent::new(
         Action::CredentialForgotten,
         principal.actor(),

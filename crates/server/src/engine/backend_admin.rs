@@ -9,12 +9,12 @@ use creddy_core::origin::Origin;
 use creddy_store::BackendRecord;
 use serde_json::{Value, json};
 
-use crate::auth::Principal;
-use crate::error::{EngineError, ErrorCode};
-use crate::state::AppState;
+use crate::engine::auth::Principal;
+use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::state::Engine;
 
 /// The stored backend of that name.
-pub(crate) async fn find(state: &AppState, name: &str) -> Result<BackendRecord, EngineError> {
+pub(crate) async fn find(state: &Engine, name: &str) -> Result<BackendRecord, EngineError> {
     state
         .store()
         .find_backend(name)
@@ -46,7 +46,7 @@ pub(crate) enum Removal {
 /// Removes a backend (admin scope `admin:backends:write`): drains it, or with `force`
 /// removes it at once and marks its open leases `irrevocable`.
 pub(crate) async fn remove(
-    state: &AppState,
+    state: &Engine,
     principal: &Principal,
     origin: &Origin,
     name: &str,
@@ -77,7 +77,7 @@ pub(crate) async fn remove(
         .await?
         .ok_or_else(|| no_such_backend(name))?;
     if open == 0 {
-        crate::tasks::finish_drain(state, name, principal.actor()).await?;
+        crate::engine::tasks::finish_drain(state, name, principal.actor()).await?;
         return Ok(Removal::Removed);
     }
     state.tasks().kick();
@@ -89,7 +89,7 @@ pub(crate) async fn remove(
 /// without further retries (no plugin remains to make them); returns how many. An admin
 /// deletes such credentials upstream by hand and then forgets the leases.
 async fn mark_irrevocable(
-    state: &AppState,
+    state: &Engine,
     principal: &Principal,
     name: &str,
 ) -> Result<usize, EngineError> {

@@ -35,9 +35,9 @@ impl RateLimiter {
         key: &str,
         now: Timestamp,
         what: &str,
-    ) -> Result<(), crate::error::EngineError> {
+    ) -> Result<(), crate::engine::error::EngineError> {
         self.check(key, now).map_err(|retry_after| {
-            crate::error::EngineError::rate_limited(format!("too many {what}"), retry_after)
+            crate::engine::error::EngineError::rate_limited(format!("too many {what}"), retry_after)
         })
     }
 

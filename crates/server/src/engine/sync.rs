@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::state::AppState;
+use crate::engine::state::Engine;
 
 /// How often a node looks at the stored backends.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -20,7 +20,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub(crate) const RELOAD_GENERATION: &str = "plugins_reload_generation";
 
 /// Records that plugins were reloaded here, so that the other nodes reload theirs.
-pub(crate) async fn announce_reload(state: &AppState) -> Result<(), creddy_store::StoreError> {
+pub(crate) async fn announce_reload(state: &Engine) -> Result<(), creddy_store::StoreError> {
     let generation = creddy_core::ids::ulid(state.clock().now());
     state
         .store()
@@ -31,7 +31,7 @@ pub(crate) async fn announce_reload(state: &AppState) -> Result<(), creddy_store
 }
 
 /// Follows the other nodes until `shutdown` changes (PostgreSQL only).
-pub(crate) async fn follow_other_nodes(state: AppState, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn follow_other_nodes(state: Engine, mut shutdown: watch::Receiver<bool>) {
     if matches!(state.store().location(), creddy_store::Location::Sqlite(_)) {
         return;
     }
@@ -47,7 +47,7 @@ pub(crate) async fn follow_other_nodes(state: AppState, mut shutdown: watch::Rec
 }
 
 /// One look at the shared state.
-pub(crate) async fn catch_up(state: &AppState) -> Result<(), creddy_store::StoreError> {
+pub(crate) async fn catch_up(state: &Engine) -> Result<(), creddy_store::StoreError> {
     let records = state.store().list_backends().await?;
     let generation = state.store().meta(RELOAD_GENERATION).await?;
     let seen = state.seen_reload_generation().clone();

@@ -17,9 +17,9 @@ use creddy_core::secret::{SecretToken, TokenKind};
 use creddy_store::{Enrollment, NewEnrollment, StoreError};
 use serde_json::json;
 
-use crate::auth::Principal;
-use crate::error::{EngineError, ErrorCode};
-use crate::state::AppState;
+use crate::engine::auth::Principal;
+use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::state::Engine;
 
 /// The most scopes one request may name.
 pub(crate) const MAX_REQUESTED: usize = 64;
@@ -27,7 +27,7 @@ pub(crate) const MAX_REQUESTED: usize = 64;
 /// Checks requested scopes: at least one, each in the grammar, none an admin scope, each
 /// naming a configured backend (or `*`) and accepted by that backend's plugin.
 pub(crate) async fn requested_scopes(
-    state: &AppState,
+    state: &Engine,
     raw: &[String],
 ) -> Result<Vec<Scope>, EngineError> {
     if raw.is_empty() {
@@ -62,7 +62,7 @@ pub(crate) async fn requested_scopes(
 }
 
 /// The scope names a configured backend whose plugin accepts it.
-async fn check_supported(state: &AppState, scope: &Scope) -> Result<(), EngineError> {
+async fn check_supported(state: &Engine, scope: &Scope) -> Result<(), EngineError> {
     let unknown = || {
         EngineError::new(
             ErrorCode::UnknownBackend,
@@ -117,7 +117,7 @@ impl Decided {
 /// Evaluates a request by `name` for `scopes` under `policy_name` (an amendment's agent's
 /// policy) or, without one, the first policy matching the name; counts the limits.
 pub(crate) async fn decide(
-    state: &AppState,
+    state: &Engine,
     name: &str,
     scopes: &[Scope],
     policy_name: Option<&str>,
@@ -151,7 +151,7 @@ pub(crate) async fn decide(
 
 /// Step 5: the policy's `max_agents` and `rate`, counted from stored state.
 async fn limits_reached(
-    state: &AppState,
+    state: &Engine,
     policy: &Policy,
     now: Timestamp,
 ) -> Result<Option<String>, EngineError> {
@@ -177,7 +177,7 @@ async fn limits_reached(
 /// The policy that governs a new agent of that name (admin creation or approval), after
 /// checking its `max_agents` (409 `policy_limit`).
 pub(crate) async fn admitting_policy(
-    state: &AppState,
+    state: &Engine,
     name: &str,
 ) -> Result<Option<Policy>, EngineError> {
     let policies = state.policies();
@@ -226,7 +226,7 @@ pub(crate) fn admitted_agent(
 
 /// Closes requests whose deadline passed: undecided ones expire; approved enrollments that
 /// nobody picked up expire and their agent is removed (reason `unclaimed`).
-pub(crate) async fn expire_lapsed(state: &AppState) -> Result<(), creddy_store::StoreError> {
+pub(crate) async fn expire_lapsed(state: &Engine) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
     for request in state.store().lapsed_enrollments(now, 100).await? {
         let mut expired = AuditEvent::new(Action::EnrollmentExpired, Actor::system(), now)
@@ -358,7 +358,7 @@ pub(crate) enum Requested {
 /// came with it), and stores the request with its events in one transaction; an approval
 /// creates the agent and hands its credentials out at once.
 pub(crate) async fn request(
-    state: &AppState,
+    state: &Engine,
     origin: &Origin,
     body: EnrollRequest,
 ) -> Result<Requested, EngineError> {
@@ -508,7 +508,7 @@ pub(crate) async fn request(
 /// Picks up an approved enrollment's credentials: generated now, their hashes stored with the
 /// claim in one transaction, so they are handed out once.
 pub(crate) async fn pick_up(
-    state: &AppState,
+    state: &Engine,
     request: &Enrollment,
     now: Timestamp,
 ) -> Result<Pickup, EngineError> {
@@ -565,7 +565,7 @@ pub(crate) fn no_such_request(id: &str) -> EngineError {
 }
 
 /// A request that is still waiting for a decision.
-async fn open_request(state: &AppState, id: &str) -> Result<Enrollment, EngineError> {
+async fn open_request(state: &Engine, id: &str) -> Result<Enrollment, EngineError> {
     let typed = EnrollmentId::parse(id).ok_or_else(|| no_such_request(id))?;
     let request = state
         .store()
@@ -613,7 +613,7 @@ pub(crate) struct Approved {
 /// what its own grants cover and never decides its own amendment. An enrollment creates the
 /// agent (credentials at pickup); an amendment merges the scopes into the agent's.
 pub(crate) async fn approve(
-    state: &AppState,
+    state: &Engine,
     principal: &Principal,
     origin: &Origin,
     id: &str,
@@ -623,7 +623,7 @@ pub(crate) async fn approve(
     let request = open_request(state, id).await?;
     refuse_own_amendment(principal, &request)?;
     let chosen = scopes.unwrap_or_else(|| request.scopes.clone());
-    if chosen.is_empty() || chosen.len() > crate::enrollment::MAX_REQUESTED {
+    if chosen.is_empty() || chosen.len() > crate::engine::enrollment::MAX_REQUESTED {
         return Err(EngineError::invalid_request("approve with 1 to 64 scopes"));
     }
     let grants = Grants::parse(&chosen)
@@ -689,7 +689,7 @@ pub(crate) async fn approve(
 
 /// Rejects a waiting request with a reason (bounded, `error::check_reason`), audited.
 pub(crate) async fn reject(
-    state: &AppState,
+    state: &Engine,
     principal: &Principal,
     origin: &Origin,
     id: &str,
@@ -699,7 +699,7 @@ pub(crate) async fn reject(
     let request = open_request(state, id).await?;
     refuse_own_amendment(principal, &request)?;
     let reason = reason.unwrap_or_else(|| "rejected by an admin".to_owned());
-    crate::error::check_reason(&reason)?;
+    crate::engine::error::check_reason(&reason)?;
     let now = state.clock().now();
     let action = if request.kind == EnrollmentKind::Amendment {
         Action::AmendmentRejected
@@ -758,7 +758,7 @@ pub(crate) enum Amended {
 /// An agent asks for more scopes (rate-limited per agent, bounded open requests per agent);
 /// the policies decide as for an enrollment.
 pub(crate) async fn amend(
-    state: &AppState,
+    state: &Engine,
     agent: &Agent,
     origin: &Origin,
     scopes: &[String],

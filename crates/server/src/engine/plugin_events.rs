@@ -11,7 +11,7 @@ use creddy_plugin::host::verify::sha256_file;
 use creddy_plugin::installed::InstalledPlugin;
 use serde_json::{Value, json};
 
-use crate::state::AppState;
+use crate::engine::state::Engine;
 
 /// The meta key of the snapshot.
 const SNAPSHOT: &str = "plugins_seen";
@@ -19,7 +19,7 @@ const SNAPSHOT: &str = "plugins_seen";
 /// Records what changed among the installed plugins since the last snapshot; `reloaded`
 /// adds `plugin.reloaded` for each plugin in use.
 pub(crate) async fn record_changes(
-    state: &AppState,
+    state: &Engine,
     reloaded: bool,
 ) -> Result<(), creddy_store::StoreError> {
     let settings = state.plugin_settings();

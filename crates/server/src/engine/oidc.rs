@@ -6,7 +6,7 @@
 
 use std::sync::RwLock;
 
-use base64::Engine;
+use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use creddy_core::Timestamp;
 use creddy_core::audit::{Action, Actor, AuditEvent};
@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use zeroize::Zeroizing;
 
-use crate::sealing::Sealer;
-use crate::state::AppState;
+use crate::engine::sealing::Sealer;
+use crate::engine::state::Engine;
 
 /// The size of generated RSA keys.
 const RSA_BITS: usize = 3072;
@@ -231,7 +231,7 @@ pub fn new_key(sealer: &Sealer, now: Timestamp, alg: &str) -> Option<SigningKeyR
 
 impl Keys {
     /// Loads every current and grace key from the store.
-    pub async fn reload(&self, state: &AppState) -> Result<(), creddy_store::StoreError> {
+    pub async fn reload(&self, state: &Engine) -> Result<(), creddy_store::StoreError> {
         let mut loaded = Vec::new();
         for record in state.store().signing_keys().await? {
             if record.state == KeyState::Retired {
@@ -328,7 +328,7 @@ impl Keys {
 
     /// Verifies an access token: signature (reloading the keys once for an unknown `kid`,
     /// which another node may have created), issuer, audience and times.
-    pub async fn verify(&self, state: &AppState, token: &str) -> Result<Value, Refusal> {
+    pub async fn verify(&self, state: &Engine, token: &str) -> Result<Value, Refusal> {
         let claims = match self.verify_with_loaded(token) {
             Err(Refusal::UnknownKey) => {
                 self.reload(state).await.map_err(|_| Refusal::UnknownKey)?;
@@ -388,7 +388,7 @@ impl From<Refusal> for &'static str {
 
 /// Makes sure a current key exists (the first node to start creates it), loads the keys,
 /// and retires grace keys whose period ended.
-pub async fn prepare(state: &AppState) -> Result<(), creddy_store::StoreError> {
+pub async fn prepare(state: &Engine) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
     if !state
         .store()
@@ -416,7 +416,7 @@ pub async fn prepare(state: &AppState) -> Result<(), creddy_store::StoreError> {
 /// Rotates the current key when it is older than `oidc.rotate_every`, then retires grace
 /// keys whose period ended (`key.retired`); reloads when something changed. Nodes racing to
 /// rotate are settled by the store: one current key at a time.
-pub async fn retire_ended(state: &AppState) -> Result<(), creddy_store::StoreError> {
+pub async fn retire_ended(state: &Engine) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
     let settings = state.settings().oidc.clone();
     if let Some(every) = settings.rotate_every {
@@ -456,7 +456,7 @@ pub async fn retire_ended(state: &AppState) -> Result<(), creddy_store::StoreErr
 
 /// A new current key; the previous one stays published for `grace_seconds`.
 pub async fn rotate(
-    state: &AppState,
+    state: &Engine,
     actor: Actor,
     grace_seconds: u64,
     alg: &str,

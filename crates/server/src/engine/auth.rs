@@ -11,8 +11,8 @@ use creddy_core::audit::Actor;
 use creddy_core::scope::{Grants, Scope};
 use creddy_core::secret::{SecretToken, TokenKind};
 
-use crate::error::{EngineError, ErrorCode};
-use crate::state::AppState;
+use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::state::Engine;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -110,7 +110,7 @@ pub(crate) fn token_rejected() -> EngineError {
 
 /// The caller holding `token`: the local admin token, an agent's vend token, or an OIDC
 /// access token (a JWT).
-pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Principal, EngineError> {
+pub(crate) async fn authenticate(state: &Engine, token: &str) -> Result<Principal, EngineError> {
     if token.split('.').count() == 3 {
         return authenticate_jwt(state, token).await.map(Principal::Agent);
     }
@@ -126,10 +126,10 @@ pub(crate) async fn authenticate(state: &AppState, token: &str) -> Result<Princi
     }
 }
 
-/// An OIDC access token: it must pass every check of [`crate::oidc::Keys::verify`], name an
+/// An OIDC access token: it must pass every check of [`crate::engine::oidc::Keys::verify`], name an
 /// agent that still exists and has not expired; the agent's scopes are narrowed to the
 /// token's.
-async fn authenticate_jwt(state: &AppState, token: &str) -> Result<Agent, EngineError> {
+async fn authenticate_jwt(state: &Engine, token: &str) -> Result<Agent, EngineError> {
     let claims = state.keys().verify(state, token).await.map_err(|refusal| {
         tracing::info!(reason = <&str>::from(refusal), "access token refused");
         token_rejected()
@@ -161,7 +161,7 @@ fn narrowed_to_token(current: &Grants, token_scopes: &serde_json::Value) -> Gran
     Grants::from_scopes(narrowed)
 }
 
-fn check_lifetime(state: &AppState, agent: &Agent) -> Result<(), EngineError> {
+fn check_lifetime(state: &Engine, agent: &Agent) -> Result<(), EngineError> {
     let now = state.clock().now();
     if agent.is_expired(now) {
         return Err(EngineError::new(
@@ -177,7 +177,7 @@ fn check_lifetime(state: &AppState, agent: &Agent) -> Result<(), EngineError> {
     Ok(())
 }
 
-async fn authenticate_agent(state: &AppState, token: &SecretToken) -> Result<Agent, EngineError> {
+async fn authenticate_agent(state: &Engine, token: &SecretToken) -> Result<Agent, EngineError> {
     let presented = token.hash();
     let (mut agent, stored) = state
         .store()

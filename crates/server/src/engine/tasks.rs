@@ -4,7 +4,7 @@
 //! The reaper removes agents whose lifetime has ended (they are already refused at every
 //! request by the authentication check; removal queues their leases for revocation and
 //! writes `agent.deleted` with reason `expired`), then revokes the credentials of leases that
-//! are due (see [`crate::revocation`]).
+//! are due (see [`crate::engine::revocation`]).
 //!
 //! **Per-backend queues.** The queue of each backend is its due leases in the store, ordered
 //! by due time (an index). The reaper claims at most [`MAX_CONCURRENT`] leases per backend
@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::state::AppState;
+use crate::engine::state::Engine;
 
 /// The shortest pause between sweeps, so a failing upstream is not hammered.
 const RETRY_PACE: Duration = Duration::from_secs(1);
@@ -100,7 +100,7 @@ impl InFlight {
         MAX_CONCURRENT.saturating_sub(self.per_backend.get(backend).copied().unwrap_or(0))
     }
 
-    fn start(&mut self, state: &AppState, lease: creddy_store::RevocableLease) {
+    fn start(&mut self, state: &Engine, lease: creddy_store::RevocableLease) {
         if !self.leases.insert(lease.id.clone()) {
             tracing::debug!(lease = %lease.id, "claimed again while its attempt runs; left to it");
             return;
@@ -119,17 +119,20 @@ impl InFlight {
         if lease.state == LeaseState::Active {
             let late = state.clock().now().as_millis() - lease.expires_at.as_millis();
             state.metrics().observe(
-                crate::metrics::REVOCATION_QUEUE,
+                crate::engine::metrics::REVOCATION_QUEUE,
                 &[("backend", lease.backend.as_str())],
                 Duration::from_millis(u64::try_from(late).unwrap_or(0)),
             );
         }
         let task = self.tasks.spawn(async move {
             if let Err(e) =
-                crate::revocation::revoke(&state, &lease, Actor::system(), reason, None).await
+                crate::engine::revocation::revoke(&state, &lease, Actor::system(), reason, None)
+                    .await
             {
                 if e.code == crate::ErrorCode::AuditUnavailable {
-                    state.metrics().count(crate::metrics::AUDIT_FAILURES, &[]);
+                    state
+                        .metrics()
+                        .count(crate::engine::metrics::AUDIT_FAILURES, &[]);
                 }
                 tracing::error!(lease = %lease.id, error = ?e, "recording a revocation failed");
             }
@@ -172,7 +175,7 @@ impl InFlight {
 }
 
 /// Runs the reaper until `shutdown` changes.
-pub(crate) async fn reap_expired_agents(state: AppState, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn reap_expired_agents(state: Engine, mut shutdown: watch::Receiver<bool>) {
     let mut in_flight = InFlight::default();
     loop {
         in_flight.reap();
@@ -203,11 +206,11 @@ pub(crate) async fn reap_expired_agents(state: AppState, mut shutdown: watch::Re
     }
 }
 
-async fn sweep(state: &AppState, in_flight: &mut InFlight) -> Result<(), creddy_store::StoreError> {
+async fn sweep(state: &Engine, in_flight: &mut InFlight) -> Result<(), creddy_store::StoreError> {
     expire_agents(state).await?;
     prune_audit(state).await?;
-    crate::enrollment::expire_lapsed(state).await?;
-    crate::oidc::retire_ended(state).await?;
+    crate::engine::enrollment::expire_lapsed(state).await?;
+    crate::engine::oidc::retire_ended(state).await?;
     revoke_due_leases(state, in_flight).await?;
     for name in state.store().drained_backends().await? {
         finish_drain(state, &name, Actor::system()).await?;
@@ -217,7 +220,7 @@ async fn sweep(state: &AppState, in_flight: &mut InFlight) -> Result<(), creddy_
 
 /// Deletes a drained backend (`backend.removed`) and stops its plugin.
 pub(crate) async fn finish_drain(
-    state: &AppState,
+    state: &Engine,
     name: &str,
     actor: Actor,
 ) -> Result<(), creddy_store::StoreError> {
@@ -233,7 +236,7 @@ pub(crate) async fn finish_drain(
 
 /// Claims due leases, per backend, up to the backend's free slots, and starts revoking them.
 async fn revoke_due_leases(
-    state: &AppState,
+    state: &Engine,
     in_flight: &mut InFlight,
 ) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
@@ -254,7 +257,7 @@ async fn revoke_due_leases(
     Ok(())
 }
 
-async fn expire_agents(state: &AppState) -> Result<(), creddy_store::StoreError> {
+async fn expire_agents(state: &Engine) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
     for agent in state.store().expired_agents(now, SWEEP_BATCH).await? {
         let details = json!({"reason": "expired", "expired_at": agent.expires_at});
@@ -266,7 +269,7 @@ async fn expire_agents(state: &AppState) -> Result<(), creddy_store::StoreError>
 /// With `agents.inactivity_days`, removes agents unused that long (reason `inactive`); their
 /// leases are revoked like those of any removed agent.
 async fn remove_idle_agents(
-    state: &AppState,
+    state: &Engine,
     now: creddy_core::Timestamp,
 ) -> Result<(), creddy_store::StoreError> {
     let days = state.settings().agents_inactivity_days;
@@ -286,7 +289,7 @@ async fn remove_idle_agents(
 /// Removes `agent` for the reaper (`agent.deleted` with `details`); its open leases are
 /// queued for revocation in the same transaction.
 async fn remove_agent(
-    state: &AppState,
+    state: &Engine,
     agent: &creddy_core::agent::Agent,
     details: serde_json::Value,
     now: creddy_core::Timestamp,
@@ -306,7 +309,7 @@ const PRUNE_EVERY_MILLIS: i64 = 3_600_000;
 
 /// With `audit.retention_days`, at most hourly: removes the records older than that, keeping
 /// the chain verifiable from the recorded anchor (§13), with an `audit.pruned` event.
-async fn prune_audit(state: &AppState) -> Result<(), creddy_store::StoreError> {
+async fn prune_audit(state: &Engine) -> Result<(), creddy_store::StoreError> {
     let days = state.settings().audit_retention_days;
     let now = state.clock().now();
     let last = state.tasks().last_prune.load(Ordering::SeqCst);
@@ -334,7 +337,7 @@ async fn prune_audit(state: &AppState) -> Result<(), creddy_store::StoreError> {
     Ok(())
 }
 
-async fn next_wait(state: &AppState) -> Duration {
+async fn next_wait(state: &Engine) -> Duration {
     let now = state.clock().now();
     let max_idle = state.settings().reaper_max_idle;
     let (agents, leases) = (

@@ -1,0 +1,36 @@
+//! The engine: creddy's domain, free of HTTP (ARCHITECTURE.md, invariant 7). Every front end
+//! (the HTTP API in `crate::http` today; proxy mode and the console next) calls these
+//! functions with the [`Engine`](state::Engine) handle and renders their answers and
+//! [`EngineError`](error::EngineError)s its own way. Nothing here names `axum`, `hyper` or
+//! `tower`, or reaches into `crate::http`; `tests/boundary.rs` holds that.
+//!
+//! - [`state`]: the handle (store, clock, sealer, backends, keys, limiters, settings).
+//! - [`auth`]: who a bearer token belongs to, and what a principal may do.
+//! - [`vend`]: authorise, record the intent, mint through the plugin, commit, audit.
+//! - [`revocation`] and [`tasks`]: revoking leases, explicitly and by the reaper; agents'
+//!   expiry; draining backends.
+//! - [`enrollment`]: enrollments and scope requests with every decision about them.
+//! - [`agents`]: agents created and removed by admins.
+//! - [`backends`] and [`backend_admin`]: live plugin processes; adding, inspecting and
+//!   removing backends.
+//! - [`oidc`]: signing keys, their rotation, and the tokens of the OIDC provider.
+//! - [`audit`]: verifying the chain.
+//! - [`sealing`]: the master key and what it seals.
+//! - [`plugin_events`], [`sync`]: plugin changes recorded and announced to other nodes.
+//! - [`metrics`], [`ratelimit`], [`error`].
+
+pub mod auth;
+pub mod backend_admin;
+pub mod backends;
+pub mod enrollment;
+pub mod error;
+pub mod metrics;
+pub mod oidc;
+pub mod plugin_events;
+pub mod ratelimit;
+pub mod revocation;
+pub mod sealing;
+pub mod state;
+pub mod sync;
+pub mod tasks;
+pub mod vend;
