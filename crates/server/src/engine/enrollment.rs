@@ -853,3 +853,73 @@ pub(crate) async fn amend(
         }
     }
 }
+
+/// An enrollment's fate, as its requester polls it.
+#[derive(Debug)]
+pub(crate) enum Polled {
+    /// Still waiting.
+    Pending {
+        /// The request.
+        id: String,
+        /// The agent name.
+        name: String,
+        /// The decision deadline.
+        expires_at: Timestamp,
+    },
+    /// Approved: the credentials, handed out now and never again.
+    PickedUp(Box<Pickup>),
+    /// Refused.
+    Rejected {
+        /// The request.
+        id: String,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// Undecided, or not picked up, in time.
+    Expired {
+        /// The request.
+        id: String,
+    },
+}
+
+/// The fate of the enrollment whose poll secret is `secret`; an approved one's credentials
+/// are generated and handed out on the first poll after the approval (410 afterwards).
+pub(crate) async fn poll(engine: &Engine, secret: Option<&str>) -> Result<Polled, EngineError> {
+    let unknown = || {
+        EngineError::not_found("no enrollment with that secret")
+            .with_remedy("enroll again: creddy enroll --name NAME --can SCOPE")
+    };
+    let secret = secret
+        .and_then(|s| SecretToken::parse(TokenKind::EnrollmentSecret, s))
+        .ok_or_else(unknown)?;
+    let request = engine
+        .store()
+        .find_enrollment_by_secret(&secret.hash())
+        .await?
+        .ok_or_else(unknown)?;
+    let now = engine.clock().now();
+    let lapsed = request.expires_at <= now;
+    let id = request.id.to_string();
+    Ok(match request.status {
+        EnrollmentStatus::Pending if !lapsed => Polled::Pending {
+            id,
+            name: request.name,
+            expires_at: request.expires_at,
+        },
+        EnrollmentStatus::Approved if !lapsed => {
+            Polled::PickedUp(Box::new(pick_up(engine, &request, now).await?))
+        }
+        EnrollmentStatus::Claimed => {
+            return Err(EngineError::new(
+                ErrorCode::EnrollmentClaimed,
+                "the credentials of this enrollment were already picked up",
+            )
+            .with_remedy("they are handed out once; if they were lost, enroll again under another name or ask an admin"));
+        }
+        EnrollmentStatus::Rejected => Polled::Rejected {
+            id,
+            reason: request.reason,
+        },
+        _ => Polled::Expired { id },
+    })
+}

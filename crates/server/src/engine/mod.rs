@@ -19,18 +19,20 @@
 //! - [`plugin_events`], [`sync`]: plugin changes recorded and announced to other nodes.
 //! - [`metrics`], [`ratelimit`], [`error`].
 
-pub mod auth;
-pub mod backend_admin;
+pub(crate) mod agents;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod backend_admin;
 pub mod backends;
-pub mod enrollment;
-pub mod error;
+pub(crate) mod enrollment;
+pub(crate) mod error;
 pub mod metrics;
-pub mod oidc;
-pub mod plugin_events;
-pub mod ratelimit;
-pub mod revocation;
+pub(crate) mod oidc;
+pub(crate) mod plugin_events;
+pub(crate) mod ratelimit;
+pub(crate) mod revocation;
 pub mod sealing;
-pub mod state;
-pub mod sync;
-pub mod tasks;
+pub(crate) mod state;
+pub(crate) mod sync;
+pub(crate) mod tasks;
 pub mod vend;

@@ -13,16 +13,15 @@ use axum::response::{IntoResponse, Response};
 use creddy_api::ErrorBody;
 use creddy_api::agents::OidcClient;
 use creddy_api::enroll as api;
-use creddy_core::audit::{Action, Actor, AuditEvent};
-use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
+use creddy_core::enrollment::EnrollmentKind;
 use creddy_core::ids::EnrollmentId;
-use creddy_core::secret::{SecretToken, TokenKind};
 use creddy_store::Enrollment;
-use serde_json::json;
 
 use crate::engine::auth::Principal;
-use crate::engine::enrollment::{Amended, EnrollRequest, Pickup, Requested, no_such_request};
-use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::enrollment::{
+    Amended, EnrollRequest, Pickup, Polled, Requested, no_such_request,
+};
+use crate::engine::error::EngineError;
 use crate::engine::state::Engine;
 use crate::http::error::no_store;
 use crate::http::{ApiJson, RequestOrigin};
@@ -112,46 +111,23 @@ pub(crate) async fn status(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or(query.secret);
-    let unknown = || {
-        EngineError::not_found("no enrollment with that secret")
-            .with_remedy("enroll again: creddy enroll --name NAME --can SCOPE")
-    };
-    let secret = given
-        .as_deref()
-        .and_then(|s| SecretToken::parse(TokenKind::EnrollmentSecret, s))
-        .ok_or_else(unknown)?;
-    let request = state
-        .store()
-        .find_enrollment_by_secret(&secret.hash())
-        .await?
-        .ok_or_else(unknown)?;
-    let now = state.clock().now();
-    let lapsed = request.expires_at <= now;
-    let id = request.id.to_string();
-    let answer = match request.status {
-        EnrollmentStatus::Pending if !lapsed => {
-            api::EnrollAnswer::Pending(api::PendingEnrollment {
-                id,
-                name: request.name,
-                secret: None,
-                expires_at: request.expires_at,
-            })
-        }
-        EnrollmentStatus::Approved if !lapsed => {
-            let pickup = crate::engine::enrollment::pick_up(&state, &request, now).await?;
-            let body = api::EnrollAnswer::Approved(pickup_body(&state, pickup));
+    let answer = match crate::engine::enrollment::poll(&state, given.as_deref()).await? {
+        Polled::Pending {
+            id,
+            name,
+            expires_at,
+        } => api::EnrollAnswer::Pending(api::PendingEnrollment {
+            id,
+            name,
+            secret: None,
+            expires_at,
+        }),
+        Polled::PickedUp(pickup) => {
+            let body = api::EnrollAnswer::Approved(pickup_body(&state, *pickup));
             return Ok((no_store(), Json(body)).into_response());
         }
-        EnrollmentStatus::Claimed => Err(EngineError::new(
-            ErrorCode::EnrollmentClaimed,
-            "the credentials of this enrollment were already picked up",
-        )
-        .with_remedy("they are handed out once; if they were lost, enroll again under another name or ask an admin"))?,
-        EnrollmentStatus::Rejected => api::EnrollAnswer::Rejected(api::Refusal {
-            id,
-            reason: request.reason,
-        }),
-        _ => api::EnrollAnswer::Expired(api::RequestRef { id }),
+        Polled::Rejected { id, reason } => api::EnrollAnswer::Rejected(api::Refusal { id, reason }),
+        Polled::Expired { id } => api::EnrollAnswer::Expired(api::RequestRef { id }),
     };
     Ok(Json(answer).into_response())
 }
@@ -303,17 +279,6 @@ pub(crate) async fn leave(
     RequestOrigin(context): RequestOrigin,
 ) -> Result<StatusCode, EngineError> {
     let agent = principal.into_agent()?;
-    let event = AuditEvent::new(
-        Action::AgentDeleted,
-        Actor::agent(agent.id.as_str(), &agent.name),
-        state.clock().now(),
-    )
-    .about_agent(agent.id.as_str(), &agent.name)
-    .from_request(context.ip, context.request_id)
-    .with_details(json!({"reason": "self"}));
-    if let Some(queued) = state.store().delete_agent(&agent.id, &event).await? {
-        tracing::info!(agent = %agent.name, queued, "agent unenrolled");
-        state.tasks().kick();
-    }
+    crate::engine::agents::leave(&state, &agent, &context).await?;
     Ok(StatusCode::NO_CONTENT)
 }
