@@ -13,7 +13,7 @@
 //! - [`agents`]: agents created and removed by admins.
 //! - [`backends`] and [`backend_admin`]: live plugin processes; adding, inspecting and
 //!   removing backends.
-//! - [`oidc`]: signing keys, their rotation, and the tokens of the OIDC provider.
+//! - [`oidc`]: signing keys and their rotation; [`tokens`]: the token endpoint's grants.
 //! - [`audit`]: verifying the chain.
 //! - [`sealing`]: the master key and what it seals.
 //! - [`plugin_events`], [`sync`]: plugin changes recorded and announced to other nodes.
@@ -35,4 +35,5 @@ pub mod sealing;
 pub(crate) mod state;
 pub(crate) mod sync;
 pub(crate) mod tasks;
+pub(crate) mod tokens;
 pub mod vend;

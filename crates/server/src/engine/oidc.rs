@@ -454,6 +454,35 @@ pub async fn retire_ended(state: &Engine) -> Result<(), creddy_store::StoreError
     Ok(())
 }
 
+/// An admin's rotation: `alg` (the configured one when absent) must be offered; the previous
+/// key stays published for `grace` (the configured grace when absent), never less than a
+/// token's lifetime.
+pub(crate) async fn rotate_as_asked(
+    engine: &Engine,
+    principal: &crate::engine::auth::Principal,
+    alg: Option<String>,
+    grace: Option<&str>,
+) -> Result<(SigningKeyRecord, Option<String>, Timestamp), crate::engine::error::EngineError> {
+    use crate::engine::error::EngineError;
+    principal.require_admin("admin:keys:write")?;
+    let settings = engine.settings().oidc.clone();
+    let alg = alg.unwrap_or_else(|| settings.alg.clone());
+    if !crate::config::SIGNING_ALGS.contains(&alg.as_str()) {
+        return Err(
+            EngineError::invalid_request(format!("algorithm '{alg}' is not offered"))
+                .with_remedy("use EdDSA, ES256 or RS256"),
+        );
+    }
+    let grace = match grace {
+        Some(text) => creddy_core::Duration::parse(text)
+            .map_err(|e| EngineError::invalid_request(format!("grace: {e}")))?
+            .as_seconds(),
+        None => settings.rotation_grace,
+    }
+    .max(settings.token_ttl);
+    Ok(rotate(engine, principal.actor(), grace, &alg).await?)
+}
+
 /// A new current key; the previous one stays published for `grace_seconds`.
 pub async fn rotate(
     state: &Engine,

@@ -257,3 +257,14 @@ pub(crate) fn form_decode(text: &str) -> Option<String> {
     }
     String::from_utf8(out).ok()
 }
+
+/// An optional JSON body: empty (or only whitespace) means the defaults.
+pub(crate) fn optional_json<T: DeserializeOwned + Default>(
+    body: &axum::body::Bytes,
+) -> Result<T, EngineError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| EngineError::invalid_request(format!("invalid JSON body: {e}")))
+}

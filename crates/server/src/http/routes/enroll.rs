@@ -161,15 +161,6 @@ pub(crate) async fn pending(
     Ok(Json(waiting.into_iter().map(request_view).collect()))
 }
 
-/// An optional JSON body: empty means the defaults.
-fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, EngineError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| EngineError::invalid_request(format!("invalid JSON body: {e}")))
-}
-
 /// `POST /v1/admin/pending/{id}/approve`.
 #[utoipa::path(post, path = "/v1/admin/pending/{id}/approve", tag = "enrollment",
     security(("bearer" = [])),
@@ -184,7 +175,7 @@ pub(crate) async fn approve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<api::Approval>, EngineError> {
-    let body: api::ApproveRequest = optional_json(&body)?;
+    let body: api::ApproveRequest = crate::http::optional_json(&body)?;
     let approved =
         crate::engine::enrollment::approve(&state, &principal, &origin, &id, body.scopes).await?;
     Ok(Json(api::Approval {
@@ -211,7 +202,7 @@ pub(crate) async fn reject(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, EngineError> {
-    let body: api::RejectRequest = optional_json(&body)?;
+    let body: api::RejectRequest = crate::http::optional_json(&body)?;
     crate::engine::enrollment::reject(&state, &principal, &origin, &id, body.reason).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,15 +13,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use creddy_api::keys as keys_api;
 use creddy_api::oidc as api;
-use creddy_core::agent::Agent;
-use creddy_core::audit::{Action, Actor, AuditEvent};
-use creddy_core::scope::Scope;
-use creddy_core::secret::{SecretToken, TokenHash, TokenKind};
-use serde_json::json;
 
 use crate::engine::auth::Principal;
 use crate::engine::error::EngineError;
 use crate::engine::state::Engine;
+use crate::engine::tokens::{self, Grant, Refusal};
 use crate::http::RequestOrigin;
 use crate::http::error::no_store;
 
@@ -170,30 +166,6 @@ fn client_credentials(
     }
 }
 
-/// The agent whose client credentials these are: its client id and client secret, or its
-/// name or id and vend token. Hashes are compared in constant time.
-async fn authenticate_client(
-    state: &Engine,
-    id: &str,
-    secret: &str,
-) -> Result<Option<Agent>, EngineError> {
-    if let Some(given) = SecretToken::parse(TokenKind::ClientSecret, secret) {
-        if let Some((agent, stored)) = state.store().find_agent_by_client_id(id).await? {
-            let presented = state.sealer().client_secret_hash(&given);
-            return Ok(stored.matches(&presented).then_some(agent));
-        }
-        return Ok(None);
-    }
-    if let Some(given) = SecretToken::parse(TokenKind::Vend, secret) {
-        let presented: TokenHash = given.hash();
-        if let Some((agent, stored)) = state.store().find_agent_by_token_hash(&presented).await? {
-            let named = agent.id.as_str() == id || agent.name.eq_ignore_ascii_case(id);
-            return Ok((named && stored.matches(&presented)).then_some(agent));
-        }
-    }
-    Ok(None)
-}
-
 /// `POST /oauth/token`: client credentials for a signed access token (and an ID token).
 #[utoipa::path(post, path = "/oauth/token", tag = "oidc", security((), ("client" = [])),
     request_body(content((api::TokenRequest = "application/x-www-form-urlencoded"), (api::TokenRequest = "application/json"))),
@@ -225,122 +197,44 @@ pub(crate) async fn token(
             "only grant_type=client_credentials is supported",
         ));
     }
-    let Some((id, secret, basic)) = client_credentials(&headers, &request) else {
+    let Some((client_id, secret, basic)) = client_credentials(&headers, &request) else {
         return Ok(invalid_client(false));
     };
-    let Some(agent) = authenticate_client(&state, &id, &secret).await? else {
-        state
-            .record_auth_failure(context.ip.clone(), "client")
-            .await;
-        return Ok(invalid_client(basic));
+    let grant = Grant {
+        client_id,
+        secret,
+        scope: request.scope,
+        audience: request.audience,
     };
-    let now = state.clock().now();
-    if agent.is_expired(now) {
-        return Ok(invalid_client(basic));
-    }
-    if let Err(retry_after) = state.token_limiter().check(agent.id.as_str(), now) {
-        let mut response = oauth_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many token requests from this client",
-        );
-        response
-            .headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, retry_after.into());
-        return Ok(response);
-    }
-    let grants = agent.scopes.to_strings();
-    let mut granted: Vec<String> = Vec::new();
-    let mut openid = false;
-    match request
-        .scope
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        None => granted.clone_from(&grants),
-        Some(asked) => {
-            for item in asked.split_whitespace().take(64) {
-                if item == "openid" {
-                    openid = true;
-                    continue;
-                }
-                let Ok(scope) = Scope::parse(item) else {
-                    return Ok(oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_scope",
-                        "a requested scope is malformed",
-                    ));
-                };
-                if !agent.scopes.covers(&scope) {
-                    return Ok(oauth_error(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_scope",
-                        "a requested scope is not granted to this client",
-                    ));
-                }
-                granted.push(item.to_owned());
-            }
+    match tokens::issue(&state, &context, grant).await? {
+        Ok(issued) => {
+            let answer = api::TokenResponse {
+                access_token: issued.access_token.into(),
+                token_type: "Bearer".to_owned(),
+                expires_in: issued.expires_in,
+                id_token: issued.id_token.into(),
+                scope: issued.scope,
+            };
+            Ok((no_store(), Json(answer)).into_response())
+        }
+        Err(Refusal::InvalidClient) => Ok(invalid_client(basic)),
+        Err(Refusal::InvalidScope(description)) => Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            description,
+        )),
+        Err(Refusal::RateLimited(retry_after)) => {
+            let mut response = oauth_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many token requests from this client",
+            );
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after.into());
+            Ok(response)
         }
     }
-    let issuer = state.issuer().to_owned();
-    let audience = request.audience.clone().unwrap_or_else(|| issuer.clone());
-    // A token never outlives its agent.
-    let iat = now.as_millis() / 1000;
-    let mut exp = iat + i64::try_from(state.settings().oidc.token_ttl).unwrap_or(3_600);
-    if let Some(end) = agent.expires_at {
-        exp = exp.min(end.as_millis() / 1000);
-    }
-    let ttl = u64::try_from(exp - iat).unwrap_or(0);
-    let mut jti = [0u8; 16];
-    creddy_core::secret::fill_random(&mut jti);
-    let jti = hex::encode(jti);
-    let mut scope_text = granted.join(" ");
-    if openid {
-        scope_text = format!("openid {scope_text}").trim().to_owned();
-    }
-    let claims = json!({
-        "iss": issuer, "sub": agent.id.as_str(), "aud": audience, "exp": exp, "iat": iat, "nbf": iat,
-        "jti": jti, "client_id": agent.client_id, "agent_id": agent.id.as_str(), "agent_name": agent.name,
-        "scope": scope_text, "scopes": granted,
-    });
-    let id_claims = json!({
-        "iss": issuer, "sub": agent.id.as_str(), "aud": audience, "exp": exp, "iat": iat,
-        "auth_time": iat, "client_id": agent.client_id, "agent_id": agent.id.as_str(),
-        "agent_name": agent.name,
-    });
-    let (Some(access), Some(id_token)) = (
-        state.keys().sign(&claims, "at+jwt"),
-        state.keys().sign(&id_claims, "JWT"),
-    ) else {
-        return Err(EngineError::new(
-            crate::engine::error::ErrorCode::Internal,
-            "no signing key is available",
-        )
-        .with_remedy("retry later; the server log has the cause"));
-    };
-    let event = AuditEvent::new(
-        Action::TokenIssued,
-        Actor::agent(agent.id.as_str(), &agent.name),
-        now,
-    )
-    .about_agent(agent.id.as_str(), &agent.name)
-    .from_request(context.ip, context.request_id)
-    .with_details(
-        json!({"jti": jti, "scope": scope_text, "audience": audience, "expires_in": ttl}),
-    );
-    state.store().record_event(&event).await?;
-    state
-        .metrics()
-        .count(crate::engine::metrics::TOKENS_ISSUED, &[]);
-    let answer = api::TokenResponse {
-        access_token: access.into(),
-        token_type: "Bearer".to_owned(),
-        expires_in: ttl,
-        id_token: id_token.into(),
-        scope: scope_text,
-    };
-    Ok((no_store(), Json(answer)).into_response())
 }
 
 /// `GET /oauth/userinfo`.
@@ -389,30 +283,10 @@ pub(crate) async fn rotate_keys(
     principal: Principal,
     body: Bytes,
 ) -> Result<Json<keys_api::Rotated>, EngineError> {
-    principal.require_admin("admin:keys:write")?;
-    let body: keys_api::RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        keys_api::RotateRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| EngineError::invalid_request(format!("invalid JSON body: {e}")))?
-    };
-    let settings = state.settings().oidc.clone();
-    let alg = body.alg.clone().unwrap_or_else(|| settings.alg.clone());
-    if !crate::config::SIGNING_ALGS.contains(&alg.as_str()) {
-        return Err(
-            EngineError::invalid_request(format!("algorithm '{alg}' is not offered"))
-                .with_remedy("use EdDSA, ES256 or RS256"),
-        );
-    }
-    let grace = match body.grace.as_deref() {
-        Some(text) => creddy_core::Duration::parse(text)
-            .map_err(|e| EngineError::invalid_request(format!("grace: {e}")))?
-            .as_seconds(),
-        None => settings.rotation_grace,
-    }
-    .max(settings.token_ttl);
+    let body: keys_api::RotateRequest = crate::http::optional_json(&body)?;
     let (key, previous, retires_at) =
-        crate::engine::oidc::rotate(&state, principal.actor(), grace, &alg).await?;
+        crate::engine::oidc::rotate_as_asked(&state, &principal, body.alg, body.grace.as_deref())
+            .await?;
     Ok(Json(keys_api::Rotated {
         kid: key.kid,
         alg: key.alg,

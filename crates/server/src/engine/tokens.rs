@@ -1,0 +1,183 @@
+//! The token endpoint's decisions (§11): who the client is (its client id and secret, or its
+//! name or id and vend token, hashes compared in constant time), whether it may have a token
+//! now (expiry, rate limit), which scopes the token carries (narrowed through the one
+//! matcher), and the signed access and ID tokens, each issue audited. The wire (forms, HTTP
+//! Basic, RFC 6749 error bodies) stays in the HTTP layer.
+
+use creddy_core::agent::Agent;
+use creddy_core::audit::{Action, Actor, AuditEvent};
+use creddy_core::origin::Origin;
+use creddy_core::scope::Scope;
+use creddy_core::secret::{SecretToken, TokenHash, TokenKind};
+use serde_json::json;
+
+use crate::engine::error::{EngineError, ErrorCode};
+use crate::engine::state::Engine;
+
+/// The most scopes one token request may name.
+const MAX_REQUESTED_SCOPES: usize = 64;
+
+/// A client-credentials grant.
+#[derive(Debug)]
+pub(crate) struct Grant {
+    /// The client id, or the agent's name or id.
+    pub(crate) client_id: String,
+    /// The client secret, or the agent's vend token.
+    pub(crate) secret: String,
+    /// Space-separated scopes to narrow the token to (and `openid`).
+    pub(crate) scope: Option<String>,
+    /// The audience; the issuer when absent.
+    pub(crate) audience: Option<String>,
+}
+
+/// Signed tokens for the client.
+#[derive(Debug)]
+pub(crate) struct Tokens {
+    /// The access token (`typ: at+jwt`).
+    pub(crate) access_token: String,
+    /// The ID token.
+    pub(crate) id_token: String,
+    /// Seconds until they expire.
+    pub(crate) expires_in: u64,
+    /// The scopes granted, space-separated.
+    pub(crate) scope: String,
+}
+
+/// Why no token was issued, as RFC 6749 names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Unknown client, wrong secret, or an expired agent.
+    InvalidClient,
+    /// A requested scope is malformed or not granted (the description says which).
+    InvalidScope(&'static str),
+    /// Too many token requests from this client: retry after this many seconds.
+    RateLimited(u64),
+}
+
+/// Issues tokens for `grant`, or says why not; store and signing failures are errors.
+pub(crate) async fn issue(
+    engine: &Engine,
+    origin: &Origin,
+    grant: Grant,
+) -> Result<Result<Tokens, Refusal>, EngineError> {
+    let Some(agent) = authenticate_client(engine, &grant.client_id, &grant.secret).await? else {
+        engine
+            .record_auth_failure(origin.ip.clone(), "client")
+            .await;
+        return Ok(Err(Refusal::InvalidClient));
+    };
+    let now = engine.clock().now();
+    if agent.is_expired(now) {
+        return Ok(Err(Refusal::InvalidClient));
+    }
+    if let Err(retry_after) = engine.token_limiter().check(agent.id.as_str(), now) {
+        return Ok(Err(Refusal::RateLimited(retry_after)));
+    }
+    let (granted, openid) = match narrowed(&agent, grant.scope.as_deref()) {
+        Ok(narrowed) => narrowed,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let issuer = engine.issuer().to_owned();
+    let audience = grant.audience.unwrap_or_else(|| issuer.clone());
+    // A token never outlives its agent.
+    let iat = now.as_millis() / 1000;
+    let mut exp = iat + i64::try_from(engine.settings().oidc.token_ttl).unwrap_or(3_600);
+    if let Some(end) = agent.expires_at {
+        exp = exp.min(end.as_millis() / 1000);
+    }
+    let ttl = u64::try_from(exp - iat).unwrap_or(0);
+    let mut jti = [0u8; 16];
+    creddy_core::secret::fill_random(&mut jti);
+    let jti = hex::encode(jti);
+    let mut scope_text = granted.join(" ");
+    if openid {
+        scope_text = format!("openid {scope_text}").trim().to_owned();
+    }
+    let claims = json!({
+        "iss": issuer, "sub": agent.id.as_str(), "aud": audience, "exp": exp, "iat": iat, "nbf": iat,
+        "jti": jti, "client_id": agent.client_id, "agent_id": agent.id.as_str(), "agent_name": agent.name,
+        "scope": scope_text, "scopes": granted,
+    });
+    let id_claims = json!({
+        "iss": issuer, "sub": agent.id.as_str(), "aud": audience, "exp": exp, "iat": iat,
+        "auth_time": iat, "client_id": agent.client_id, "agent_id": agent.id.as_str(),
+        "agent_name": agent.name,
+    });
+    let (Some(access_token), Some(id_token)) = (
+        engine.keys().sign(&claims, "at+jwt"),
+        engine.keys().sign(&id_claims, "JWT"),
+    ) else {
+        return Err(
+            EngineError::new(ErrorCode::Internal, "no signing key is available")
+                .with_remedy("retry later; the server log has the cause"),
+        );
+    };
+    let event = AuditEvent::new(
+        Action::TokenIssued,
+        Actor::agent(agent.id.as_str(), &agent.name),
+        now,
+    )
+    .about_agent(agent.id.as_str(), &agent.name)
+    .from_request(origin.ip.clone(), origin.request_id.clone())
+    .with_details(
+        json!({"jti": jti, "scope": scope_text, "audience": audience, "expires_in": ttl}),
+    );
+    engine.store().record_event(&event).await?;
+    engine
+        .metrics()
+        .count(crate::engine::metrics::TOKENS_ISSUED, &[]);
+    Ok(Ok(Tokens {
+        access_token,
+        id_token,
+        expires_in: ttl,
+        scope: scope_text,
+    }))
+}
+
+/// The scopes a token for `agent` carries: all its grants when none are asked for, else
+/// those asked for, each covered by a grant; and whether `openid` was asked for.
+fn narrowed(agent: &Agent, asked: Option<&str>) -> Result<(Vec<String>, bool), Refusal> {
+    let Some(asked) = asked.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok((agent.scopes.to_strings(), false));
+    };
+    let (mut granted, mut openid) = (Vec::new(), false);
+    for item in asked.split_whitespace().take(MAX_REQUESTED_SCOPES) {
+        if item == "openid" {
+            openid = true;
+            continue;
+        }
+        let scope = Scope::parse(item)
+            .map_err(|_| Refusal::InvalidScope("a requested scope is malformed"))?;
+        if !agent.scopes.covers(&scope) {
+            return Err(Refusal::InvalidScope(
+                "a requested scope is not granted to this client",
+            ));
+        }
+        granted.push(item.to_owned());
+    }
+    Ok((granted, openid))
+}
+
+/// The agent whose client credentials these are: its client id and client secret, or its
+/// name or id and vend token. Hashes are compared in constant time.
+async fn authenticate_client(
+    engine: &Engine,
+    id: &str,
+    secret: &str,
+) -> Result<Option<Agent>, EngineError> {
+    if let Some(given) = SecretToken::parse(TokenKind::ClientSecret, secret) {
+        if let Some((agent, stored)) = engine.store().find_agent_by_client_id(id).await? {
+            let presented = engine.sealer().client_secret_hash(&given);
+            return Ok(stored.matches(&presented).then_some(agent));
+        }
+        return Ok(None);
+    }
+    if let Some(given) = SecretToken::parse(TokenKind::Vend, secret) {
+        let presented: TokenHash = given.hash();
+        if let Some((agent, stored)) = engine.store().find_agent_by_token_hash(&presented).await? {
+            let named = agent.id.as_str() == id || agent.name.eq_ignore_ascii_case(id);
+            return Ok((named && stored.matches(&presented)).then_some(agent));
+        }
+    }
+    Ok(None)
+}
