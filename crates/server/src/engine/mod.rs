@@ -11,8 +11,8 @@
 //!   expiry; draining backends.
 //! - [`enrollment`]: enrollments and scope requests with every decision about them.
 //! - [`agents`]: agents created and removed by admins.
-//! - [`backends`] and [`backend_admin`]: live plugin processes; adding, inspecting and
-//!   removing backends.
+//! - [`backends`]: live plugin processes; [`backend_config`]: describing plugins, adding and
+//!   inspecting backends, restarting plugins; [`backend_admin`]: removing backends.
 //! - [`oidc`]: signing keys and their rotation; [`tokens`]: the token endpoint's grants.
 //! - [`audit`]: verifying the chain.
 //! - [`sealing`]: the master key and what it seals.
@@ -23,6 +23,7 @@ pub(crate) mod agents;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod backend_admin;
+pub(crate) mod backend_config;
 pub mod backends;
 pub(crate) mod enrollment;
 pub(crate) mod error;
