@@ -12,19 +12,19 @@ use crate::kit::creddy;
 /// and as `secrets.key_file`, naming the path and the fix; nothing is served.
 #[test]
 fn a_master_key_readable_by_others_stops_the_server() {
-    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let home = TempDir::new().expect("TempDir is created");
     let dir = home.path().join("data");
     let dir_text = dir.display().to_string();
     let args = ["server", "--listen", "127.0.0.1:0", "--data-dir", &dir_text];
-    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(&dir).expect("the directory is made");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the mode is set");
     let key = dir.join("master.key");
     std::fs::write(&key, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the file is written");
     for mode in [0o644, 0o640, 0o604] {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the mode is set");
         let run = creddy(home.path(), &args, &[]);
         run.fails(2, &format!("chmod 600 {}", key.display()));
         assert!(
@@ -36,19 +36,19 @@ fn a_master_key_readable_by_others_stops_the_server() {
 
     // The same for a key file outside the data directory, behind a link too.
     let elsewhere = home.path().join("keys");
-    std::fs::create_dir(&elsewhere).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(&elsewhere).expect("the directory is made");
     let shared = elsewhere.join("creddy.key");
-    std::fs::rename(&key, &shared).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&key, &shared).expect("the file is renamed");
     let link = elsewhere.join("current.key");
-    std::os::unix::fs::symlink(&shared, &link).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&shared, &link).expect("the link is made");
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the mode is set");
     let config = home.path().join("creddy.toml");
     std::fs::write(
         &config,
         format!("secrets = {{ key_file = \"{}\" }}\n", link.display()),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the file is written");
     let config_text = config.display().to_string();
     let mut with_config = args.to_vec();
     with_config.extend(["--config", &config_text]);

@@ -39,7 +39,7 @@ impl Daytona {
             .post(format!("{}/_standin/seed", standin.control_url()))
             .json(&creddy_daytona_standin::master_seed(MASTER, "org-1"))
             .send()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the server answers");
         Self {
             key,
             trusted,
@@ -95,7 +95,7 @@ fn the_daytona_flow_from_install_to_expiring_keys() {
 
     // Step 3: add the backend without prompts.
     let key_file = home.join("daytona.key");
-    std::fs::write(&key_file, MASTER).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&key_file, MASTER).expect("the file is written");
     let key_arg = format!("api_key={}", key_file.display());
     let base_arg = format!("base_url={}", standin.api_url);
     let added = site.admin(&[

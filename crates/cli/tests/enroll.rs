@@ -24,7 +24,7 @@ struct Rig {
 
 impl Rig {
     fn start(config: &str) -> Self {
-        let scratch = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let scratch = tempfile::TempDir::new().expect("TempDir is created");
         let clock = ClockFile::new(scratch.keep().join("clock"));
         let clock_text = clock.env_value();
         let site = Site::start_with_config(
@@ -47,7 +47,7 @@ impl Rig {
     /// An agent's home: its own `HOME` and agent config file.
     fn agent_home(&self, name: &str) -> PathBuf {
         let home = self.site.home.path().join("agents").join(name);
-        std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&home).expect("the directory is made");
         home
     }
 
@@ -73,7 +73,7 @@ impl Rig {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the process starts")
     }
 
     /// The ids of waiting requests, as `creddy pending -o json` lists them.
@@ -105,7 +105,7 @@ fn config_of(home: &Path) -> String {
 fn finish(child: Child) -> Run {
     child
         .wait_with_output()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("wait_with_output succeeds")
         .into()
 }
 
@@ -216,7 +216,7 @@ fn an_agent_enrolls_an_admin_approves_and_the_agent_lives_and_leaves() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the process starts");
     let amendment = rig.pending_id("ci-agent");
     rig.site
         .admin(&["reject", &amendment, "--reason", "test is enough"])

@@ -44,13 +44,13 @@ struct Node {
 
 impl Rig {
     fn new(dialect: Dialect, config: &str) -> Self {
-        let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let home = TempDir::new().expect("TempDir is created");
         let cluster = (dialect == Dialect::Postgres).then(PgCluster::start);
         std::fs::write(
             home.path().join("creddy.toml"),
             format!("plugins = {{ allow_unsigned = true }}\n{config}"),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the file is written");
         let binaries = creddy_testkit::plugins::workspace_binaries(&[
             ("creddy-daytona", "creddy-daytona"),
             ("creddy-daytona-standin", "daytona-standin"),
@@ -78,13 +78,13 @@ impl Rig {
         let first_key = self.home.path().join("a").join("master.key");
         if name != "a" && !data_dir.exists() {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::create_dir_all(&data_dir).expect("the directory is made");
             std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("the mode is set");
             let key = data_dir.join("master.key");
-            std::fs::copy(&first_key, &key).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::copy(&first_key, &key).expect("the file is copied");
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("the mode is set");
         }
         let text = |p: PathBuf| p.display().to_string();
         let mut args = vec![
@@ -105,7 +105,7 @@ impl Rig {
             &args,
             &[("HOME", &home), ("CREDDY_TEST_CLOCK_FILE", &clock)],
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("it starts");
         let admin = std::fs::read_to_string(data_dir.join("admin.token"))
             .unwrap_or_default()
             .trim()
@@ -143,14 +143,12 @@ impl Rig {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("it is built")
             .block_on(async {
-                let store = Store::open(location)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let store = Store::open(location).await.expect("the file opens");
                 let events = store.recent_events(100_000).await;
                 store.close().await;
-                events.unwrap_or_else(|e| panic!("{e}"))
+                events.expect("the events are read")
             })
     }
 
@@ -176,7 +174,7 @@ impl Rig {
             .get(format!("{}/_standin/state", self.standin.control_url()))
             .send()
             .and_then(|r| r.json())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the stand-in answers its state")
     }
 
     /// Names of the keys creddy minted for leases that the stand-in still holds.
@@ -288,7 +286,7 @@ impl Node {
             .bearer_auth(&self.admin)
             .send()
             .and_then(|r| r.text())
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the server answers")
     }
 
     /// Leases, by the admin API's filters (default: the open ones).

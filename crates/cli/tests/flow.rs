@@ -146,7 +146,7 @@ async fn exit_codes_are_the_documented_ones(site: Site) {
 
 /// A loopback URL on which nothing listens.
 fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port is free");
     let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
     drop(listener);
     format!("http://127.0.0.1:{port}")
@@ -160,7 +160,7 @@ async fn the_agent_config_file_supplies_server_and_token(site: Site) {
         &config,
         format!("server = \"{}\"\ntoken = \"{token}\"\n", site.server.url()),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the file is written");
     let config_text = config.display().to_string();
     let status = creddy(
         site.home.path(),
@@ -168,7 +168,7 @@ async fn the_agent_config_file_supplies_server_and_token(site: Site) {
         &[("CREDDY_AGENT_CONFIG", &config_text)],
     );
     assert!(status.ok().contains("from-file"), "{}", status.stdout);
-    std::fs::write(&config, "server = [").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&config, "server = [").expect("the file is written");
     creddy(
         site.home.path(),
         &["status"],

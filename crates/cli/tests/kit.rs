@@ -93,7 +93,7 @@ impl Site {
     pub async fn start(dialect: Dialect) -> Self {
         tokio::task::spawn_blocking(move || Self::start_blocking(dialect, &[]))
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the blocking task ends")
     }
 
     /// Starts a server with extra arguments.
@@ -113,7 +113,7 @@ impl Site {
     }
 
     fn launch(dialect: Dialect, extra: &[&str], config_text: &str, envs: &[(&str, &str)]) -> Self {
-        let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let home = TempDir::new().expect("TempDir is created");
         let data_dir = home.path().join("data");
         let cluster = (dialect == Dialect::Postgres).then(PgCluster::start);
         // Explicit config and plugin directory: as root the defaults are system paths.
@@ -122,7 +122,7 @@ impl Site {
             &config,
             format!("plugins = {{ allow_unsigned = true }}\n{config_text}"),
         )
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the file is written");
         let mut args = vec![
             "--data-dir".to_owned(),
             data_dir.display().to_string(),
@@ -139,8 +139,7 @@ impl Site {
         let home_text = home.path().display().to_string();
         let mut all_envs = vec![("HOME", home_text.as_str())];
         all_envs.extend_from_slice(envs);
-        let server =
-            ServerProcess::start(bin(), &args, &all_envs).unwrap_or_else(|e| panic!("{e}"));
+        let server = ServerProcess::start(bin(), &args, &all_envs).expect("it starts");
         Self {
             server,
             home,
@@ -208,7 +207,7 @@ pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
         .build()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("it is built")
 }
 
 /// Polls `ok` until it holds, for at most a minute: waiting for a condition, never for time.
@@ -230,7 +229,7 @@ pub struct ClockFile(pub PathBuf);
 impl ClockFile {
     /// A clock file at `path`, starting at offset 0.
     pub fn new(path: PathBuf) -> Self {
-        std::fs::write(&path, "0").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&path, "0").expect("the file is written");
         Self(path)
     }
 
@@ -240,8 +239,7 @@ impl ClockFile {
             .ok()
             .and_then(|t| t.trim().parse().ok())
             .unwrap_or(0);
-        std::fs::write(&self.0, (now + seconds * 1000).to_string())
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&self.0, (now + seconds * 1000).to_string()).expect("the file is written");
     }
 
     /// The path, for the environment.

@@ -16,10 +16,10 @@ struct Setup {
 impl Setup {
     fn new() -> Self {
         let setup = Self {
-            home: TempDir::new().unwrap_or_else(|e| panic!("{e}")),
+            home: TempDir::new().expect("TempDir is created"),
             key: SigningKey::generate(),
         };
-        std::fs::write(setup.home.path().join("empty.toml"), "").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(setup.home.path().join("empty.toml"), "").expect("the file is written");
         setup.publish("0.1.0");
         setup
     }
@@ -157,7 +157,7 @@ fn bad_signatures_and_checksums_refuse_the_install_with_exit_6() {
     let mut bytes = std::fs::read(&binary).unwrap_or_default();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
-    std::fs::write(&binary, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&binary, &bytes).expect("the file is written");
     setup
         .run(&["plugin", "install", "sample"], &setup.trusted())
         .fails(6, "SHA-256 mismatch");
@@ -166,7 +166,7 @@ fn bad_signatures_and_checksums_refuse_the_install_with_exit_6() {
     let text = std::fs::read_to_string(&manifest)
         .unwrap_or_default()
         .replace("A sample plugin", "An evil plugin");
-    std::fs::write(&manifest, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&manifest, text).expect("the file is written");
     setup
         .run(&["plugin", "install", "sample"], &setup.trusted())
         .fails(6, "does not match its content");
@@ -180,9 +180,9 @@ fn bad_signatures_and_checksums_refuse_the_install_with_exit_6() {
 fn a_local_binary_needs_allow_unsigned() {
     let setup = Setup::new();
     let dir = setup.home.path().join("build");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&dir).expect("the directory is made");
     let binary = dir.join("creddy-local");
-    std::fs::copy(test_plugin_binary(), &binary).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(test_plugin_binary(), &binary).expect("the file is copied");
     let path = binary.display().to_string();
     setup
         .run(&["plugin", "install", &path], "")
@@ -229,7 +229,7 @@ fn a_local_binary_needs_allow_unsigned() {
         setup.plugins().join("local/creddy-local"),
         b"#!/bin/sh\necho tampered\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the file is written");
     setup
         .run(&["plugin", "info", "local"], "")
         .fails(6, "does not match the installed");
@@ -246,7 +246,7 @@ impl StaticServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("a loopback port is free");
         let child = std::process::Command::new("python3")
             .args([
                 "-m",
@@ -342,7 +342,7 @@ fn an_http_registry_serves_installs_and_upgrades() {
 
 /// Packs files into a `.tar.gz`.
 fn bundle(path: &std::path::Path, files: &[(&str, Vec<u8>)]) {
-    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{e}"));
+    let file = std::fs::File::create(path).expect("the file is created");
     let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
         file,
         flate2::Compression::fast(),
@@ -354,12 +354,12 @@ fn bundle(path: &std::path::Path, files: &[(&str, Vec<u8>)]) {
         header.set_cksum();
         builder
             .append_data(&mut header, name, content.as_slice())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("append_data succeeds");
     }
     builder
         .into_inner()
         .and_then(|gz| gz.finish())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the archive is written");
 }
 
 #[test]
@@ -415,9 +415,8 @@ fn bundles_install_signed_and_urls_serve_bare_binaries() {
         .fails(6, "not trusted");
 
     let served = setup.home.path().join("served");
-    std::fs::create_dir_all(&served).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::copy(test_plugin_binary(), served.join("creddy-fetched"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&served).expect("the directory is made");
+    std::fs::copy(test_plugin_binary(), served.join("creddy-fetched")).expect("the file is copied");
     let http = StaticServer::start(&served);
     let url = format!("{}/creddy-fetched", http.url);
     setup
@@ -431,7 +430,7 @@ fn bundles_install_signed_and_urls_serve_bare_binaries() {
 
 #[test]
 fn an_unreachable_registry_says_where_creddy_looked_and_how_to_point_elsewhere() {
-    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let home = TempDir::new().expect("TempDir is created");
     let plugins = home.path().join("plugins").display().to_string();
     let run = creddy(
         home.path(),

@@ -21,7 +21,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The build's `target` directory (the test binary is in `target/<profile>/deps`).
 fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let exe = std::env::current_exe().expect("the test binary knows its path");
     exe.ancestors()
         .nth(3)
         .map(Path::to_path_buf)
@@ -35,9 +35,9 @@ fn archive() -> PathBuf {
         return PathBuf::from(path);
     }
     let dir = target_dir().join("xtask");
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    let lock = std::fs::File::create(dir.join("test-dist.lock")).unwrap_or_else(|e| panic!("{e}"));
-    lock.lock().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&dir).expect("the directory is made");
+    let lock = std::fs::File::create(dir.join("test-dist.lock")).expect("the file is created");
+    lock.lock().expect("the lock is taken");
     let stamp = dir.join(format!("test-dist.{}", std::os::unix::process::parent_id()));
     if let Ok(path) = std::fs::read_to_string(&stamp) {
         return PathBuf::from(path.trim());
@@ -60,7 +60,7 @@ fn archive() -> PathBuf {
             let _ = std::fs::remove_file(old.path());
         }
     }
-    std::fs::write(&stamp, &path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&stamp, &path).expect("the file is written");
     PathBuf::from(path)
 }
 
@@ -71,7 +71,7 @@ struct Prefix {
 
 impl Prefix {
     fn unpack(archive: &Path) -> Self {
-        let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let dir = TempDir::new().expect("TempDir is created");
         let status = Command::new("tar")
             .arg("-xzf")
             .arg(archive)
@@ -103,10 +103,10 @@ impl Prefix {
 
     /// The release key id the archive's `creddy` carries.
     fn release_key_id(&self) -> String {
-        let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let home = TempDir::new().expect("TempDir is created");
         let version: Value =
             serde_json::from_str(self.run(home.path(), &["version", "-o", "json"], &[]).ok())
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("the text is JSON of the expected shape");
         version["release_key"]
             .as_str()
             .unwrap_or_else(|| panic!("the archive's creddy carries no release key: {version}"))
@@ -135,18 +135,16 @@ fn the_archive_is_signed_complete_and_stripped() {
 
     // SHA256SUMS names the archive with its hash, signed by the key built into the binary.
     let sums = text(&out.join("SHA256SUMS"));
-    let digest =
-        creddy_plugin::host::verify::sha256_file(&archive).unwrap_or_else(|e| panic!("{e}"));
+    let digest = creddy_plugin::host::verify::sha256_file(&archive).expect("sha256_file succeeds");
     assert_eq!(sums, format!("{digest}  {name}\n"));
-    let public =
-        TrustedKey::parse(&text(&out.join("minisign.pub"))).unwrap_or_else(|e| panic!("{e}"));
+    let public = TrustedKey::parse(&text(&out.join("minisign.pub"))).expect("the text parses");
     let signer = verify(
         std::slice::from_ref(&public),
         sums.as_bytes(),
         &text(&out.join("SHA256SUMS.minisig")),
         "SHA256SUMS",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("it verifies");
     let prefix = Prefix::unpack(&archive);
     assert_eq!(
         signer,
@@ -171,7 +169,7 @@ fn the_archive_is_signed_complete_and_stripped() {
             .arg("-p")
             .arg(out.join("minisign.pub"))
             .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the command runs");
         assert!(checked.status.success(), "minisign -V: {checked:?}");
     }
 
@@ -180,7 +178,7 @@ fn the_archive_is_signed_complete_and_stripped() {
         .args(["-tzvf"])
         .arg(&archive)
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the command runs");
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
     for line in listing.lines() {
         assert!(line.contains(" 0/0 "), "owned by root: {line}");
@@ -216,7 +214,7 @@ fn the_archive_is_signed_complete_and_stripped() {
             .contains("complete -c creddy")
     );
     let index: Value = serde_json::from_slice(&read(&prefix.registry().join("index.json")))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the bytes are JSON of the expected shape");
     assert_eq!(
         index["plugins"]["daytona"]["latest"], VERSION,
         "first-party plugins of the same version"
@@ -259,17 +257,17 @@ fn systemd_unit_verifies(prefix: &Prefix) {
         eprintln!("systemd-analyze is not installed: the unit's syntax is not checked here");
         return;
     }
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new().expect("TempDir is created");
     let placed = dir.path().join("creddy.service");
     let creddy = prefix.creddy().display().to_string();
     std::fs::write(&placed, unit.replace("/usr/local/bin/creddy", &creddy))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the file is written");
     let checked = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&placed)
         .env("MANPATH", prefix.path("share/man"))
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the command runs");
     let stderr = String::from_utf8_lossy(&checked.stderr);
     assert!(
         checked.status.success() && stderr.trim().is_empty(),
@@ -284,7 +282,7 @@ fn the_seed_flow_runs_from_the_archive_with_no_network() {
     let archive = archive();
     // Built before leaving the network: the stand-in stands for Daytona's cloud.
     workspace_binary("creddy-daytona-standin", "daytona-standin");
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let exe = std::env::current_exe().expect("the test binary knows its path");
     let mut command = Command::new("unshare");
     if !rustix::process::geteuid().is_root() {
         command.arg("--map-root-user");
@@ -329,7 +327,7 @@ fn offline() {
     );
     // This process's network namespace (sysfs would show the mounter's).
     let interfaces: Vec<String> = std::fs::read_to_string("/proc/self/net/dev")
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("the file is readable")
         .lines()
         .skip(2)
         .filter_map(|l| l.split(':').next().map(|n| n.trim().to_owned()))
@@ -338,9 +336,9 @@ fn offline() {
 
     let prefix = Prefix::unpack(&archive());
     let release_key = prefix.release_key_id();
-    let work = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let work = TempDir::new().expect("TempDir is created");
     let home = work.path().join("home");
-    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&home).expect("the directory is made");
     let standin = StandinProcess::start(
         &workspace_binary("creddy-daytona-standin", "daytona-standin"),
         &work.path().join("daytona.json"),
@@ -349,12 +347,12 @@ fn offline() {
         .post(format!("{}/_standin/seed", standin.control_url()))
         .json(&creddy_daytona_standin::master_seed(MASTER, "org-1"))
         .send()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the server answers");
 
     // Locations only (as root the defaults are system paths): no registry, no trusted key.
     let path = |p: &str| work.path().join(p).display().to_string();
     let (data, plugins, config) = (path("data"), path("plugins"), path("creddy.toml"));
-    std::fs::write(&config, "").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&config, "").expect("the file is written");
     let clock = ClockFile::new(work.path().join("clock"));
     let clock_path = clock.env_value();
     let home_text = home.display().to_string();
@@ -366,8 +364,7 @@ fn offline() {
     ];
     let mut server_env = site.to_vec();
     server_env.push(("CREDDY_TEST_CLOCK_FILE", clock_path.as_str()));
-    let server =
-        ServerProcess::start(&prefix.creddy(), &[], &server_env).unwrap_or_else(|e| panic!("{e}"));
+    let server = ServerProcess::start(&prefix.creddy(), &[], &server_env).expect("it starts");
     let url = server.url();
     let mut admin_env = site.to_vec();
     admin_env.push(("CREDDY_ADMIN_URL", url.as_str()));
@@ -391,7 +388,7 @@ fn offline() {
 
     // Step 3: the backend; then an agent and a key that works upstream.
     let key_file = work.path().join("daytona.key");
-    std::fs::write(&key_file, MASTER).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&key_file, MASTER).expect("the file is written");
     let (key_arg, base_arg) = (
         format!("api_key={}", key_file.display()),
         format!("base_url={}", standin.api_url),
@@ -481,7 +478,7 @@ fn tampered_registries_are_refused(archive: &Path, home: &Path) {
                 let mut bytes = read(&binary);
                 let last = bytes.len() - 1;
                 bytes[last] ^= 0x01;
-                std::fs::write(&binary, bytes).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(&binary, bytes).expect("the file is written");
             },
             "SHA-256",
         ),
@@ -492,7 +489,7 @@ fn tampered_registries_are_refused(archive: &Path, home: &Path) {
                     .registry()
                     .join(format!("daytona/{VERSION}/manifest.json"));
                 let changed = text(&manifest).replace("Ephemeral", "Trustworthy");
-                std::fs::write(&manifest, changed).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(&manifest, changed).expect("the file is written");
             },
             "does not match its content",
         ),
@@ -507,14 +504,14 @@ fn tampered_registries_are_refused(archive: &Path, home: &Path) {
                     let path = p.registry().join(&file);
                     let signature = attacker.sign_file(&read(&path), "x", 1);
                     std::fs::write(path.with_extension("json.minisig"), signature)
-                        .unwrap_or_else(|e| panic!("{e}"));
+                        .expect("the file is written");
                 }
                 std::fs::write(
                     p.registry()
                         .join(creddy_plugin::registry::WORKSPACE_KEY_FILE),
                     attacker.public_key_file(),
                 )
-                .unwrap_or_else(|e| panic!("{e}"));
+                .expect("the file is written");
             },
             "not trusted",
         ),
@@ -522,7 +519,7 @@ fn tampered_registries_are_refused(archive: &Path, home: &Path) {
     for (what, tamper, message) in tamperings {
         let prefix = Prefix::unpack(archive);
         tamper(&prefix);
-        let plugins = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let plugins = TempDir::new().expect("TempDir is created");
         let plugin_dir = plugins.path().display().to_string();
         let refused = prefix.run(
             home,
@@ -549,8 +546,8 @@ fn tampered_registries_are_refused(archive: &Path, home: &Path) {
 /// how to point it elsewhere.
 fn unreachable_registry_says_where_it_looked(archive: &Path, home: &Path) {
     let prefix = Prefix::unpack(archive);
-    std::fs::remove_dir_all(prefix.registry()).unwrap_or_else(|e| panic!("{e}"));
-    let plugins = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(prefix.registry()).expect("the directory is removed");
+    let plugins = TempDir::new().expect("TempDir is created");
     let plugin_dir = plugins.path().display().to_string();
     let failed = prefix.run(
         home,
@@ -569,7 +566,7 @@ fn unreachable_registry_says_where_it_looked(archive: &Path, home: &Path) {
 #[test]
 fn server_dev_works_in_one_command() {
     let prefix = Prefix::unpack(&archive());
-    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let home = TempDir::new().expect("TempDir is created");
     prefix
         .run(
             home.path(),
@@ -598,7 +595,8 @@ fn server_dev_works_in_one_command() {
         &["plugin", "ls", "--installed", "-o", "json"],
         &admin_env,
     );
-    let installed: Value = serde_json::from_str(installed.ok()).unwrap_or_else(|e| panic!("{e}"));
+    let installed: Value =
+        serde_json::from_str(installed.ok()).expect("the text is JSON of the expected shape");
     assert_eq!(installed[0]["name"], "daytona", "{installed}");
     let agent = prefix.run(
         home.path(),
@@ -655,8 +653,8 @@ fn start_dev(prefix: &Prefix, home: &Path, args: &[&str]) -> (ServerProcess, Str
     let mut all = vec!["--dev"];
     all.extend_from_slice(args);
     let home = home.display().to_string();
-    let server = ServerProcess::start(&prefix.creddy(), &all, &[("HOME", &home)])
-        .unwrap_or_else(|e| panic!("{e}"));
+    let server =
+        ServerProcess::start(&prefix.creddy(), &all, &[("HOME", &home)]).expect("it starts");
     eventually("the export lines", || server.stdout().lines().count() >= 3);
     let exports = server.stdout();
     (server, exports)

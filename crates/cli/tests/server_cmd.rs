@@ -35,11 +35,11 @@ fn a_second_server_on_the_same_data_dir_exits_2() {
 
 #[test]
 fn an_unsafe_data_dir_exits_2_with_the_fix() {
-    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let home = TempDir::new().expect("TempDir is created");
     let dir = home.path().join("data");
-    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(&dir).expect("the directory is made");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the mode is set");
     let dir_text = dir.display().to_string();
     creddy(
         home.path(),
@@ -51,13 +51,13 @@ fn an_unsafe_data_dir_exits_2_with_the_fix() {
 
 #[test]
 fn a_bad_config_file_exits_2_naming_file_line_and_key() {
-    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let home = TempDir::new().expect("TempDir is created");
     let config = home.path().join("creddy.toml");
     std::fs::write(
         &config,
         "[server]\nlisten = \"127.0.0.1:0\"\nlisten_adress = \"x\"\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the file is written");
     let config_text = config.display().to_string();
     let run = creddy(home.path(), &["server", "--config", &config_text], &[]);
     run.fails(2, &config_text);
@@ -77,13 +77,13 @@ fn a_bad_config_file_exits_2_naming_file_line_and_key() {
 
 #[test]
 fn flags_beat_environment_which_beats_the_file() {
-    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let home = TempDir::new().expect("TempDir is created");
     let config = home.path().join("creddy.toml");
     std::fs::write(
         &config,
         "[server]\nissuer = \"https://from-file.example\"\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the file is written");
     let data = home.path().join("data").display().to_string();
     let config_text = config.display().to_string();
     let base = [
@@ -92,7 +92,7 @@ fn flags_beat_environment_which_beats_the_file() {
         "--config",
         config_text.as_str(),
     ];
-    let from_file = ServerProcess::start(bin(), &base, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let from_file = ServerProcess::start(bin(), &base, &[]).expect("it starts");
     assert!(
         from_file.log().contains("issuer https://from-file.example"),
         "{}",
@@ -100,7 +100,7 @@ fn flags_beat_environment_which_beats_the_file() {
     );
     drop(from_file);
     let env = [("CREDDY_ISSUER", "https://from-env.example")];
-    let from_env = ServerProcess::start(bin(), &base, &env).unwrap_or_else(|e| panic!("{e}"));
+    let from_env = ServerProcess::start(bin(), &base, &env).expect("it starts");
     assert!(
         from_env.log().contains("issuer https://from-env.example"),
         "{}",
@@ -109,7 +109,7 @@ fn flags_beat_environment_which_beats_the_file() {
     drop(from_env);
     let mut with_flag = base.to_vec();
     with_flag.extend(["--issuer", "https://from-flag.example"]);
-    let from_flag = ServerProcess::start(bin(), &with_flag, &env).unwrap_or_else(|e| panic!("{e}"));
+    let from_flag = ServerProcess::start(bin(), &with_flag, &env).expect("it starts");
     assert!(
         from_flag.log().contains("issuer https://from-flag.example"),
         "{}",
@@ -139,12 +139,12 @@ fn json_logs_are_one_object_per_line() {
 
 #[test]
 fn a_bad_policy_stops_the_server_naming_file_line_and_field() {
-    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let home = TempDir::new().expect("TempDir is created");
     let config = home.path().join("creddy.toml");
     let config_text = config.display().to_string();
     let data = home.path().join("data").display().to_string();
     let start = |text: &str| {
-        std::fs::write(&config, text).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&config, text).expect("the file is written");
         creddy(
             home.path(),
             &[
@@ -206,7 +206,7 @@ fn sighup_reloads_the_policies_and_keeps_them_when_the_file_is_bad() {
     assert_eq!(enroll("ci-1"), "pending", "no policy yet");
     let config = site.home.path().join("creddy.toml");
     let policy = "plugins = { allow_unsigned = true }\n[[policies]]\nname = \"ci\"\nmatch = { name_pattern = \"ci-*\" }\nallow = { scopes = [\"test\"] }\n";
-    std::fs::write(&config, policy).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&config, policy).expect("the file is written");
     site.server.signal("HUP");
     let wait_for = |text: &str| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -222,7 +222,7 @@ fn sighup_reloads_the_policies_and_keeps_them_when_the_file_is_bad() {
     wait_for("SIGHUP: policies reloaded");
     assert_eq!(enroll("ci-2"), "approved", "the reloaded policy approves");
     std::fs::write(&config, format!("{policy}limits = {{ rate = \"x\" }}\n"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the file is written");
     site.server.signal("HUP");
     wait_for("policies not reloaded");
     assert_eq!(
@@ -253,7 +253,7 @@ fn the_listening_line_of_step_one_is_printed_whatever_the_log_format() {
 
 #[test]
 fn version_prints_the_version_for_people_and_scripts() {
-    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let home = TempDir::new().expect("TempDir is created");
     let plain = creddy(home.path(), &["version"], &[]);
     let line = plain.ok().trim().to_owned();
     let (os, arch) = creddy_plugin::registry::current_platform();
@@ -294,8 +294,8 @@ fn version_prints_the_version_for_people_and_scripts() {
 /// `creddy … | head`: a reader that went away ends the command quietly, exit 0.
 #[test]
 fn a_closed_stdout_ends_a_command_quietly() {
-    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
-    let (reader, writer) = std::io::pipe().unwrap_or_else(|e| panic!("{e}"));
+    let home = TempDir::new().expect("TempDir is created");
+    let (reader, writer) = std::io::pipe().expect("a pipe is made");
     drop(reader);
     let output = std::process::Command::new(bin())
         .args(["version", "-o", "json"])
@@ -303,7 +303,7 @@ fn a_closed_stdout_ends_a_command_quietly() {
         .stdout(writer)
         .stderr(std::process::Stdio::piped())
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the command runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -311,7 +311,7 @@ fn a_closed_stdout_ends_a_command_quietly() {
 
 #[test]
 fn completion_scripts_are_generated_from_the_commands() {
-    let home = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let home = TempDir::new().expect("TempDir is created");
     let bash = creddy(home.path(), &["completion", "bash"], &[]);
     let script = bash.ok();
     assert!(script.contains("_creddy()"), "{script}");

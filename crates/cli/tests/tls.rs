@@ -16,36 +16,35 @@ struct TestCa {
 
 impl TestCa {
     fn new(name: &str) -> Self {
-        let mut params =
-            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .expect("CertificateParams is created");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, name);
-        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let key = rcgen::KeyPair::generate().expect("a key is generated");
         Self {
-            issuer: rcgen::CertifiedIssuer::self_signed(params, key)
-                .unwrap_or_else(|e| panic!("{e}")),
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key).expect("self_signed succeeds"),
         }
     }
 
     /// Writes the CA certificate to `path`.
     fn write(&self, path: &Path) {
-        std::fs::write(path, self.issuer.pem()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(path, self.issuer.pem()).expect("the file is written");
     }
 
     /// Writes a server certificate for 127.0.0.1 and localhost, and its key (0600).
     fn issue(&self, cert: &Path, key: &Path) {
         let params = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
-            .unwrap_or_else(|e| panic!("{e}"));
-        let pair = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+            .expect("CertificateParams is created");
+        let pair = rcgen::KeyPair::generate().expect("a key is generated");
         let signed = params
             .signed_by(&pair, &self.issuer)
-            .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(cert, signed.pem()).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(key, pair.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
+            .expect("signed_by succeeds");
+        std::fs::write(cert, signed.pem()).expect("the file is written");
+        std::fs::write(key, pair.serialize_pem()).expect("the file is written");
         std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the mode is set");
     }
 }
 
@@ -55,7 +54,7 @@ fn text(path: &Path) -> String {
 
 #[test]
 fn the_server_speaks_https_and_serves_a_renewed_certificate_without_a_restart() {
-    let certs = tempfile::TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let certs = tempfile::TempDir::new().expect("TempDir is created");
     let (cert, key) = (
         certs.path().join("server.pem"),
         certs.path().join("server.key"),
@@ -123,7 +122,7 @@ fn the_server_speaks_https_and_serves_a_renewed_certificate_without_a_restart() 
     };
     let issued: serde_json::Value =
         serde_json::from_str(agent(&["get", "test", "--ttl", "5m", "-o", "json"]).ok())
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the text is JSON of the expected shape");
     let id = issued["id"].as_str().unwrap_or_default().to_owned();
     assert!(id.starts_with("cred_"), "{issued}");
     assert!(agent(&["ls"]).ok().contains(&id));

@@ -17,7 +17,7 @@ fn add_backend(site: &Site) {
     site.install_test_plugin("test");
     let state = format!("state_dir={}", site.upstream().display());
     let key_file = site.home.path().join("key");
-    std::fs::write(&key_file, format!("{MASTER_KEY}\n")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&key_file, format!("{MASTER_KEY}\n")).expect("the file is written");
     let key_arg = format!("api_key={}", key_file.display());
     let added = site.admin(&[
         "backend",
@@ -185,7 +185,7 @@ async fn backend_add_refuses_incomplete_or_rejected_configurations(site: Site) {
         &config,
         json!({"api_key": MASTER_KEY, "state_dir": site.upstream()}).to_string(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the file is written");
     let config_text = config.display().to_string();
     script(
         &site.upstream(),
@@ -392,5 +392,5 @@ async fn a_forced_plugin_removal_stops_its_backends_at_once(site: Site) {
             .fails(1, "not available");
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the blocking task ends");
 }

@@ -388,14 +388,14 @@ mod tests {
     }
 
     fn set(text: &str) -> PolicySet {
-        let file: File = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
-        PolicySet::new(file.policies).unwrap_or_else(|e| panic!("{e}"))
+        let file: File = toml::from_str(text).expect("the text is JSON of the expected shape");
+        PolicySet::new(file.policies).expect("PolicySet is created")
     }
 
     fn scopes(items: &[&str]) -> Vec<Scope> {
         items
             .iter()
-            .map(|s| Scope::parse(s).unwrap_or_else(|e| panic!("{e}")))
+            .map(|s| Scope::parse(s).expect("the text parses"))
             .collect()
     }
 
@@ -484,7 +484,7 @@ match = { name_pattern = "*" }
 
     #[test]
     fn globs_match_case_insensitively_with_star_and_question_mark() {
-        let g = |p: &str| Glob::parse(p).unwrap_or_else(|e| panic!("{e}"));
+        let g = |p: &str| Glob::parse(p).expect("the text parses");
         assert!(g("ci-*").matches("ci-"));
         assert!(g("ci-*").matches("CI-runner-1"));
         assert!(!g("ci-*").matches("xci-1"));

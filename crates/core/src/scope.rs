@@ -280,7 +280,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn scope(s: &str) -> Scope {
-        Scope::parse(s).unwrap_or_else(|e| panic!("{e}"))
+        Scope::parse(s).expect("the text parses")
     }
 
     /// The table of the specification, §5.

@@ -19,8 +19,8 @@ async fn daytonas_python_client_parses_every_response() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        .expect("a loopback port is free");
+    let addr = listener.local_addr().expect("the listener has an address");
     tokio::spawn(async move { axum::serve(listener, router(state, Arc::new(SystemClock))).await });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/client_conformance.py");
     let base = format!("http://{addr}/api");
@@ -30,7 +30,7 @@ async fn daytonas_python_client_parses_every_response() {
             .output()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the blocking task ends")
     .unwrap_or_else(|e| panic!("python3: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);

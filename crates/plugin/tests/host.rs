@@ -16,7 +16,7 @@ struct Setup {
 
 impl Setup {
     fn new(name: &str) -> Self {
-        let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let dir = TempDir::new().expect("TempDir is created");
         let installed = install_as(&test_plugin_binary(), &dir.path().join("plugins"), name);
         Self { dir, installed }
     }
@@ -65,7 +65,7 @@ async fn wait_for_restart(plugin: &PluginProcess, count: u64) {
     tokio::time::timeout(Duration::from_secs(30), restarts.wait_for(|n| *n >= count))
         .await
         .unwrap_or_else(|_| panic!("the plugin was not restarted"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the restart count is watched");
 }
 
 #[tokio::test]
@@ -101,7 +101,7 @@ async fn a_plugin_starts_configured_and_serves_every_method() {
     let credential = plugin
         .get_credential(&request("cred_a"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin issues the credential");
     assert!(credential.value.expose().starts_with("tp_"));
     assert_eq!(credential.external_id.as_deref(), Some("key-cred_a"));
     let revoked = plugin
@@ -115,7 +115,7 @@ async fn a_plugin_starts_configured_and_serves_every_method() {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin revokes the credential");
     assert!(revoked.revoked && !revoked.already_gone);
     let again = plugin
         .revoke_credential(
@@ -128,7 +128,7 @@ async fn a_plugin_starts_configured_and_serves_every_method() {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin revokes the credential");
     assert!(
         again.already_gone,
         "a null external id is found from the lease id"
@@ -144,7 +144,7 @@ async fn the_plugin_gets_a_cleared_environment_and_the_key_only_through_configur
     let credential = plugin
         .get_credential(&request("cred_env"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin issues the credential");
     let mut names: Vec<&str> = credential.metadata["env_names"].split(',').collect();
     names.sort_unstable();
     names.retain(|n| {
@@ -174,7 +174,7 @@ async fn a_tampered_binary_is_refused_before_it_runs() {
     let setup = Setup::new("test");
     let mut bytes = std::fs::read(&setup.installed.binary).unwrap_or_default();
     bytes.extend_from_slice(b"tampered");
-    std::fs::write(&setup.installed.binary, bytes).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&setup.installed.binary, bytes).expect("the file is written");
     match PluginProcess::start(setup.spec()).await {
         Err(HostError::Integrity(e)) => assert!(e.problem.contains("does not match"), "{e}"),
         other => panic!("expected an integrity failure, got {other:?}"),
@@ -204,9 +204,7 @@ async fn a_hanging_call_times_out_and_a_late_answer_is_dropped() {
     let setup = Setup::new("test");
     let mut spec = setup.spec();
     spec.timeout_cap = Some(Duration::from_millis(300));
-    let plugin = PluginProcess::start(spec)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let plugin = PluginProcess::start(spec).await.expect("it starts");
     script(&setup.state(), json!({"get_credential": "slow:1000"}));
     let timed_out = plugin.get_credential(&request("cred_slow")).await;
     assert!(
@@ -228,7 +226,7 @@ async fn a_hanging_call_times_out_and_a_late_answer_is_dropped() {
     let next = plugin
         .get_credential(&request("cred_next"))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin issues the credential");
     assert_eq!(next.external_id.as_deref(), Some("key-cred_next"));
     assert_eq!(plugin.late_answers(), 1, "an answer in time is not late");
     plugin.stop().await;
@@ -318,8 +316,8 @@ async fn sixteen_calls_run_at_once() {
     for call in calls {
         let credential = call
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the call task ends")
+            .expect("the plugin answers");
         values.insert(credential.value.expose().clone());
     }
     assert_eq!(values.len(), 16);
@@ -335,7 +333,7 @@ async fn a_signed_installation_is_reverified_before_every_start() {
     use creddy_plugin::publish::SigningKey;
     use creddy_plugin::signing::TrustedKey;
     use creddy_testkit::registry::install_signed;
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new().expect("TempDir is created");
     let key = SigningKey::generate();
     let installed = install_signed(
         &test_plugin_binary(),
@@ -353,16 +351,14 @@ async fn a_signed_installation_is_reverified_before_every_start() {
         "0.1.0",
     );
     spec.manifest_keys = Some(vec![
-        TrustedKey::parse(&key.public_key()).unwrap_or_else(|e| panic!("{e}")),
+        TrustedKey::parse(&key.public_key()).expect("the text parses"),
     ]);
-    let plugin = PluginProcess::start(spec.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let plugin = PluginProcess::start(spec.clone()).await.expect("it starts");
     plugin.stop().await;
 
     let mut untrusted = spec.clone();
     untrusted.manifest_keys = Some(vec![
-        TrustedKey::parse(&SigningKey::generate().public_key()).unwrap_or_else(|e| panic!("{e}")),
+        TrustedKey::parse(&SigningKey::generate().public_key()).expect("the text parses"),
     ]);
     let err = PluginProcess::start(untrusted)
         .await
@@ -375,7 +371,7 @@ async fn a_signed_installation_is_reverified_before_every_start() {
     let text = std::fs::read_to_string(&manifest)
         .unwrap_or_default()
         .replace("signed test plugin", "swapped");
-    std::fs::write(&manifest, text).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&manifest, text).expect("the file is written");
     match PluginProcess::start(spec).await {
         Err(HostError::Integrity(e)) => {
             assert!(e.problem.contains("does not match its content"), "{e}")

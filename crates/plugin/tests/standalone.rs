@@ -10,7 +10,7 @@ fn plugin(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(test_plugin_binary())
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the command runs");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -34,13 +34,13 @@ fn descriptive_commands_print_the_method_results() {
 
 #[test]
 fn get_validate_and_revoke_work_from_a_config_file() {
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new().expect("TempDir is created");
     let config = dir.path().join("config.json");
     std::fs::write(
         &config,
         json!({"api_key": "k", "state_dir": dir.path().join("up")}).to_string(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the file is written");
     let config = config.display().to_string();
     let (code, out, _) = plugin(&["validate", "--config", &config]);
     assert_eq!(
@@ -73,13 +73,13 @@ fn usage_errors_exit_2_and_plugin_errors_exit_1_with_a_hint() {
     let (code, _, err) = plugin(&["get", "--ttl"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("--ttl needs a value"), "{err}");
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new().expect("TempDir is created");
     let config = dir.path().join("config.json");
     std::fs::write(
         &config,
         json!({"api_key": "wrong", "state_dir": dir.path()}).to_string(),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the file is written");
     let (code, _, err) = plugin(&["validate", "--config", &config.display().to_string()]);
     assert_eq!(code, Some(1));
     assert!(

@@ -87,7 +87,7 @@ mod tests {
     use super::*;
 
     fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap_or_else(|e| panic!("{e}"))
+        text.parse().expect("the text parses")
     }
 
     #[test]

@@ -49,12 +49,12 @@ async fn a_damaged_database_file_fails_readiness_and_verification() {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(&path)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the file opens");
     file.seek(SeekFrom::Start((root - 1) * page_size))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("seek succeeds");
     file.write_all(&vec![0xA5; usize::try_from(page_size).unwrap_or(4096)])
-        .unwrap_or_else(|e| panic!("{e}"));
-    file.sync_all().unwrap_or_else(|e| panic!("{e}"));
+        .expect("the bytes are written");
+    file.sync_all().expect("the file is synced");
     let ready = api.get("/ready", "").await;
     assert_eq!(
         ready.status,
@@ -127,8 +127,8 @@ async fn backend_state(api: &Api, admin: &str) -> Value {
 /// Replaces `from` with `to` in the file at `path`, as an attacker with write access would;
 /// returns the text before.
 fn rewrite(path: &std::path::Path, from: &str, to: &str) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(path, text.replace(from, to)).unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(path).expect("the file is readable");
+    std::fs::write(path, text.replace(from, to)).expect("the file is written");
     text
 }
 
@@ -169,19 +169,19 @@ async fn a_rehashed_wrapper_in_the_plugin_directory_never_runs_or_sees_the_maste
     // wrapper's SHA-256 into install.json (leaving "signed": true).
     let capture = server.scratch().join("captured");
     let real_dir = server.scratch().join("real");
-    std::fs::create_dir_all(&real_dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&real_dir).expect("the directory is made");
     let real = real_dir.join("creddy-test");
-    std::fs::copy(&installed.binary, &real).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::copy(&installed.binary, &real).expect("the file is copied");
     let wrapper = format!(
         "#!/bin/sh\ntee -a '{}' | '{}' \"$@\"\n",
         capture.display(),
         real.display()
     );
-    std::fs::write(&installed.binary, wrapper).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&installed.binary, wrapper).expect("the file is written");
     std::fs::set_permissions(&installed.binary, std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let wrapper_sha = creddy_plugin::host::verify::sha256_file(&installed.binary)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the mode is set");
+    let wrapper_sha =
+        creddy_plugin::host::verify::sha256_file(&installed.binary).expect("sha256_file succeeds");
     let record = rewrite(
         &installed.binary.with_file_name("install.json"),
         &installed.sha256,
@@ -256,9 +256,9 @@ async fn site_with(dialect: Dialect, adjust: impl FnOnce(&mut Settings)) -> Test
     struct File {
         policies: Vec<Policy>,
     }
-    let file: File = toml::from_str(POLICIES).unwrap_or_else(|e| panic!("{e}"));
+    let file: File = toml::from_str(POLICIES).expect("the text is JSON of the expected shape");
     let server = TestServer::start_with(dialect, |s| {
-        s.policies = PolicySet::new(file.policies).unwrap_or_else(|e| panic!("{e}"));
+        s.policies = PolicySet::new(file.policies).expect("PolicySet is created");
         adjust(s);
     })
     .await;
@@ -810,15 +810,13 @@ async fn trickling_connection(
     source: &str,
 ) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("{e}"));
-    let local: std::net::SocketAddr = format!("{source}:0")
-        .parse()
-        .unwrap_or_else(|e| panic!("{e}"));
-    socket.bind(local).unwrap_or_else(|e| panic!("{e}"));
+    let socket = tokio::net::TcpSocket::new_v4().expect("new_v4 succeeds");
+    let local: std::net::SocketAddr = format!("{source}:0").parse().expect("the text parses");
+    socket.bind(local).expect("a loopback port is free");
     let mut stream = socket
         .connect(*server)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the connection is made");
     let _ = stream
         .write_all(
             b"POST /v1/enroll HTTP/1.1\r\nhost: creddy\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
@@ -1055,9 +1053,7 @@ async fn a_forged_forwarded_address_is_believed_only_from_a_trusted_proxy() {
     for (trusted, expected) in [(None, "127.0.0.1"), (Some("127.0.0.0/8"), "203.0.113.9")] {
         let server = TestServer::start_with(Dialect::Sqlite, |s| {
             s.trusted_proxies = trusted
-                .map(|t| {
-                    creddy_server::proxies::Network::parse(t).unwrap_or_else(|e| panic!("{e}"))
-                })
+                .map(|t| creddy_server::proxies::Network::parse(t).expect("the text parses"))
                 .into_iter()
                 .collect();
         })

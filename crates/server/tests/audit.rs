@@ -311,7 +311,7 @@ async fn plugin_changes_are_audited_at_start_and_reload(server: TestServer) {
         .append(true)
         .open(&installed.binary)
         .and_then(|mut f| f.write_all(b"tampered"))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the installed binary is writable");
     let third = reload().await;
     let last = third.last().cloned().unwrap_or_default();
     assert_eq!(last.0, "plugin.integrity_failed", "{third:?}");
@@ -322,7 +322,7 @@ async fn plugin_changes_are_audited_at_start_and_reload(server: TestServer) {
         .parent()
         .map(std::path::Path::to_owned)
         .unwrap_or_default();
-    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(&dir).expect("the directory is removed");
     let fourth = reload().await;
     assert_eq!(
         fourth.last().map(|e| e.0.as_str()),

@@ -47,8 +47,8 @@ fn policies(text: &str) -> PolicySet {
     struct File {
         policies: Vec<Policy>,
     }
-    let file: File = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
-    PolicySet::new(file.policies).unwrap_or_else(|e| panic!("{e}"))
+    let file: File = toml::from_str(text).expect("the text is JSON of the expected shape");
+    PolicySet::new(file.policies).expect("PolicySet is created")
 }
 
 async fn with_policies(dialect: Dialect) -> TestServer {

@@ -82,15 +82,15 @@ async fn shutdown_lets_an_in_flight_request_finish(mut server: TestServer) {
     );
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the connection is made");
     stream
         .write_all(head.as_bytes())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the bytes are written");
     stream
         .write_all(&body[..10])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the bytes are written");
     // The request is now in flight: headers read, body incomplete. Begin shutdown.
     let stopping = tokio::spawn(async move {
         server.stop().await;
@@ -100,7 +100,7 @@ async fn shutdown_lets_an_in_flight_request_finish(mut server: TestServer) {
     stream
         .write_all(&body[10..])
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the bytes are written");
     let mut response = String::new();
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -108,10 +108,10 @@ async fn shutdown_lets_an_in_flight_request_finish(mut server: TestServer) {
     )
     .await
     .unwrap_or_else(|_| panic!("no response"))
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the response is read");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"name\":\"late\""), "{response}");
-    let server = stopping.await.unwrap_or_else(|e| panic!("{e}"));
+    let server = stopping.await.expect("the server stops");
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "no longer listening"
@@ -128,10 +128,10 @@ async fn a_client_that_trickles_its_headers_is_disconnected() {
     let addr = server.server().addr();
     let mut slow = tokio::net::TcpStream::connect(addr)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the connection is made");
     slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the bytes are written");
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut rest)).await;
     assert!(

@@ -34,14 +34,14 @@ async fn relying_party(
         std::process::Command::new("python3").args(&args).output()
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
+    .expect("the blocking task ends")
     .unwrap_or_else(|e| panic!("python3 is required for this test: {e}"));
     assert!(
         output.status.success(),
         "the relying party failed (PyJWT installed? `pip install 'PyJWT[crypto]'`):\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"))
+    serde_json::from_slice(&output.stdout).expect("the bytes are JSON of the expected shape")
 }
 
 fn text(v: &Value) -> String {

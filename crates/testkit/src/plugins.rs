@@ -43,8 +43,8 @@ pub fn workspace_binaries(wanted: &[(&str, &str)]) -> Vec<PathBuf> {
         return paths;
     }
     let lock_path = target_dir().join(".workspace-binaries.build-lock");
-    let lock = std::fs::File::create(&lock_path).unwrap_or_else(|e| panic!("{e}"));
-    lock.lock().unwrap_or_else(|e| panic!("{e}"));
+    let lock = std::fs::File::create(&lock_path).expect("the file is created");
+    lock.lock().expect("the lock is taken");
     if !paths.iter().all(|p| p.is_file()) {
         let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         build.arg("build");
@@ -80,14 +80,14 @@ pub struct Installed {
 /// out (an unsigned install, without the registry files).
 pub fn install_as(source: &Path, plugin_dir: &Path, name: &str) -> Installed {
     let dir = plugin_dir.join(name);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&dir).expect("the directory is made");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the mode is set");
     let binary = dir.join(format!("creddy-{name}"));
     std::fs::copy(source, &binary).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let sha256 = sha256_file(&binary).unwrap_or_else(|e| panic!("{e}"));
+        .expect("the mode is set");
+    let sha256 = sha256_file(&binary).expect("sha256_file succeeds");
     let record = InstallRecord {
         name: name.to_owned(),
         version: "0.1.0".to_owned(),
@@ -97,13 +97,13 @@ pub fn install_as(source: &Path, plugin_dir: &Path, name: &str) -> Installed {
         source: source.display().to_string(),
         installed_at: "2026-01-01T00:00:00Z".to_owned(),
     };
-    InstalledPlugin::write_record(&dir, &record).unwrap_or_else(|e| panic!("{e}"));
+    InstalledPlugin::write_record(&dir, &record).expect("write_record succeeds");
     Installed { binary, sha256 }
 }
 
 /// Writes the test plugin's behaviour script for its next calls.
 pub fn script(state_dir: &Path, behavior: serde_json::Value) {
-    std::fs::create_dir_all(state_dir).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(state_dir).expect("the directory is made");
     std::fs::write(state_dir.join("behavior.json"), behavior.to_string())
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the file is written");
 }

@@ -188,7 +188,7 @@ fn ensure_template(bin: &Path) -> PathBuf {
     ));
     if !template.join("PG_VERSION").is_file() {
         let _ = fs::remove_dir_all(&template);
-        give_to_postgres(&root).unwrap_or_else(|e| panic!("{e}"));
+        give_to_postgres(&root).expect("give_to_postgres succeeds");
         run_as_postgres(
             Command::new(bin.join("initdb"))
                 .arg("-D")

@@ -38,7 +38,7 @@ pub fn install_signed(
         min_creddy_version: "0.1.0",
     };
     publish_signed(registry_dir, key, &[release]);
-    let trusted = [TrustedKey::parse(&key.public_key()).unwrap_or_else(|e| panic!("{e}"))];
+    let trusted = [TrustedKey::parse(&key.public_key()).expect("the text parses")];
     let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let text = |p: &Path| String::from_utf8(read(p)).unwrap_or_default();
     let (index, _) = Index::verified(
@@ -46,8 +46,8 @@ pub fn install_signed(
         &text(&registry_dir.join("index.json.minisig")),
         &trusted,
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let version = index.resolve(name, None).unwrap_or_else(|e| panic!("{e}"));
+    .expect("it verifies");
+    let version = index.resolve(name, None).expect("it resolves");
     let dir = registry_dir.join(name).join(&version);
     let manifest_bytes = read(&dir.join("manifest.json"));
     let manifest_signature = text(&dir.join("manifest.json.minisig"));
@@ -59,13 +59,13 @@ pub fn install_signed(
         &version,
         "0.1.0",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("it verifies");
     let entry = manifest
         .binary_for_this_platform()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("binary_for_this_platform succeeds")
         .clone();
     let bytes = read(&dir.join(&entry.filename));
-    entry.check(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    entry.check(&bytes).expect("the check passes");
     let record = install(
         plugin_dir,
         &Release {
@@ -78,7 +78,7 @@ pub fn install_signed(
         },
         "2026-01-01T00:00:00Z",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("it installs");
     crate::plugins::Installed {
         binary: plugin_dir.join(name).join(format!("creddy-{name}")),
         sha256: record.sha256,

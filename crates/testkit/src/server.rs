@@ -44,7 +44,7 @@ impl TestServer {
             Dialect::Postgres => Some(Arc::new(
                 tokio::task::spawn_blocking(PgCluster::start)
                     .await
-                    .unwrap_or_else(|e| panic!("{e}")),
+                    .expect("the blocking task ends"),
             )),
         };
         let mut settings = Settings::for_data_dir(&dir.path().join("data"));
@@ -309,7 +309,7 @@ impl StandinProcess {
         let mut first = String::new();
         BufReader::new(stdout)
             .read_line(&mut first)
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("read_line succeeds");
         let api_url = first
             .trim()
             .strip_prefix("listening on ")

@@ -44,7 +44,7 @@ impl TestStore {
             Dialect::Postgres => {
                 let cluster = tokio::task::spawn_blocking(PgCluster::start)
                     .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    .expect("the blocking task ends");
                 let location = Location::Postgres(cluster.url());
                 let store = open(&location).await;
                 Self {
@@ -85,7 +85,7 @@ macro_rules! on_raw_pool {
             Location::Sqlite(path) => {
                 let $pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
                     .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    .expect("the connection is made");
                 let result = $body;
                 $pool.close().await;
                 result
@@ -93,7 +93,7 @@ macro_rules! on_raw_pool {
             Location::Postgres(url) => {
                 let $pool = sqlx::PgPool::connect(url)
                     .await
-                    .unwrap_or_else(|e| panic!("{e}"));
+                    .expect("the connection is made");
                 let result = $body;
                 $pool.close().await;
                 result

@@ -36,11 +36,11 @@ async fn standin(master_permissions: &[&str]) -> Daytona {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        .expect("a loopback port is free");
+    let addr = listener.local_addr().expect("the listener has an address");
     let app = router(state, clock.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+    let dir = TempDir::new().expect("TempDir is created");
     let installed = install_as(
         &workspace_binary("creddy-daytona", "creddy-daytona"),
         &dir.path().join("plugins"),
@@ -74,7 +74,7 @@ impl Daytona {
     async fn configured(&self) -> PluginProcess {
         self.plugin(json!({"api_key": MASTER, "base_url": self.url, "organization_id": ORG}))
             .await
-            .unwrap_or_else(|e| panic!("{e}"))
+            .expect("the plugin starts")
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, key: &str) -> (u16, Value) {
@@ -85,7 +85,7 @@ impl Daytona {
             .json(&json!({}))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the server answers");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -97,7 +97,7 @@ impl Daytona {
             .json(&faults)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the server answers");
     }
 
     async fn state(&self) -> Value {
@@ -107,7 +107,7 @@ impl Daytona {
             .get(format!("{base}/_standin/state"))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .expect("the server answers");
         response.json().await.unwrap_or(Value::Null)
     }
 }
@@ -138,7 +138,7 @@ async fn a_minted_key_carries_the_scope_permissions_and_the_lease_expiry() {
     let daytona = standin(&FULL).await;
     let plugin = daytona.configured().await;
     assert_eq!(
-        plugin.validate().await.unwrap_or_else(|e| panic!("{e}")),
+        plugin.validate().await.expect("the plugin validates"),
         Vec::<String>::new()
     );
     let full = plugin
@@ -148,7 +148,7 @@ async fn a_minted_key_carries_the_scope_permissions_and_the_lease_expiry() {
             3600,
         ))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin issues the credential");
     assert!(
         full.value.expose().starts_with("dtn_") && full.value.expose().len() == 68,
         "{}",
@@ -184,7 +184,7 @@ async fn a_minted_key_carries_the_scope_permissions_and_the_lease_expiry() {
     let read = plugin
         .get_credential(&request(&["daytona:workspaces:read"], "cred_02", 600))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin issues the credential");
     assert_eq!(
         daytona
             .call(reqwest::Method::GET, "/sandbox", read.value.expose())
@@ -232,7 +232,7 @@ async fn revocation_deletes_the_key_and_not_found_counts_as_gone() {
     let credential = plugin
         .get_credential(&request(&["daytona:workspaces"], "cred_03", 600))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin issues the credential");
     let agent = AgentRef {
         id: "ag_1".into(),
         name: "CI Agent".into(),
@@ -241,7 +241,7 @@ async fn revocation_deletes_the_key_and_not_found_counts_as_gone() {
     let first = plugin
         .revoke_credential(credential.external_id.clone(), "cred_03", agent.clone())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin revokes the credential");
     assert!(first.revoked && !first.already_gone);
     assert_eq!(
         daytona
@@ -254,7 +254,7 @@ async fn revocation_deletes_the_key_and_not_found_counts_as_gone() {
     let again = plugin
         .revoke_credential(None, "cred_03", agent.clone())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin revokes the credential");
     assert!(again.already_gone, "found by lease id, already gone");
     assert_eq!(
         daytona.state().await["deleted_keys"],
@@ -264,7 +264,7 @@ async fn revocation_deletes_the_key_and_not_found_counts_as_gone() {
     let other = plugin
         .get_credential(&request(&["daytona"], "cred_04", 600))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin issues the credential");
     daytona.faults(json!({"fail_deletes": true})).await;
     match plugin
         .revoke_credential(other.external_id.clone(), "cred_04", agent)
@@ -286,7 +286,7 @@ async fn the_troubleshooting_messages_of_the_specification() {
     let bad_key = daytona
         .plugin(json!({"api_key": "dtn_wrong", "base_url": daytona.url}))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin starts");
     assert_eq!(
         plugin_error(bad_key.validate().await),
         (ErrorKind::UpstreamAuth, "invalid API key".into())
@@ -294,7 +294,7 @@ async fn the_troubleshooting_messages_of_the_specification() {
     let bad_org = daytona
         .plugin(json!({"api_key": MASTER, "base_url": daytona.url, "organization_id": "org-ACME"}))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin starts");
     assert_eq!(
         plugin_error(bad_org.validate().await),
         (ErrorKind::UpstreamNotFound, "organization not found".into())
@@ -340,7 +340,7 @@ async fn the_troubleshooting_messages_of_the_specification() {
     let refused = daytona
         .plugin(json!({"api_key": MASTER, "base_url": format!("http://127.0.0.1:{closed}/api")}))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin starts");
     let (kind, message) = plugin_error(refused.validate().await);
     assert_eq!(
         kind,
@@ -431,13 +431,13 @@ async fn a_redirecting_upstream_is_never_followed() {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        .expect("a loopback port is free");
+    let addr = listener.local_addr().expect("the listener has an address");
     tokio::spawn(async move { axum::serve(listener, hostile).await });
     let plugin = daytona
         .plugin(json!({"api_key": MASTER, "base_url": format!("http://{addr}/api"), "organization_id": ORG}))
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the plugin starts");
     let minted = plugin
         .get_credential(&request(&["daytona"], "cred_redirect", 600))
         .await;

@@ -123,7 +123,7 @@ async fn backends_come_back_after_a_restart(server: TestServer) {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let key = site.server.settings.data_dir.join("master.key");
     std::fs::write(&key, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")
-        .unwrap_or_else(|e| panic!("{e}"));
+        .expect("the file is written");
     site.server.stop().await;
     let refused = site
         .server
@@ -321,7 +321,7 @@ async fn plugins_are_listed_and_reloaded_one_at_a_time(server: TestServer) {
         site.server.settings.plugin_dir.join("spare/creddy-spare"),
         b"#!/bin/sh\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .expect("the file is written");
     let listed = site.api.get("/v1/admin/plugins", &site.admin).await;
     assert_eq!(listed.body["plugins"][0]["state"], "integrity_failed");
 }
