@@ -237,25 +237,13 @@ impl FromRequestParts<Engine> for RequestOrigin {
     }
 }
 
-/// `application/x-www-form-urlencoded` decoding (query strings and form bodies): `+` is a
-/// space, `%XX` a byte; `None` for a bad escape or text that is not UTF-8.
-pub(crate) fn form_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
+/// One `application/x-www-form-urlencoded` component (a client id or secret in HTTP Basic,
+/// RFC 6749 §2.3.1): `+` is a space, `%XX` a byte; `None` when the bytes are not UTF-8.
+pub(crate) fn form_component(text: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(&text.replace('+', " "))
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// An optional JSON body: empty (or only whitespace) means the defaults.

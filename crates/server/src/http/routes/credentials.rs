@@ -16,27 +16,17 @@ use crate::engine::vend::{VendRequest, vend};
 use crate::http::RequestOrigin;
 use crate::http::error::no_store;
 
-/// `ttl` and repeated `scope` from a query string.
-fn from_query(query: Option<&str>) -> Result<VendRequest, EngineError> {
+/// `ttl` and repeated `scope` from a query string (other parameters are ignored).
+fn from_query(query: Option<&str>) -> VendRequest {
     let mut request = VendRequest::default();
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = crate::http::form_decode(value).ok_or_else(|| {
-            EngineError::invalid_request(format!(
-                "query parameter '{key}' is not valid percent-encoded UTF-8"
-            ))
-        })?;
-        match key {
-            "ttl" => request.ttl = Some(value),
-            "scope" => request.scopes.push(value),
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "ttl" => request.ttl = Some(value.into_owned()),
+            "scope" => request.scopes.push(value.into_owned()),
             _ => {}
         }
     }
-    Ok(request)
+    request
 }
 
 async fn respond(
@@ -101,7 +91,7 @@ pub(crate) async fn vend_get(
     Path(backend): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, EngineError> {
-    let request = from_query(query.as_deref())?;
+    let request = from_query(query.as_deref());
     respond(state, principal, context, backend, request).await
 }
 
@@ -121,7 +111,7 @@ pub(crate) async fn vend_post(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, EngineError> {
-    let from_url = from_query(query.as_deref())?;
+    let from_url = from_query(query.as_deref());
     let has_query = from_url.ttl.is_some() || !from_url.scopes.is_empty();
     let request = if body.iter().all(u8::is_ascii_whitespace) {
         from_url

@@ -118,15 +118,12 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Option<api::TokenRequest>
     if json {
         return serde_json::from_slice(body).ok();
     }
+    // A form is ASCII; a body that is not even UTF-8 is no form.
+    let form = std::str::from_utf8(body).ok()?;
     let mut request = api::TokenRequest::default();
-    for pair in std::str::from_utf8(body)
-        .ok()?
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = crate::http::form_decode(value)?;
-        match key {
+    for (key, value) in form_urlencoded::parse(form.as_bytes()) {
+        let value = value.into_owned();
+        match key.as_ref() {
             "grant_type" => request.grant_type = Some(value),
             "client_id" => request.client_id = Some(value),
             "client_secret" => request.client_secret = Some(value.into()),
@@ -152,8 +149,8 @@ fn client_credentials(
         .and_then(|pair| {
             let (id, secret) = pair.split_once(':')?;
             Some((
-                crate::http::form_decode(id)?,
-                crate::http::form_decode(secret)?,
+                crate::http::form_component(id)?,
+                crate::http::form_component(secret)?,
             ))
         });
     match basic {
