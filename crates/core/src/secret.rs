@@ -70,6 +70,12 @@ impl Wipe for String {
     }
 }
 
+impl Wipe for [u8; 32] {
+    fn wipe(&mut self) {
+        self.zeroize();
+    }
+}
+
 impl Wipe for Vec<u8> {
     fn wipe(&mut self) {
         self.zeroize();

@@ -22,16 +22,11 @@ use crate::version::Version;
 const SECRET_KEY_LEN: usize = 158;
 const KEYNUM_OFFSET: usize = 54;
 
-/// A minisign signing key.
+/// A minisign signing key (`Debug` shows its public half only, as ed25519-dalek prints it).
+#[derive(Debug)]
 pub struct SigningKey {
     key: ed25519_dalek::SigningKey,
     id: [u8; 8],
-}
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SigningKey({})", self.key_id())
-    }
 }
 
 /// Why a secret key file cannot be used.

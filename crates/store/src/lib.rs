@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use creddy_core::secret::Secret;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -134,17 +135,8 @@ pub struct Store {
     pool: Pool,
     location: Location,
     /// The key of the audit records' keyed hashes, once the server knows the master key.
-    audit_key: std::sync::Arc<std::sync::RwLock<Option<AuditKey>>>,
-}
-
-/// The audit key, never printed.
-#[derive(Clone, Copy)]
-struct AuditKey([u8; 32]);
-
-impl std::fmt::Debug for AuditKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AuditKey(********)")
-    }
+    /// Never printed, wiped when replaced or dropped.
+    audit_key: std::sync::Arc<std::sync::RwLock<Option<Secret<[u8; 32]>>>>,
 }
 
 /// A write transaction that knows the audit key, so that every event appended in it gets
@@ -173,14 +165,15 @@ impl Store {
         *self
             .audit_key
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(AuditKey(key));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Secret::new(key));
     }
 
     pub(crate) fn audit_key(&self) -> Option<[u8; 32]> {
         self.audit_key
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .map(|k| k.0)
+            .as_ref()
+            .map(|k| *k.expose())
     }
 }
 

@@ -7,7 +7,18 @@ creddy_testkit::dialects!(TestStore::new =>
     a_failed_audit_write_rolls_the_change_back,
     concurrent_writers_on_two_handles_keep_the_chain_gap_free,
     shared_facts_are_set_once,
+    the_audit_key_never_prints,
 );
+
+/// Whoever logs the store with `{:?}` learns nothing of the key of the keyed hashes.
+async fn the_audit_key_never_prints(db: TestStore) {
+    db.store.set_audit_key([0xA7; 32]);
+    let printed = format!("{:?}", db.store);
+    assert!(printed.contains("audit_key"), "{printed}");
+    for leak in ["167", "a7a7", "A7A7"] {
+        assert!(!printed.contains(leak), "the key shows in: {printed}");
+    }
+}
 
 async fn every_change_appends_one_linked_audit_event(db: TestStore) {
     let a = new_agent("a", &["daytona"], None);
