@@ -10,7 +10,47 @@ creddy_testkit::dialects!(TestServer::start =>
     a_plugin_crash_during_a_revocation_is_retried_after_its_restart,
     a_revocation_refused_for_good_is_irrevocable_at_once_and_retried_daily,
     a_hanging_upstream_holds_eight_revocations_and_never_delays_another_backend,
+    a_lease_claimed_again_while_its_attempt_runs_is_not_tried_twice_at_once,
 );
+
+/// A node never runs two revocations of one lease at once: when the lease's claim lapses
+/// while its attempt still runs (a stalled upstream, a clock that jumped) and the reaper
+/// claims it again, the running attempt keeps it. The upstream is a barrier that lets calls
+/// through only when two arrive together, within two seconds: one attempt fails it.
+async fn a_lease_claimed_again_while_its_attempt_runs_is_not_tried_twice_at_once(
+    server: TestServer,
+) {
+    let (site, token) = ready(server).await;
+    let lease = site.vend(&token, "?ttl=1m").await;
+    assert_eq!(lease.status, StatusCode::OK, "{}", lease.text);
+    let id = lease.body["id"].as_str().unwrap_or_default().to_owned();
+    script(
+        &site.upstream(),
+        json!({"revoke_credential": "barrier:2:2000"}),
+    );
+    let arrived =
+        |site: &Site| std::fs::read_dir(site.upstream().join("barrier")).map_or(0, |d| d.count());
+    site.server.clock.advance_seconds(61);
+    let state = site.server.server().state().clone();
+    let first = tokio::spawn(async move { state.tasks().sweep_now().await });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while arrived(&site) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no attempt started");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The claim lapses while the attempt waits at the barrier; the reaper claims it again.
+    site.server.clock.advance_seconds(61);
+    site.server.server().state().tasks().sweep_now().await;
+    first.await.expect("the first sweep ends");
+    assert_eq!(arrived(&site), 1, "a second attempt ran beside the first");
+    let shown = site
+        .api
+        .get(&format!("/v1/admin/tokens/{id}"), &site.admin)
+        .await;
+    assert_eq!(shown.body["state"], "revoking", "{}", shown.text);
+    assert_eq!(shown.body["attempts"], 1, "{}", shown.text);
+    assert_eq!(site.revoked_upstream(), 0);
+}
 
 async fn expired_and_orphaned_credentials_are_revoked_upstream(server: TestServer) {
     let (site, token) = ready(server).await;

@@ -3,7 +3,7 @@
 //! The fake upstream lives in the `state_dir` of its configuration: minted credentials are
 //! recorded in `issued/`, revocations in `revoked/`. Before each call the plugin reads
 //! `behavior.json` there, e.g. `{"get_credential": "crash"}`, with modes `ok`, `hang`,
-//! `crash`, `garbage`, `huge`, `slow:<ms>`, `fail:<error kind>` and `barrier:<n>` (the call
+//! `crash`, `garbage`, `huge`, `slow:<ms>`, `fail:<error kind>` and `barrier:<n>[:<ms>]` (the call
 //! waits until `n` calls are in flight together, and fails if they never are).
 //!
 //! What must happen before `configure` is chosen by the binary's file name instead: a name
@@ -48,7 +48,11 @@ async fn act(state_dir: &Path, method: &str) -> Result<(), PluginError> {
             tokio::time::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(100))).await;
             Ok(())
         }
-        Some(("barrier", n)) => barrier(state_dir, n.parse().unwrap_or(2)).await,
+        Some(("barrier", spec)) => {
+            let (n, within_ms) = spec.split_once(':').unwrap_or((spec, "30000"));
+            let within = std::time::Duration::from_millis(within_ms.parse().unwrap_or(30_000));
+            barrier(state_dir, n.parse().unwrap_or(2), within).await
+        }
         Some(("fail", kind)) => {
             let kind: ErrorKind =
                 serde_json::from_value(Value::from(kind)).unwrap_or(ErrorKind::InternalError);
@@ -78,13 +82,18 @@ async fn act(state_dir: &Path, method: &str) -> Result<(), PluginError> {
 }
 
 /// Waits until `n` calls have arrived here (each leaves a file in `barrier/`); fails after
-/// 30 s with how many did, so calls the host serialises fail instead of passing.
-async fn barrier(state_dir: &Path, n: usize) -> Result<(), PluginError> {
+/// `within` (30 s unless `barrier:<n>:<ms>`) with how many did, so calls the host
+/// serialises fail instead of passing.
+async fn barrier(
+    state_dir: &Path,
+    n: usize,
+    within: std::time::Duration,
+) -> Result<(), PluginError> {
     let dir = state_dir.join("barrier");
     let failed = |e: std::io::Error| PluginError::new(ErrorKind::InternalError, e.to_string());
     std::fs::create_dir_all(&dir).map_err(failed)?;
     std::fs::write(dir.join(random_hex()), "").map_err(failed)?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + within;
     loop {
         let arrived = std::fs::read_dir(&dir).map_err(failed)?.count();
         if arrived >= n {
