@@ -2,6 +2,7 @@
 //! their open leases, and removed (their open leases queued for revocation), each change
 //! audited in the same transaction.
 
+use creddy_api::agents::CreateAgent;
 use creddy_core::Duration;
 use creddy_core::agent::{Agent, AgentSecrets};
 use creddy_core::audit::{Action, AuditEvent};
@@ -18,17 +19,6 @@ use crate::engine::state::Engine;
 /// The most scopes one agent may hold.
 pub(crate) const MAX_SCOPES: usize = 64;
 
-/// What an admin asks for.
-#[derive(Debug)]
-pub(crate) struct NewAgentRequest {
-    /// Its name.
-    pub name: String,
-    /// Its scopes.
-    pub scopes: Vec<String>,
-    /// Its lifetime (`30d`).
-    pub expires_in: Option<String>,
-}
-
 /// A created agent and its secrets, to be shown once.
 #[derive(Debug)]
 pub(crate) struct Created {
@@ -41,9 +31,7 @@ pub(crate) struct Created {
 }
 
 /// Checks the request: the name grammar, the scope grammar and count, the lifetime syntax.
-fn validate(
-    request: &NewAgentRequest,
-) -> Result<(AgentName, Grants, Option<Duration>), EngineError> {
+fn validate(request: &CreateAgent) -> Result<(AgentName, Grants, Option<Duration>), EngineError> {
     let name =
         AgentName::parse(&request.name).map_err(|e| EngineError::invalid_request(e.to_string()))?;
     if request.scopes.len() > MAX_SCOPES {
@@ -72,7 +60,7 @@ pub(crate) async fn create(
     engine: &Engine,
     principal: &Principal,
     origin: &Origin,
-    request: NewAgentRequest,
+    request: CreateAgent,
 ) -> Result<Created, EngineError> {
     principal.require_admin("admin:agents:write")?;
     let (name, scopes, lifetime) = validate(&request)?;

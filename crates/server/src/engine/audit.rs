@@ -2,6 +2,7 @@
 //! chain (hashes and keyed hashes recomputed from the anchor or the first record; the first
 //! broken link reported, never a server error for a damaged record).
 
+use creddy_api::audit::AuditQuery;
 use creddy_core::audit::ChainCheck;
 use creddy_core::{Duration, Timestamp};
 use creddy_store::{AuditFilter, StoredEvent};
@@ -42,34 +43,11 @@ fn parse_time(field: &str, text: &str, now: Timestamp) -> Result<i64, EngineErro
         })
 }
 
-/// What to look for in the trail.
-#[derive(Debug, Default)]
-pub(crate) struct Query {
-    /// At most this many (1 to [`MAX_LIMIT`]; [`DEFAULT_LIMIT`] when absent).
-    pub limit: Option<i64>,
-    /// The agent concerned, by name.
-    pub agent: Option<String>,
-    /// The agent concerned, by id.
-    pub agent_id: Option<String>,
-    /// The backend concerned.
-    pub backend: Option<String>,
-    /// The action (the original's names accepted).
-    pub action: Option<String>,
-    /// The lease concerned.
-    pub lease: Option<String>,
-    /// From: RFC 3339 or a duration ago.
-    pub since: Option<String>,
-    /// Until: RFC 3339 or a duration ago.
-    pub until: Option<String>,
-    /// Before this position (the next page).
-    pub before_seq: Option<i64>,
-}
-
 /// A page of events, newest first.
 pub(crate) async fn page(
     engine: &Engine,
     principal: &Principal,
-    query: Query,
+    query: AuditQuery,
 ) -> Result<Vec<StoredEvent>, EngineError> {
     principal.require_admin("admin:audit:read")?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use creddy_api::backends::AddBackend;
 use creddy_core::audit::{Action, AuditEvent};
 use creddy_core::backend::BackendState;
 use creddy_core::ids::BackendId;
@@ -229,19 +230,6 @@ fn check_config(
     Ok(Value::Object(config))
 }
 
-/// A backend an admin asks for.
-#[derive(Debug)]
-pub(crate) struct NewBackend {
-    /// The plugin.
-    pub(crate) plugin: String,
-    /// Its name (the plugin's when absent).
-    pub(crate) name: Option<String>,
-    /// Its configuration.
-    pub(crate) config: Map<String, Value>,
-    /// Whether the upstream is asked first (the default).
-    pub(crate) validate: Option<bool>,
-}
-
 /// Adds a backend: describes the plugin, checks the configuration against its schema, starts
 /// a plugin process with it, asks the upstream (unless told not to), and only then seals and
 /// stores it. Answers the stored record and the validation's warnings.
@@ -249,7 +237,7 @@ pub(crate) async fn add(
     state: &Engine,
     principal: &Principal,
     context: &Origin,
-    body: NewBackend,
+    body: AddBackend,
 ) -> Result<(BackendRecord, Vec<String>), EngineError> {
     principal.require_admin("admin:backends:write")?;
     let name = body.name.clone().unwrap_or_else(|| body.plugin.clone());

@@ -8,7 +8,7 @@ use creddy_api::ErrorBody;
 use creddy_api::agents as api;
 use creddy_core::agent::Agent;
 
-use crate::engine::agents::{self, NewAgentRequest};
+use crate::engine::agents;
 use crate::engine::auth::Principal;
 use crate::engine::error::EngineError;
 use crate::engine::state::Engine;
@@ -41,12 +41,7 @@ pub(crate) async fn create(
     RequestOrigin(origin): RequestOrigin,
     ApiJson(body): ApiJson<api::CreateAgent>,
 ) -> Result<Response, EngineError> {
-    let request = NewAgentRequest {
-        name: body.name,
-        scopes: body.scopes,
-        expires_in: body.expires_in,
-    };
-    let created = agents::create(&state, &principal, &origin, request).await?;
+    let created = agents::create(&state, &principal, &origin, body).await?;
     let oidc = api::OidcClient {
         client_id: created.agent.client_id.clone(),
         client_secret: created.secrets.client_secret.to_secret(),

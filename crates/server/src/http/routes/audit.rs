@@ -20,17 +20,6 @@ pub(crate) async fn list(
     principal: Principal,
     Query(query): Query<api::AuditQuery>,
 ) -> Result<Json<Vec<api::AuditRecord>>, EngineError> {
-    let query = audit::Query {
-        limit: query.limit,
-        agent: query.agent,
-        agent_id: query.agent_id,
-        backend: query.backend,
-        action: query.action,
-        lease: query.lease,
-        since: query.since,
-        until: query.until,
-        before_seq: query.before_seq,
-    };
     let page = audit::page(&state, &principal, query).await?;
     Ok(Json(page.into_iter().map(record_view).collect()))
 }

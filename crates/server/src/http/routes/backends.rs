@@ -13,7 +13,7 @@ use creddy_store::BackendRecord;
 
 use crate::engine::auth::Principal;
 use crate::engine::backend_admin::Removal;
-use crate::engine::backend_config::{self, NewBackend, Reload};
+use crate::engine::backend_config::{self, Reload};
 use crate::engine::error::EngineError;
 use crate::engine::state::Engine;
 use crate::http::{ApiJson, RequestOrigin};
@@ -121,13 +121,7 @@ pub(crate) async fn add(
     RequestOrigin(origin): RequestOrigin,
     ApiJson(body): ApiJson<api::AddBackend>,
 ) -> Result<Json<api::AddedBackend>, EngineError> {
-    let request = NewBackend {
-        plugin: body.plugin,
-        name: body.name,
-        config: body.config,
-        validate: body.validate,
-    };
-    let (record, warnings) = backend_config::add(&state, &principal, &origin, request).await?;
+    let (record, warnings) = backend_config::add(&state, &principal, &origin, body).await?;
     Ok(Json(api::AddedBackend {
         backend: view(&state, &record),
         warnings,
