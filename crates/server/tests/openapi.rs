@@ -37,8 +37,14 @@ fn every_operation_documents_its_errors_and_its_security() {
     assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().expect("paths");
     assert!(paths.len() >= 30, "{} paths", paths.len());
+    let mut operation_ids = std::collections::BTreeSet::new();
     for (path, item) in paths {
         for (method, operation) in item.as_object().expect("a path item") {
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(
+                operation_ids.insert(id.to_owned()),
+                "operationId '{id}' of {method} {path} is not unique"
+            );
             let responses = operation["responses"].as_object().expect("responses");
             let name = format!("{method} {path}");
             assert!(responses.contains_key("500"), "{name} lacks 500");
@@ -81,5 +87,8 @@ async fn the_server_serves_the_committed_document(server: TestServer) {
         &std::fs::read_to_string(committed_path()).expect("docs/openapi.json exists"),
     )
     .expect("the committed document is JSON");
-    assert_eq!(answer.body, committed);
+    assert!(
+        answer.body == committed,
+        "GET /v1/openapi.json differs from docs/openapi.json"
+    );
 }

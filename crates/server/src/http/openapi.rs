@@ -71,9 +71,23 @@ pub fn document() -> OpenApi {
     for item in api.paths.paths.values_mut() {
         for operation in operations(item) {
             add_common_errors(operation);
+            name_by_tag(operation);
         }
     }
     api
+}
+
+/// `<tag>_<handler>` (`agents_list`, `backends_list`): handler names repeat across areas,
+/// operation ids must not.
+fn name_by_tag(operation: &mut Operation) {
+    let tag = operation
+        .tags
+        .as_ref()
+        .and_then(|tags| tags.first())
+        .cloned();
+    if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut()) {
+        *id = format!("{tag}_{id}");
+    }
 }
 
 /// The document as pretty JSON, built once.
