@@ -923,3 +923,29 @@ pub(crate) async fn poll(engine: &Engine, secret: Option<&str>) -> Result<Polled
         _ => Polled::Expired { id },
     })
 }
+
+/// One of `agent`'s own scope requests; another agent's, or an enrollment, is not found.
+pub(crate) async fn amendment_of(
+    engine: &Engine,
+    agent: &Agent,
+    id: &str,
+) -> Result<Enrollment, EngineError> {
+    let typed = EnrollmentId::parse(id).ok_or_else(|| no_such_request(id))?;
+    engine
+        .store()
+        .find_enrollment(&typed)
+        .await?
+        .filter(|r| {
+            r.kind == EnrollmentKind::Amendment && r.agent_id.as_deref() == Some(agent.id.as_str())
+        })
+        .ok_or_else(|| no_such_request(id))
+}
+
+/// Requests waiting for a decision (`admin:enrollments:read`), oldest first.
+pub(crate) async fn pending(
+    engine: &Engine,
+    principal: &Principal,
+) -> Result<Vec<Enrollment>, EngineError> {
+    principal.require_admin("admin:enrollments:read")?;
+    Ok(engine.store().pending_enrollments().await?)
+}

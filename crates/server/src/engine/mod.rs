@@ -7,6 +7,7 @@
 //! - [`state`]: the handle (store, clock, sealer, backends, keys, limiters, settings).
 //! - [`auth`]: who a bearer token belongs to, and what a principal may do.
 //! - [`vend`]: authorise, record the intent, mint through the plugin, commit, audit.
+//! - [`leases`]: reading leases (an admin's pages, an agent's own).
 //! - [`revocation`] and [`tasks`]: revoking leases, explicitly and by the reaper; agents'
 //!   expiry; draining backends.
 //! - [`enrollment`]: enrollments and scope requests with every decision about them.
@@ -17,6 +18,7 @@
 //! - [`audit`]: verifying the chain.
 //! - [`sealing`]: the master key and what it seals.
 //! - [`plugin_events`], [`sync`]: plugin changes recorded and announced to other nodes.
+//! - [`health`]: liveness counts and readiness.
 //! - [`metrics`], [`ratelimit`], [`error`].
 
 pub(crate) mod agents;
@@ -27,6 +29,8 @@ pub(crate) mod backend_config;
 pub mod backends;
 pub(crate) mod enrollment;
 pub(crate) mod error;
+pub(crate) mod health;
+pub(crate) mod leases;
 pub mod metrics;
 pub(crate) mod oidc;
 pub(crate) mod plugin_events;

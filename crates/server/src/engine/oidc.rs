@@ -454,6 +454,15 @@ pub async fn retire_ended(state: &Engine) -> Result<(), creddy_store::StoreError
     Ok(())
 }
 
+/// Every signing key, newest first (`admin:keys:read`).
+pub(crate) async fn keys(
+    engine: &Engine,
+    principal: &crate::engine::auth::Principal,
+) -> Result<Vec<SigningKeyRecord>, crate::engine::error::EngineError> {
+    principal.require_admin("admin:keys:read")?;
+    Ok(engine.store().signing_keys().await?)
+}
+
 /// An admin's rotation: `alg` (the configured one when absent) must be offered; the previous
 /// key stays published for `grace` (the configured grace when absent), never less than a
 /// token's lifetime.

@@ -254,6 +254,21 @@ pub(crate) async fn find(state: &Engine, id: &str) -> Result<Option<LeaseRecord>
     Ok(state.store().find_leases(&filter).await?.into_iter().next())
 }
 
+/// An agent revokes one of its own leases; another agent's answers like an unknown one.
+pub(crate) async fn revoke_own(
+    engine: &Engine,
+    principal: &Principal,
+    origin: &Origin,
+    id: &str,
+) -> Result<LeaseState, EngineError> {
+    let agent = principal.clone().into_agent()?;
+    let lease = find(engine, id)
+        .await?
+        .filter(|l| l.agent_id == agent.id.as_str())
+        .ok_or_else(|| no_such_lease(id))?;
+    revoke_explicitly(engine, principal, origin, lease).await
+}
+
 /// No lease of that id (or not the caller's).
 pub(crate) fn no_such_lease(id: &str) -> EngineError {
     EngineError::not_found(format!("no credential with id '{id}'"))

@@ -138,7 +138,7 @@ pub(crate) async fn active(
     principal: Principal,
 ) -> Result<Json<Vec<LeaseSummary>>, EngineError> {
     let agent = principal.into_agent()?;
-    let leases = state.store().live_leases_of(&agent.id).await?;
+    let leases = crate::engine::leases::live_of(&state, &agent).await?;
     Ok(Json(
         leases
             .into_iter()

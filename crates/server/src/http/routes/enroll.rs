@@ -13,14 +13,10 @@ use axum::response::{IntoResponse, Response};
 use creddy_api::ErrorBody;
 use creddy_api::agents::OidcClient;
 use creddy_api::enroll as api;
-use creddy_core::enrollment::EnrollmentKind;
-use creddy_core::ids::EnrollmentId;
 use creddy_store::Enrollment;
 
 use crate::engine::auth::Principal;
-use crate::engine::enrollment::{
-    Amended, EnrollRequest, Pickup, Polled, Requested, no_such_request,
-};
+use crate::engine::enrollment::{Amended, EnrollRequest, Pickup, Polled, Requested};
 use crate::engine::error::EngineError;
 use crate::engine::state::Engine;
 use crate::http::error::no_store;
@@ -156,8 +152,7 @@ pub(crate) async fn pending(
     State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Json<Vec<api::PendingRequest>>, EngineError> {
-    principal.require_admin("admin:enrollments:read")?;
-    let waiting = state.store().pending_enrollments().await?;
+    let waiting = crate::engine::enrollment::pending(&state, &principal).await?;
     Ok(Json(waiting.into_iter().map(request_view).collect()))
 }
 
@@ -244,15 +239,7 @@ pub(crate) async fn amendment_status(
     Path(id): Path<String>,
 ) -> Result<Json<api::AmendmentStatus>, EngineError> {
     let agent = principal.into_agent()?;
-    let typed = EnrollmentId::parse(&id).ok_or_else(|| no_such_request(&id))?;
-    let request = state
-        .store()
-        .find_enrollment(&typed)
-        .await?
-        .filter(|r| {
-            r.kind == EnrollmentKind::Amendment && r.agent_id.as_deref() == Some(agent.id.as_str())
-        })
-        .ok_or_else(|| no_such_request(&id))?;
+    let request = crate::engine::enrollment::amendment_of(&state, &agent, &id).await?;
     Ok(Json(api::AmendmentStatus {
         id: request.id.to_string(),
         status: request.status,

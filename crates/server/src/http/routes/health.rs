@@ -21,60 +21,40 @@ pub(crate) async fn health(
     State(state): State<Engine>,
     caller: Result<Principal, EngineError>,
 ) -> Response {
-    if let Err(e) = state.store().ping().await {
-        tracing::error!(error = %e, "health check: storage unreachable");
-        return unavailable();
-    }
-    let is_admin = caller.is_ok_and(|p| p.require_admin("admin:metrics:read").is_ok());
-    if !is_admin {
-        return Json(api::Health {
+    let counts = match crate::engine::health::check(&state, caller.ok().as_ref()).await {
+        Ok(counts) => counts,
+        Err(()) => return unavailable(),
+    };
+    let body = match counts {
+        None => api::Health {
             status: "ok".to_owned(),
             ..api::Health::default()
-        })
-        .into_response();
-    }
-    let (agents, leases, by_backend, pending) = match (
-        state.store().count_agents().await,
-        state.store().count_open_leases().await,
-        state.store().count_open_leases_by_backend().await,
-        state.store().pending_enrollments().await,
-    ) {
-        (Ok(a), Ok(l), Ok(b), Ok(p)) => (a, l, b, p),
-        _ => return unavailable(),
+        },
+        Some(c) => api::Health {
+            status: "ok".to_owned(),
+            version: Some(crate::VERSION.to_owned()),
+            uptime_seconds: Some(c.uptime_seconds),
+            agents: Some(c.agents),
+            backends: Some(c.backends),
+            pending: Some(c.pending),
+            leases: Some(c.leases),
+            irrevocable: Some(c.irrevocable),
+        },
     };
-    let irrevocable: i64 = by_backend
-        .iter()
-        .filter(|(_, lease_state, _)| *lease_state == creddy_core::lease::LeaseState::Irrevocable)
-        .map(|(_, _, n)| n)
-        .sum();
-    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    Json(api::Health {
-        status: "ok".to_owned(),
-        version: Some(crate::VERSION.to_owned()),
-        uptime_seconds: Some(state.uptime_seconds()),
-        agents: Some(agents),
-        backends: Some(count(state.backends().all().len())),
-        pending: Some(count(pending.len())),
-        leases: Some(leases),
-        irrevocable: Some(irrevocable),
-    })
-    .into_response()
+    Json(body).into_response()
 }
 
-/// Readiness: 200 when the store answers.
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, description = "Ready: storage reachable and the audit head intact", body = api::Ready),
         (status = 503, description = "Storage unreachable or damaged", body = api::Unavailable)))]
 pub(crate) async fn ready(State(state): State<Engine>) -> Response {
-    match state.store().check_audit_head().await {
-        Ok(()) => Json(api::Ready {
+    if crate::engine::health::ready(&state).await {
+        Json(api::Ready {
             status: "ready".to_owned(),
         })
-        .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "readiness check: storage unreachable or damaged");
-            unavailable()
-        }
+        .into_response()
+    } else {
+        unavailable()
     }
 }
 

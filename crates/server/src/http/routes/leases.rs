@@ -14,13 +14,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use creddy_api::leases as api;
 use creddy_core::lease::LeaseState;
-use creddy_store::{LeaseFilter, LeaseRecord, LeaseSummary};
+use creddy_store::{LeaseRecord, LeaseSummary};
 
 use crate::engine::auth::Principal;
 use crate::engine::error::EngineError;
-use crate::engine::revocation::{
-    AdminRevoke, admin_revoke, find, no_such_lease, revoke_explicitly,
-};
+use crate::engine::revocation::{AdminRevoke, admin_revoke, revoke_own as revoke_own_lease};
 use crate::engine::state::Engine;
 use crate::http::RequestOrigin;
 
@@ -64,12 +62,7 @@ pub(crate) async fn revoke_own(
     RequestOrigin(context): RequestOrigin,
     Path(id): Path<String>,
 ) -> Result<Response, EngineError> {
-    let agent = principal.clone().into_agent()?;
-    let lease = find(&state, &id)
-        .await?
-        .filter(|l| l.agent_id == agent.id.as_str())
-        .ok_or_else(|| no_such_lease(&id))?;
-    let current = revoke_explicitly(&state, &principal, &context, lease).await?;
+    let current = revoke_own_lease(&state, &principal, &context, &id).await?;
     Ok(state_response(&id, current))
 }
 
@@ -83,32 +76,7 @@ pub(crate) async fn list(
     principal: Principal,
     Query(query): Query<api::LeaseQuery>,
 ) -> Result<Json<Vec<api::Lease>>, EngineError> {
-    principal.require_admin("admin:tokens:read")?;
-    let states = query
-        .state
-        .map(|s| {
-            s.split(',')
-                .map(str::parse::<LeaseState>)
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()
-        .map_err(|unknown| {
-            EngineError::invalid_request(format!("unknown lease state '{}'", unknown.name))
-                .with_remedy(format!(
-                    "use one or more of: {}",
-                    LeaseState::ALL.map(LeaseState::as_str).join(", ")
-                ))
-        })?
-        .unwrap_or_default();
-    let filter = LeaseFilter {
-        id: None,
-        agent_name: query.agent,
-        backend: query.backend,
-        states,
-        before: query.before,
-        limit: query.limit.unwrap_or(creddy_store::MAX_LEASE_PAGE),
-    };
-    let leases = state.store().find_leases(&filter).await?;
+    let leases = crate::engine::leases::page(&state, &principal, query).await?;
     Ok(Json(leases.into_iter().map(lease_view).collect()))
 }
 
@@ -121,11 +89,8 @@ pub(crate) async fn show(
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<api::Lease>, EngineError> {
-    principal.require_admin("admin:tokens:read")?;
-    find(&state, &id)
-        .await?
-        .map(|lease| Json(lease_view(lease)))
-        .ok_or_else(|| no_such_lease(&id))
+    let lease = crate::engine::leases::show(&state, &principal, &id).await?;
+    Ok(Json(lease_view(lease)))
 }
 
 /// `DELETE /v1/admin/tokens/{id}`: an admin revokes any lease.

@@ -255,8 +255,7 @@ pub(crate) async fn list_keys(
     State(state): State<Engine>,
     principal: Principal,
 ) -> Result<Json<Vec<keys_api::SigningKey>>, EngineError> {
-    principal.require_admin("admin:keys:read")?;
-    let keys = state.store().signing_keys().await?;
+    let keys = crate::engine::oidc::keys(&state, &principal).await?;
     Ok(Json(keys.into_iter().map(key_view).collect()))
 }
 

@@ -16,8 +16,7 @@ pub(crate) async fn status(
     principal: Principal,
 ) -> Result<Json<api::AgentStatus>, EngineError> {
     let agent = principal.into_agent()?;
-    let leases = state.store().open_leases_of(&agent.id).await?;
-    let amendments = state.store().pending_amendments_of(&agent.id).await?;
+    let (leases, amendments) = crate::engine::leases::status_of(&state, &agent).await?;
     Ok(Json(api::AgentStatus {
         id: agent.id.as_str().to_owned(),
         status: "enrolled".to_owned(),
