@@ -227,6 +227,45 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The Prometheus text for an admin holding `admin:metrics:read`: the counters and
+/// histograms of this node, lease gauges read from the store now, and plugin restarts.
+pub(crate) async fn exposition(
+    engine: &crate::engine::state::Engine,
+    principal: &crate::engine::auth::Principal,
+) -> Result<String, crate::engine::error::EngineError> {
+    principal.require_admin("admin:metrics:read")?;
+    let mut samples = Vec::new();
+    let mut irrevocable = 0;
+    for (backend, lease_state, count) in engine.store().count_open_leases_by_backend().await? {
+        if lease_state == creddy_core::lease::LeaseState::Irrevocable {
+            irrevocable += count;
+        }
+        samples.push(Sample {
+            name: "creddy_leases",
+            labels: vec![
+                ("backend", backend),
+                ("state", lease_state.as_str().to_owned()),
+            ],
+            value: count,
+        });
+    }
+    samples.push(Sample {
+        name: "creddy_leases_irrevocable",
+        labels: vec![],
+        value: irrevocable,
+    });
+    for live in engine.backends().all() {
+        if let Ok(process) = &live.process {
+            samples.push(Sample {
+                name: "creddy_plugin_restarts_total",
+                labels: vec![("backend", live.name.clone())],
+                value: i64::try_from(*process.restarts().borrow()).unwrap_or(i64::MAX),
+            });
+        }
+    }
+    Ok(engine.metrics().render(&samples))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,43 +320,4 @@ mod tests {
             2
         );
     }
-}
-
-/// The Prometheus text for an admin holding `admin:metrics:read`: the counters and
-/// histograms of this node, lease gauges read from the store now, and plugin restarts.
-pub(crate) async fn exposition(
-    engine: &crate::engine::state::Engine,
-    principal: &crate::engine::auth::Principal,
-) -> Result<String, crate::engine::error::EngineError> {
-    principal.require_admin("admin:metrics:read")?;
-    let mut samples = Vec::new();
-    let mut irrevocable = 0;
-    for (backend, lease_state, count) in engine.store().count_open_leases_by_backend().await? {
-        if lease_state == creddy_core::lease::LeaseState::Irrevocable {
-            irrevocable += count;
-        }
-        samples.push(Sample {
-            name: "creddy_leases",
-            labels: vec![
-                ("backend", backend),
-                ("state", lease_state.as_str().to_owned()),
-            ],
-            value: count,
-        });
-    }
-    samples.push(Sample {
-        name: "creddy_leases_irrevocable",
-        labels: vec![],
-        value: irrevocable,
-    });
-    for live in engine.backends().all() {
-        if let Ok(process) = &live.process {
-            samples.push(Sample {
-                name: "creddy_plugin_restarts_total",
-                labels: vec![("backend", live.name.clone())],
-                value: i64::try_from(*process.restarts().borrow()).unwrap_or(i64::MAX),
-            });
-        }
-    }
-    Ok(engine.metrics().render(&samples))
 }
