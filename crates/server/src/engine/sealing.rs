@@ -17,6 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use creddy_core::secret::Secret;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -44,18 +45,14 @@ pub enum SealError {
     Open(&'static str),
 }
 
-/// The master key, held in zeroized memory.
+/// The master key, held in zeroized memory: its cipher (whose `Debug` shows nothing of it),
+/// its public id, and the keys derived from it (`Secret`s).
+#[derive(Debug)]
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
     key_id: String,
-    audit_key: Zeroizing<[u8; 32]>,
-    client_secret_key: Zeroizing<[u8; 32]>,
-}
-
-impl std::fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Sealer(key {})", self.key_id)
-    }
+    audit_key: Secret<[u8; 32]>,
+    client_secret_key: Secret<[u8; 32]>,
 }
 
 impl Sealer {
@@ -104,11 +101,11 @@ impl Sealer {
         let key_id = hex::encode(&Sha256::digest(key)[..4]);
         let cipher =
             XChaCha20Poly1305::new_from_slice(key).unwrap_or_else(|_| unreachable!("32-byte key"));
-        let audit_key = Zeroizing::new(creddy_core::secret::hmac_sha256(
+        let audit_key = Secret::new(creddy_core::secret::hmac_sha256(
             key,
             b"creddy audit keyed hash v1",
         ));
-        let client_secret_key = Zeroizing::new(creddy_core::secret::hmac_sha256(
+        let client_secret_key = Secret::new(creddy_core::secret::hmac_sha256(
             key,
             b"creddy client secret hash v1",
         ));
@@ -128,14 +125,14 @@ impl Sealer {
         secret: &creddy_core::secret::SecretToken,
     ) -> creddy_core::secret::TokenHash {
         creddy_core::secret::TokenHash::from_stored(hex::encode(creddy_core::secret::hmac_sha256(
-            self.client_secret_key.as_ref(),
+            self.client_secret_key.expose(),
             secret.expose().as_bytes(),
         )))
     }
 
     /// The key of the audit records' keyed hashes, derived from the master key.
     pub fn audit_key(&self) -> [u8; 32] {
-        *self.audit_key
+        *self.audit_key.expose()
     }
 
     /// The key id.
@@ -216,6 +213,21 @@ impl Sealer {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_sealer_prints_its_key_id_and_nothing_of_its_keys() {
+        let sealer = Sealer::from_bytes(&[0xA7; 32]);
+        let printed = format!("{sealer:?}");
+        assert!(printed.contains(sealer.key_id()), "{printed}");
+        let audit = sealer.audit_key();
+        for leak in [
+            "167".to_owned(),
+            hex::encode(audit),
+            format!("{}, {}, {}", audit[0], audit[1], audit[2]),
+        ] {
+            assert!(!printed.contains(&leak), "{leak} shows in {printed}");
+        }
+    }
 
     #[test]
     fn a_created_key_is_private_and_seals_values_that_open_only_in_context() {
