@@ -4,6 +4,7 @@
 use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;
 use creddy_core::backend::BackendState;
+use creddy_core::ids::BackendId;
 
 use crate::audit::{append_event, append_events, change_with_event};
 use crate::{Result, Store, in_transaction, parse_name, with_pool};
@@ -12,7 +13,7 @@ use crate::{Result, Store, in_transaction, parse_name, with_pool};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendRecord {
     /// `be_<ULID>`.
-    pub id: String,
+    pub id: BackendId,
     /// The backend's name (`daytona`, `daytona-prod`).
     pub name: String,
     /// The plugin type.
@@ -46,7 +47,7 @@ struct BackendRow {
 fn from_row(r: BackendRow) -> Result<BackendRecord> {
     Ok(BackendRecord {
         state: parse_name("backends.state", &r.state)?,
-        id: r.id,
+        id: BackendId::from_stored(r.id),
         name: r.name,
         plugin: r.plugin,
         plugin_version: r.plugin_version,
@@ -65,7 +66,7 @@ impl Store {
                 "INSERT INTO backends (id, name, type, plugin_version, config, state, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(&backend.id)
+            .bind(backend.id.as_str())
             .bind(&backend.name)
             .bind(&backend.plugin)
             .bind(&backend.plugin_version)

@@ -266,7 +266,7 @@ pub(crate) async fn add(
     let now = state.clock().now();
     let plain = serde_json::to_vec(&config).unwrap_or_default();
     let record = BackendRecord {
-        id: BackendId::generate(now).to_string(),
+        id: BackendId::generate(now),
         name: name.clone(),
         plugin: body.plugin.clone(),
         plugin_version: version.clone(),

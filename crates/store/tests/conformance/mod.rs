@@ -49,7 +49,7 @@ fn lid(id: &str) -> creddy_core::ids::LeaseId {
 
 fn backend(name: &str) -> creddy_store::BackendRecord {
     creddy_store::BackendRecord {
-        id: format!("be_{name}"),
+        id: creddy_core::ids::BackendId::from_stored(format!("be_{name}")),
         name: name.into(),
         plugin: "test".into(),
         plugin_version: "0.1.0".into(),

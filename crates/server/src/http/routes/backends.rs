@@ -21,7 +21,7 @@ use crate::http::{ApiJson, RequestOrigin};
 /// A backend as the API shows it.
 fn view(state: &Engine, record: &BackendRecord) -> api::Backend {
     api::Backend {
-        id: record.id.clone(),
+        id: record.id.to_string(),
         name: record.name.clone(),
         plugin: record.plugin.clone(),
         plugin_version: record.plugin_version.clone(),
