@@ -12,19 +12,17 @@ use creddy_core::audit::AuditEvent;
 use creddy_core::enrollment::{EnrollmentKind, EnrollmentStatus};
 use creddy_core::ids::{AgentId, EnrollmentId};
 use creddy_core::secret::TokenHash;
-use serde::Serialize;
 
 use crate::agents::insert_agent;
 use crate::audit::{append_event, append_events};
 use crate::{Result, Store, StoreError, decode_strings, in_transaction, parse_name, with_pool};
 
 /// An enrollment or amendment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrollment {
     /// `enr_…`.
     pub id: EnrollmentId,
     /// `enroll` or `amendment`.
-    #[serde(rename = "type")]
     pub kind: EnrollmentKind,
     /// The (requested) agent name.
     pub name: String,

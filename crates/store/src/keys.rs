@@ -5,13 +5,12 @@
 use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;
 use creddy_core::signing::KeyState;
-use serde::Serialize;
 
 use crate::audit::append_event;
 use crate::{Result, Store, StoreError, in_transaction, parse_name, with_pool};
 
 /// A stored signing key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKeyRecord {
     /// The key id.
     pub kid: String,
@@ -20,10 +19,8 @@ pub struct SigningKeyRecord {
     /// `current`, `grace` or `retired`.
     pub state: KeyState,
     /// The sealed private key.
-    #[serde(skip)]
     pub sealed_private_key: String,
     /// The public key as a JWK (JSON text).
-    #[serde(skip)]
     pub public_jwk: String,
     /// When it was created.
     pub created_at: Timestamp,

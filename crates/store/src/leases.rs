@@ -11,13 +11,12 @@ use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;
 use creddy_core::ids::{AgentId, LeaseId};
 use creddy_core::lease::LeaseState;
-use serde::Serialize;
 
 use crate::audit::{append_event, change_with_event};
 use crate::{Result, Store, decode_strings, in_transaction, with_pool};
 
 /// One lease, as shown to its agent and in agent listings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseSummary {
     /// `cred_<ULID>`.
     pub id: LeaseId,
@@ -409,7 +408,7 @@ impl Store {
 }
 
 /// A lease as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {
     /// `cred_…`.
     pub id: LeaseId,
