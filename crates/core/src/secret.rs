@@ -9,7 +9,7 @@ use std::fmt;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroize;
 
 /// Fills `buf` from the operating system's secure random source.
 ///
@@ -149,9 +149,10 @@ impl<'de, T: Wipe + serde::Deserialize<'de>> serde::Deserialize<'de> for Secret<
     }
 }
 
-/// A bearer secret: prefix plus 48 hex characters (192 random bits).
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
-pub struct SecretToken(String);
+/// A bearer secret: prefix plus 48 hex characters (192 random bits). A [`Secret`]: never
+/// printed, wiped on drop, compared only through its hash.
+#[derive(Debug, Clone)]
+pub struct SecretToken(Secret<String>);
 
 impl SecretToken {
     /// A new random token of the given kind.
@@ -160,7 +161,7 @@ impl SecretToken {
         fill_random(&mut bytes);
         let token = format!("{}{}", kind.prefix(), hex::encode(bytes));
         bytes.zeroize();
-        Self(token)
+        Self(Secret::new(token))
     }
 
     /// Wraps a token read from a file or a header, checking its shape so that garbage never
@@ -171,29 +172,23 @@ impl SecretToken {
             && rest
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-        .then(|| Self(text.to_owned()))
+        .then(|| Self(Secret::new(text.to_owned())))
     }
 
     /// The secret text; every call site is a deliberate disclosure.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 
     /// A copy to hand to the caller it was made for (an API answer), still redacted in
     /// `Debug` and wiped when dropped.
     pub fn to_secret(&self) -> Secret<String> {
-        Secret::new(self.0.clone())
+        self.0.clone()
     }
 
     /// The SHA-256 under which the token is stored.
     pub fn hash(&self) -> TokenHash {
-        TokenHash::of(&self.0)
-    }
-}
-
-impl fmt::Debug for SecretToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretToken({}********)", &self.0[..4.min(self.0.len())])
+        TokenHash::of(self.0.expose())
     }
 }
 
@@ -249,24 +244,18 @@ mod tests {
         assert!(t.expose().starts_with("ckr_"));
         assert_eq!(t.expose().len(), 52);
         assert_eq!(
-            SecretToken::parse(TokenKind::Vend, t.expose()),
-            Some(t.clone())
+            SecretToken::parse(TokenKind::Vend, t.expose()).map(|p| p.expose().to_owned()),
+            Some(t.expose().to_owned())
         );
-        assert_ne!(SecretToken::generate(TokenKind::Vend), t);
+        assert_ne!(SecretToken::generate(TokenKind::Vend).expose(), t.expose());
         assert_eq!(TokenKind::of(t.expose()), Some(TokenKind::Vend));
     }
 
     #[test]
     fn malformed_tokens_are_refused() {
-        assert_eq!(SecretToken::parse(TokenKind::Vend, "ckr_abc"), None);
-        assert_eq!(
-            SecretToken::parse(TokenKind::Admin, &format!("ckr_{}", "a".repeat(48))),
-            None
-        );
-        assert_eq!(
-            SecretToken::parse(TokenKind::Admin, &format!("cka_{}", "A".repeat(48))),
-            None
-        );
+        assert!(SecretToken::parse(TokenKind::Vend, "ckr_abc").is_none());
+        assert!(SecretToken::parse(TokenKind::Admin, &format!("ckr_{}", "a".repeat(48))).is_none());
+        assert!(SecretToken::parse(TokenKind::Admin, &format!("cka_{}", "A".repeat(48))).is_none());
     }
 
     #[test]

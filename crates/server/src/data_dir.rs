@@ -215,11 +215,12 @@ mod tests {
         let dir = root.path().join("nested/data");
         let data = DataDir::open(&dir).expect("open");
         assert_eq!(mode(&dir), 0o700);
-        assert_eq!(data.read_admin_token().expect("read"), None);
+        assert!(data.read_admin_token().expect("read").is_none());
         let token = SecretToken::generate(TokenKind::Admin);
         data.write_admin_token(&token).expect("write");
         assert_eq!(mode(&data.admin_token_path()), 0o600);
-        assert_eq!(data.read_admin_token().expect("read"), Some(token));
+        let read = data.read_admin_token().expect("read");
+        assert_eq!(read.as_ref().map(SecretToken::expose), Some(token.expose()));
         assert_eq!(mode(&data.database().expect("db")), 0o600);
     }
 

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use creddy_core::Timestamp;
 use creddy_core::audit::{Action, Actor, AuditEvent};
+use creddy_core::secret::Secret;
 use creddy_core::signing::KeyState;
 use creddy_store::SigningKeyRecord;
 use ed25519_dalek::Signer as _;
@@ -33,7 +34,14 @@ enum PrivateKey {
     Rsa(ring::signature::RsaKeyPair),
 }
 
+/// The key types wipe their secret on drop where they can (Ed25519 and P-256 keys zeroize
+/// themselves); there is nothing more to wipe from outside.
+impl creddy_core::secret::Wipe for PrivateKey {
+    fn wipe(&mut self) {}
+}
+
 /// The public half of a key.
+#[derive(Debug)]
 enum PublicKey {
     Ed25519(ed25519_dalek::VerifyingKey),
     P256(p256::ecdsa::VerifyingKey),
@@ -166,26 +174,21 @@ impl PublicKey {
     }
 }
 
-/// A key loaded for use.
+/// A key loaded for use (`Debug` shows its public half and `********` for the private one).
+#[derive(Debug)]
 struct LoadedKey {
     kid: String,
     alg: String,
     state: KeyState,
-    private: Option<PrivateKey>,
+    private: Option<Secret<PrivateKey>>,
     public: PublicKey,
     jwk: Value,
 }
 
 /// The keys in force, loaded from the store.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Keys {
     loaded: RwLock<Vec<LoadedKey>>,
-}
-
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Keys(..)")
-    }
 }
 
 fn sealing_context(kid: &str) -> String {
@@ -247,7 +250,8 @@ impl Keys {
                 .sealer()
                 .open(&sealing_context(&record.kid), &record.sealed_private_key)
                 .ok()
-                .and_then(|seed| PrivateKey::from_seed(&record.alg, &seed));
+                .and_then(|seed| PrivateKey::from_seed(&record.alg, &seed))
+                .map(Secret::new);
             loaded.push(LoadedKey {
                 kid: record.kid,
                 alg: record.alg,
@@ -281,7 +285,7 @@ impl Keys {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = keys.iter().find(|k| k.state == KeyState::Current)?;
-        let private = key.private.as_ref()?;
+        let private = key.private.as_ref()?.expose();
         let header = json!({"alg": key.alg, "kid": key.kid, "typ": typ});
         let input = format!(
             "{}.{}",
@@ -522,4 +526,36 @@ pub async fn rotate(
         .await?;
     state.keys().reload(state).await?;
     Ok((key, previous, retires_at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whoever logs the keys with `{:?}` sees their ids and public halves, never a seed.
+    #[test]
+    fn the_keys_print_no_private_half() {
+        let seed = [0xA7u8; 32];
+        let private = PrivateKey::from_seed("EdDSA", &seed).expect("an Ed25519 key");
+        let mut jwk = private.public_jwk();
+        jwk["alg"] = json!("EdDSA");
+        let public = PublicKey::from_jwk(&jwk).expect("its public half");
+        let keys = Keys::default();
+        keys.loaded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(LoadedKey {
+                kid: "kid-1".into(),
+                alg: "EdDSA".into(),
+                state: KeyState::Current,
+                private: Some(Secret::new(private)),
+                public,
+                jwk,
+            });
+        let printed = format!("{keys:?}");
+        assert!(printed.contains("kid-1"), "{printed}");
+        for leak in ["167, 167", "a7a7", &URL_SAFE_NO_PAD.encode(seed)] {
+            assert!(!printed.contains(leak), "{leak} shows in {printed}");
+        }
+    }
 }
