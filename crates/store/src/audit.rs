@@ -4,6 +4,7 @@ use creddy_core::audit::AuditEvent;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::group_commit;
 use crate::{Result, Store, StoreError, in_transaction, with_pool};
 
 /// Appends `$event` to the chain inside the transaction `$tx`. Any failure is reported as
@@ -260,8 +261,32 @@ impl Store {
     /// Records an event that accompanies no other change (for example a node creating its
     /// admin token).
     pub async fn record_event(&self, event: &AuditEvent) -> Result<i64> {
+        if let Some(queue) = &self.events
+            && let Some(answer) = queue.record(event).await
+        {
+            return answer;
+        }
         let seq = in_transaction!(self, |tx| append_event!(tx, event)?);
         Ok(seq)
+    }
+
+    /// How many transactions group commit has used for the events of `record_event` on this
+    /// handle (for benchmarks and tests: fewer than the events means they were batched).
+    pub fn event_batches(&self) -> u64 {
+        self.events.as_ref().map_or(0, group_commit::Queue::batches)
+    }
+
+    /// Appends `events` in order in one transaction and commits it (group commit's writer);
+    /// their sequence numbers, in the same order.
+    pub(crate) async fn append_events_now(&self, events: &[&AuditEvent]) -> Result<Vec<i64>> {
+        let seqs = in_transaction!(self, |tx| {
+            let mut seqs = Vec::with_capacity(events.len());
+            for event in events {
+                seqs.push(append_event!(tx, event)?);
+            }
+            seqs
+        });
+        Ok(seqs)
     }
 
     /// The newest `limit` events, newest first.

@@ -15,6 +15,7 @@ mod agents;
 mod audit;
 mod backends;
 mod enrollments;
+pub mod group_commit;
 mod keys;
 mod leases;
 mod migrate;
@@ -137,6 +138,9 @@ pub struct Store {
     /// The key of the audit records' keyed hashes, once the server knows the master key.
     /// Never printed, wiped when replaced or dropped.
     audit_key: std::sync::Arc<std::sync::RwLock<Option<Secret<[u8; 32]>>>>,
+    /// Where `record_event` queues its events for group commit (none on the handle the
+    /// committing task itself holds).
+    events: Option<group_commit::Queue>,
 }
 
 /// A write transaction that knows the audit key, so that every event appended in it gets
@@ -226,12 +230,14 @@ impl Store {
             Location::Sqlite(path) => Pool::Sqlite(open_sqlite(path).await?),
             Location::Postgres(url) => Pool::Postgres(open_postgres(url).await?),
         };
-        let store = Self {
+        let mut store = Self {
             pool,
             location,
             audit_key: std::sync::Arc::default(),
+            events: None,
         };
         migrate::apply(&store).await?;
+        store.events = Some(group_commit::Queue::start(store.clone()));
         Ok(store)
     }
 

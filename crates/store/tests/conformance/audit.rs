@@ -8,7 +8,71 @@ creddy_testkit::dialects!(TestStore::new =>
     concurrent_writers_on_two_handles_keep_the_chain_gap_free,
     shared_facts_are_set_once,
     the_audit_key_never_prints,
+    concurrent_events_are_committed_together_in_order,
+    a_refused_batch_refuses_every_event_in_it,
 );
+
+fn token_issued(i: usize) -> AuditEvent {
+    AuditEvent::new(Action::TokenIssued, Actor::system(), T0)
+        .with_details(serde_json::json!({"n": i}))
+}
+
+/// Group commit: 200 events recorded at once share fewer transactions, each caller gets its
+/// own sequence number, and the chain holds them all, gap-free and linked.
+async fn concurrent_events_are_committed_together_in_order(db: TestStore) {
+    let before = db.store.event_batches();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move { store.record_event(&token_issued(i)).await })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.expect("the task ends").expect("recorded"));
+    }
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=200).collect::<Vec<i64>>(),
+        "one sequence number each"
+    );
+    let batches = db.store.event_batches() - before;
+    assert!(
+        (1..200).contains(&batches),
+        "200 concurrent events took {batches} transactions"
+    );
+    let mut events = db.store.recent_events(1000).await.expect("events");
+    events.reverse();
+    assert_eq!(events.len(), 200);
+    let mut prev = GENESIS_HASH.to_owned();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1, "gap-free");
+        assert_eq!(e.prev_hash, prev, "linked");
+        prev = e.hash.clone();
+    }
+}
+
+/// When a batch's transaction fails, none of its events is acknowledged and none is written.
+async fn a_refused_batch_refuses_every_event_in_it(db: TestStore) {
+    db.store
+        .record_event(&token_issued(0))
+        .await
+        .expect("the first event");
+    db.execute_raw(db.break_audit_sql()).await;
+    let tasks: Vec<_> = (1..=20)
+        .map(|i| {
+            let store = db.store.clone();
+            tokio::spawn(async move { store.record_event(&token_issued(i)).await })
+        })
+        .collect();
+    for task in tasks {
+        assert!(
+            task.await.expect("the task ends").is_err(),
+            "an event was acknowledged from a failed transaction"
+        );
+    }
+}
 
 /// Whoever logs the store with `{:?}` learns nothing of the key of the keyed hashes.
 async fn the_audit_key_never_prints(db: TestStore) {
