@@ -47,7 +47,7 @@ fn the_audit_trail_is_shown_filtered_and_verified() {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("it is built")
+        .expect("a runtime is built")
         .block_on(creddy_testkit::store::execute_raw(
             &location,
             "UPDATE audit_events SET outcome = 'denied' WHERE action = 'agent.created'",

@@ -103,10 +103,7 @@ fn config_of(home: &Path) -> String {
 }
 
 fn finish(child: Child) -> Run {
-    child
-        .wait_with_output()
-        .expect("wait_with_output succeeds")
-        .into()
+    child.wait_with_output().expect("the command ends").into()
 }
 
 #[test]

@@ -105,7 +105,7 @@ impl Rig {
             &args,
             &[("HOME", &home), ("CREDDY_TEST_CLOCK_FILE", &clock)],
         )
-        .expect("it starts");
+        .expect("the server starts");
         let admin = std::fs::read_to_string(data_dir.join("admin.token"))
             .unwrap_or_default()
             .trim()
@@ -143,9 +143,9 @@ impl Rig {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .expect("it is built")
+            .expect("a runtime is built")
             .block_on(async {
-                let store = Store::open(location).await.expect("the file opens");
+                let store = Store::open(location).await.expect("the store opens");
                 let events = store.recent_events(100_000).await;
                 store.close().await;
                 events.expect("the events are read")

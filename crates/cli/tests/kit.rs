@@ -139,7 +139,7 @@ impl Site {
         let home_text = home.path().display().to_string();
         let mut all_envs = vec![("HOME", home_text.as_str())];
         all_envs.extend_from_slice(envs);
-        let server = ServerProcess::start(bin(), &args, &all_envs).expect("it starts");
+        let server = ServerProcess::start(bin(), &args, &all_envs).expect("the server starts");
         Self {
             server,
             home,
@@ -207,7 +207,7 @@ pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
         .timeout(std::time::Duration::from_secs(120))
         .build()
-        .expect("it is built")
+        .expect("the HTTP client is built")
 }
 
 /// Polls `ok` until it holds, for at most a minute: waiting for a condition, never for time.

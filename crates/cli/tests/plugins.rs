@@ -354,7 +354,7 @@ fn bundle(path: &std::path::Path, files: &[(&str, Vec<u8>)]) {
         header.set_cksum();
         builder
             .append_data(&mut header, name, content.as_slice())
-            .expect("append_data succeeds");
+            .expect("the entry is appended");
     }
     builder
         .into_inner()

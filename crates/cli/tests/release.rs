@@ -135,7 +135,7 @@ fn the_archive_is_signed_complete_and_stripped() {
 
     // SHA256SUMS names the archive with its hash, signed by the key built into the binary.
     let sums = text(&out.join("SHA256SUMS"));
-    let digest = creddy_plugin::host::verify::sha256_file(&archive).expect("sha256_file succeeds");
+    let digest = creddy_plugin::host::verify::sha256_file(&archive).expect("the file is hashed");
     assert_eq!(sums, format!("{digest}  {name}\n"));
     let public = TrustedKey::parse(&text(&out.join("minisign.pub"))).expect("the text parses");
     let signer = verify(
@@ -144,7 +144,7 @@ fn the_archive_is_signed_complete_and_stripped() {
         &text(&out.join("SHA256SUMS.minisig")),
         "SHA256SUMS",
     )
-    .expect("it verifies");
+    .expect("the signature verifies");
     let prefix = Prefix::unpack(&archive);
     assert_eq!(
         signer,
@@ -364,7 +364,8 @@ fn offline() {
     ];
     let mut server_env = site.to_vec();
     server_env.push(("CREDDY_TEST_CLOCK_FILE", clock_path.as_str()));
-    let server = ServerProcess::start(&prefix.creddy(), &[], &server_env).expect("it starts");
+    let server =
+        ServerProcess::start(&prefix.creddy(), &[], &server_env).expect("the server starts");
     let url = server.url();
     let mut admin_env = site.to_vec();
     admin_env.push(("CREDDY_ADMIN_URL", url.as_str()));
@@ -653,8 +654,8 @@ fn start_dev(prefix: &Prefix, home: &Path, args: &[&str]) -> (ServerProcess, Str
     let mut all = vec!["--dev"];
     all.extend_from_slice(args);
     let home = home.display().to_string();
-    let server =
-        ServerProcess::start(&prefix.creddy(), &all, &[("HOME", &home)]).expect("it starts");
+    let server = ServerProcess::start(&prefix.creddy(), &all, &[("HOME", &home)])
+        .expect("the server starts");
     eventually("the export lines", || server.stdout().lines().count() >= 3);
     let exports = server.stdout();
     (server, exports)

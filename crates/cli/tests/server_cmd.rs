@@ -92,7 +92,7 @@ fn flags_beat_environment_which_beats_the_file() {
         "--config",
         config_text.as_str(),
     ];
-    let from_file = ServerProcess::start(bin(), &base, &[]).expect("it starts");
+    let from_file = ServerProcess::start(bin(), &base, &[]).expect("the server starts");
     assert!(
         from_file.log().contains("issuer https://from-file.example"),
         "{}",
@@ -100,7 +100,7 @@ fn flags_beat_environment_which_beats_the_file() {
     );
     drop(from_file);
     let env = [("CREDDY_ISSUER", "https://from-env.example")];
-    let from_env = ServerProcess::start(bin(), &base, &env).expect("it starts");
+    let from_env = ServerProcess::start(bin(), &base, &env).expect("the server starts");
     assert!(
         from_env.log().contains("issuer https://from-env.example"),
         "{}",
@@ -109,7 +109,7 @@ fn flags_beat_environment_which_beats_the_file() {
     drop(from_env);
     let mut with_flag = base.to_vec();
     with_flag.extend(["--issuer", "https://from-flag.example"]);
-    let from_flag = ServerProcess::start(bin(), &with_flag, &env).expect("it starts");
+    let from_flag = ServerProcess::start(bin(), &with_flag, &env).expect("the server starts");
     assert!(
         from_flag.log().contains("issuer https://from-flag.example"),
         "{}",

@@ -24,7 +24,8 @@ impl TestCa {
             .push(rcgen::DnType::CommonName, name);
         let key = rcgen::KeyPair::generate().expect("a key is generated");
         Self {
-            issuer: rcgen::CertifiedIssuer::self_signed(params, key).expect("self_signed succeeds"),
+            issuer: rcgen::CertifiedIssuer::self_signed(params, key)
+                .expect("the CA certificate is made"),
         }
     }
 
@@ -40,7 +41,7 @@ impl TestCa {
         let pair = rcgen::KeyPair::generate().expect("a key is generated");
         let signed = params
             .signed_by(&pair, &self.issuer)
-            .expect("signed_by succeeds");
+            .expect("the certificate is signed");
         std::fs::write(cert, signed.pem()).expect("the file is written");
         std::fs::write(key, pair.serialize_pem()).expect("the file is written");
         std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))

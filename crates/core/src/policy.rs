@@ -388,7 +388,7 @@ mod tests {
     }
 
     fn set(text: &str) -> PolicySet {
-        let file: File = toml::from_str(text).expect("the text is JSON of the expected shape");
+        let file: File = toml::from_str(text).expect("the policies are valid TOML");
         PolicySet::new(file.policies).expect("PolicySet is created")
     }
 

@@ -204,7 +204,7 @@ async fn a_hanging_call_times_out_and_a_late_answer_is_dropped() {
     let setup = Setup::new("test");
     let mut spec = setup.spec();
     spec.timeout_cap = Some(Duration::from_millis(300));
-    let plugin = PluginProcess::start(spec).await.expect("it starts");
+    let plugin = PluginProcess::start(spec).await.expect("the plugin starts");
     script(&setup.state(), json!({"get_credential": "slow:1000"}));
     let timed_out = plugin.get_credential(&request("cred_slow")).await;
     assert!(
@@ -353,7 +353,9 @@ async fn a_signed_installation_is_reverified_before_every_start() {
     spec.manifest_keys = Some(vec![
         TrustedKey::parse(&key.public_key()).expect("the text parses"),
     ]);
-    let plugin = PluginProcess::start(spec.clone()).await.expect("it starts");
+    let plugin = PluginProcess::start(spec.clone())
+        .await
+        .expect("the plugin starts");
     plugin.stop().await;
 
     let mut untrusted = spec.clone();

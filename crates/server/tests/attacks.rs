@@ -51,7 +51,7 @@ async fn a_damaged_database_file_fails_readiness_and_verification() {
         .open(&path)
         .expect("the file opens");
     file.seek(SeekFrom::Start((root - 1) * page_size))
-        .expect("seek succeeds");
+        .expect("the file seeks");
     file.write_all(&vec![0xA5; usize::try_from(page_size).unwrap_or(4096)])
         .expect("the bytes are written");
     file.sync_all().expect("the file is synced");
@@ -181,7 +181,7 @@ async fn a_rehashed_wrapper_in_the_plugin_directory_never_runs_or_sees_the_maste
     std::fs::set_permissions(&installed.binary, std::fs::Permissions::from_mode(0o755))
         .expect("the mode is set");
     let wrapper_sha =
-        creddy_plugin::host::verify::sha256_file(&installed.binary).expect("sha256_file succeeds");
+        creddy_plugin::host::verify::sha256_file(&installed.binary).expect("the file is hashed");
     let record = rewrite(
         &installed.binary.with_file_name("install.json"),
         &installed.sha256,
@@ -256,7 +256,7 @@ async fn site_with(dialect: Dialect, adjust: impl FnOnce(&mut Settings)) -> Test
     struct File {
         policies: Vec<Policy>,
     }
-    let file: File = toml::from_str(POLICIES).expect("the text is JSON of the expected shape");
+    let file: File = toml::from_str(POLICIES).expect("the policies are valid TOML");
     let server = TestServer::start_with(dialect, |s| {
         s.policies = PolicySet::new(file.policies).expect("PolicySet is created");
         adjust(s);
@@ -810,7 +810,7 @@ async fn trickling_connection(
     source: &str,
 ) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    let socket = tokio::net::TcpSocket::new_v4().expect("new_v4 succeeds");
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket is made");
     let local: std::net::SocketAddr = format!("{source}:0").parse().expect("the text parses");
     socket.bind(local).expect("a loopback port is free");
     let mut stream = socket

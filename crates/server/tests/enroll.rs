@@ -47,7 +47,7 @@ fn policies(text: &str) -> PolicySet {
     struct File {
         policies: Vec<Policy>,
     }
-    let file: File = toml::from_str(text).expect("the text is JSON of the expected shape");
+    let file: File = toml::from_str(text).expect("the policies are valid TOML");
     PolicySet::new(file.policies).expect("PolicySet is created")
 }
 

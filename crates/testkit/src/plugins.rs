@@ -87,7 +87,7 @@ pub fn install_as(source: &Path, plugin_dir: &Path, name: &str) -> Installed {
     std::fs::copy(source, &binary).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))
         .expect("the mode is set");
-    let sha256 = sha256_file(&binary).expect("sha256_file succeeds");
+    let sha256 = sha256_file(&binary).expect("the file is hashed");
     let record = InstallRecord {
         name: name.to_owned(),
         version: "0.1.0".to_owned(),
@@ -97,7 +97,7 @@ pub fn install_as(source: &Path, plugin_dir: &Path, name: &str) -> Installed {
         source: source.display().to_string(),
         installed_at: "2026-01-01T00:00:00Z".to_owned(),
     };
-    InstalledPlugin::write_record(&dir, &record).expect("write_record succeeds");
+    InstalledPlugin::write_record(&dir, &record).expect("the install record is written");
     Installed { binary, sha256 }
 }
 

@@ -188,7 +188,7 @@ fn ensure_template(bin: &Path) -> PathBuf {
     ));
     if !template.join("PG_VERSION").is_file() {
         let _ = fs::remove_dir_all(&template);
-        give_to_postgres(&root).expect("give_to_postgres succeeds");
+        give_to_postgres(&root).expect("the directory is given to the postgres user");
         run_as_postgres(
             Command::new(bin.join("initdb"))
                 .arg("-D")

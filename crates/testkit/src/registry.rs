@@ -46,8 +46,8 @@ pub fn install_signed(
         &text(&registry_dir.join("index.json.minisig")),
         &trusted,
     )
-    .expect("it verifies");
-    let version = index.resolve(name, None).expect("it resolves");
+    .expect("the signature verifies");
+    let version = index.resolve(name, None).expect("the registry offers it");
     let dir = registry_dir.join(name).join(&version);
     let manifest_bytes = read(&dir.join("manifest.json"));
     let manifest_signature = text(&dir.join("manifest.json.minisig"));
@@ -59,10 +59,10 @@ pub fn install_signed(
         &version,
         "0.1.0",
     )
-    .expect("it verifies");
+    .expect("the signature verifies");
     let entry = manifest
         .binary_for_this_platform()
-        .expect("binary_for_this_platform succeeds")
+        .expect("the registry has a binary for this platform")
         .clone();
     let bytes = read(&dir.join(&entry.filename));
     entry.check(&bytes).expect("the check passes");
@@ -78,7 +78,7 @@ pub fn install_signed(
         },
         "2026-01-01T00:00:00Z",
     )
-    .expect("it installs");
+    .expect("the plugin installs");
     crate::plugins::Installed {
         binary: plugin_dir.join(name).join(format!("creddy-{name}")),
         sha256: record.sha256,

@@ -309,7 +309,7 @@ impl StandinProcess {
         let mut first = String::new();
         BufReader::new(stdout)
             .read_line(&mut first)
-            .expect("read_line succeeds");
+            .expect("the server prints its listening line");
         let api_url = first
             .trim()
             .strip_prefix("listening on ")
