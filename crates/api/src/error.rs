@@ -74,6 +74,45 @@ pub enum ErrorCode {
     StorageUnavailable,
 }
 
+impl ErrorCode {
+    /// The HTTP status that carries this code (part of the API's contract).
+    pub fn status(self) -> u16 {
+        match self {
+            Self::InvalidRequest | Self::InvalidScope | Self::UnknownBackend | Self::InvalidTtl => {
+                400
+            }
+            Self::Unauthorized | Self::AgentExpired => 401,
+            Self::Forbidden | Self::ScopeDenied => 403,
+            Self::NotFound | Self::BackendNotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
+            Self::NameTaken | Self::Conflict | Self::PolicyLimit => 409,
+            Self::EnrollmentClaimed => 410,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::OrgNotConfigured => 422,
+            Self::QuotaExceeded | Self::RateLimited => 429,
+            Self::Internal => 500,
+            Self::NotImplemented => 501,
+            Self::UpstreamAuthFailed
+            | Self::UpstreamOrgNotFound
+            | Self::UpstreamPermissionDenied
+            | Self::UpstreamRejected => 502,
+            Self::AuditUnavailable
+            | Self::StorageUnavailable
+            | Self::UpstreamUnavailable
+            | Self::UpstreamRateLimited
+            | Self::PluginUnavailable => 503,
+        }
+    }
+
+    /// Whether the caller's request was refused (a 4xx), rather than the server or the
+    /// upstream failing it.
+    pub fn is_refusal(self) -> bool {
+        (400..500).contains(&self.status())
+    }
+}
+
 /// `{"error": "<for people>", "code": "<for programs>", "remedy": "<what to do>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {

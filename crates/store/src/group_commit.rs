@@ -11,6 +11,9 @@
 //! with the queue is dropped; a caller whose queue is gone (its runtime ended) writes its
 //! event in a transaction of its own.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use creddy_core::audit::AuditEvent;
 use tokio::sync::{mpsc, oneshot};
 
@@ -22,6 +25,7 @@ pub const MAX_BATCH: usize = 256;
 const QUEUE: usize = 4 * MAX_BATCH;
 
 /// An event waiting to be committed, with where its answer goes.
+#[derive(Debug)]
 struct Job {
     event: AuditEvent,
     answer: oneshot::Sender<Result<i64>>,
@@ -32,33 +36,21 @@ struct Job {
 pub(crate) struct Queue {
     sender: mpsc::Sender<Job>,
     /// Transactions committed so far (what the batching saved shows against the events).
-    batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("event", &self.event.id)
-            .finish()
-    }
+    batches: Arc<AtomicU64>,
 }
 
 impl Queue {
     /// Starts the committing task over `store` (a handle without a queue).
     pub(crate) fn start(store: Store) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        let batches = std::sync::Arc::default();
-        tokio::spawn(commit_batches(
-            store,
-            receiver,
-            std::sync::Arc::clone(&batches),
-        ));
+        let batches = Arc::default();
+        tokio::spawn(commit_batches(store, receiver, Arc::clone(&batches)));
         Self { sender, batches }
     }
 
     /// Transactions the task has committed.
     pub(crate) fn batches(&self) -> u64 {
-        self.batches.load(std::sync::atomic::Ordering::Relaxed)
+        self.batches.load(Ordering::Relaxed)
     }
 
     /// Queues `event` and waits until its batch is durable; `None` when the task is gone.
@@ -74,17 +66,13 @@ impl Queue {
 }
 
 /// Takes what is queued, commits it in one transaction, answers, and again.
-async fn commit_batches(
-    store: Store,
-    mut receiver: mpsc::Receiver<Job>,
-    batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
-) {
+async fn commit_batches(store: Store, mut receiver: mpsc::Receiver<Job>, batches: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let events: Vec<&AuditEvent> = batch.iter().map(|job| &job.event).collect();
         match store.append_events_now(&events).await {
             Ok(seqs) => {
-                batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                batches.fetch_add(1, Ordering::Relaxed);
                 for (job, seq) in batch.drain(..).zip(seqs) {
                     let _ = job.answer.send(Ok(seq));
                 }

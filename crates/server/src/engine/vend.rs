@@ -36,12 +36,8 @@ pub fn external_id_context(lease_id: &str) -> String {
     format!("lease-external-id:{lease_id}")
 }
 
-/// What the agent asked for.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct VendRequest {
-    pub(crate) ttl: Option<String>,
-    pub(crate) scopes: Vec<String>,
-}
+/// What the agent asked for (the API's request: a TTL and narrower scopes).
+pub(crate) use creddy_api::credentials::VendRequest;
 
 /// The issued credential, for the agent.
 #[derive(Debug)]
@@ -240,7 +236,7 @@ fn choose_ttl(
 /// organisation): the requested scopes and TTL, the code and message (which never hold a
 /// secret). Rate-limit refusals are not recorded one by one, so a flood cannot fill the
 /// trail; a failure to record is logged and does not change the answer.
-pub(crate) async fn record_denial(
+async fn record_denial(
     state: &Engine,
     agent: &Agent,
     backend: &str,
@@ -282,6 +278,41 @@ pub(crate) async fn record_denial(
 }
 
 /// Issues a credential of `backend` to `agent`.
+/// [`vend`], with what every vend leaves behind: a refusal's audit record and the issue
+/// metrics (duration, and the outcome: `success`, `denied` for a refusal of the request,
+/// `failure` otherwise) of a configured backend.
+pub(crate) async fn vend_recorded(
+    engine: &Engine,
+    agent: &Agent,
+    backend: &str,
+    request: VendRequest,
+    origin: &Origin,
+) -> Result<Issued, EngineError> {
+    let started = std::time::Instant::now();
+    let asked = request.clone();
+    let issued = vend(engine, agent, backend, request, origin.clone()).await;
+    if let Err(refusal) = &issued {
+        record_denial(engine, agent, backend, &asked, refusal, origin).await;
+    }
+    if engine.backends().get(backend).is_some() {
+        let outcome = match &issued {
+            Ok(_) => "success",
+            Err(e) if e.code.is_refusal() => "denied",
+            Err(_) => "failure",
+        };
+        engine.metrics().observe(
+            crate::engine::metrics::ISSUE_DURATION,
+            &[("backend", backend)],
+            started.elapsed(),
+        );
+        engine.metrics().count(
+            crate::engine::metrics::CREDENTIALS_ISSUED,
+            &[("backend", backend), ("outcome", outcome)],
+        );
+    }
+    issued
+}
+
 pub(crate) async fn vend(
     state: &Engine,
     agent: &Agent,

@@ -12,36 +12,9 @@ use creddy_api::ErrorBody;
 
 use crate::engine::error::{EngineError, ErrorCode};
 
-/// The HTTP status of an error code.
+/// The HTTP status of an error code (`ErrorCode::status`, the API's table).
 pub(crate) fn status(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::InvalidRequest
-        | ErrorCode::InvalidScope
-        | ErrorCode::UnknownBackend
-        | ErrorCode::InvalidTtl => StatusCode::BAD_REQUEST,
-        ErrorCode::Unauthorized | ErrorCode::AgentExpired => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden | ErrorCode::ScopeDenied => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound | ErrorCode::BackendNotFound => StatusCode::NOT_FOUND,
-        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-        ErrorCode::NameTaken | ErrorCode::Conflict | ErrorCode::PolicyLimit => StatusCode::CONFLICT,
-        ErrorCode::EnrollmentClaimed => StatusCode::GONE,
-        ErrorCode::OrgNotConfigured => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::QuotaExceeded | ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::UpstreamAuthFailed
-        | ErrorCode::UpstreamOrgNotFound
-        | ErrorCode::UpstreamPermissionDenied
-        | ErrorCode::UpstreamRejected => StatusCode::BAD_GATEWAY,
-        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
-        ErrorCode::AuditUnavailable
-        | ErrorCode::StorageUnavailable
-        | ErrorCode::UpstreamUnavailable
-        | ErrorCode::UpstreamRateLimited
-        | ErrorCode::PluginUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-    }
+    StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// The code for a status that reached the edge without a body of ours.

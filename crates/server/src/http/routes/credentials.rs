@@ -10,9 +10,8 @@ use creddy_api::leases::LeaseSummary;
 
 use crate::engine::auth::Principal;
 use crate::engine::error::EngineError;
-use crate::engine::metrics;
 use crate::engine::state::Engine;
-use crate::engine::vend::{VendRequest, vend};
+use crate::engine::vend::{VendRequest, vend_recorded};
 use crate::http::RequestOrigin;
 use crate::http::error::no_store;
 
@@ -32,34 +31,13 @@ fn from_query(query: Option<&str>) -> VendRequest {
 async fn respond(
     state: Engine,
     principal: Principal,
-    context: creddy_core::origin::Origin,
+    origin: creddy_core::origin::Origin,
     backend: String,
     request: VendRequest,
 ) -> Result<Response, EngineError> {
     let agent = principal.into_agent()?;
-    let started = std::time::Instant::now();
-    let asked = request.clone();
-    let issued = vend(&state, &agent, &backend, request, context.clone()).await;
-    if let Err(refusal) = &issued {
-        crate::engine::vend::record_denial(&state, &agent, &backend, &asked, refusal, &context)
-            .await;
-    }
-    let outcome = match &issued {
-        Ok(_) => "success",
-        Err(e) if crate::http::error::status(e.code).is_client_error() => "denied",
-        Err(_) => "failure",
-    };
-    if state.backends().get(&backend).is_some() {
-        let labels = [("backend", backend.as_str())];
-        state
-            .metrics()
-            .observe(metrics::ISSUE_DURATION, &labels, started.elapsed());
-        state.metrics().count(
-            metrics::CREDENTIALS_ISSUED,
-            &[("backend", backend.as_str()), ("outcome", outcome)],
-        );
-    }
-    Ok((no_store(), Json(credential_view(issued?))).into_response())
+    let issued = vend_recorded(&state, &agent, &backend, request, &origin).await?;
+    Ok((no_store(), Json(credential_view(issued))).into_response())
 }
 
 /// The credential as the agent receives it.
@@ -120,12 +98,7 @@ pub(crate) async fn vend_post(
             "give ttl and scopes either in the query or in the JSON body, not both",
         ));
     } else {
-        let body: api::VendRequest = serde_json::from_slice(&body)
-            .map_err(|e| EngineError::invalid_request(format!("invalid JSON body: {e}")))?;
-        VendRequest {
-            ttl: body.ttl,
-            scopes: body.scopes,
-        }
+        crate::http::optional_json(&body)?
     };
     respond(state, principal, context, backend, request).await
 }
