@@ -23,7 +23,73 @@ creddy_testkit::dialects!(attack_site =>
     a_damaged_trail_fails_readiness_and_verification,
     an_access_token_never_outlives_its_agent,
     a_token_narrowed_below_a_grant_keeps_its_narrow_scope,
+    one_narrow_admin_scope_opens_only_its_own_routes,
 );
+
+/// Deny by default, route by route: an agent holding only `admin:audit:read` tries every
+/// admin operation the API documents (read from `GET /v1/openapi.json`, so a new route is
+/// tried too) and is refused with 403 wherever another scope is needed, before anything is
+/// looked up or changed; only the audit routes answer it.
+async fn one_narrow_admin_scope_opens_only_its_own_routes(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let (auditor, _) = agent(&api, &admin, "auditor", &["admin:audit:read"]).await;
+    let document = api.call(Method::GET, "/v1/openapi.json", None, None).await;
+    let paths = document.body["paths"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    // Bodies that parse, so that the scope check is what answers.
+    let body_of = |path: &str| match path {
+        "/v1/admin/agents" => Some(json!({"name": "intruder", "scopes": ["*"]})),
+        "/v1/admin/backends" => Some(json!({"type": "test", "config": {}})),
+        _ => None,
+    };
+    let allowed = ["/v1/admin/audit", "/v1/admin/audit/verify"];
+    let mut tried = 0;
+    for (path, item) in &paths {
+        if !(path.starts_with("/v1/admin/") || path == "/metrics") {
+            continue;
+        }
+        let concrete = path
+            .replace("{name}", "test")
+            .replace("{id}", "enr_01m98qe0ncbpt1azw3scnhm17s");
+        for method in item
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
+            let answer = api
+                .call(method.clone(), &concrete, Some(&auditor), body_of(path))
+                .await;
+            tried += 1;
+            if allowed.contains(&path.as_str()) {
+                assert_eq!(
+                    answer.status,
+                    StatusCode::OK,
+                    "{method} {path}: {}",
+                    answer.text
+                );
+            } else {
+                assert_eq!(
+                    (answer.status, answer.body["code"].as_str()),
+                    (StatusCode::FORBIDDEN, Some("forbidden")),
+                    "{method} {path}: {}",
+                    answer.text
+                );
+            }
+        }
+    }
+    assert!(tried >= 20, "only {tried} admin operations were tried");
+    let agents = api.get("/v1/admin/agents", &admin).await;
+    assert_eq!(
+        agents.body.as_array().map(Vec::len),
+        Some(1),
+        "nothing was created: {}",
+        agents.text
+    );
+}
 
 /// A damaged SQLite file: the pages of the audit trail overwritten behind the server's back.
 #[tokio::test]
