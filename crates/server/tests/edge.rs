@@ -12,7 +12,47 @@ creddy_testkit::dialects!(TestServer::start =>
     oversized_bodies_get_413,
     request_ids_are_generated_or_echoed,
     routes_kept_for_compatibility_answer_501,
+    malformed_percent_escapes_in_a_form_get_the_field_s_own_refusal,
 );
+
+/// A form with broken percent escapes (`%zz`, a lone `%`, bytes that are not UTF-8) is
+/// decoded leniently, as `application/x-www-form-urlencoded` decoders do, and then refused by
+/// the check of the field it spoils: never a 5xx, never a token.
+async fn malformed_percent_escapes_in_a_form_get_the_field_s_own_refusal(server: TestServer) {
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let created = api.create_agent(&admin, "former", &["test"]).await;
+    let client_id = created["oidc"]["client_id"].as_str().unwrap_or_default();
+    for (body, status, error) in [
+        (
+            "grant_type=client_credentials%zz".to_owned(),
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+        ),
+        (
+            format!("grant_type=client_credentials&client_id={client_id}&client_secret=%"),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+        (
+            format!("grant_type=client_credentials&client_id={client_id}&client_secret=%ff%fe"),
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+        ),
+    ] {
+        let request = api
+            .request(Method::POST, "/oauth/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone());
+        let answer = api.send(request).await;
+        assert_eq!(
+            (answer.status, answer.body["error"].as_str()),
+            (status, Some(error)),
+            "{body}: {}",
+            answer.text
+        );
+    }
+}
 
 async fn health_is_minimal_for_the_public_and_detailed_for_admins(server: TestServer) {
     let api = Api::new(&server.url());
