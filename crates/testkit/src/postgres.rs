@@ -23,8 +23,19 @@ pub struct PgCluster {
 }
 
 impl PgCluster {
-    /// Starts a cluster, panicking with a remedy when PostgreSQL cannot be started.
+    /// Starts a cluster for tests (no fsync: tests never crash the machine), panicking with a
+    /// remedy when PostgreSQL cannot be started.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a cluster that is as durable as a production one (`fsync`, synchronous commit
+    /// and full-page writes on, as `initdb` leaves them), for benchmarks.
+    pub fn start_durable() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Self {
         let bin = find_bin_dir().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL 15 binaries (initdb, pg_ctl) were not found on PATH or under \
@@ -35,7 +46,7 @@ impl PgCluster {
         let template = ensure_template(&bin);
         let mut last_error = String::new();
         for _ in 0..5 {
-            match Self::try_start(&bin, &template) {
+            match Self::try_start(&bin, &template, durable) {
                 Ok(cluster) => return cluster,
                 Err(e) => last_error = e,
             }
@@ -43,7 +54,7 @@ impl PgCluster {
         panic!("could not start a private PostgreSQL: {last_error}");
     }
 
-    fn try_start(bin: &Path, template: &Path) -> Result<Self, String> {
+    fn try_start(bin: &Path, template: &Path, durable: bool) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("creddy-pg-")
             .tempdir()
@@ -52,9 +63,13 @@ impl PgCluster {
         let data = dir.path().join("data");
         run_as_postgres(Command::new("cp").arg("-a").arg(template).arg(&data))?;
         let port = free_port()?;
+        let unsafe_speed = if durable {
+            ""
+        } else {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
         let options = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=50",
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} {unsafe_speed} -c max_connections=50",
             dir.path().display()
         );
         run_as_postgres(

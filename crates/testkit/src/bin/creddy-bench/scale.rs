@@ -3,7 +3,7 @@
 //! Daytona stand-in. It prints a Markdown report; the figures go in `docs/benchmarks.md`.
 //!
 //! ```text
-//! cargo run --release -p creddy-testkit --bin creddy-bench -- [--leases 1000000] [--vends 2000]
+//! cargo run --release -p creddy-testkit --bin creddy-bench -- scale [--leases 1000000] [--vends 2000]
 //! ```
 //!
 //! Everything runs on 127.0.0.1 in a temporary directory, with real processes: `creddy
@@ -29,12 +29,11 @@ struct Args {
     vends: usize,
 }
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
         leases: 1_000_000,
         vends: 2_000,
     };
-    let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -57,9 +56,9 @@ impl Report {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> ExitCode {
-    let args = match parse_args() {
+/// Runs the scale benchmark with the arguments after `scale`.
+pub async fn main(args: impl Iterator<Item = String>) -> ExitCode {
+    let args = match parse_args(args) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e}");
@@ -68,7 +67,7 @@ async fn main() -> ExitCode {
     };
     match run(args).await {
         Ok(report) => {
-            println!("{}", machine());
+            println!("{}", crate::common::machine());
             println!("| Measure | Value |\n|---|---|");
             for (what, value) in report.0 {
                 println!("| {what} | {value} |");
@@ -126,14 +125,7 @@ impl Node {
     }
 
     fn rss_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
+        crate::common::memory_kib(self.process.pid(), field)
     }
 }
 
@@ -304,8 +296,8 @@ async fn run(args: Args) -> Result<Report, String> {
         "Vend latency p50 / p99",
         format!(
             "{:.1} / {:.1} ms",
-            percentile(&latencies, 0.50),
-            percentile(&latencies, 0.99)
+            crate::common::percentile(&latencies, 0.50),
+            crate::common::percentile(&latencies, 0.99)
         ),
     );
     report.add(
@@ -382,8 +374,8 @@ async fn run(args: Args) -> Result<Report, String> {
         "Expiry-to-revocation lag p50 / max of 20 (includes the test clock's 200 ms poll)",
         format!(
             "{:.0} / {:.0} ms",
-            percentile(&lags, 0.5),
-            percentile(&lags, 1.0)
+            crate::common::percentile(&lags, 0.5),
+            crate::common::percentile(&lags, 1.0)
         ),
     );
     report.add(
@@ -467,30 +459,4 @@ async fn vend_many(node: &Arc<Node>, token: &str, n: usize) -> Result<Vec<f64>, 
         latencies.push(done.map_err(|e| e.to_string())??);
     }
     Ok(latencies)
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).copied().unwrap_or(0.0)
-}
-
-/// The machine the figures came from.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:").map(|r| r.trim().to_owned()))
-        .unwrap_or_default();
-    format!("Machine: {cpu}, {cores} cores available, {memory} memory.\n")
 }
