@@ -9,11 +9,16 @@
 //!   `target/<profile>/registry`, beside the workspace's `creddy`, which trusts it with no
 //!   setting, so a checkout can run `creddy plugin install daytona` and `creddy server --dev`.
 //!
+//! - `cargo xtask bench [ARGS…]`: the hot-path benchmark (`creddy-bench path`, figures in
+//!   `docs/benchmarks.md`): release build, the peer installed from npm with its lockfile,
+//!   results in `target/bench/results.json`.
+//!
 //! The release key is an input: `--signing-key` names an unencrypted minisign secret key
 //! (`minisign -G -W`) kept outside the repository. Without it a throwaway key (kept in
 //! `target/xtask/` so that rebuilds are incremental) signs an archive for local use only.
 
 mod archive;
+mod bench;
 mod workspace;
 
 use std::path::PathBuf;
@@ -47,6 +52,15 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
+    /// Run the hot-path benchmark: token endpoint beside oidc-provider, vends, revocation
+    /// burst, `creddy get`; on SQLite and PostgreSQL (arguments go to `creddy-bench path`:
+    /// --store sqlite|postgres|both, --rounds N, --seconds S, --connections N, --gets N,
+    /// --no-peer, --out FILE)
+    Bench {
+        /// Arguments for creddy-bench path
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +69,7 @@ fn main() -> ExitCode {
         Command::Dist { signing_key, out } => archive::dist(signing_key, out).map(|path| {
             println!("{}", path.display());
         }),
+        Command::Bench { args } => bench::bench(&args),
         Command::Registry { release } => workspace::workspace_registry(release).map(|dir| {
             eprintln!("Next: {}/creddy server --dev", dir.display());
         }),
