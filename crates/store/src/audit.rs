@@ -4,7 +4,8 @@ use creddy_core::audit::AuditEvent;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::group_commit;
+use crate::group_commit::{self, Done, Write};
+use crate::leases::{activate, fail, record_intent};
 use crate::{Result, Store, StoreError, in_transaction, with_pool};
 
 /// Appends `$event` to the chain inside the transaction `$tx`. Any failure is reported as
@@ -261,32 +262,43 @@ impl Store {
     /// Records an event that accompanies no other change (for example a node creating its
     /// admin token).
     pub async fn record_event(&self, event: &AuditEvent) -> Result<i64> {
-        if let Some(queue) = &self.events
-            && let Some(answer) = queue.record(event).await
-        {
-            return answer;
+        if let Some(done) = self.batched(Write::Event(event.clone())).await {
+            return match done? {
+                Done::Event(seq) => Ok(seq),
+                other => Err(other.unexpected()),
+            };
         }
         let seq = in_transaction!(self, |tx| append_event!(tx, event)?);
         Ok(seq)
     }
 
-    /// How many transactions group commit has used for the events of `record_event` on this
-    /// handle (for benchmarks and tests: fewer than the events means they were batched).
+    /// How many transactions group commit has used for the writes on this handle (for
+    /// benchmarks and tests: fewer than the writes means they were batched).
     pub fn event_batches(&self) -> u64 {
         self.events.as_ref().map_or(0, group_commit::Queue::batches)
     }
 
-    /// Appends `events` in order in one transaction and commits it (group commit's writer);
-    /// their sequence numbers, in the same order.
-    pub(crate) async fn append_events_now(&self, events: &[&AuditEvent]) -> Result<Vec<i64>> {
-        let seqs = in_transaction!(self, |tx| {
-            let mut seqs = Vec::with_capacity(events.len());
-            for event in events {
-                seqs.push(append_event!(tx, event)?);
+    /// Applies `writes` in order in one transaction and commits it (group commit's writer);
+    /// what became of each, in the same order.
+    pub(crate) async fn apply_batch_now(&self, writes: &[&Write]) -> Result<Vec<Done>> {
+        let done = in_transaction!(self, |tx| {
+            let mut done = Vec::with_capacity(writes.len());
+            for write in writes {
+                done.push(match write {
+                    Write::Event(event) => Done::Event(append_event!(tx, event)?),
+                    Write::Intent { lease, max_open } => {
+                        Done::Intent(record_intent!(tx, lease, *max_open))
+                    }
+                    Write::Activate(activation) => Done::Activated(activate!(tx, activation)),
+                    Write::Fail(failure) => {
+                        fail!(tx, failure);
+                        Done::Failed
+                    }
+                });
             }
-            seqs
+            done
         });
-        Ok(seqs)
+        Ok(done)
     }
 
     /// The newest `limit` events, newest first.

@@ -1,15 +1,23 @@
-//! Group commit for audit events recorded on their own (`Store::record_event`: issued tokens,
-//! refusals, authentication failures). Each such event used to take its own transaction,
-//! serialised on the chain head and fsync'd alone; under load they now wait together: one task
-//! takes every event queued while the previous transaction was committing (at most
-//! [`MAX_BATCH`]), appends them to the chain in arrival order in one transaction, commits once,
-//! and only then answers each caller with its sequence number. Nothing is acknowledged before
-//! its transaction is durable; when the transaction fails, every event of it is refused (none
-//! was written). A lone event waits for nothing: the batch is whatever is queued.
+//! Group commit for the writes on the hot paths: audit events recorded on their own
+//! (`Store::record_event`: issued tokens, refusals, authentication failures) and the lease
+//! writes of a vend (`create_lease`, `activate_lease`, `fail_lease`). Each used to take its
+//! own transaction, serialised on the write lock (and the chain head) and fsync'd alone; under
+//! load they now wait together: one task takes every write queued while the previous
+//! transaction was committing (at most [`MAX_BATCH`]), applies them in one transaction (the
+//! chain appended in order), commits once, and only then answers each caller. Nothing is
+//! acknowledged before its transaction is durable; when the transaction fails, every write of
+//! it is refused (none was written). A lone write waits for nothing: the batch is whatever is
+//! queued.
+//!
+//! Lock order: a batch applies its lease intents first, sorted by agent (each locks its
+//! agent's row), then the rest in arrival order (lease rows, then the chain head), the order
+//! every other transaction takes its locks in, so batches of several nodes on one PostgreSQL
+//! never wait for each other in a cycle. Intents of one agent keep their arrival order, so
+//! the quota counts them as it would one by one.
 //!
 //! The task holds a handle to the store without the queue, so it ends when the last handle
-//! with the queue is dropped; a caller whose queue is gone (its runtime ended) writes its
-//! event in a transaction of its own.
+//! with the queue is dropped; a caller whose queue is gone (its runtime ended) writes in a
+//! transaction of its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,25 +25,64 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use creddy_core::audit::AuditEvent;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Result, Store, StoreError};
+use crate::leases::{Activation, Failure};
+use crate::{Intent, NewLease, Result, Store, StoreError};
 
-/// The most events committed in one transaction.
+/// The most writes committed in one transaction.
 pub const MAX_BATCH: usize = 256;
-/// Events that may wait for the committing task before callers wait to queue.
+/// Writes that may wait for the committing task before callers wait to queue.
 const QUEUE: usize = 4 * MAX_BATCH;
 
-/// An event waiting to be committed, with where its answer goes.
+/// A write that can share a transaction with others.
 #[derive(Debug)]
-struct Job {
-    event: AuditEvent,
-    answer: oneshot::Sender<Result<i64>>,
+pub(crate) enum Write {
+    /// An audit event on its own.
+    Event(AuditEvent),
+    /// A lease intent (`Store::create_lease`).
+    Intent {
+        /// The lease.
+        lease: NewLease,
+        /// The agent's quota of open leases.
+        max_open: u32,
+    },
+    /// An issued credential's commit (`Store::activate_lease`).
+    Activate(Activation),
+    /// A failed mint (`Store::fail_lease`).
+    Fail(Failure),
 }
 
-/// The queue of events waiting for the committing task.
+/// What became of a write.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// The event's sequence number.
+    Event(i64),
+    /// The intent's outcome.
+    Intent(Intent),
+    /// Whether the lease was pending (and is now active).
+    Activated(bool),
+    /// The lease failed.
+    Failed,
+}
+
+impl Done {
+    /// The error for an answer of the wrong kind (a bug in this module, never a panic).
+    pub(crate) fn unexpected(&self) -> StoreError {
+        StoreError::Corrupt(format!("group commit answered {self:?} to another write"))
+    }
+}
+
+/// A write waiting to be committed, with where its answer goes.
+#[derive(Debug)]
+struct Job {
+    write: Write,
+    answer: oneshot::Sender<Result<Done>>,
+}
+
+/// The queue of writes waiting for the committing task.
 #[derive(Debug, Clone)]
 pub(crate) struct Queue {
     sender: mpsc::Sender<Job>,
-    /// Transactions committed so far (what the batching saved shows against the events).
+    /// Transactions committed so far (what the batching saved shows against the writes).
     batches: Arc<AtomicU64>,
 }
 
@@ -53,15 +100,19 @@ impl Queue {
         self.batches.load(Ordering::Relaxed)
     }
 
-    /// Queues `event` and waits until its batch is durable; `None` when the task is gone.
-    pub(crate) async fn record(&self, event: &AuditEvent) -> Option<Result<i64>> {
+    /// Queues `write` and waits until its batch is durable; `None` when the task is gone.
+    pub(crate) async fn submit(&self, write: Write) -> Option<Result<Done>> {
         let (answer, answered) = oneshot::channel();
-        let job = Job {
-            event: event.clone(),
-            answer,
-        };
-        self.sender.send(job).await.ok()?;
+        self.sender.send(Job { write, answer }).await.ok()?;
         answered.await.ok()
+    }
+}
+
+impl Store {
+    /// `write` through group commit; `None` when this handle has no queue (the caller then
+    /// writes in a transaction of its own).
+    pub(crate) async fn batched(&self, write: Write) -> Option<Result<Done>> {
+        self.events.as_ref()?.submit(write).await
     }
 }
 
@@ -69,22 +120,35 @@ impl Queue {
 async fn commit_batches(store: Store, mut receiver: mpsc::Receiver<Job>, batches: Arc<AtomicU64>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let events: Vec<&AuditEvent> = batch.iter().map(|job| &job.event).collect();
-        match store.append_events_now(&events).await {
-            Ok(seqs) => {
+        in_lock_order(&mut batch);
+        let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
+        match store.apply_batch_now(&writes).await {
+            Ok(done) => {
                 batches.fetch_add(1, Ordering::Relaxed);
-                for (job, seq) in batch.drain(..).zip(seqs) {
-                    let _ = job.answer.send(Ok(seq));
+                for (job, done) in batch.drain(..).zip(done) {
+                    let _ = job.answer.send(Ok(done));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, events = batch.len(), "a batch of audit events was refused");
+                tracing::error!(error = %e, writes = batch.len(), "a batch of writes was refused");
                 for job in batch.drain(..) {
                     let _ = job.answer.send(Err(same_kind(&e)));
                 }
             }
         }
     }
+}
+
+/// Intents first, by agent (arrival order kept within one agent), then the rest as they came.
+fn in_lock_order(batch: &mut [Job]) {
+    batch.sort_by(|a, b| match (&a.write, &b.write) {
+        (Write::Intent { lease: x, .. }, Write::Intent { lease: y, .. }) => {
+            x.agent_id.cmp(&y.agent_id)
+        }
+        (Write::Intent { .. }, _) => std::cmp::Ordering::Less,
+        (_, Write::Intent { .. }) => std::cmp::Ordering::Greater,
+        _ => std::cmp::Ordering::Equal,
+    });
 }
 
 /// The same failure for every member of a refused batch (the database error itself is not
@@ -102,5 +166,76 @@ fn same_kind(e: &StoreError) -> StoreError {
         },
         StoreError::InvalidLocation(m) => StoreError::InvalidLocation(m.clone()),
         StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use creddy_core::Timestamp;
+    use creddy_core::audit::{Action, Actor};
+    use creddy_core::ids::LeaseId;
+
+    fn job(write: Write) -> Job {
+        Job {
+            write,
+            answer: oneshot::channel().0,
+        }
+    }
+
+    fn intent(agent: &str, lease: &str) -> Write {
+        Write::Intent {
+            lease: NewLease {
+                id: LeaseId::from_stored(lease.to_owned()),
+                agent_id: agent.to_owned(),
+                agent_name: agent.to_owned(),
+                backend: "test".to_owned(),
+                scopes: vec![],
+                ttl_seconds: 60,
+                created_at: Timestamp::from_millis(0),
+                expires_at: Timestamp::from_millis(60_000),
+            },
+            max_open: 10,
+        }
+    }
+
+    fn event(n: i64) -> (Write, String) {
+        let event = AuditEvent::new(
+            Action::TokenIssued,
+            Actor::system(),
+            Timestamp::from_millis(n),
+        );
+        let id = event.id.to_string();
+        (Write::Event(event), id)
+    }
+
+    fn label(job: &Job) -> String {
+        match &job.write {
+            Write::Intent { lease, .. } => lease.id.to_string(),
+            Write::Event(event) => event.id.to_string(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn intents_go_first_by_agent_and_the_rest_keep_their_order() {
+        let ((first, first_id), (second, second_id)) = (event(1), event(2));
+        let mut batch = vec![
+            job(first),
+            job(intent("ag_b", "cred_b1")),
+            job(intent("ag_a", "cred_a1")),
+            job(second),
+            job(intent("ag_b", "cred_b2")),
+            job(intent("ag_a", "cred_a2")),
+        ];
+        in_lock_order(&mut batch);
+        let order: Vec<String> = batch.iter().map(label).collect();
+        assert_eq!(
+            order,
+            [
+                "cred_a1", "cred_a2", "cred_b1", "cred_b2", &first_id, &second_id
+            ],
+            "intents by agent in arrival order, then the other writes as they came"
+        );
     }
 }

@@ -13,6 +13,7 @@ use creddy_core::ids::{AgentId, LeaseId};
 use creddy_core::lease::LeaseState;
 
 use crate::audit::{append_event, change_with_event};
+use crate::group_commit::{Done, Write};
 use crate::{Result, Store, decode_strings, in_transaction, with_pool};
 
 /// One lease, as shown to its agent and in agent listings.
@@ -108,6 +109,120 @@ pub enum Intent {
     BackendUnavailable,
 }
 
+/// A credential's commit: what [`Store::activate_lease`] writes.
+#[derive(Debug, Clone)]
+pub(crate) struct Activation {
+    pub(crate) id: LeaseId,
+    pub(crate) sealed_external_id: Option<String>,
+    pub(crate) value_sha256: String,
+    pub(crate) expires_at: Timestamp,
+    pub(crate) event: AuditEvent,
+}
+
+/// A failed mint: what [`Store::fail_lease`] writes.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub(crate) id: LeaseId,
+    pub(crate) error: String,
+    pub(crate) event: AuditEvent,
+}
+
+/// Records the intent `$lease` inside the transaction `$tx` unless the agent is gone, holds
+/// `$max_open` open leases, or the backend is not active; evaluates to the [`Intent`]. The
+/// agent's row is locked first (a no-op update, which PostgreSQL serialises and SQLite's write
+/// lock already covers), so concurrent requests of one agent count each other's intents.
+macro_rules! record_intent {
+    ($tx:ident, $lease:expr, $max_open:expr) => {{
+        let lease: &$crate::NewLease = $lease;
+        let max_open: u32 = $max_open;
+        let scopes = serde_json::to_string(&lease.scopes)
+            .map_err(|e| $crate::StoreError::Corrupt(e.to_string()))?;
+        let ttl = i64::try_from(lease.ttl_seconds).unwrap_or(i64::MAX);
+        let agent = sqlx::query("UPDATE agents SET id = id WHERE id = $1")
+            .bind(&lease.agent_id)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected();
+        if agent == 0 {
+            $crate::Intent::AgentGone
+        } else {
+            let (open,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM leases WHERE agent_id = $1 AND state IN ('pending', 'active')",
+            )
+            .bind(&lease.agent_id)
+            .fetch_one(&mut *$tx)
+            .await?;
+            if open >= i64::from(max_open) {
+                $crate::Intent::QuotaReached(open)
+            } else {
+                let inserted = sqlx::query(
+                    "INSERT INTO leases (id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, ttl_seconds, due_at) \
+                     SELECT $1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9 \
+                     WHERE EXISTS (SELECT 1 FROM backends WHERE name = $4 AND state = 'active')",
+                )
+                .bind(lease.id.as_str())
+                .bind(&lease.agent_id)
+                .bind(&lease.agent_name)
+                .bind(&lease.backend)
+                .bind(&scopes)
+                .bind(lease.created_at.as_millis())
+                .bind(lease.expires_at.as_millis())
+                .bind(ttl)
+                .bind(lease.created_at.as_millis() + $crate::leases::PENDING_GRACE_MILLIS)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected();
+                if inserted == 1 {
+                    $crate::Intent::Recorded
+                } else {
+                    $crate::Intent::BackendUnavailable
+                }
+            }
+        }
+    }};
+}
+pub(crate) use record_intent;
+
+/// Activates the pending lease of `$activation` inside `$tx` with its event; evaluates to
+/// whether it was pending (nothing is written when it was not).
+macro_rules! activate {
+    ($tx:ident, $activation:expr) => {{
+        let activation: &$crate::leases::Activation = $activation;
+        let n = sqlx::query(
+            "UPDATE leases SET state = 'active', external_id = $2, value_sha256 = $3, expires_at = $4, due_at = $4 \
+             WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(activation.id.as_str())
+        .bind(activation.sealed_external_id.as_deref())
+        .bind(&activation.value_sha256)
+        .bind(activation.expires_at.as_millis())
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            $crate::audit::append_event!($tx, &activation.event)?;
+        }
+        n == 1
+    }};
+}
+pub(crate) use activate;
+
+/// Marks the pending lease of `$failure` `failed` inside `$tx`, with its event.
+macro_rules! fail {
+    ($tx:ident, $failure:expr) => {{
+        let failure: &$crate::leases::Failure = $failure;
+        sqlx::query(
+            "UPDATE leases SET state = 'failed', last_error = $2, due_at = NULL WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(failure.id.as_str())
+        .bind(&failure.error)
+        .execute(&mut *$tx)
+        .await?;
+        $crate::audit::append_event!($tx, &failure.event)?;
+    }};
+}
+pub(crate) use fail;
+
 impl Store {
     /// Records a lease intent in state `pending`, unless the agent already holds
     /// `max_open` leases in `pending` or `active`, is gone, or the backend is gone or being
@@ -119,51 +234,19 @@ impl Store {
     /// which PostgreSQL serialises and SQLite's write lock already covers), so concurrent
     /// requests of one agent count each other's intents.
     pub async fn create_lease(&self, lease: &NewLease, max_open: u32) -> Result<Intent> {
-        let scopes = serde_json::to_string(&lease.scopes)
-            .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
-        let ttl = i64::try_from(lease.ttl_seconds).unwrap_or(i64::MAX);
-        let intent = in_transaction!(self, |tx| {
-            let agent = sqlx::query("UPDATE agents SET id = id WHERE id = $1")
-                .bind(&lease.agent_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if agent == 0 {
-                return Ok(Intent::AgentGone);
-            }
-            let (open,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM leases WHERE agent_id = $1 AND state IN ('pending', 'active')",
-            )
-            .bind(&lease.agent_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if open >= i64::from(max_open) {
-                return Ok(Intent::QuotaReached(open));
-            }
-            let inserted = sqlx::query(
-                "INSERT INTO leases (id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, ttl_seconds, due_at) \
-                 SELECT $1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9 \
-                 WHERE EXISTS (SELECT 1 FROM backends WHERE name = $4 AND state = 'active')",
-            )
-            .bind(lease.id.as_str())
-            .bind(&lease.agent_id)
-            .bind(&lease.agent_name)
-            .bind(&lease.backend)
-            .bind(&scopes)
-            .bind(lease.created_at.as_millis())
-            .bind(lease.expires_at.as_millis())
-            .bind(ttl)
-            .bind(lease.created_at.as_millis() + PENDING_GRACE_MILLIS)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 1 {
-                Intent::Recorded
-            } else {
-                Intent::BackendUnavailable
-            }
-        });
-        Ok(intent)
+        let write = Write::Intent {
+            lease: lease.clone(),
+            max_open,
+        };
+        if let Some(done) = self.batched(write).await {
+            return match done? {
+                Done::Intent(intent) => Ok(intent),
+                other => Err(other.unexpected()),
+            };
+        }
+        Ok(in_transaction!(self, |tx| record_intent!(
+            tx, lease, max_open
+        )))
     }
 
     /// Commits an issued credential: the pending lease becomes `active` with its sealed
@@ -177,41 +260,44 @@ impl Store {
         expires_at: Timestamp,
         event: &AuditEvent,
     ) -> Result<()> {
-        in_transaction!(self, |tx| {
-            let n = sqlx::query(
-                "UPDATE leases SET state = 'active', external_id = $2, value_sha256 = $3, expires_at = $4, due_at = $4 \
-                 WHERE id = $1 AND state = 'pending'",
-            )
-            .bind(id.as_str())
-            .bind(sealed_external_id)
-            .bind(value_sha256)
-            .bind(expires_at.as_millis())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if n != 1 {
-                return Err(crate::StoreError::Corrupt(format!(
-                    "lease {id} is no longer pending"
-                )));
-            }
-            append_event!(tx, event)?;
-        });
-        Ok(())
+        let activation = Activation {
+            id: id.clone(),
+            sealed_external_id: sealed_external_id.map(str::to_owned),
+            value_sha256: value_sha256.to_owned(),
+            expires_at,
+            event: event.clone(),
+        };
+        let activated = match self.batched(Write::Activate(activation.clone())).await {
+            Some(done) => match done? {
+                Done::Activated(activated) => activated,
+                other => return Err(other.unexpected()),
+            },
+            None => in_transaction!(self, |tx| activate!(tx, &activation)),
+        };
+        if activated {
+            Ok(())
+        } else {
+            Err(crate::StoreError::Corrupt(format!(
+                "lease {id} is no longer pending"
+            )))
+        }
     }
 
     /// Marks a pending lease `failed` (the mint produced no credential) with the
     /// `credential.failed` event.
     pub async fn fail_lease(&self, id: &LeaseId, error: &str, event: &AuditEvent) -> Result<()> {
-        in_transaction!(self, |tx| {
-            sqlx::query(
-                "UPDATE leases SET state = 'failed', last_error = $2, due_at = NULL WHERE id = $1 AND state = 'pending'",
-            )
-            .bind(id.as_str())
-            .bind(error)
-            .execute(&mut *tx)
-            .await?;
-            append_event!(tx, event)?;
-        });
+        let failure = Failure {
+            id: id.clone(),
+            error: error.to_owned(),
+            event: event.clone(),
+        };
+        if let Some(done) = self.batched(Write::Fail(failure.clone())).await {
+            return match done? {
+                Done::Failed => Ok(()),
+                other => Err(other.unexpected()),
+            };
+        }
+        in_transaction!(self, |tx| fail!(tx, &failure));
         Ok(())
     }
 

@@ -9,7 +9,87 @@ creddy_testkit::dialects!(TestStore::new =>
     the_lease_quota_holds_for_concurrent_intents_on_two_handles,
     lease_listings_page_newest_first_with_a_cursor,
     a_stored_state_the_store_does_not_know_is_a_damaged_row,
+    concurrent_vends_share_transactions_and_keep_each_quota,
 );
+
+/// Group commit of lease writes: 120 concurrent intents of two agents (quota 20 each) share
+/// fewer transactions and record exactly 20 per agent; the 40 activations that follow, all at
+/// once, each get their `credential.issued` in one gap-free chain.
+async fn concurrent_vends_share_transactions_and_keep_each_quota(db: TestStore) {
+    with_backends(&db.store, &["alpha"]).await;
+    let agents = [
+        new_agent("first", &["alpha"], None),
+        new_agent("second", &["alpha"], None),
+    ];
+    for agent in &agents {
+        create(&db.store, agent).await;
+    }
+    let before = db.store.event_batches();
+    let mut tasks = Vec::new();
+    for i in 0..120 {
+        let store = db.store.clone();
+        let intent = lease(&format!("cred_{i:03}"), &agents[i % 2]);
+        tasks.push(tokio::spawn(async move {
+            let id = intent.id.clone();
+            (id, store.create_lease(&intent, 20).await)
+        }));
+    }
+    let mut recorded = Vec::new();
+    for task in tasks {
+        let (id, intent) = task.await.expect("the task ends");
+        match intent.expect("an intent's outcome") {
+            Intent::Recorded => recorded.push(id),
+            Intent::QuotaReached(open) => assert_eq!(open, 20, "refused below the quota"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(recorded.len(), 40, "20 per agent, no more, no fewer");
+    for agent in &agents {
+        let open = db
+            .store
+            .count_open_leases_of(&agent.id)
+            .await
+            .expect("count");
+        assert_eq!(open, 20, "{}", agent.name);
+    }
+    let tasks: Vec<_> = recorded
+        .iter()
+        .map(|id| {
+            let store = db.store.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let issued = AuditEvent::new(Action::CredentialIssued, Actor::system(), T0)
+                    .about_lease("alpha", Some(id.as_str()));
+                store
+                    .activate_lease(&id, None, "sha", T0.plus_seconds(60), &issued)
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("the task ends").expect("activated");
+    }
+    let batches = db.store.event_batches() - before;
+    assert!(
+        (1..160).contains(&batches),
+        "160 concurrent lease writes took {batches} transactions"
+    );
+    let mut events = db.store.recent_events(1000).await.expect("events");
+    events.reverse();
+    let issued: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "credential.issued")
+        .collect();
+    assert_eq!(issued.len(), 40, "one credential.issued per activation");
+    let mut prev = events[0].prev_hash.clone();
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "gap-free");
+    }
+    for e in &events {
+        assert_eq!(e.prev_hash, prev, "linked");
+        prev = e.hash.clone();
+    }
+}
 
 async fn a_lease_goes_from_intent_to_active_or_failed_with_its_event(db: TestStore) {
     with_backends(&db.store, &["alpha"]).await;
