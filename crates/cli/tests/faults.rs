@@ -755,15 +755,52 @@ fn a_self_expiring_key_whose_deletion_keeps_failing_lapses_after_the_horizon() {
     assert!(node.leases("").is_empty(), "nothing left to act on");
 }
 
-/// Group commit under a crash: sixteen clients take tokens as fast as they can while the
-/// server is killed with SIGKILL (batches of `token.issued` events are being committed all
-/// the while). After a restart, every token a client received has its event in the trail,
-/// and the chain verifies: nothing acknowledged was lost, nothing half-written remains.
+/// Runs 16 clients of `node` that send `request` in a loop and keep what each acknowledged
+/// answer identifies, until `at_least` are acknowledged; then kills the node with SIGKILL (in
+/// the middle of a batch: the clients are still sending) and returns what was acknowledged.
+fn acknowledged_before_a_sigkill(
+    node: Node,
+    at_least: usize,
+    request: impl Fn(&reqwest::blocking::Client) -> Option<String> + Clone + Send + 'static,
+) -> Vec<String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (stop, acknowledged, request) = (
+                Arc::clone(&stop),
+                Arc::clone(&acknowledged),
+                request.clone(),
+            );
+            let http = http();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(id) = request(&http) {
+                        acknowledged.lock().expect("the list").push(id);
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually("answers acknowledged under load", || {
+        acknowledged.lock().expect("the list").len() >= at_least
+    });
+    let _ = node.kill();
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("the client ends");
+    }
+    let acknowledged = acknowledged.lock().expect("the list").clone();
+    acknowledged
+}
+
+/// Group commit never acknowledges what a crash can take back: tokens issued under load up to
+/// a SIGKILL all have their `token.issued` event after the restart, and the chain verifies.
 #[test]
 fn tokens_acknowledged_before_a_sigkill_all_have_their_audit_events() {
     use base64::Engine as _;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
     let rig = Rig::new(
         Dialect::Sqlite,
         "limits = { token_per_client = \"100000/second\" }",
@@ -771,59 +808,29 @@ fn tokens_acknowledged_before_a_sigkill_all_have_their_audit_events() {
     let node = rig.node("a");
     let token = node.agent("burst");
     let url = format!("{}/oauth/token", node.process.url());
-    let stop = Arc::new(AtomicBool::new(false));
-    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
-    let clients: Vec<_> = (0..16)
-        .map(|_| {
-            let (url, token, stop, acknowledged) = (
-                url.clone(),
-                token.clone(),
-                Arc::clone(&stop),
-                Arc::clone(&acknowledged),
-            );
-            let http = http();
-            std::thread::spawn(move || {
-                // A vend token is hex after its prefix: nothing to escape in the form.
-                let form =
-                    format!("grant_type=client_credentials&client_id=burst&client_secret={token}");
-                while !stop.load(Ordering::Relaxed) {
-                    let request = http
-                        .post(&url)
-                        .header("content-type", "application/x-www-form-urlencoded")
-                        .body(form.clone());
-                    let Ok(response) = request.send() else {
-                        return;
-                    };
-                    if response.status().as_u16() != 200 {
-                        continue;
-                    }
-                    let Ok(body) = response.json::<Value>() else {
-                        return;
-                    };
-                    let claims = body["access_token"]
-                        .as_str()
-                        .and_then(|jwt| jwt.split('.').nth(1))
-                        .and_then(|part| {
-                            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                                .decode(part)
-                                .ok()
-                        })
-                        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-                        .expect("a token answer carries a JWT");
-                    let jti = claims["jti"].as_str().expect("a jti").to_owned();
-                    acknowledged.lock().expect("the list").push(jti);
-                }
+    // A vend token is hex after its prefix: nothing to escape in the form.
+    let form = format!("grant_type=client_credentials&client_id=burst&client_secret={token}");
+    let acknowledged = acknowledged_before_a_sigkill(node, 300, move |http| {
+        let response = http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.clone())
+            .send()
+            .ok()
+            .filter(|r| r.status().as_u16() == 200)?;
+        let body = response.json::<Value>().ok()?;
+        let claims = body["access_token"]
+            .as_str()
+            .and_then(|jwt| jwt.split('.').nth(1))
+            .and_then(|part| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(part)
+                    .ok()
             })
-        })
-        .collect();
-    eventually("tokens issued under load", || {
-        acknowledged.lock().expect("the list").len() >= 300
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .expect("a token answer carries a JWT");
+        Some(claims["jti"].as_str().expect("a jti").to_owned())
     });
-    let _ = node.kill();
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().expect("the client ends");
-    }
     let node = rig.node("a");
     let recorded: std::collections::HashSet<String> = rig
         .audit(&node)
@@ -831,7 +838,6 @@ fn tokens_acknowledged_before_a_sigkill_all_have_their_audit_events() {
         .filter(|e| e.action == "token.issued")
         .filter_map(|e| e.details["jti"].as_str().map(str::to_owned))
         .collect();
-    let acknowledged = acknowledged.lock().expect("the list").clone();
     let lost: Vec<&String> = acknowledged
         .iter()
         .filter(|jti| !recorded.contains(*jti))
@@ -849,4 +855,53 @@ fn tokens_acknowledged_before_a_sigkill_all_have_their_audit_events() {
         acknowledged.len(),
         recorded.len()
     );
+}
+
+/// The same for vends (their lease writes share transactions too): every credential handed
+/// out before a SIGKILL has an `active` lease and its `credential.issued` event after the
+/// restart, on SQLite and PostgreSQL, and the chain verifies.
+#[test]
+fn vends_acknowledged_before_a_sigkill_all_have_active_leases_and_events() {
+    for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+        let rig = Rig::new(
+            dialect,
+            "limits = { vend_per_agent = \"100000/second\", max_active_leases_per_agent = 100000 }",
+        );
+        let node = rig.node("a");
+        node.add_daytona(&rig);
+        let token = node.agent("burst");
+        let url = format!("{}/v1/credentials/daytona?ttl=1h", node.process.url());
+        let acknowledged = acknowledged_before_a_sigkill(node, 200, move |http| {
+            let response = http
+                .post(&url)
+                .bearer_auth(&token)
+                .send()
+                .ok()
+                .filter(|r| r.status().as_u16() == 200)?;
+            let body = response.json::<Value>().ok()?;
+            Some(body["id"].as_str().expect("a lease id").to_owned())
+        });
+        let node = rig.node("a");
+        let issued: std::collections::HashSet<String> = rig
+            .audit(&node)
+            .into_iter()
+            .filter(|e| e.action == "credential.issued")
+            .filter_map(|e| e.lease_id)
+            .collect();
+        for id in &acknowledged {
+            assert!(
+                issued.contains(id),
+                "{dialect:?}: lease {id} has no credential.issued"
+            );
+            let lease = node.lease(id);
+            assert_eq!(lease["state"], "active", "{dialect:?}: {lease}");
+        }
+        let verdict = node.admin_get("/v1/admin/audit/verify");
+        assert_eq!(verdict["ok"], true, "{dialect:?}: {verdict}");
+        println!(
+            "{dialect:?}: {} vends acknowledged before the kill, {} credential.issued events recorded",
+            acknowledged.len(),
+            issued.len()
+        );
+    }
 }
