@@ -792,8 +792,7 @@ fn acknowledged_before_a_sigkill(
     for client in clients {
         client.join().expect("the client ends");
     }
-    let acknowledged = acknowledged.lock().expect("the list").clone();
-    acknowledged
+    acknowledged.lock().expect("the list").clone()
 }
 
 /// Group commit never acknowledges what a crash can take back: tokens issued under load up to
