@@ -11,7 +11,83 @@ creddy_testkit::dialects!(TestServer::start =>
     a_third_party_relying_party_verifies_tokens_before_and_after_rotation,
     access_tokens_work_as_agent_bearers_and_nothing_else_does,
     keys_rotate_on_schedule_and_retire_after_the_grace,
+    a_cached_client_is_never_served_after_its_agent_changed_elsewhere,
 );
+
+/// The token endpoint remembers the clients it authenticated (no store read before signing);
+/// another node (here: the database, written directly) removes, widens, narrows or rotates
+/// the agent, and the very next token request sees it: a widened scope is granted, a dropped
+/// one is not, a replaced secret and a removed agent get 401 and no `token.issued` event.
+async fn a_cached_client_is_never_served_after_its_agent_changed_elsewhere(server: TestServer) {
+    server.install_test_plugin("test");
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let upstream = server.scratch().join("upstream");
+    api.add_test_backend(&admin, "test", MASTER_KEY, &upstream)
+        .await;
+    let created = api.create_agent(&admin, "cached", &["test:read"]).await;
+    let (id, secret) = (
+        text(&created["oidc"]["client_id"]),
+        text(&created["oidc"]["client_secret"]),
+    );
+    let basic = Some((id.as_str(), secret.as_str()));
+    let grant = |scope: &str| format!("grant_type=client_credentials&scope={scope}");
+    let first = token(&api, &grant("test:read"), basic).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(
+        token(&api, &grant("test"), basic).await.status,
+        StatusCode::BAD_REQUEST,
+        "not granted yet"
+    );
+
+    server
+        .execute_raw("UPDATE agents SET scopes = '[\"test\"]' WHERE name = 'cached'")
+        .await;
+    let widened = token(&api, &grant("test"), basic).await;
+    assert_eq!(
+        widened.status,
+        StatusCode::OK,
+        "a widened grant is seen: {}",
+        widened.text
+    );
+    assert_eq!(widened.body["scope"], "test");
+
+    server
+        .execute_raw("UPDATE agents SET scopes = '[\"test:read\"]' WHERE name = 'cached'")
+        .await;
+    let narrowed = token(&api, "grant_type=client_credentials", basic).await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.text);
+    assert_eq!(
+        narrowed.body["scope"], "test:read",
+        "a narrowed grant is seen"
+    );
+
+    let issued_before = issued_tokens(&server).await;
+    server
+        .execute_raw("UPDATE agents SET client_secret_hash = 'replaced' WHERE name = 'cached'")
+        .await;
+    let rotated = token(&api, "grant_type=client_credentials", basic).await;
+    assert_eq!(rotated.status, StatusCode::UNAUTHORIZED, "{}", rotated.text);
+    server
+        .execute_raw("DELETE FROM agents WHERE name = 'cached'")
+        .await;
+    let removed = token(&api, "grant_type=client_credentials", basic).await;
+    assert_eq!(removed.status, StatusCode::UNAUTHORIZED, "{}", removed.text);
+    assert_eq!(
+        issued_tokens(&server).await,
+        issued_before,
+        "no token.issued for a rotated or removed client"
+    );
+}
+
+async fn issued_tokens(server: &TestServer) -> usize {
+    server
+        .audit_events()
+        .await
+        .iter()
+        .filter(|e| e.action == "token.issued")
+        .count()
+}
 
 const MASTER_KEY: &str = "master-key-of-the-test-upstream";
 

@@ -40,6 +40,66 @@ struct AgentRowWith<T> {
     extra: T,
 }
 
+/// An agent row with both its hashes.
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    #[sqlx(flatten)]
+    agent: AgentRow,
+    client_secret_hash: String,
+    token_hash: String,
+}
+
+/// An agent as it was read: every column that what it may do depends on, as stored (its
+/// name, grants, policy, credentials and lifetime; not when it was last used). A cache keeps
+/// it beside the agent, and a write made on the cached agent's behalf checks in its own
+/// transaction that the row still holds exactly these values, so that an agent removed,
+/// narrowed or rotated on another node is never served from a stale copy.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgentVersion {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) scopes: String,
+    pub(crate) policy: Option<String>,
+    pub(crate) client_id: String,
+    pub(crate) client_secret_hash: String,
+    pub(crate) token_hash: String,
+    pub(crate) expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for AgentVersion {
+    // The hashes are of secrets; a version prints only whose it is.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentVersion")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Evaluates, inside the transaction `$tx`, to whether the agent row still holds exactly
+/// the [`AgentVersion`] `$version`.
+macro_rules! agent_is {
+    ($tx:ident, $version:expr) => {{
+        let version: &$crate::agents::AgentVersion = $version;
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM agents WHERE id = $1 AND name = $2 AND scopes = $3 \
+             AND policy IS NOT DISTINCT FROM $4 AND client_id = $5 AND client_secret_hash = $6 \
+             AND token_hash = $7 AND expires_at IS NOT DISTINCT FROM $8",
+        )
+        .bind(&version.id)
+        .bind(&version.name)
+        .bind(&version.scopes)
+        .bind(version.policy.as_deref())
+        .bind(&version.client_id)
+        .bind(&version.client_secret_hash)
+        .bind(&version.token_hash)
+        .bind(version.expires_at)
+        .fetch_one(&mut *$tx)
+        .await?;
+        n == 1
+    }};
+}
+pub(crate) use agent_is;
+
 fn agent_from_row(r: AgentRow) -> Result<Agent> {
     let scopes = decode_strings("agents.scopes", &r.scopes)?;
     let scopes =
@@ -145,6 +205,38 @@ impl Store {
     ) -> Result<Option<(Agent, TokenHash)>> {
         self.agent_with_hash("client_secret_hash", "client_id", client_id)
             .await
+    }
+
+    /// The agent whose OIDC client id this is, with its client secret hash and the version
+    /// it was read at (for a cache: [`Store::record_event_if_agent_is`] checks it).
+    pub async fn find_agent_version_by_client_id(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(Agent, TokenHash, AgentVersion)>> {
+        let row: Option<VersionRow> = with_pool!(self, |p| sqlx::query_as(
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, \
+             client_secret_hash, token_hash FROM agents WHERE client_id = $1"
+        )
+        .bind(client_id)
+        .fetch_optional(p)
+        .await)?;
+        let Some(row) = row else { return Ok(None) };
+        let version = AgentVersion {
+            id: row.agent.id.clone(),
+            name: row.agent.name.clone(),
+            scopes: row.agent.scopes.clone(),
+            policy: row.agent.policy.clone(),
+            client_id: row.agent.client_id.clone(),
+            client_secret_hash: row.client_secret_hash.clone(),
+            token_hash: row.token_hash,
+            expires_at: row.agent.expires_at,
+        };
+        let agent = agent_from_row(row.agent)?;
+        Ok(Some((
+            agent,
+            TokenHash::from_stored(row.client_secret_hash),
+            version,
+        )))
     }
 
     /// The agent with this id.

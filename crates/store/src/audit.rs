@@ -4,6 +4,7 @@ use creddy_core::audit::AuditEvent;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::agents::AgentVersion;
 use crate::group_commit::{self, Done, Write};
 use crate::leases::{activate, fail, record_intent};
 use crate::{Result, Store, StoreError, in_transaction, with_pool};
@@ -70,6 +71,18 @@ macro_rules! append_events {
     }};
 }
 pub(crate) use append_events;
+
+/// Appends `$event` inside `$tx` if the agent row is still exactly `$version`; evaluates to
+/// `Done::Event(seq)`, or `Done::Stale` with nothing written.
+macro_rules! event_if_agent_is {
+    ($tx:ident, $event:expr, $version:expr) => {{
+        if $crate::agents::agent_is!($tx, $version) {
+            $crate::group_commit::Done::Event($crate::audit::append_event!($tx, $event)?)
+        } else {
+            $crate::group_commit::Done::Stale
+        }
+    }};
+}
 
 /// Runs the statement `$query` inside the transaction `$tx` and, when it changed a row,
 /// appends `$event`; evaluates to whether it changed one. A change that touches nothing is
@@ -272,6 +285,29 @@ impl Store {
         Ok(seq)
     }
 
+    /// Records `event` on behalf of an agent read earlier (from a cache) only if the agent
+    /// is still exactly `version` in the same transaction; `None` (nothing written) when it
+    /// was removed or changed since.
+    pub async fn record_event_if_agent_is(
+        &self,
+        event: &AuditEvent,
+        version: &AgentVersion,
+    ) -> Result<Option<i64>> {
+        let write = Write::EventIfAgent {
+            event: event.clone(),
+            version: version.clone(),
+        };
+        let done = match self.batched(write).await {
+            Some(done) => done?,
+            None => in_transaction!(self, |tx| event_if_agent_is!(tx, event, version)),
+        };
+        match done {
+            Done::Event(seq) => Ok(Some(seq)),
+            Done::Stale => Ok(None),
+            other => Err(other.unexpected()),
+        }
+    }
+
     /// How many transactions group commit has used for the writes on this handle (for
     /// benchmarks and tests: fewer than the writes means they were batched).
     pub fn event_batches(&self) -> u64 {
@@ -286,6 +322,9 @@ impl Store {
             for write in writes {
                 done.push(match write {
                     Write::Event(event) => Done::Event(append_event!(tx, event)?),
+                    Write::EventIfAgent { event, version } => {
+                        event_if_agent_is!(tx, event, version)
+                    }
                     Write::Intent { lease, max_open } => {
                         Done::Intent(record_intent!(tx, lease, *max_open))
                     }

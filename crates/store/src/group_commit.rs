@@ -1,5 +1,6 @@
 //! Group commit for the writes on the hot paths: audit events recorded on their own
-//! (`Store::record_event`: issued tokens, refusals, authentication failures) and the lease
+//! (`Store::record_event`: refusals, authentication failures; `record_event_if_agent_is`:
+//! issued tokens) and the lease
 //! writes of a vend (`create_lease`, `activate_lease`, `fail_lease`). Each used to take its
 //! own transaction, serialised on the write lock (and the chain head) and fsync'd alone; under
 //! load they now wait together: one task takes every write queued while the previous
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use creddy_core::audit::AuditEvent;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::agents::AgentVersion;
 use crate::leases::{Activation, Failure};
 use crate::{Intent, NewLease, Result, Store, StoreError};
 
@@ -38,6 +40,14 @@ const QUEUE: usize = 4 * MAX_BATCH;
 pub(crate) enum Write {
     /// An audit event on its own.
     Event(AuditEvent),
+    /// An audit event on behalf of an agent read earlier, written only if the agent is
+    /// still exactly as read.
+    EventIfAgent {
+        /// The event.
+        event: AuditEvent,
+        /// The agent as it was read.
+        version: AgentVersion,
+    },
     /// A lease intent (`Store::create_lease`).
     Intent {
         /// The lease.
@@ -58,6 +68,8 @@ pub(crate) enum Done {
     Event(i64),
     /// The intent's outcome.
     Intent(Intent),
+    /// The agent is no longer as it was read: nothing was written.
+    Stale,
     /// Whether the lease was pending (and is now active).
     Activated(bool),
     /// The lease failed.
@@ -212,7 +224,7 @@ mod tests {
     fn label(job: &Job) -> String {
         match &job.write {
             Write::Intent { lease, .. } => lease.id.to_string(),
-            Write::Event(event) => event.id.to_string(),
+            Write::Event(event) | Write::EventIfAgent { event, .. } => event.id.to_string(),
             other => format!("{other:?}"),
         }
     }

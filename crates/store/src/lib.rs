@@ -30,7 +30,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use agents::AgentListing;
+pub use agents::{AgentListing, AgentVersion};
 pub use audit::{AuditAnchor, AuditFilter, StoredEvent};
 pub use backends::BackendRecord;
 pub use enrollments::{Enrollment, NewEnrollment};

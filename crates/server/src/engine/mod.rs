@@ -14,7 +14,8 @@
 //! - [`agents`]: agents created and removed by admins.
 //! - [`backends`]: live plugin processes; [`backend_config`]: describing plugins, adding and
 //!   inspecting backends, restarting plugins; [`backend_admin`]: removing backends.
-//! - [`oidc`]: signing keys and their rotation; [`tokens`]: the token endpoint's grants.
+//! - [`oidc`]: signing keys and their rotation; [`tokens`]: the token endpoint's grants;
+//!   [`clients`]: the OIDC clients it authenticated recently.
 //! - [`audit`]: verifying the chain.
 //! - [`sealing`]: the master key and what it seals.
 //! - [`plugin_events`], [`sync`]: plugin changes recorded and announced to other nodes.
@@ -27,6 +28,7 @@ pub(crate) mod auth;
 pub(crate) mod backend_admin;
 pub(crate) mod backend_config;
 pub mod backends;
+pub(crate) mod clients;
 pub(crate) mod enrollment;
 pub(crate) mod error;
 pub(crate) mod health;

@@ -34,6 +34,7 @@ struct Inner {
     keys: crate::engine::oidc::Keys,
     enroll_limiter: RateLimiter,
     token_limiter: RateLimiter,
+    clients: crate::engine::clients::ClientCache,
     vend_limiter: RateLimiter,
     request_limiter: RateLimiter,
     auth_failure_limiter: RateLimiter,
@@ -68,6 +69,7 @@ impl Engine {
                 keys: crate::engine::oidc::Keys::default(),
                 enroll_limiter: RateLimiter::new(parts.settings.enrollment.per_ip),
                 token_limiter: RateLimiter::new(parts.settings.limits.token_per_client),
+                clients: crate::engine::clients::ClientCache::default(),
                 vend_limiter: RateLimiter::new(parts.settings.limits.vend_per_agent),
                 request_limiter: RateLimiter::new(parts.settings.limits.request_per_agent),
                 auth_failure_limiter: RateLimiter::new(creddy_core::policy::Rate {
@@ -141,6 +143,12 @@ impl Engine {
     /// The per-client limit of `/oauth/token` requests.
     pub(crate) fn token_limiter(&self) -> &RateLimiter {
         &self.inner.token_limiter
+    }
+
+    /// The OIDC clients authenticated recently (checked at every issue; see
+    /// [`crate::engine::clients`]).
+    pub(crate) fn clients(&self) -> &crate::engine::clients::ClientCache {
+        &self.inner.clients
     }
 
     /// The per-agent limit of credential requests.

@@ -11,6 +11,7 @@ use creddy_core::scope::Scope;
 use creddy_core::secret::{SecretToken, TokenHash, TokenKind};
 use serde_json::json;
 
+use crate::engine::clients::Client;
 use crate::engine::error::{EngineError, ErrorCode};
 use crate::engine::state::Engine;
 
@@ -55,17 +56,66 @@ pub(crate) enum Refusal {
 }
 
 /// Issues tokens for `grant`, or says why not; store and signing failures are errors.
+///
+/// A client authenticated from the cache is checked where its event is written: if the agent
+/// changed or went away since it was cached, nothing is written, the entry is dropped, and
+/// the grant is decided again from the store.
 pub(crate) async fn issue(
     engine: &Engine,
     origin: &Origin,
     grant: Grant,
 ) -> Result<Result<Tokens, Refusal>, EngineError> {
-    let Some(agent) = authenticate_client(engine, &grant.client_id, &grant.secret).await? else {
-        engine
-            .record_auth_failure(origin.ip.clone(), "client")
-            .await;
-        return Ok(Err(Refusal::InvalidClient));
-    };
+    for from_cache in [true, false] {
+        let Some(client) =
+            authenticate_client(engine, &grant.client_id, &grant.secret, from_cache).await?
+        else {
+            engine
+                .record_auth_failure(origin.ip.clone(), "client")
+                .await;
+            return Ok(Err(Refusal::InvalidClient));
+        };
+        let (tokens, event) = match sign_for(engine, origin, &grant, &client.agent)? {
+            Ok(signed) => signed,
+            // A refusal decided on a cached copy (a scope it lacked, an expiry) is decided
+            // again on the agent as stored.
+            Err(Refusal::InvalidScope(_) | Refusal::InvalidClient) if client.cached => {
+                engine.clients().forget(&client.agent.client_id);
+                continue;
+            }
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let recorded = match &client.version {
+            Some(version) => {
+                engine
+                    .store()
+                    .record_event_if_agent_is(&event, version)
+                    .await?
+            }
+            None => Some(engine.store().record_event(&event).await?),
+        };
+        if recorded.is_some() {
+            engine
+                .metrics()
+                .count(crate::engine::metrics::TOKENS_ISSUED, &[]);
+            return Ok(Ok(tokens));
+        }
+        engine.clients().forget(&client.agent.client_id);
+    }
+    Err(EngineError::new(
+        ErrorCode::Conflict,
+        "the client changed while its token was being issued",
+    )
+    .with_remedy("retry the request"))
+}
+
+/// The signed tokens for `agent` and their `token.issued` event, or why not (expiry, rate
+/// limit, scopes).
+fn sign_for(
+    engine: &Engine,
+    origin: &Origin,
+    grant: &Grant,
+    agent: &Agent,
+) -> Result<Result<(Tokens, AuditEvent), Refusal>, EngineError> {
     let now = engine.clock().now();
     if agent.is_expired(now) {
         return Ok(Err(Refusal::InvalidClient));
@@ -73,12 +123,12 @@ pub(crate) async fn issue(
     if let Err(retry_after) = engine.token_limiter().check(agent.id.as_str(), now) {
         return Ok(Err(Refusal::RateLimited(retry_after)));
     }
-    let (granted, openid) = match narrowed(&agent, grant.scope.as_deref()) {
+    let (granted, openid) = match narrowed(agent, grant.scope.as_deref()) {
         Ok(narrowed) => narrowed,
         Err(refusal) => return Ok(Err(refusal)),
     };
     let issuer = engine.issuer().to_owned();
-    let audience = grant.audience.unwrap_or_else(|| issuer.clone());
+    let audience = grant.audience.clone().unwrap_or_else(|| issuer.clone());
     // A token never outlives its agent.
     let iat = now.as_millis() / 1000;
     let mut exp = iat + i64::try_from(engine.settings().oidc.token_ttl).unwrap_or(3_600);
@@ -122,16 +172,13 @@ pub(crate) async fn issue(
     .with_details(
         json!({"jti": jti, "scope": scope_text, "audience": audience, "expires_in": ttl}),
     );
-    engine.store().record_event(&event).await?;
-    engine
-        .metrics()
-        .count(crate::engine::metrics::TOKENS_ISSUED, &[]);
-    Ok(Ok(Tokens {
+    let tokens = Tokens {
         access_token,
         id_token,
         expires_in: ttl,
         scope: scope_text,
-    }))
+    };
+    Ok(Ok((tokens, event)))
 }
 
 /// The scopes a token for `agent` carries: all its grants when none are asked for, else
@@ -158,26 +205,68 @@ fn narrowed(agent: &Agent, asked: Option<&str>) -> Result<(Vec<String>, bool), R
     Ok((granted, openid))
 }
 
-/// The agent whose client credentials these are: its client id and client secret, or its
-/// name or id and vend token. Hashes are compared in constant time.
+/// The agent whose client credentials these are: its client id and client secret (from the
+/// cache when `from_cache` and it is there, else from the store, then cached), or its name or
+/// id and vend token (always from the store). Hashes are compared in constant time.
 async fn authenticate_client(
     engine: &Engine,
     id: &str,
     secret: &str,
-) -> Result<Option<Agent>, EngineError> {
+    from_cache: bool,
+) -> Result<Option<Authenticated>, EngineError> {
     if let Some(given) = SecretToken::parse(TokenKind::ClientSecret, secret) {
-        if let Some((agent, stored)) = engine.store().find_agent_by_client_id(id).await? {
-            let presented = engine.sealer().client_secret_hash(&given);
-            return Ok(stored.matches(&presented).then_some(agent));
+        let presented = engine.sealer().client_secret_hash(&given);
+        if from_cache
+            && let Some(client) = engine.clients().get(id)
+            && client.secret_hash.matches(&presented)
+        {
+            return Ok(Some(Authenticated {
+                agent: client.agent,
+                version: Some(client.version),
+                cached: true,
+            }));
         }
-        return Ok(None);
+        let Some((agent, stored, version)) =
+            engine.store().find_agent_version_by_client_id(id).await?
+        else {
+            engine.clients().forget(id);
+            return Ok(None);
+        };
+        if !stored.matches(&presented) {
+            return Ok(None);
+        }
+        engine.clients().put(Client {
+            agent: agent.clone(),
+            secret_hash: stored,
+            version: version.clone(),
+        });
+        return Ok(Some(Authenticated {
+            agent,
+            version: Some(version),
+            cached: false,
+        }));
     }
     if let Some(given) = SecretToken::parse(TokenKind::Vend, secret) {
         let presented: TokenHash = given.hash();
         if let Some((agent, stored)) = engine.store().find_agent_by_token_hash(&presented).await? {
             let named = agent.id.as_str() == id || agent.name.eq_ignore_ascii_case(id);
-            return Ok((named && stored.matches(&presented)).then_some(agent));
+            return Ok(
+                (named && stored.matches(&presented)).then_some(Authenticated {
+                    agent,
+                    version: None,
+                    cached: false,
+                }),
+            );
         }
     }
     Ok(None)
+}
+
+/// An authenticated client: the agent, and the version it was read at when it may have come
+/// from the cache (the token's event is then written only if it still holds).
+struct Authenticated {
+    agent: Agent,
+    version: Option<creddy_store::AgentVersion>,
+    /// Whether it came from the cache (a refusal is then decided again from the store).
+    cached: bool,
 }
