@@ -56,12 +56,6 @@ impl ClientCache {
         self.lock().remove(client_id);
     }
 
-    /// How many clients are remembered.
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Client>> {
         self.clients
             .lock()
