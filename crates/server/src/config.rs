@@ -136,11 +136,12 @@ pub struct FilePlugins {
     pub allow_unsigned: bool,
 }
 
-/// `revocation = { horizon, base_delay, max_delay, backends.<name>.horizon }`.
+/// `revocation = { horizon, base_delay, max_delay, concurrency, backends.<name>.horizon }`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileRevocation {
     horizon: Option<Duration>,
+    concurrency: Option<u32>,
     base_delay: Option<Duration>,
     max_delay: Option<Duration>,
     #[serde(default)]
@@ -167,7 +168,14 @@ pub struct RevocationSettings {
     pub base_delay: u64,
     /// The longest retry delay, in seconds.
     pub max_delay: u64,
+    /// The most revocations in flight per backend on one node.
+    pub concurrency: usize,
 }
+
+/// The most revocations one backend may have in flight on one node, by default.
+pub const DEFAULT_REVOCATION_CONCURRENCY: usize = 8;
+/// The largest `revocation.concurrency` accepted.
+pub const MAX_REVOCATION_CONCURRENCY: u32 = 256;
 
 impl Default for RevocationSettings {
     fn default() -> Self {
@@ -176,6 +184,7 @@ impl Default for RevocationSettings {
             backend_horizons: BTreeMap::new(),
             base_delay: 10,
             max_delay: 3_600,
+            concurrency: DEFAULT_REVOCATION_CONCURRENCY,
         }
     }
 }
@@ -621,7 +630,7 @@ impl Settings {
                 args.trusted_keys.as_deref(),
                 &source,
             )?,
-            revocation: revocation_settings(&file.revocation),
+            revocation: revocation_settings(&file.revocation)?,
             reaper_max_idle: REAPER_MAX_IDLE,
             enrollment,
             limits: LimitSettings::from_file(&file.limits, &source)?,
@@ -720,9 +729,18 @@ pub fn trusted_keys(
 }
 
 /// `[revocation]` over the defaults.
-fn revocation_settings(file: &FileRevocation) -> RevocationSettings {
+fn revocation_settings(file: &FileRevocation) -> Result<RevocationSettings, ConfigError> {
     let defaults = RevocationSettings::default();
-    RevocationSettings {
+    let concurrency = match file.concurrency {
+        None => defaults.concurrency,
+        Some(n @ 1..=MAX_REVOCATION_CONCURRENCY) => n as usize,
+        Some(n) => {
+            return Err(ConfigError(format!(
+                "revocation.concurrency is {n}: use 1 to {MAX_REVOCATION_CONCURRENCY} revocations in flight per backend (default {DEFAULT_REVOCATION_CONCURRENCY})"
+            )));
+        }
+    };
+    Ok(RevocationSettings {
         horizon: file.horizon.map_or(defaults.horizon, Duration::as_seconds),
         backend_horizons: file
             .backends
@@ -735,7 +753,8 @@ fn revocation_settings(file: &FileRevocation) -> RevocationSettings {
         max_delay: file
             .max_delay
             .map_or(defaults.max_delay, Duration::as_seconds),
-    }
+        concurrency,
+    })
 }
 
 /// `[enrollment]` and `limits.enroll_per_ip` over the defaults.
@@ -950,6 +969,27 @@ mod tests {
         assert_eq!(s.listen.to_string(), "0.0.0.0:8500");
         assert_eq!(s.data_dir, PathBuf::from("/srv/creddy"));
         assert_eq!(s.issuer.as_deref(), Some("https://id.example.com"));
+    }
+
+    #[test]
+    fn revocation_concurrency_is_bounded_and_defaults_to_eight() {
+        let parse = |text: &str| {
+            let file = write(text);
+            let args = ServerArgs {
+                config: Some(file.path().into()),
+                ..ServerArgs::default()
+            };
+            Settings::resolve(args, &env_with_home())
+        };
+        assert_eq!(parse("").expect("valid").revocation.concurrency, 8);
+        let raised = parse("revocation = { concurrency = 64 }\n").expect("valid");
+        assert_eq!(raised.revocation.concurrency, 64);
+        for bad in ["0", "257"] {
+            let e =
+                parse(&format!("revocation = {{ concurrency = {bad} }}\n")).expect_err("refused");
+            assert!(e.to_string().contains("revocation.concurrency"), "{e}");
+            assert!(e.to_string().contains("1 to 256"), "{e}");
+        }
     }
 
     #[test]

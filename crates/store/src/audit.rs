@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::agents::AgentVersion;
 use crate::group_commit::{self, Done, Write};
-use crate::leases::{activate, fail, record_intent};
+use crate::leases::{activate, fail, record_intent, settle};
 use crate::{Result, Store, StoreError, in_transaction, with_pool};
 
 /// Appends `$event` to the chain inside the transaction `$tx`. Any failure is reported as
@@ -333,6 +333,7 @@ impl Store {
                         fail!(tx, failure);
                         Done::Failed
                     }
+                    Write::Settle(settlement) => Done::Settled(settle!(tx, settlement)),
                 });
             }
             done

@@ -1,7 +1,8 @@
 //! Group commit for the writes on the hot paths: audit events recorded on their own
 //! (`Store::record_event`: refusals, authentication failures; `record_event_if_agent_is`:
 //! issued tokens) and the lease
-//! writes of a vend (`create_lease`, `activate_lease`, `fail_lease`). Each used to take its
+//! writes of a vend (`create_lease`, `activate_lease`, `fail_lease`) and of a revocation
+//! (`settle_lease`). Each used to take its
 //! own transaction, serialised on the write lock (and the chain head) and fsync'd alone; under
 //! load they now wait together: one task takes every write queued while the previous
 //! transaction was committing (at most [`MAX_BATCH`]), applies them in one transaction (the
@@ -27,7 +28,7 @@ use creddy_core::audit::AuditEvent;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::agents::AgentVersion;
-use crate::leases::{Activation, Failure};
+use crate::leases::{Activation, Failure, Settlement};
 use crate::{Intent, NewLease, Result, Store, StoreError};
 
 /// The most writes committed in one transaction.
@@ -59,6 +60,8 @@ pub(crate) enum Write {
     Activate(Activation),
     /// A failed mint (`Store::fail_lease`).
     Fail(Failure),
+    /// A lease's end (`Store::settle_lease`: revoked, or failed when reconciled).
+    Settle(Settlement),
 }
 
 /// What became of a write.
@@ -74,6 +77,8 @@ pub(crate) enum Done {
     Activated(bool),
     /// The lease failed.
     Failed,
+    /// Whether the lease had not ended yet (and now has).
+    Settled(bool),
 }
 
 impl Done {

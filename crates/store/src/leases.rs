@@ -207,6 +207,36 @@ macro_rules! activate {
 }
 pub(crate) use activate;
 
+/// A lease's end: what [`Store::settle_lease`] writes.
+#[derive(Debug, Clone)]
+pub(crate) struct Settlement {
+    pub(crate) id: LeaseId,
+    pub(crate) to_state: LeaseState,
+    pub(crate) now: Timestamp,
+    pub(crate) event: AuditEvent,
+}
+
+/// Settles the lease of `$settlement` inside `$tx` with its event, unless it has already
+/// ended; evaluates to whether it changed.
+macro_rules! settle {
+    ($tx:ident, $settlement:expr) => {{
+        let settlement: &$crate::leases::Settlement = $settlement;
+        $crate::audit::change_with_event!(
+            $tx,
+            sqlx::query(
+                "UPDATE leases SET state = $2, next_attempt_at = NULL, due_at = NULL, \
+                 revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
+                 WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
+            )
+            .bind(settlement.id.as_str())
+            .bind(settlement.to_state.as_str())
+            .bind(settlement.now.as_millis()),
+            &settlement.event
+        )
+    }};
+}
+pub(crate) use settle;
+
 /// Marks the pending lease of `$failure` `failed` inside `$tx`, with its event.
 macro_rules! fail {
     ($tx:ident, $failure:expr) => {{
@@ -471,18 +501,19 @@ impl Store {
         now: Timestamp,
         event: &AuditEvent,
     ) -> Result<bool> {
-        let settled = in_transaction!(self, |tx| change_with_event!(
-            tx,
-            sqlx::query(
-                "UPDATE leases SET state = $2, next_attempt_at = NULL, due_at = NULL, \
-                 revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
-                 WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
-            )
-            .bind(id.as_str())
-            .bind(to_state.as_str())
-            .bind(now.as_millis()),
-            event
-        ));
+        let settlement = Settlement {
+            id: id.clone(),
+            to_state,
+            now,
+            event: event.clone(),
+        };
+        let settled = match self.batched(Write::Settle(settlement.clone())).await {
+            Some(done) => match done? {
+                Done::Settled(settled) => settled,
+                other => return Err(other.unexpected()),
+            },
+            None => in_transaction!(self, |tx| settle!(tx, &settlement)),
+        };
         Ok(settled)
     }
 

@@ -297,9 +297,18 @@ pub struct StandinProcess {
 impl StandinProcess {
     /// Starts `daytona-standin` on a free loopback port, keeping state in `state_file`.
     pub fn start(binary: &Path, state_file: &Path) -> Self {
-        let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0", "--state"])
-            .arg(state_file)
+        Self::spawn(Command::new(binary).arg("--state").arg(state_file))
+    }
+
+    /// Starts `daytona-standin` on a free loopback port with its state in memory only (for
+    /// benchmarks: saving the whole state at every change grows with the keys it holds).
+    pub fn start_in_memory(binary: &Path) -> Self {
+        Self::spawn(&mut Command::new(binary))
+    }
+
+    fn spawn(command: &mut Command) -> Self {
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

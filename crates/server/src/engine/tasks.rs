@@ -7,8 +7,8 @@
 //! are due (see [`crate::engine::revocation`]).
 //!
 //! **Per-backend queues.** The queue of each backend is its due leases in the store, ordered
-//! by due time (an index). The reaper claims at most [`MAX_CONCURRENT`] leases per backend
-//! minus those it is already revoking, and runs each claimed revocation as its own task, so a
+//! by due time (an index). The reaper claims at most `revocation.concurrency` leases per
+//! backend (default 8) minus those it is already revoking, and runs each claimed revocation as its own task, so a
 //! slow or dead upstream holds at most its own slots and never delays another backend. Memory
 //! holds only the revocations in flight, never the set of live leases.
 
@@ -34,8 +34,6 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(5);
 const CLAIM_MILLIS: i64 = 60_000;
 /// Agents removed per sweep; a larger backlog is worked through in consecutive sweeps.
 const SWEEP_BATCH: i64 = 100;
-/// The most revocations in flight per backend on one node.
-pub const MAX_CONCURRENT: usize = 8;
 /// How long shutdown waits for revocations in flight before abandoning them (their claims
 /// lapse, and another node or the next start takes them over).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -96,8 +94,8 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn room(&self, backend: &str) -> usize {
-        MAX_CONCURRENT.saturating_sub(self.per_backend.get(backend).copied().unwrap_or(0))
+    fn room(&self, backend: &str, concurrency: usize) -> usize {
+        concurrency.saturating_sub(self.per_backend.get(backend).copied().unwrap_or(0))
     }
 
     fn start(&mut self, state: &Engine, lease: creddy_store::RevocableLease) {
@@ -177,10 +175,19 @@ impl InFlight {
 /// Runs the reaper until `shutdown` changes.
 pub(crate) async fn reap_expired_agents(state: Engine, mut shutdown: watch::Receiver<bool>) {
     let mut in_flight = InFlight::default();
+    // After a revocation ends only its backend's queue can have moved: the next pass claims
+    // leases for the freed slots (and finishes drained backends) without the rest of a sweep.
+    let mut only_leases = false;
     loop {
         in_flight.reap();
         let number = state.tasks().started.fetch_add(1, Ordering::SeqCst) + 1;
-        let wait = match sweep(&state, &mut in_flight).await {
+        let pass = if only_leases {
+            revoke_and_drain(&state, &mut in_flight).await
+        } else {
+            sweep(&state, &mut in_flight).await
+        };
+        only_leases = false;
+        let wait = match pass {
             Ok(()) => next_wait(&state).await,
             Err(e) => {
                 tracing::error!(error = %e, "reaper: storage error; retrying");
@@ -197,6 +204,7 @@ pub(crate) async fn reap_expired_agents(state: Engine, mut shutdown: watch::Rece
             () = state.tasks().kick.notified() => {}
             Some(result) = in_flight.tasks.join_next_with_id(), if !in_flight.tasks.is_empty() => {
                 in_flight.finished(result);
+                only_leases = true;
             }
             _ = shutdown.changed() => {
                 in_flight.wind_down().await;
@@ -211,6 +219,15 @@ async fn sweep(state: &Engine, in_flight: &mut InFlight) -> Result<(), creddy_st
     prune_audit(state).await?;
     crate::engine::enrollment::expire_lapsed(state).await?;
     crate::engine::oidc::retire_ended(state).await?;
+    revoke_and_drain(state, in_flight).await
+}
+
+/// Starts the due revocations there is room for, then removes backends whose leases have all
+/// ended.
+async fn revoke_and_drain(
+    state: &Engine,
+    in_flight: &mut InFlight,
+) -> Result<(), creddy_store::StoreError> {
     revoke_due_leases(state, in_flight).await?;
     for name in state.store().drained_backends().await? {
         finish_drain(state, &name, Actor::system()).await?;
@@ -241,7 +258,7 @@ async fn revoke_due_leases(
 ) -> Result<(), creddy_store::StoreError> {
     let now = state.clock().now();
     for backend in state.store().due_backends(now).await? {
-        let room = in_flight.room(&backend);
+        let room = in_flight.room(&backend, state.settings().revocation.concurrency);
         if room == 0 {
             continue;
         }

@@ -3,6 +3,7 @@
 use creddy_testkit::http::{Answer, Api};
 use creddy_testkit::plugins::script;
 use creddy_testkit::server::TestServer;
+use creddy_testkit::store::Dialect;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

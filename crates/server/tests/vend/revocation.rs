@@ -13,6 +13,15 @@ creddy_testkit::dialects!(TestServer::start =>
     a_lease_claimed_again_while_its_attempt_runs_is_not_tried_twice_at_once,
 );
 
+creddy_testkit::dialects!(three_slots: three_revocation_slots =>
+    revocation_concurrency_sets_how_many_revocations_a_hanging_upstream_holds,
+);
+
+/// A node whose backends each revoke at most three leases at once.
+async fn three_revocation_slots(dialect: Dialect) -> TestServer {
+    TestServer::start_with(dialect, |s| s.revocation.concurrency = 3).await
+}
+
 /// A node never runs two revocations of one lease at once: when the lease's claim lapses
 /// while its attempt still runs (a stalled upstream, a clock that jumped) and the reaper
 /// claims it again, the running attempt keeps it. The upstream is a barrier that lets calls
@@ -478,6 +487,19 @@ async fn a_revocation_refused_for_good_is_irrevocable_at_once_and_retried_daily(
 async fn a_hanging_upstream_holds_eight_revocations_and_never_delays_another_backend(
     server: TestServer,
 ) {
+    a_hanging_upstream_holds(server, 8).await;
+}
+
+/// `revocation.concurrency = 3`: the hanging backend holds three slots, not the default eight.
+async fn revocation_concurrency_sets_how_many_revocations_a_hanging_upstream_holds(
+    server: TestServer,
+) {
+    a_hanging_upstream_holds(server, 3).await;
+}
+
+/// Twelve leases of a hanging backend and two of a working one expire together: exactly
+/// `slots` revocations start on the hanging one, and the other's are done meanwhile.
+async fn a_hanging_upstream_holds(server: TestServer, slots: usize) {
     let (site, _) = ready(server).await;
     let stuck_dir = site.server.scratch().join("stuck-upstream");
     let added = site
@@ -520,7 +542,7 @@ async fn a_hanging_upstream_holds_eight_revocations_and_never_delays_another_bac
             .api
             .get("/v1/admin/tokens?backend=test&state=revoked", &site.admin)
             .await;
-        if revoked.body.as_array().map(Vec::len) == Some(2) && started(&stuck_dir) == 8 {
+        if revoked.body.as_array().map(Vec::len) == Some(2) && started(&stuck_dir) == slots {
             break;
         }
         assert!(
@@ -540,8 +562,8 @@ async fn a_hanging_upstream_holds_eight_revocations_and_never_delays_another_bac
     }
     assert_eq!(
         started(&stuck_dir),
-        8,
-        "at most 8 revocations at once on the hanging backend"
+        slots,
+        "at most {slots} revocations at once on the hanging backend"
     );
     let stuck_open = site
         .api

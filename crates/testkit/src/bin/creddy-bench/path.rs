@@ -31,7 +31,8 @@ use crate::common::{machine, memory_kib, percentile};
 const MASTER: &str = "dtn_bench00000000000000000000000000000000000000000000000000000master";
 const ORGANIZATION: &str = "org-1";
 const USAGE: &str = "use: creddy-bench path [--store sqlite|postgres|both] [--rounds N] \
-[--seconds S] [--connections N] [--gets N] [--peer DIR | --no-peer] [--out FILE]";
+[--seconds S] [--connections N] [--gets N] [--revocation-concurrency N] [--peer DIR | --no-peer] \
+[--out FILE]";
 
 /// What to run.
 #[derive(Debug)]
@@ -41,6 +42,7 @@ struct Args {
     seconds: f64,
     connections: usize,
     gets: usize,
+    revocation_concurrency: usize,
     peer: Option<PathBuf>,
     out: PathBuf,
 }
@@ -68,6 +70,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         seconds: 10.0,
         connections: 32,
         gets: 50,
+        revocation_concurrency: 8,
         peer: Some(PathBuf::from("bench/peer")),
         out: PathBuf::from("target/bench/results.json"),
     };
@@ -105,6 +108,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--rounds" => args.rounds = count()?,
             "--connections" => args.connections = count()?,
             "--gets" => args.gets = count()?,
+            "--revocation-concurrency" => args.revocation_concurrency = count()?,
             "--seconds" => {
                 args.seconds = value
                     .parse::<f64>()
@@ -184,7 +188,7 @@ async fn run(args: &Args) -> Result<Value, String> {
     let mut stores = serde_json::Map::new();
     for db in &args.stores {
         eprintln!("==> {}", db.name());
-        let site = Site::start(&bins, *db).await?;
+        let site = Site::start(&bins, *db, args.revocation_concurrency).await?;
         stores.insert(
             db.name().to_owned(),
             measure(args, &bins, &site, peer.as_ref()).await?,
@@ -197,6 +201,7 @@ async fn run(args: &Args) -> Result<Value, String> {
         "connections": args.connections,
         "seconds_per_run": args.seconds,
         "rounds": args.rounds,
+        "revocation_concurrency": args.revocation_concurrency,
         "peer": peer.as_ref().map(|p| p.version.clone()),
         "stores": stores,
     }))
@@ -350,19 +355,22 @@ struct Site {
 }
 
 impl Site {
-    async fn start(bins: &Binaries, db: Db) -> Result<Self, String> {
+    async fn start(bins: &Binaries, db: Db, revocation_concurrency: usize) -> Result<Self, String> {
         let dir = tempfile::TempDir::new().map_err(|e| e.to_string())?;
         let home = dir.path();
         std::fs::write(
             home.join("creddy.toml"),
-            "plugins = { allow_unsigned = true }\n\
-             limits = { max_active_leases_per_agent = 100000000, token_per_client = \"100000000/second\", \
-             vend_per_agent = \"100000000/second\", max_connections = 1024, max_connections_per_ip = 1024 }\n",
+            format!(
+                "plugins = {{ allow_unsigned = true }}\n\
+                 revocation = {{ concurrency = {revocation_concurrency} }}\n\
+                 limits = {{ max_active_leases_per_agent = 100000000, token_per_client = \"100000000/second\", \
+                 vend_per_agent = \"100000000/second\", max_connections = 1024, max_connections_per_ip = 1024 }}\n"
+            ),
         )
         .map_err(|e| e.to_string())?;
         install_as(&bins.daytona_plugin, &home.join("plugins"), "daytona");
         install_as(&bins.test_plugin, &home.join("plugins"), "test");
-        let standin = StandinProcess::start(&bins.standin, &home.join("daytona.json"));
+        let standin = StandinProcess::start_in_memory(&bins.standin);
         let (standin_api, standin_control) = (standin.api_url.clone(), standin.control_url());
         let http = reqwest::Client::new();
         http.post(format!("{standin_control}/_standin/seed"))
@@ -664,13 +672,14 @@ fn commit() -> String {
 /// The report's Markdown: one table per store, with the issue's targets.
 fn markdown(results: &Value) -> String {
     let mut out = format!(
-        "{} Commit {}, {}; {} connections, {} s per run, {} token rounds; peer: {}.\n",
+        "{} Commit {}, {}; {} connections, {} s per run, {} token rounds, revocation.concurrency {}; peer: {}.\n",
         results["machine"].as_str().unwrap_or_default(),
         results["commit"].as_str().unwrap_or_default(),
         results["date"].as_str().unwrap_or_default(),
         results["connections"],
         results["seconds_per_run"],
         results["rounds"],
+        results["revocation_concurrency"],
         results["peer"].as_str().unwrap_or("none"),
     );
     let Some(stores) = results["stores"].as_object() else {
@@ -728,7 +737,7 @@ fn markdown(results: &Value) -> String {
                 "< 2 ms",
             ),
             (
-                "Revocation burst, one backend",
+                "Revocation burst, one backend (`revocation.concurrency` in the header)",
                 format!(
                     "{} leases in {:.2} s: {:.0} /s",
                     revocation["leases"],
