@@ -535,17 +535,7 @@ impl Site {
     /// times until the stand-in has deleted `leases` keys.
     async fn revocation_burst(&self, leases: u64) -> Result<Value, String> {
         let http = reqwest::Client::new();
-        let deleted = || async {
-            let state: Value = http
-                .get(format!("{}/_standin/state", self.standin_control))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<u64, String>(state["deleted_keys"].as_array().map_or(0, Vec::len) as u64)
-        };
+        let deleted = || crate::common::deleted_keys(&http, &self.standin_control);
         let before = deleted().await?;
         std::fs::write(&self.clock, (11 * 60 * 1000).to_string()).map_err(|e| e.to_string())?;
         let started = Instant::now();

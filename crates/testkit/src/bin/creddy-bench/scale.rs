@@ -312,17 +312,7 @@ async fn run(args: Args) -> Result<Report, String> {
     bench.set_offset(61)?;
     let started = Instant::now();
     loop {
-        // Ask the stand-in, so that watching does not load the server.
-        let state: Value = node
-            .http
-            .get(format!("{}/_standin/state", bench.standin_control))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let revoked = state["deleted_keys"].as_array().map_or(0, Vec::len) as u64;
+        let revoked = crate::common::deleted_keys(&node.http, &bench.standin_control).await?;
         if revoked >= args.vends as u64 {
             break;
         }
