@@ -54,7 +54,7 @@ struct VersionRow {
 /// it beside the agent, and a write made on the cached agent's behalf checks in its own
 /// transaction that the row still holds exactly these values, so that an agent removed,
 /// narrowed or rotated on another node is never served from a stale copy.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AgentVersion {
     pub(crate) id: String,
     pub(crate) name: String,
@@ -75,30 +75,44 @@ impl std::fmt::Debug for AgentVersion {
     }
 }
 
-/// Evaluates, inside the transaction `$tx`, to whether the agent row still holds exactly
-/// the [`AgentVersion`] `$version`.
-macro_rules! agent_is {
-    ($tx:ident, $version:expr) => {{
-        let version: &$crate::agents::AgentVersion = $version;
-        let (n,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM agents WHERE id = $1 AND name = $2 AND scopes = $3 \
-             AND policy IS NOT DISTINCT FROM $4 AND client_id = $5 AND client_secret_hash = $6 \
-             AND token_hash = $7 AND expires_at IS NOT DISTINCT FROM $8",
-        )
-        .bind(&version.id)
-        .bind(&version.name)
-        .bind(&version.scopes)
-        .bind(version.policy.as_deref())
-        .bind(&version.client_id)
-        .bind(&version.client_secret_hash)
-        .bind(&version.token_hash)
-        .bind(version.expires_at)
-        .fetch_one(&mut *$tx)
-        .await?;
-        n == 1
+/// Evaluates, inside the transaction `$tx`, to whether each agent of `$versions` (a slice of
+/// `&AgentVersion`) still holds exactly that version, in one query: a `Vec<bool>` in order.
+macro_rules! agents_as_read {
+    ($tx:ident, $versions:expr) => {{
+        let versions: &[&$crate::agents::AgentVersion] = $versions;
+        if versions.is_empty() {
+            Vec::new()
+        } else {
+            let sql = $crate::agents::versions_sql(versions.len());
+            let mut query =
+                sqlx::query_as::<_, $crate::agents::AgentVersion>(sqlx::AssertSqlSafe(sql));
+            for version in versions {
+                query = query.bind(version.id.as_str());
+            }
+            let current: std::collections::HashMap<String, $crate::agents::AgentVersion> = query
+                .fetch_all(&mut *$tx)
+                .await?
+                .into_iter()
+                .map(|version| (version.id.clone(), version))
+                .collect();
+            versions
+                .iter()
+                .map(|version| current.get(&version.id) == Some(*version))
+                .collect::<Vec<bool>>()
+        }
     }};
 }
-pub(crate) use agent_is;
+pub(crate) use agents_as_read;
+
+/// The versions of `count` agents by id (`$1` to `$count`).
+pub(crate) fn versions_sql(count: usize) -> String {
+    let ids: Vec<String> = (1..=count).map(|n| format!("${n}")).collect();
+    format!(
+        "SELECT id, name, scopes, policy, client_id, client_secret_hash, token_hash, expires_at \
+         FROM agents WHERE id IN ({})",
+        ids.join(", ")
+    )
+}
 
 fn agent_from_row(r: AgentRow) -> Result<Agent> {
     let scopes = decode_strings("agents.scopes", &r.scopes)?;

@@ -4,62 +4,105 @@ use creddy_core::audit::AuditEvent;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::agents::AgentVersion;
+use crate::agents::{AgentVersion, agents_as_read};
 use crate::group_commit::{self, Done, Write};
-use crate::leases::{activate, fail, record_intent, settle};
+use crate::leases::{activate_row, fail_row, record_intent, settle_row};
 use crate::{Result, Store, StoreError, in_transaction, with_pool};
 
-/// Appends `$event` to the chain inside the transaction `$tx`. Any failure is reported as
+/// Appends `$events` (a slice of `&AuditEvent`) to the chain inside the transaction `$tx`, in
+/// order, in three statements however many there are: the head advances by their number
+/// (which locks it until the transaction ends), one multi-row insert, the head's new hash.
+/// Evaluates to their sequence numbers. Any failure is reported as
 /// [`StoreError::AuditUnavailable`], and the caller's transaction, dropped on the error, rolls
 /// the whole change back.
-macro_rules! append_event {
-    ($tx:expr, $event:expr) => {{
-        let event: &creddy_core::audit::AuditEvent = $event;
-        let result: std::result::Result<i64, sqlx::Error> = async {
-            let (seq, prev_hash): (i64, String) = sqlx::query_as(
-                "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash",
+macro_rules! append_chain {
+    ($tx:expr, $events:expr) => {{
+        let events: &[&creddy_core::audit::AuditEvent] = $events;
+        let result: std::result::Result<Vec<i64>, sqlx::Error> = async {
+            if events.is_empty() {
+                return Ok(Vec::new());
+            }
+            let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+            let (last, mut prev_hash): (i64, String) = sqlx::query_as(
+                "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash",
             )
+            .bind(count)
             .fetch_one(&mut *$tx)
             .await?;
-            let hash = event.chain_hash(seq, &prev_hash);
-            let mac = $tx
-                .key
-                .as_ref()
-                .map(|key| creddy_core::audit::keyed_hash(key, &hash));
-            let columns = $crate::audit::EventColumns::of(event);
-            sqlx::query(
-                "INSERT INTO audit_events (seq, id, time, action, actor, subject, backend, lease_id, \
-                 outcome, ip, request_id, details, prev_hash, hash, mac) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            )
-            .bind(seq)
-            .bind(event.id.as_str())
-            .bind(event.time.as_millis())
-            .bind(event.action.as_str())
-            .bind(columns.actor)
-            .bind(columns.subject)
-            .bind(event.backend.as_deref())
-            .bind(event.lease_id.as_deref())
-            .bind(columns.outcome)
-            .bind(event.ip.as_deref())
-            .bind(event.request_id.as_deref())
-            .bind(columns.details)
-            .bind(&prev_hash)
-            .bind(&hash)
-            .bind(mac)
-            .execute(&mut *$tx)
-            .await?;
+            let first = last - count + 1;
+            let mut rows = Vec::with_capacity(events.len());
+            for (seq, event) in (first..=last).zip(events) {
+                let hash = event.chain_hash(seq, &prev_hash);
+                let mac = $tx
+                    .key
+                    .as_ref()
+                    .map(|key| creddy_core::audit::keyed_hash(key, &hash));
+                let previous = std::mem::replace(&mut prev_hash, hash.clone());
+                rows.push(($crate::audit::EventColumns::of(event), previous, hash, mac));
+            }
+            let sql = $crate::audit::insert_events_sql(events.len());
+            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for ((seq, event), (columns, previous, hash, mac)) in
+                (first..=last).zip(events).zip(rows)
+            {
+                insert = insert
+                    .bind(seq)
+                    .bind(event.id.as_str())
+                    .bind(event.time.as_millis())
+                    .bind(event.action.as_str())
+                    .bind(columns.actor)
+                    .bind(columns.subject)
+                    .bind(event.backend.as_deref())
+                    .bind(event.lease_id.as_deref())
+                    .bind(columns.outcome)
+                    .bind(event.ip.as_deref())
+                    .bind(event.request_id.as_deref())
+                    .bind(columns.details)
+                    .bind(previous)
+                    .bind(hash)
+                    .bind(mac);
+            }
+            insert.execute(&mut *$tx).await?;
             sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-                .bind(&hash)
+                .bind(&prev_hash)
                 .execute(&mut *$tx)
                 .await?;
-            Ok(seq)
+            Ok((first..=last).collect())
         }
         .await;
         result.map_err($crate::StoreError::AuditUnavailable)
     }};
 }
+pub(crate) use append_chain;
+
+/// Appends `$event` to the chain inside the transaction `$tx`; evaluates to its sequence
+/// number (see [`append_chain`]).
+macro_rules! append_event {
+    ($tx:expr, $event:expr) => {{
+        let event: &creddy_core::audit::AuditEvent = $event;
+        $crate::audit::append_chain!($tx, &[event]).map(|seqs| seqs.first().copied().unwrap_or(0))
+    }};
+}
 pub(crate) use append_event;
+
+/// The columns of one audit row.
+const EVENT_COLUMN_COUNT: usize = 15;
+
+/// `INSERT INTO audit_events … VALUES (…), (…)` for `rows` rows of bound parameters.
+pub(crate) fn insert_events_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..EVENT_COLUMN_COUNT {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * EVENT_COLUMN_COUNT + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
 
 /// Appends every event of `$events` inside the transaction `$tx`, in order.
 macro_rules! append_events {
@@ -71,18 +114,6 @@ macro_rules! append_events {
     }};
 }
 pub(crate) use append_events;
-
-/// Appends `$event` inside `$tx` if the agent row is still exactly `$version`; evaluates to
-/// `Done::Event(seq)`, or `Done::Stale` with nothing written.
-macro_rules! event_if_agent_is {
-    ($tx:ident, $event:expr, $version:expr) => {{
-        if $crate::agents::agent_is!($tx, $version) {
-            $crate::group_commit::Done::Event($crate::audit::append_event!($tx, $event)?)
-        } else {
-            $crate::group_commit::Done::Stale
-        }
-    }};
-}
 
 /// Runs the statement `$query` inside the transaction `$tx` and, when it changed a row,
 /// appends `$event`; evaluates to whether it changed one. A change that touches nothing is
@@ -275,14 +306,10 @@ impl Store {
     /// Records an event that accompanies no other change (for example a node creating its
     /// admin token).
     pub async fn record_event(&self, event: &AuditEvent) -> Result<i64> {
-        if let Some(done) = self.batched(Write::Event(event.clone())).await {
-            return match done? {
-                Done::Event(seq) => Ok(seq),
-                other => Err(other.unexpected()),
-            };
+        match self.write(Write::Event(event.clone())).await? {
+            Done::Event(seq) => Ok(seq),
+            other => Err(other.unexpected()),
         }
-        let seq = in_transaction!(self, |tx| append_event!(tx, event)?);
-        Ok(seq)
     }
 
     /// Records `event` on behalf of an agent read earlier (from a cache) only if the agent
@@ -297,11 +324,7 @@ impl Store {
             event: event.clone(),
             version: version.clone(),
         };
-        let done = match self.batched(write).await {
-            Some(done) => done?,
-            None => in_transaction!(self, |tx| event_if_agent_is!(tx, event, version)),
-        };
-        match done {
+        match self.write(write).await? {
             Done::Event(seq) => Ok(Some(seq)),
             Done::Stale => Ok(None),
             other => Err(other.unexpected()),
@@ -314,27 +337,63 @@ impl Store {
         self.events.as_ref().map_or(0, group_commit::Queue::batches)
     }
 
-    /// Applies `writes` in order in one transaction and commits it (group commit's writer);
-    /// what became of each, in the same order.
+    /// Applies `writes` in order in one transaction and commits it (group commit's writer,
+    /// or one write on its own): first every agent version the batch relies on is checked
+    /// in one query, then each write's own statements run in order, and last the events of
+    /// the writes that happened are appended to the chain in that order, in one go. What
+    /// became of each write, in the same order.
     pub(crate) async fn apply_batch_now(&self, writes: &[&Write]) -> Result<Vec<Done>> {
+        let versions: Vec<&AgentVersion> = writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::EventIfAgent { version, .. } => Some(version),
+                _ => None,
+            })
+            .collect();
         let done = in_transaction!(self, |tx| {
+            let mut as_read = agents_as_read!(tx, &versions).into_iter();
             let mut done = Vec::with_capacity(writes.len());
-            for write in writes {
-                done.push(match write {
-                    Write::Event(event) => Done::Event(append_event!(tx, event)?),
-                    Write::EventIfAgent { event, version } => {
-                        event_if_agent_is!(tx, event, version)
+            let mut events: Vec<(usize, &AuditEvent)> = Vec::new();
+            for (index, write) in writes.iter().enumerate() {
+                let (outcome, event) = match write {
+                    Write::Event(event) => (Done::Event(0), Some(event)),
+                    Write::EventIfAgent { event, .. } => {
+                        if as_read.next().unwrap_or(false) {
+                            (Done::Event(0), Some(event))
+                        } else {
+                            (Done::Stale, None)
+                        }
                     }
                     Write::Intent { lease, max_open } => {
-                        Done::Intent(record_intent!(tx, lease, *max_open))
+                        (Done::Intent(record_intent!(tx, lease, *max_open)), None)
                     }
-                    Write::Activate(activation) => Done::Activated(activate!(tx, activation)),
+                    Write::Activate(activation) => {
+                        let activated = activate_row!(tx, activation);
+                        (
+                            Done::Activated(activated),
+                            activated.then_some(&activation.event),
+                        )
+                    }
                     Write::Fail(failure) => {
-                        fail!(tx, failure);
-                        Done::Failed
+                        fail_row!(tx, failure);
+                        (Done::Failed, Some(&failure.event))
                     }
-                    Write::Settle(settlement) => Done::Settled(settle!(tx, settlement)),
-                });
+                    Write::Settle(settlement) => {
+                        let settled = settle_row!(tx, settlement);
+                        (Done::Settled(settled), settled.then_some(&settlement.event))
+                    }
+                };
+                if let Some(event) = event {
+                    events.push((index, event));
+                }
+                done.push(outcome);
+            }
+            let chained: Vec<&AuditEvent> = events.iter().map(|(_, event)| *event).collect();
+            let seqs = append_chain!(tx, &chained)?;
+            for ((index, _), seq) in events.iter().zip(seqs) {
+                if let Some(Done::Event(slot)) = done.get_mut(*index) {
+                    *slot = seq;
+                }
             }
             done
         });
@@ -538,4 +597,20 @@ pub struct AuditAnchor {
     pub hash: String,
     /// The keyed hash of `seq` and `hash` under the audit key.
     pub mac: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_multi_row_insert_numbers_its_parameters_row_after_row() {
+        let sql = super::insert_events_sql(2);
+        assert!(
+            sql.starts_with("INSERT INTO audit_events (seq, id, time,"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15), ($16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"),
+            "{sql}"
+        );
+    }
 }

@@ -117,19 +117,36 @@ impl Queue {
         self.batches.load(Ordering::Relaxed)
     }
 
-    /// Queues `write` and waits until its batch is durable; `None` when the task is gone.
-    pub(crate) async fn submit(&self, write: Write) -> Option<Result<Done>> {
+    /// Queues `write` and waits until its batch is durable; the write back when the task is
+    /// gone before taking it.
+    async fn submit(&self, write: Write) -> std::result::Result<Result<Done>, Write> {
         let (answer, answered) = oneshot::channel();
-        self.sender.send(Job { write, answer }).await.ok()?;
-        answered.await.ok()
+        if let Err(refused) = self.sender.send(Job { write, answer }).await {
+            return Err(refused.0.write);
+        }
+        Ok(answered.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(sqlx::Error::Protocol(
+                "the committing task ended before answering".into(),
+            )))
+        }))
     }
 }
 
 impl Store {
-    /// `write` through group commit; `None` when this handle has no queue (the caller then
-    /// writes in a transaction of its own).
-    pub(crate) async fn batched(&self, write: Write) -> Option<Result<Done>> {
-        self.events.as_ref()?.submit(write).await
+    /// Applies `write` and commits it: through group commit, or in a transaction of its own
+    /// when this handle has no committing task (or it is gone).
+    pub(crate) async fn write(&self, write: Write) -> Result<Done> {
+        let write = match &self.events {
+            Some(queue) => match queue.submit(write).await {
+                Ok(answer) => return answer,
+                Err(write) => write,
+            },
+            None => write,
+        };
+        self.apply_batch_now(&[&write])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a write was applied with no outcome".into()))
     }
 }
 

@@ -183,12 +183,12 @@ macro_rules! record_intent {
 }
 pub(crate) use record_intent;
 
-/// Activates the pending lease of `$activation` inside `$tx` with its event; evaluates to
-/// whether it was pending (nothing is written when it was not).
-macro_rules! activate {
+/// Activates the pending lease of `$activation` inside `$tx` (its event is the caller's to
+/// append); evaluates to whether it was pending (nothing changes when it was not).
+macro_rules! activate_row {
     ($tx:ident, $activation:expr) => {{
         let activation: &$crate::leases::Activation = $activation;
-        let n = sqlx::query(
+        sqlx::query(
             "UPDATE leases SET state = 'active', external_id = $2, value_sha256 = $3, expires_at = $4, due_at = $4 \
              WHERE id = $1 AND state = 'pending'",
         )
@@ -198,14 +198,11 @@ macro_rules! activate {
         .bind(activation.expires_at.as_millis())
         .execute(&mut *$tx)
         .await?
-        .rows_affected();
-        if n == 1 {
-            $crate::audit::append_event!($tx, &activation.event)?;
-        }
-        n == 1
+        .rows_affected()
+            == 1
     }};
 }
-pub(crate) use activate;
+pub(crate) use activate_row;
 
 /// A lease's end: what [`Store::settle_lease`] writes.
 #[derive(Debug, Clone)]
@@ -216,29 +213,30 @@ pub(crate) struct Settlement {
     pub(crate) event: AuditEvent,
 }
 
-/// Settles the lease of `$settlement` inside `$tx` with its event, unless it has already
-/// ended; evaluates to whether it changed.
-macro_rules! settle {
+/// Settles the lease of `$settlement` inside `$tx` (its event is the caller's to append),
+/// unless it has already ended; evaluates to whether it changed.
+macro_rules! settle_row {
     ($tx:ident, $settlement:expr) => {{
         let settlement: &$crate::leases::Settlement = $settlement;
-        $crate::audit::change_with_event!(
-            $tx,
-            sqlx::query(
-                "UPDATE leases SET state = $2, next_attempt_at = NULL, due_at = NULL, \
-                 revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
-                 WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
-            )
-            .bind(settlement.id.as_str())
-            .bind(settlement.to_state.as_str())
-            .bind(settlement.now.as_millis()),
-            &settlement.event
+        sqlx::query(
+            "UPDATE leases SET state = $2, next_attempt_at = NULL, due_at = NULL, \
+             revoked_at = CASE WHEN $2 = 'revoked' THEN $3 ELSE revoked_at END \
+             WHERE id = $1 AND state IN ('pending', 'active', 'revoking', 'irrevocable')",
         )
+        .bind(settlement.id.as_str())
+        .bind(settlement.to_state.as_str())
+        .bind(settlement.now.as_millis())
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected()
+            > 0
     }};
 }
-pub(crate) use settle;
+pub(crate) use settle_row;
 
-/// Marks the pending lease of `$failure` `failed` inside `$tx`, with its event.
-macro_rules! fail {
+/// Marks the pending lease of `$failure` `failed` inside `$tx` (its event, recorded either
+/// way, is the caller's to append).
+macro_rules! fail_row {
     ($tx:ident, $failure:expr) => {{
         let failure: &$crate::leases::Failure = $failure;
         sqlx::query(
@@ -248,10 +246,9 @@ macro_rules! fail {
         .bind(&failure.error)
         .execute(&mut *$tx)
         .await?;
-        $crate::audit::append_event!($tx, &failure.event)?;
     }};
 }
-pub(crate) use fail;
+pub(crate) use fail_row;
 
 impl Store {
     /// Records a lease intent in state `pending`, unless the agent already holds
@@ -268,15 +265,10 @@ impl Store {
             lease: lease.clone(),
             max_open,
         };
-        if let Some(done) = self.batched(write).await {
-            return match done? {
-                Done::Intent(intent) => Ok(intent),
-                other => Err(other.unexpected()),
-            };
+        match self.write(write).await? {
+            Done::Intent(intent) => Ok(intent),
+            other => Err(other.unexpected()),
         }
-        Ok(in_transaction!(self, |tx| record_intent!(
-            tx, lease, max_open
-        )))
     }
 
     /// Commits an issued credential: the pending lease becomes `active` with its sealed
@@ -297,12 +289,9 @@ impl Store {
             expires_at,
             event: event.clone(),
         };
-        let activated = match self.batched(Write::Activate(activation.clone())).await {
-            Some(done) => match done? {
-                Done::Activated(activated) => activated,
-                other => return Err(other.unexpected()),
-            },
-            None => in_transaction!(self, |tx| activate!(tx, &activation)),
+        let activated = match self.write(Write::Activate(activation)).await? {
+            Done::Activated(activated) => activated,
+            other => return Err(other.unexpected()),
         };
         if activated {
             Ok(())
@@ -321,14 +310,10 @@ impl Store {
             error: error.to_owned(),
             event: event.clone(),
         };
-        if let Some(done) = self.batched(Write::Fail(failure.clone())).await {
-            return match done? {
-                Done::Failed => Ok(()),
-                other => Err(other.unexpected()),
-            };
+        match self.write(Write::Fail(failure)).await? {
+            Done::Failed => Ok(()),
+            other => Err(other.unexpected()),
         }
-        in_transaction!(self, |tx| fail!(tx, &failure));
-        Ok(())
     }
 
     /// The number of the agent's leases in `pending` or `active` (for the lease quota).
@@ -507,14 +492,10 @@ impl Store {
             now,
             event: event.clone(),
         };
-        let settled = match self.batched(Write::Settle(settlement.clone())).await {
-            Some(done) => match done? {
-                Done::Settled(settled) => settled,
-                other => return Err(other.unexpected()),
-            },
-            None => in_transaction!(self, |tx| settle!(tx, &settlement)),
-        };
-        Ok(settled)
+        match self.write(Write::Settle(settlement)).await? {
+            Done::Settled(settled) => Ok(settled),
+            other => Err(other.unexpected()),
+        }
     }
 
     /// The agent's leases in `pending`, `active` or `revoking`, soonest expiry first.
