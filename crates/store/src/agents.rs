@@ -40,6 +40,9 @@ struct AgentRowWith<T> {
     extra: T,
 }
 
+/// How often, at most, an agent's use is recorded (`last_used`), in milliseconds.
+pub const TOUCH_EVERY_MILLIS: i64 = 60_000;
+
 /// An agent row with both its hashes.
 #[derive(sqlx::FromRow)]
 struct VersionRow {
@@ -355,7 +358,7 @@ impl Store {
     /// minute (so that busy agents do not turn every read into a write). Returns whether the
     /// record changed.
     pub async fn touch_agent(&self, id: &AgentId, now: Timestamp) -> Result<bool> {
-        let stale_before = now.as_millis() - 60_000;
+        let stale_before = now.as_millis() - TOUCH_EVERY_MILLIS;
         let updated = with_pool!(self, |p| {
             sqlx::query(
             "UPDATE agents SET last_used = $1 WHERE id = $2 AND (last_used IS NULL OR last_used < $3)"

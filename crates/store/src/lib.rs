@@ -30,7 +30,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-pub use agents::{AgentListing, AgentVersion};
+pub use agents::{AgentListing, AgentVersion, TOUCH_EVERY_MILLIS};
 pub use audit::{AuditAnchor, AuditFilter, StoredEvent};
 pub use backends::BackendRecord;
 pub use enrollments::{Enrollment, NewEnrollment};
@@ -272,6 +272,9 @@ async fn open_sqlite(path: &Path) -> Result<SqlitePool> {
         .busy_timeout(Duration::from_secs(5));
     Ok(SqlitePoolOptions::new()
         .max_connections(4)
+        // A connection to a local file does not go stale; the check would be one more hand-off
+        // to the connection's worker thread on every query.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
         .await?)

@@ -189,7 +189,13 @@ async fn authenticate_agent(state: &Engine, token: &SecretToken) -> Result<Agent
     }
     check_lifetime(state, &agent)?;
     let now = state.clock().now();
-    if state.store().touch_agent(&agent.id, now).await? {
+    // The store records use at most once a minute; an agent read as used within the minute
+    // needs no write at all (a busy agent's requests would otherwise each take the write
+    // lock for nothing).
+    let recently = agent
+        .last_used
+        .is_some_and(|at| now.as_millis() - at.as_millis() < creddy_store::TOUCH_EVERY_MILLIS);
+    if !recently && state.store().touch_agent(&agent.id, now).await? {
         agent.last_used = Some(now);
     }
     Ok(agent)
