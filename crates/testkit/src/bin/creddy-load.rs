@@ -4,11 +4,13 @@
 //! ```text
 //! creddy-load --url URL [--method POST] [--header 'Name: value']... [--body TEXT]
 //!             [--connections 32] [--threads 2] (--duration SECONDS | --requests N)
-//!             [--warmup SECONDS] [--expect STATUS]
+//!             [--warmup SECONDS] [--expect STATUS] [--bearer-file FILE]
 //! ```
 //!
 //! Each connection is an HTTP/1.1 keep-alive connection that sends its next request as soon as
-//! the previous answer has been read in full. `{n}` in the body is replaced by a number unique
+//! the previous answer has been read in full. With `--bearer-file` (one token per line)
+//! connection `k` sends `Authorization: Bearer` with line `k` modulo their number: many
+//! agents, one per connection. `{n}` in the body is replaced by a number unique
 //! to the request (for upstreams that refuse duplicate names). Requests started during the
 //! warm-up are not counted. It prints one JSON object: requests, answers with the expected
 //! status, other statuses, transport errors, seconds, requests per second and latency
@@ -40,6 +42,7 @@ struct Plan {
     requests: Option<u64>,
     warmup: Duration,
     expect: u16,
+    bearers: Vec<String>,
 }
 
 /// What one connection saw.
@@ -52,7 +55,8 @@ struct Tally {
 
 fn usage() -> String {
     "use: creddy-load --url URL [--method M] [--header 'N: V']... [--body TEXT] \
-     [--connections N] [--threads N] (--duration S | --requests N) [--warmup S] [--expect STATUS]"
+     [--connections N] [--threads N] (--duration S | --requests N) [--warmup S] [--expect STATUS] \
+     [--bearer-file FILE]"
         .to_owned()
 }
 
@@ -71,6 +75,7 @@ fn parse_args() -> Result<Plan, String> {
         requests: None,
         warmup: Duration::ZERO,
         expect: 200,
+        bearers: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -105,6 +110,19 @@ fn parse_args() -> Result<Plan, String> {
             "--requests" => plan.requests = Some(number("--requests")? as u64),
             "--warmup" => plan.warmup = Duration::from_secs_f64(number("--warmup")?),
             "--expect" => plan.expect = number("--expect")? as u16,
+            "--bearer-file" => {
+                let text = std::fs::read_to_string(&value)
+                    .map_err(|e| format!("--bearer-file {value}: {e}"))?;
+                plan.bearers = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if plan.bearers.is_empty() {
+                    return Err(format!("--bearer-file {value}: no token in it"));
+                }
+            }
             _ => return Err(format!("unknown option {flag}; {}", usage())),
         }
     }
@@ -158,8 +176,9 @@ async fn drive(plan: Plan) -> Result<serde_json::Value, String> {
     let counted_from = started + plan.warmup;
     let deadline = plan.duration.map(|d| counted_from + d);
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..plan.connections {
+    for k in 0..plan.connections {
         tasks.spawn(connection(
+            k,
             Arc::clone(&plan),
             Arc::clone(&sequence),
             counted_from,
@@ -214,6 +233,7 @@ fn report(plan: &Plan, mut all: Tally, seconds: f64) -> serde_json::Value {
 
 /// One keep-alive connection, reconnecting after a transport error.
 async fn connection(
+    k: usize,
     plan: Arc<Plan>,
     sequence: Arc<AtomicU64>,
     counted_from: Instant,
@@ -245,7 +265,7 @@ async fn connection(
             if plan.requests.is_some_and(|limit| n >= limit) {
                 return tally;
             }
-            let request = build(&plan, n);
+            let request = build(&plan, k, n);
             let sent = Instant::now();
             let answer = match sender.send_request(request).await {
                 Ok(response) => {
@@ -267,8 +287,8 @@ async fn connection(
     }
 }
 
-/// The `n`th request.
-fn build(plan: &Plan, n: u64) -> hyper::Request<Full<Bytes>> {
+/// The `n`th request, on connection `k`.
+fn build(plan: &Plan, k: usize, n: u64) -> hyper::Request<Full<Bytes>> {
     let body = if plan.body.contains("{n}") {
         plan.body.replace("{n}", &n.to_string())
     } else {
@@ -280,6 +300,10 @@ fn build(plan: &Plan, n: u64) -> hyper::Request<Full<Bytes>> {
         .header(hyper::header::HOST, plan.host.as_str());
     for (name, value) in &plan.headers {
         request = request.header(name.as_str(), value.as_str());
+    }
+    if !plan.bearers.is_empty() {
+        let bearer = &plan.bearers[k % plan.bearers.len()];
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {bearer}"));
     }
     request
         .body(Full::new(Bytes::from(body)))

@@ -7,9 +7,11 @@
 //! 1. Idle memory of the server after start.
 //! 2. `POST /oauth/token` (client credentials, HTTP Basic, EdDSA) against creddy and the peer
 //!    in alternating rounds; the medians and their ratio.
-//! 3. Vends through the test plugin (authenticate, authorise, intent, mint, commit, audit).
-//! 4. Vends through the Daytona stand-in, and one connection's latency through creddy against
-//!    the same call made directly to the stand-in (creddy's added latency).
+//! 3. Vends through the test plugin (authenticate, authorise, intent, mint, commit, audit) by
+//!    a fleet of 32 agents, one per connection.
+//! 4. Vends through the Daytona stand-in by the fleet, and one connection's latency through
+//!    creddy (an agent of its own) against the same call made directly to the stand-in
+//!    (creddy's added latency).
 //! 5. The revocation burst: every Daytona lease of step 4 expires at once (the test clock
 //!    moves) and the stand-in is watched until it has deleted every key.
 //! 6. `creddy get` as a whole process (start, request, print), one after another.
@@ -30,6 +32,10 @@ use crate::common::{machine, memory_kib, percentile};
 
 const MASTER: &str = "dtn_bench00000000000000000000000000000000000000000000000000000master";
 const ORGANIZATION: &str = "org-1";
+/// Agents that vend under load, one per connection (up to 32 connections), as a broker serves
+/// many agents: each holds its own leases, so the quota check of one agent does not count the
+/// whole run's leases.
+const FLEET: usize = 32;
 const USAGE: &str = "use: creddy-bench path [--store sqlite|postgres|both] [--rounds N] \
 [--seconds S] [--connections N] [--gets N] [--revocation-concurrency N] [--peer DIR | --no-peer] \
 [--out FILE]";
@@ -255,7 +261,11 @@ async fn measure(
         args.connections,
         args.seconds,
     )?;
-    let one_via = load(site.vend_target("daytona", "10m"), 1, args.seconds / 2.0)?;
+    let one_via = load(
+        site.lone_vend_target("daytona", "10m"),
+        1,
+        args.seconds / 2.0,
+    )?;
     let one_direct = load(site.direct_target(), 1, args.seconds / 2.0)?;
     let added =
         one_via["p50_ms"].as_f64().unwrap_or(0.0) - one_direct["p50_ms"].as_f64().unwrap_or(0.0);
@@ -292,6 +302,8 @@ struct Target {
     headers: Vec<String>,
     body: String,
     expect: u16,
+    /// One agent's token per line: connection `k` uses line `k` (see `creddy-load`).
+    bearer_file: Option<PathBuf>,
 }
 
 /// Runs `creddy-load` against `target` and returns its report; a run where fewer than 99 %
@@ -312,6 +324,9 @@ fn drive(load: &Path, target: &Target, connections: usize, seconds: f64) -> Resu
         .args(["--expect", &target.expect.to_string()]);
     for header in &target.headers {
         command.args(["--header", header]);
+    }
+    if let Some(file) = &target.bearer_file {
+        command.arg("--bearer-file").arg(file);
     }
     let output = command
         .stderr(Stdio::inherit())
@@ -352,6 +367,9 @@ struct Site {
     clock: PathBuf,
     agent_token: String,
     client_basic: String,
+    /// The fleet's vend tokens, one per line.
+    fleet_tokens: PathBuf,
+    lone_token: String,
 }
 
 impl Site {
@@ -437,6 +455,23 @@ impl Site {
         )
         .await?;
         let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+        let mut fleet = String::new();
+        for k in 0..FLEET {
+            let member = admin_call(
+                "/v1/admin/agents",
+                json!({"name": format!("fleet-{k}"), "scopes": ["daytona", "test"]}),
+            )
+            .await?;
+            fleet.push_str(&text(&member["token"]));
+            fleet.push('\n');
+        }
+        let fleet_tokens = home.join("fleet-tokens");
+        std::fs::write(&fleet_tokens, fleet).map_err(|e| e.to_string())?;
+        let lone = admin_call(
+            "/v1/admin/agents",
+            json!({"name": "lone", "scopes": ["daytona"]}),
+        )
+        .await?;
         let client_basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             text(&agent["oidc"]["client_id"]),
@@ -444,6 +479,8 @@ impl Site {
         ));
         Ok(Self {
             agent_token: text(&agent["token"]),
+            fleet_tokens,
+            lone_token: text(&lone["token"]),
             client_basic,
             dir,
             _postgres: postgres,
@@ -465,16 +502,31 @@ impl Site {
             ],
             body: "grant_type=client_credentials".to_owned(),
             expect: 200,
+            bearer_file: None,
         }
     }
 
+    /// Vends by the fleet: one agent per connection.
     fn vend_target(&self, backend: &str, ttl: &str) -> Target {
         Target {
             url: format!("{}/v1/credentials/{backend}?ttl={ttl}", self.server.url()),
             method: "POST",
-            headers: vec![format!("Authorization: Bearer {}", self.agent_token)],
+            headers: Vec::new(),
             body: String::new(),
             expect: 200,
+            bearer_file: Some(self.fleet_tokens.clone()),
+        }
+    }
+
+    /// Vends by one agent that holds only what it vends here (for latency on one connection).
+    fn lone_vend_target(&self, backend: &str, ttl: &str) -> Target {
+        Target {
+            url: format!("{}/v1/credentials/{backend}?ttl={ttl}", self.server.url()),
+            method: "POST",
+            headers: vec![format!("Authorization: Bearer {}", self.lone_token)],
+            body: String::new(),
+            expect: 200,
+            bearer_file: None,
         }
     }
 
@@ -496,6 +548,7 @@ impl Site {
                 r#"{{"name":"direct-{{n}}","permissions":["write:sandboxes","delete:sandboxes"],"expiresAt":"{expires}"}}"#
             ),
             expect: 201,
+            bearer_file: None,
         }
     }
 
@@ -623,6 +676,7 @@ impl Peer {
             ],
             body: "grant_type=client_credentials".to_owned(),
             expect: 200,
+            bearer_file: None,
         }
     }
 }
@@ -710,7 +764,11 @@ fn markdown(results: &Value) -> String {
                 run(&store["vend_test_plugin"]),
                 "≥ 3,000 /s, p99 < 20 ms",
             ),
-            ("Vend, Daytona stand-in", run(&store["vend_daytona"]), ""),
+            (
+                "Vend, Daytona stand-in (32 agents)",
+                run(&store["vend_daytona"]),
+                "",
+            ),
             (
                 "One connection: vend through creddy",
                 run(&one["via_creddy"]),
