@@ -760,7 +760,7 @@ fn markdown(results: &Value) -> String {
                 "≥ 5×",
             ),
             (
-                "Vend, test plugin",
+                "Vend, test plugin (32 agents)",
                 run(&store["vend_test_plugin"]),
                 "≥ 3,000 /s, p99 < 20 ms",
             ),
