@@ -53,6 +53,29 @@ pub(crate) struct Connection {
     backend: String,
 }
 
+/// How many times a start refused with "text file busy" is tried again.
+const BUSY_RETRIES: u32 = 5;
+
+/// Spawns `command`, trying again (after 2, 4, 8, … ms) while the kernel answers ETXTBSY: a
+/// child that another thread of this process forked a moment earlier holds, until its own
+/// exec, a copy of every descriptor open at that moment, including the close-on-exec one the
+/// verified image was written through; the image is then "busy" for that instant.
+fn spawn_past_busy_images(command: &mut Command) -> std::io::Result<tokio::process::Child> {
+    let mut attempt = 0;
+    loop {
+        match command.spawn() {
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error())
+                    && attempt < BUSY_RETRIES =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Connection {
     /// Starts `program serve` (the verified image of `binary`, which it sees as its name)
     /// with a cleared environment and wires up its pipes.
@@ -90,7 +113,7 @@ impl Connection {
                 command.env(name, value);
             }
         }
-        let mut child = command.spawn().map_err(|e| {
+        let mut child = spawn_past_busy_images(&mut command).map_err(|e| {
             HostError::Unavailable(format!("cannot start {}: {e}", binary.display()))
         })?;
         let (stdin, stdout, stderr) =

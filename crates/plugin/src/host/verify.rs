@@ -153,9 +153,10 @@ pub fn load_verified(
             format!("cannot seal the verified binary in memory: {e}"),
         )
     };
-    // Written through a close-on-exec descriptor that no other child can inherit, sealed,
-    // then reopened read-only: at exec no process holds the image open for writing (which
-    // would make the exec fail with "text file busy").
+    // Written through a close-on-exec descriptor, sealed, then reopened read-only, so that at
+    // exec no process holds the image open for writing (which makes the exec fail with "text
+    // file busy"). A child another thread forks meanwhile holds the writable copy until its
+    // own exec; the spawn tries again past that instant (`connection::spawn_past_busy_images`).
     let writable = rustix::fs::memfd_create(
         "creddy-plugin",
         MemfdFlags::ALLOW_SEALING | MemfdFlags::CLOEXEC,
