@@ -215,15 +215,6 @@ impl Store {
             .await
     }
 
-    /// The agent with this OIDC client id, and the stored hash of its client secret.
-    pub async fn find_agent_by_client_id(
-        &self,
-        client_id: &str,
-    ) -> Result<Option<(Agent, TokenHash)>> {
-        self.agent_with_hash("client_secret_hash", "client_id", client_id)
-            .await
-    }
-
     /// The agent whose OIDC client id this is, with its client secret hash and the version
     /// it was read at (for a cache: [`Store::record_event_if_agent_is`] checks it).
     pub async fn find_agent_version_by_client_id(
@@ -418,5 +409,29 @@ impl Store {
             .fetch_one(p)
             .await)?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AgentVersion;
+
+    #[test]
+    fn a_version_prints_whose_it_is_and_no_hash() {
+        let version = AgentVersion {
+            id: "ag_1".into(),
+            name: "ci".into(),
+            scopes: "[\"daytona\"]".into(),
+            policy: None,
+            client_id: "client-1".into(),
+            client_secret_hash: "5ec7e75ec7e7".into(),
+            token_hash: "70c3e570c3e5".into(),
+            expires_at: None,
+        };
+        let printed = format!("{version:?}");
+        assert!(printed.contains("ag_1"), "{printed}");
+        for hash in ["5ec7e75ec7e7", "70c3e570c3e5"] {
+            assert!(!printed.contains(hash), "a hash shows in {printed}");
+        }
     }
 }

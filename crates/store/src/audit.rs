@@ -85,19 +85,17 @@ macro_rules! append_event {
 }
 pub(crate) use append_event;
 
-/// The columns of one audit row.
-const EVENT_COLUMN_COUNT: usize = 15;
-
 /// `INSERT INTO audit_events … VALUES (…), (…)` for `rows` rows of bound parameters.
 pub(crate) fn insert_events_sql(rows: usize) -> String {
+    let columns = EVENT_COLUMNS.split(',').count();
     let mut sql = format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..EVENT_COLUMN_COUNT {
+        for column in 0..columns {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", row * EVENT_COLUMN_COUNT + column + 1));
+            sql.push_str(&format!("${}", row * columns + column + 1));
         }
         sql.push(')');
     }

@@ -333,6 +333,21 @@ impl StandinProcess {
     }
 }
 
+/// The Daytona stand-in's state (`GET /_standin/state`: its keys, sandboxes and the names of
+/// the keys it deleted), asked of the stand-in at `control_url`.
+pub async fn standin_state(
+    http: &reqwest::Client,
+    control_url: &str,
+) -> Result<serde_json::Value, String> {
+    http.get(format!("{control_url}/_standin/state"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
+}
+
 impl Drop for StandinProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

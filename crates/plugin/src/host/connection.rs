@@ -60,7 +60,7 @@ const BUSY_RETRIES: u32 = 5;
 /// child that another thread of this process forked a moment earlier holds, until its own
 /// exec, a copy of every descriptor open at that moment, including the close-on-exec one the
 /// verified image was written through; the image is then "busy" for that instant.
-fn spawn_past_busy_images(command: &mut Command) -> std::io::Result<tokio::process::Child> {
+async fn spawn_past_busy_images(command: &mut Command) -> std::io::Result<tokio::process::Child> {
     let mut attempt = 0;
     loop {
         match command.spawn() {
@@ -69,7 +69,7 @@ fn spawn_past_busy_images(command: &mut Command) -> std::io::Result<tokio::proce
                     && attempt < BUSY_RETRIES =>
             {
                 attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
+                tokio::time::sleep(std::time::Duration::from_millis(1 << attempt)).await;
             }
             other => return other,
         }
@@ -79,7 +79,7 @@ fn spawn_past_busy_images(command: &mut Command) -> std::io::Result<tokio::proce
 impl Connection {
     /// Starts `program serve` (the verified image of `binary`, which it sees as its name)
     /// with a cleared environment and wires up its pipes.
-    pub(crate) fn spawn(
+    pub(crate) async fn spawn(
         program: &Path,
         binary: &Path,
         backend: &str,
@@ -113,7 +113,7 @@ impl Connection {
                 command.env(name, value);
             }
         }
-        let mut child = spawn_past_busy_images(&mut command).map_err(|e| {
+        let mut child = spawn_past_busy_images(&mut command).await.map_err(|e| {
             HostError::Unavailable(format!("cannot start {}: {e}", binary.display()))
         })?;
         let (stdin, stdout, stderr) =

@@ -392,7 +392,7 @@ async fn spawn_verified(
     let image = check_integrity(spec).await?;
     // The image's descriptor is inherited by the child; this process's copy closes when
     // `image` drops, after the spawn.
-    Connection::spawn(&image.exec_path(), &spec.binary, backend, home)
+    Connection::spawn(&image.exec_path(), &spec.binary, backend, home).await
 }
 
 /// Verify, spawn, hello, version checks, configure, constraints.

@@ -217,14 +217,7 @@ async fn run() -> Result<(), String> {
     step("Waiting for the lease to expire; creddy then deletes the key in Daytona");
     let deadline = Instant::now() + Duration::from_secs(TTL_SECONDS + 60);
     loop {
-        let state: Value = http
-            .get(format!("{}/_standin/state", standin.control_url()))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let state = creddy_testkit::server::standin_state(&http, &standin.control_url()).await?;
         let deleted: Vec<String> = state["deleted_keys"]
             .as_array()
             .into_iter()

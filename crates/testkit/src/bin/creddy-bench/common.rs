@@ -41,13 +41,6 @@ pub fn memory_kib(pid: u32, field: &str) -> u64 {
 /// How many keys the Daytona stand-in at `control_url` has deleted (asked of the stand-in, so
 /// that watching revocations does not load the server).
 pub async fn deleted_keys(http: &reqwest::Client, control_url: &str) -> Result<u64, String> {
-    let state: serde_json::Value = http
-        .get(format!("{control_url}/_standin/state"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let state = creddy_testkit::server::standin_state(http, control_url).await?;
     Ok(state["deleted_keys"].as_array().map_or(0, Vec::len) as u64)
 }
