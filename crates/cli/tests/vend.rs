@@ -239,6 +239,8 @@ fn backend_add_prompts_for_missing_fields_on_a_terminal() {
     terminal.send_line("");
     terminal.expect("the items [items, default a,b, comma-separated]");
     terminal.send_line("p, q");
+    terminal.expect("the upstream [upstream, default files]");
+    terminal.send_line("");
     let (code, screen) = terminal.finish();
     assert_eq!(code, Some(0), "{screen}");
     assert!(screen.contains("Validating with test... ok"), "{screen}");

@@ -109,11 +109,10 @@ pub(crate) use agents_as_read;
 
 /// The versions of `count` agents by id (`$1` to `$count`).
 pub(crate) fn versions_sql(count: usize) -> String {
-    let ids: Vec<String> = (1..=count).map(|n| format!("${n}")).collect();
     format!(
         "SELECT id, name, scopes, policy, client_id, client_secret_hash, token_hash, expires_at \
          FROM agents WHERE id IN ({})",
-        ids.join(", ")
+        crate::placeholders(1, count)
     )
 }
 

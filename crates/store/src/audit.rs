@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::agents::{AgentVersion, agents_as_read};
 use crate::group_commit::{self, Done, Write};
-use crate::leases::{activate_row, fail_row, record_intent, settle_row};
-use crate::{Result, Store, StoreError, in_transaction, with_pool};
+use crate::leases::{ActivationRun, activate_rows, fail_row, record_intents, settle_row};
+use crate::{NewLease, Result, Store, StoreError, in_transaction, with_pool};
 
 /// Appends `$events` (a slice of `&AuditEvent`) to the chain inside the transaction `$tx`, in
 /// order, in three statements however many there are: the head advances by their number
@@ -88,18 +88,10 @@ pub(crate) use append_event;
 /// `INSERT INTO audit_events … VALUES (…), (…)` for `rows` rows of bound parameters.
 pub(crate) fn insert_events_sql(rows: usize) -> String {
     let columns = EVENT_COLUMNS.split(',').count();
-    let mut sql = format!("INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ");
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", row * columns + column + 1));
-        }
-        sql.push(')');
-    }
-    sql
+    format!(
+        "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES {}",
+        crate::value_rows(rows, columns)
+    )
 }
 
 /// Appends every event of `$events` inside the transaction `$tx`, in order.
@@ -335,11 +327,12 @@ impl Store {
         self.events.as_ref().map_or(0, group_commit::Queue::batches)
     }
 
-    /// Applies `writes` in order in one transaction and commits it (group commit's writer,
-    /// or one write on its own): first every agent version the batch relies on is checked
-    /// in one query, then each write's own statements run in order, and last the events of
-    /// the writes that happened are appended to the chain in that order, in one go. What
-    /// became of each write, in the same order.
+    /// Applies `writes` in one transaction and commits it (group commit's writer, or one
+    /// write on its own): first every agent version the batch relies on is checked in one
+    /// query, then the lease intents are recorded together (a batch brings them first, in
+    /// lock order), then the other writes run in order (consecutive activations in one
+    /// statement), and last the events of the writes that happened are appended to the chain
+    /// in the writes' order, in one go. What became of each write, in the same order.
     pub(crate) async fn apply_batch_now(&self, writes: &[&Write]) -> Result<Vec<Done>> {
         let versions: Vec<&AgentVersion> = writes
             .iter()
@@ -348,46 +341,65 @@ impl Store {
                 _ => None,
             })
             .collect();
+        let intents: Vec<(&NewLease, u32)> = writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::Intent { lease, max_open } => Some((lease, *max_open)),
+                _ => None,
+            })
+            .collect();
         let done = in_transaction!(self, |tx| {
             let mut as_read = agents_as_read!(tx, &versions).into_iter();
-            let mut done = Vec::with_capacity(writes.len());
-            let mut events: Vec<(usize, &AuditEvent)> = Vec::new();
+            let mut recorded = record_intents!(tx, &intents).into_iter();
+            let mut done: Vec<Option<Done>> = writes.iter().map(|_| None).collect();
+            let mut run = ActivationRun::default();
             for (index, write) in writes.iter().enumerate() {
-                let (outcome, event) = match write {
-                    Write::Event(event) => (Done::Event(0), Some(event)),
-                    Write::EventIfAgent { event, .. } => {
-                        if as_read.next().unwrap_or(false) {
-                            (Done::Event(0), Some(event))
-                        } else {
-                            (Done::Stale, None)
-                        }
-                    }
-                    Write::Intent { lease, max_open } => {
-                        (Done::Intent(record_intent!(tx, lease, *max_open)), None)
+                let outcome = match write {
+                    Write::Event(_) => Done::Event(0),
+                    Write::EventIfAgent { .. } if as_read.next().unwrap_or(false) => Done::Event(0),
+                    Write::EventIfAgent { .. } => Done::Stale,
+                    Write::Intent { .. } => {
+                        Done::Intent(recorded.next().ok_or_else(|| {
+                            StoreError::Corrupt("an intent went undecided".into())
+                        })?)
                     }
                     Write::Activate(activation) => {
-                        let activated = activate_row!(tx, activation);
-                        (
-                            Done::Activated(activated),
-                            activated.then_some(&activation.event),
-                        )
+                        if run.holds(activation) {
+                            run.settle(activate_rows!(tx, &run.activations), &mut done);
+                        }
+                        run.push(index, activation);
+                        continue;
                     }
                     Write::Fail(failure) => {
+                        run.settle(activate_rows!(tx, &run.activations), &mut done);
                         fail_row!(tx, failure);
-                        (Done::Failed, Some(&failure.event))
+                        Done::Failed
                     }
                     Write::Settle(settlement) => {
-                        let settled = settle_row!(tx, settlement);
-                        (Done::Settled(settled), settled.then_some(&settlement.event))
+                        run.settle(activate_rows!(tx, &run.activations), &mut done);
+                        Done::Settled(settle_row!(tx, settlement))
                     }
                 };
-                if let Some(event) = event {
-                    events.push((index, event));
-                }
-                done.push(outcome);
+                done[index] = Some(outcome);
             }
+            if !run.activations.is_empty() {
+                run.settle(activate_rows!(tx, &run.activations), &mut done);
+            }
+            let done: Vec<Done> = done
+                .into_iter()
+                .map(|outcome| {
+                    outcome.ok_or_else(|| StoreError::Corrupt("a write went undecided".into()))
+                })
+                .collect::<Result<_>>()?;
+            let events: Vec<(usize, &AuditEvent)> = writes
+                .iter()
+                .zip(&done)
+                .enumerate()
+                .filter_map(|(index, (write, outcome))| Some((index, write.event_if(outcome)?)))
+                .collect();
             let chained: Vec<&AuditEvent> = events.iter().map(|(_, event)| *event).collect();
             let seqs = append_chain!(tx, &chained)?;
+            let mut done = done;
             for ((index, _), seq) in events.iter().zip(seqs) {
                 if let Some(Done::Event(slot)) = done.get_mut(*index) {
                     *slot = seq;

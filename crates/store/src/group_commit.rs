@@ -64,6 +64,22 @@ pub(crate) enum Write {
     Settle(Settlement),
 }
 
+impl Write {
+    /// The event `self` appends to the chain, given what became of it (none when nothing
+    /// happened).
+    pub(crate) fn event_if(&self, outcome: &Done) -> Option<&AuditEvent> {
+        match (self, outcome) {
+            (Write::Event(event) | Write::EventIfAgent { event, .. }, Done::Event(_)) => {
+                Some(event)
+            }
+            (Write::Activate(activation), Done::Activated(true)) => Some(&activation.event),
+            (Write::Fail(failure), Done::Failed) => Some(&failure.event),
+            (Write::Settle(settlement), Done::Settled(true)) => Some(&settlement.event),
+            _ => None,
+        }
+    }
+}
+
 /// What became of a write.
 #[derive(Debug)]
 pub(crate) enum Done {

@@ -7,6 +7,8 @@
 //! feed the reaper's per-backend queues; [`Store::queue_revocation`] claims a lease for an
 //! explicit revoke; [`Store::forget_lease`] ends an irrevocable one at an admin's request.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+
 use creddy_core::Timestamp;
 use creddy_core::audit::AuditEvent;
 use creddy_core::ids::{AgentId, LeaseId};
@@ -127,82 +129,242 @@ pub(crate) struct Failure {
     pub(crate) event: AuditEvent,
 }
 
-/// Records the intent `$lease` inside the transaction `$tx` unless the agent is gone, holds
-/// `$max_open` open leases, or the backend is not active; evaluates to the [`Intent`]. The
-/// agent's row is locked first (a no-op update, which PostgreSQL serialises and SQLite's write
-/// lock already covers), so concurrent requests of one agent count each other's intents.
-macro_rules! record_intent {
-    ($tx:ident, $lease:expr, $max_open:expr) => {{
-        let lease: &$crate::NewLease = $lease;
-        let max_open: u32 = $max_open;
-        let scopes = serde_json::to_string(&lease.scopes)
-            .map_err(|e| $crate::StoreError::Corrupt(e.to_string()))?;
-        let ttl = i64::try_from(lease.ttl_seconds).unwrap_or(i64::MAX);
-        let agent = sqlx::query("UPDATE agents SET id = id WHERE id = $1")
-            .bind(&lease.agent_id)
-            .execute(&mut *$tx)
-            .await?
-            .rows_affected();
-        if agent == 0 {
-            $crate::Intent::AgentGone
+/// Records the intents `$intents` (each a lease and its agent's quota of open leases; one
+/// agent's in arrival order) inside the transaction `$tx`, each unless its agent is gone,
+/// holds its quota (counting the intents recorded before it) or its backend is not active;
+/// evaluates to their [`Intent`]s in order. Four statements however many intents: the
+/// agents' rows are locked first, in id order (`FOR UPDATE` on PostgreSQL, which serialises
+/// one agent's requests on several nodes; SQLite's write lock already covers them), then
+/// their open leases are counted, the backends checked, and the recorded intents inserted in
+/// one multi-row insert.
+macro_rules! record_intents {
+    ($tx:ident, $intents:expr) => {{
+        let intents: &[(&$crate::NewLease, u32)] = $intents;
+        if intents.is_empty() {
+            Vec::new()
         } else {
-            let (open,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM leases WHERE agent_id = $1 AND state IN ('pending', 'active')",
-            )
-            .bind(&lease.agent_id)
-            .fetch_one(&mut *$tx)
-            .await?;
-            if open >= i64::from(max_open) {
-                $crate::Intent::QuotaReached(open)
-            } else {
-                let inserted = sqlx::query(
-                    "INSERT INTO leases (id, agent_id, agent_name, backend, scopes, state, created_at, expires_at, ttl_seconds, due_at) \
-                     SELECT $1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9 \
-                     WHERE EXISTS (SELECT 1 FROM backends WHERE name = $4 AND state = 'active')",
-                )
-                .bind(lease.id.as_str())
-                .bind(&lease.agent_id)
-                .bind(&lease.agent_name)
-                .bind(&lease.backend)
-                .bind(&scopes)
-                .bind(lease.created_at.as_millis())
-                .bind(lease.expires_at.as_millis())
-                .bind(ttl)
-                .bind(lease.created_at.as_millis() + $crate::leases::PENDING_GRACE_MILLIS)
-                .execute(&mut *$tx)
-                .await?
-                .rows_affected();
-                if inserted == 1 {
-                    $crate::Intent::Recorded
-                } else {
-                    $crate::Intent::BackendUnavailable
-                }
+            let mut plan = $crate::leases::IntentPlan::new(intents);
+            let mut query =
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(plan.agents_sql($tx.postgres)));
+            for agent in &plan.agents {
+                query = query.bind(agent.as_str());
             }
+            plan.present = query.fetch_all(&mut *$tx).await?.into_iter().collect();
+            let mut query =
+                sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(plan.open_sql()));
+            for agent in &plan.agents {
+                query = query.bind(agent.as_str());
+            }
+            plan.open = query.fetch_all(&mut *$tx).await?.into_iter().collect();
+            let mut query =
+                sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(plan.backends_sql()));
+            for backend in &plan.backends {
+                query = query.bind(backend.as_str());
+            }
+            plan.active = query.fetch_all(&mut *$tx).await?.into_iter().collect();
+            let (outcomes, rows) = plan.decide()?;
+            if !rows.is_empty() {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(
+                    $crate::leases::insert_leases_sql(rows.len()),
+                ));
+                for row in rows {
+                    query = query
+                        .bind(row.lease.id.as_str())
+                        .bind(&row.lease.agent_id)
+                        .bind(&row.lease.agent_name)
+                        .bind(&row.lease.backend)
+                        .bind(row.scopes)
+                        .bind(row.lease.created_at.as_millis())
+                        .bind(row.lease.expires_at.as_millis())
+                        .bind(i64::try_from(row.lease.ttl_seconds).unwrap_or(i64::MAX))
+                        .bind(
+                            row.lease.created_at.as_millis() + $crate::leases::PENDING_GRACE_MILLIS,
+                        );
+                }
+                query.execute(&mut *$tx).await?;
+            }
+            outcomes
         }
     }};
 }
-pub(crate) use record_intent;
+pub(crate) use record_intents;
 
-/// Activates the pending lease of `$activation` inside `$tx` (its event is the caller's to
-/// append); evaluates to whether it was pending (nothing changes when it was not).
-macro_rules! activate_row {
-    ($tx:ident, $activation:expr) => {{
-        let activation: &$crate::leases::Activation = $activation;
-        sqlx::query(
-            "UPDATE leases SET state = 'active', external_id = $2, value_sha256 = $3, expires_at = $4, due_at = $4 \
-             WHERE id = $1 AND state = 'pending'",
+/// What a batch of intents needs to know, and then decides.
+#[derive(Debug)]
+pub(crate) struct IntentPlan<'a> {
+    intents: &'a [(&'a NewLease, u32)],
+    /// The intents' agents, each once, in id order (the lock order).
+    pub(crate) agents: Vec<String>,
+    /// Their backends, each once.
+    pub(crate) backends: Vec<String>,
+    /// The agents that exist.
+    pub(crate) present: HashSet<String>,
+    /// Open leases by agent (absent: none).
+    pub(crate) open: HashMap<String, i64>,
+    /// The backends that are active.
+    pub(crate) active: HashSet<String>,
+}
+
+/// A recorded intent's row.
+pub(crate) struct LeaseRow<'a> {
+    pub(crate) lease: &'a NewLease,
+    pub(crate) scopes: String,
+}
+
+impl<'a> IntentPlan<'a> {
+    pub(crate) fn new(intents: &'a [(&'a NewLease, u32)]) -> Self {
+        let distinct = |field: fn(&NewLease) -> &String| {
+            let set: BTreeSet<&String> = intents.iter().map(|(lease, _)| field(lease)).collect();
+            set.into_iter().cloned().collect::<Vec<String>>()
+        };
+        Self {
+            intents,
+            agents: distinct(|lease| &lease.agent_id),
+            backends: distinct(|lease| &lease.backend),
+            present: HashSet::new(),
+            open: HashMap::new(),
+            active: HashSet::new(),
+        }
+    }
+
+    /// Locks and lists the agents that exist.
+    pub(crate) fn agents_sql(&self, postgres: bool) -> String {
+        format!(
+            "SELECT id FROM agents WHERE id IN ({}) ORDER BY id{}",
+            crate::placeholders(1, self.agents.len()),
+            if postgres { " FOR UPDATE" } else { "" }
         )
-        .bind(activation.id.as_str())
-        .bind(activation.sealed_external_id.as_deref())
-        .bind(&activation.value_sha256)
-        .bind(activation.expires_at.as_millis())
-        .execute(&mut *$tx)
-        .await?
-        .rows_affected()
-            == 1
+    }
+
+    /// Counts the agents' open leases.
+    pub(crate) fn open_sql(&self) -> String {
+        format!(
+            "SELECT agent_id, COUNT(*) FROM leases WHERE agent_id IN ({}) \
+             AND state IN ('pending', 'active') GROUP BY agent_id",
+            crate::placeholders(1, self.agents.len())
+        )
+    }
+
+    /// Lists the backends that are active.
+    pub(crate) fn backends_sql(&self) -> String {
+        format!(
+            "SELECT name FROM backends WHERE name IN ({}) AND state = 'active'",
+            crate::placeholders(1, self.backends.len())
+        )
+    }
+
+    /// Each intent's outcome in order, and the rows of those recorded.
+    pub(crate) fn decide(mut self) -> Result<(Vec<Intent>, Vec<LeaseRow<'a>>)> {
+        let mut outcomes = Vec::with_capacity(self.intents.len());
+        let mut rows = Vec::new();
+        for (lease, max_open) in self.intents {
+            let outcome = if !self.present.contains(&lease.agent_id) {
+                Intent::AgentGone
+            } else {
+                let open = self.open.entry(lease.agent_id.clone()).or_insert(0);
+                if *open >= i64::from(*max_open) {
+                    Intent::QuotaReached(*open)
+                } else if !self.active.contains(&lease.backend) {
+                    Intent::BackendUnavailable
+                } else {
+                    *open += 1;
+                    let scopes = serde_json::to_string(&lease.scopes)
+                        .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+                    rows.push(LeaseRow { lease, scopes });
+                    Intent::Recorded
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok((outcomes, rows))
+    }
+}
+
+/// `INSERT INTO leases … VALUES (…), (…)`: `rows` pending leases.
+pub(crate) fn insert_leases_sql(rows: usize) -> String {
+    format!(
+        "WITH v (id, agent_id, agent_name, backend, scopes, created_at, expires_at, \
+         ttl_seconds, due_at) AS (VALUES {}) \
+         INSERT INTO leases (id, agent_id, agent_name, backend, scopes, state, created_at, \
+         expires_at, ttl_seconds, due_at) SELECT id, agent_id, agent_name, backend, scopes, \
+         'pending', created_at, expires_at, ttl_seconds, due_at FROM v",
+        crate::value_rows(rows, 9)
+    )
+}
+
+/// Activates the pending leases of `$activations` inside `$tx`, in one statement (their
+/// events are the caller's to append); evaluates to whether each was pending (nothing
+/// changes for one that was not). The leases must be distinct.
+macro_rules! activate_rows {
+    ($tx:ident, $activations:expr) => {{
+        let activations: &[&$crate::leases::Activation] = $activations;
+        if activations.is_empty() {
+            Vec::new()
+        } else {
+            let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(
+                $crate::leases::activate_sql(activations.len()),
+            ));
+            for activation in activations {
+                query = query
+                    .bind(activation.id.as_str())
+                    .bind(activation.sealed_external_id.as_deref())
+                    .bind(&activation.value_sha256)
+                    .bind(activation.expires_at.as_millis());
+            }
+            let activated: std::collections::HashSet<String> =
+                query.fetch_all(&mut *$tx).await?.into_iter().collect();
+            activations
+                .iter()
+                .map(|activation| activated.contains(activation.id.as_str()))
+                .collect::<Vec<bool>>()
+        }
     }};
 }
-pub(crate) use activate_row;
+pub(crate) use activate_rows;
+
+/// Consecutive activations of a batch, applied in one statement when a write that needs the
+/// lease rows as they are by then comes (a failed mint, a settlement, another activation of
+/// a lease in the run) or the batch ends.
+#[derive(Debug, Default)]
+pub(crate) struct ActivationRun<'a> {
+    /// Where each activation's outcome goes in the batch.
+    indices: Vec<usize>,
+    pub(crate) activations: Vec<&'a Activation>,
+}
+
+impl<'a> ActivationRun<'a> {
+    /// Whether the run already activates `activation`'s lease.
+    pub(crate) fn holds(&self, activation: &Activation) -> bool {
+        self.activations.iter().any(|held| held.id == activation.id)
+    }
+
+    /// Adds the activation at `index` of the batch.
+    pub(crate) fn push(&mut self, index: usize, activation: &'a Activation) {
+        self.indices.push(index);
+        self.activations.push(activation);
+    }
+
+    /// Writes the run's outcomes (`activated`, in its order) into `done` and empties it.
+    pub(crate) fn settle(&mut self, activated: Vec<bool>, done: &mut [Option<Done>]) {
+        for (index, activated) in self.indices.drain(..).zip(activated) {
+            if let Some(slot) = done.get_mut(index) {
+                *slot = Some(Done::Activated(activated));
+            }
+        }
+        self.activations.clear();
+    }
+}
+
+/// Activates `rows` pending leases and returns the ids of those that were pending.
+pub(crate) fn activate_sql(rows: usize) -> String {
+    format!(
+        "WITH v (lease, sealed, sha, ends) AS (VALUES {}) \
+         UPDATE leases SET state = 'active', external_id = v.sealed, value_sha256 = v.sha, \
+         expires_at = v.ends, due_at = v.ends FROM v WHERE leases.id = v.lease \
+         AND leases.state = 'pending' RETURNING id",
+        crate::value_rows(rows, 4)
+    )
+}
 
 /// A lease's end: what [`Store::settle_lease`] writes.
 #[derive(Debug, Clone)]
@@ -798,5 +960,74 @@ impl Store {
             append_event!(tx, event)?;
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(id: &str, agent: &str, backend: &str) -> NewLease {
+        NewLease {
+            id: LeaseId::from_stored(id.to_owned()),
+            agent_id: agent.to_owned(),
+            agent_name: agent.to_owned(),
+            backend: backend.to_owned(),
+            scopes: vec![backend.to_owned()],
+            ttl_seconds: 60,
+            created_at: Timestamp::from_millis(0),
+            expires_at: Timestamp::from_millis(60_000),
+        }
+    }
+
+    #[test]
+    fn a_batch_of_intents_counts_the_ones_recorded_before_each() {
+        let leases = [
+            intent("cred_1", "ag_a", "alpha"),
+            intent("cred_2", "ag_a", "alpha"),
+            intent("cred_3", "ag_a", "alpha"),
+            intent("cred_4", "ag_b", "alpha"),
+            intent("cred_5", "ag_c", "alpha"),
+            intent("cred_6", "ag_b", "gone"),
+        ];
+        let intents: Vec<(&NewLease, u32)> = leases.iter().map(|lease| (lease, 3)).collect();
+        let mut plan = IntentPlan::new(&intents);
+        assert_eq!(
+            plan.agents,
+            ["ag_a", "ag_b", "ag_c"],
+            "each once, in lock order"
+        );
+        assert_eq!(plan.backends, ["alpha", "gone"]);
+        assert!(plan.agents_sql(true).ends_with("ORDER BY id FOR UPDATE"));
+        assert!(plan.agents_sql(false).ends_with("ORDER BY id"));
+        plan.present = ["ag_a", "ag_b"].map(str::to_owned).into();
+        plan.open = [("ag_a".to_owned(), 1)].into();
+        plan.active = ["alpha".to_owned()].into();
+        let (outcomes, rows) = plan.decide().expect("decided");
+        assert_eq!(
+            outcomes,
+            [
+                Intent::Recorded,
+                Intent::Recorded,
+                Intent::QuotaReached(3),
+                Intent::Recorded,
+                Intent::AgentGone,
+                Intent::BackendUnavailable,
+            ]
+        );
+        let recorded: Vec<&str> = rows.iter().map(|row| row.lease.id.as_str()).collect();
+        assert_eq!(recorded, ["cred_1", "cred_2", "cred_4"]);
+        assert_eq!(rows[0].scopes, r#"["alpha"]"#);
+    }
+
+    #[test]
+    fn multi_row_statements_number_their_parameters_in_rows() {
+        assert!(insert_leases_sql(2).contains(
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9), ($10, $11, $12, $13, $14, $15, $16, $17, $18))"
+        ));
+        assert!(
+            activate_sql(3)
+                .contains("VALUES ($1, $2, $3, $4), ($5, $6, $7, $8), ($9, $10, $11, $12))")
+        );
     }
 }

@@ -148,6 +148,23 @@ pub struct Store {
 pub(crate) struct KeyedTx<T> {
     pub(crate) inner: T,
     pub(crate) key: Option<[u8; 32]>,
+    /// Whether the transaction is PostgreSQL's (for the little SQL the dialects disagree on).
+    pub(crate) postgres: bool,
+}
+
+/// `count` numbered placeholders from `$first`, comma-separated: `$3, $4, $5`.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    let list: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    list.join(", ")
+}
+
+/// `rows` parenthesised rows of `columns` numbered placeholders from `$1`, for a multi-row
+/// `VALUES`: `($1, $2), ($3, $4)`.
+pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
+    let list: Vec<String> = (0..rows)
+        .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
+        .collect();
+    list.join(", ")
 }
 
 impl<T: std::ops::Deref> std::ops::Deref for KeyedTx<T> {
@@ -202,6 +219,7 @@ macro_rules! in_transaction {
                 let mut $tx = $crate::KeyedTx {
                     inner: p.begin_with("BEGIN IMMEDIATE").await?,
                     key: $store.audit_key(),
+                    postgres: false,
                 };
                 let out = $body;
                 $tx.inner.commit().await?;
@@ -211,6 +229,7 @@ macro_rules! in_transaction {
                 let mut $tx = $crate::KeyedTx {
                     inner: p.begin().await?,
                     key: $store.audit_key(),
+                    postgres: true,
                 };
                 let out = $body;
                 $tx.inner.commit().await?;

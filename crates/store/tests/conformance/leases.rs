@@ -10,7 +10,57 @@ creddy_testkit::dialects!(TestStore::new =>
     lease_listings_page_newest_first_with_a_cursor,
     a_stored_state_the_store_does_not_know_is_a_damaged_row,
     concurrent_vends_share_transactions_and_keep_each_quota,
+    racing_activations_of_one_lease_activate_it_once,
 );
+
+/// Two activations of each of 30 leases, all at once (so most share a batch, whose
+/// activations run as one statement): each lease is activated by exactly one of them, and
+/// the chain holds one `credential.issued` per lease.
+async fn racing_activations_of_one_lease_activate_it_once(db: TestStore) {
+    with_backends(&db.store, &["alpha"]).await;
+    let agent = new_agent("racer", &["alpha"], None);
+    create(&db.store, &agent).await;
+    let ids: Vec<creddy_core::ids::LeaseId> =
+        (0..30).map(|i| lid(&format!("cred_race{i:02}"))).collect();
+    for id in &ids {
+        let intent = db
+            .store
+            .create_lease(&lease(id.as_str(), &agent), 100)
+            .await;
+        assert_eq!(intent.expect("intent"), Intent::Recorded);
+    }
+    let mut tasks = Vec::new();
+    for id in ids.iter().chain(&ids) {
+        let (store, id) = (db.store.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let issued = AuditEvent::new(Action::CredentialIssued, Actor::system(), T0)
+                .about_lease("alpha", Some(id.as_str()));
+            let activated = store
+                .activate_lease(&id, None, "sha", T0.plus_seconds(60), &issued)
+                .await;
+            (id, activated.is_ok())
+        }));
+    }
+    let mut activations = std::collections::BTreeMap::new();
+    for task in tasks {
+        let (id, activated) = task.await.expect("the task ends");
+        *activations.entry(id.to_string()).or_insert(0) += u32::from(activated);
+    }
+    assert!(
+        activations.values().all(|n| *n == 1),
+        "each lease activated once: {activations:?}"
+    );
+    for id in &ids {
+        let state = db.store.lease_state(id).await.expect("state");
+        assert_eq!(state, Some(LeaseState::Active), "{id}");
+    }
+    let events = db.store.recent_events(1000).await.expect("events");
+    let issued = events
+        .iter()
+        .filter(|e| e.action == "credential.issued")
+        .count();
+    assert_eq!(issued, 30, "one credential.issued per lease");
+}
 
 /// Group commit of lease writes: 120 concurrent intents of two agents (quota 20 each) share
 /// fewer transactions and record exactly 20 per agent; the 40 activations that follow, all at

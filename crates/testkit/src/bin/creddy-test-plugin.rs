@@ -1,7 +1,10 @@
 //! A plugin for tests, built with the SDK, whose behaviour tests script.
 //!
 //! The fake upstream lives in the `state_dir` of its configuration: minted credentials are
-//! recorded in `issued/`, revocations in `revoked/`. Before each call the plugin reads
+//! recorded in `issued/`, revocations in `revoked/`. With `upstream = "memory"` it lives in
+//! the plugin's memory instead and nothing is scripted: the zero-latency plugin of the
+//! benchmarks (a file per mint and a read of `behavior.json` per call cost more than the
+//! rest of the plugin). Otherwise, before each call the plugin reads
 //! `behavior.json` there, e.g. `{"get_credential": "crash"}`, with modes `ok`, `hang`,
 //! `crash`, `garbage`, `huge`, `slow:<ms>`, `fail:<error kind>` and `barrier:<n>[:<ms>]` (the call
 //! waits until `n` calls are in flight together, and fails if they never are).
@@ -30,6 +33,53 @@ struct TestPlugin {
 struct Backend {
     state_dir: PathBuf,
     api_key: String,
+    /// `Some` when the upstream lives in memory (`upstream = "memory"`): the external ids
+    /// issued and not revoked yet. Nothing is scripted then.
+    in_memory: Option<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Backend {
+    /// Acts out the scripted behaviour of `method` (none for an upstream in memory).
+    async fn act(&self, method: &str) -> Result<(), PluginError> {
+        match self.in_memory {
+            Some(_) => Ok(()),
+            None => act(&self.state_dir, method).await,
+        }
+    }
+
+    /// Records a minted credential.
+    fn issue(&self, external_id: &str, scopes: &[String]) {
+        match &self.in_memory {
+            Some(issued) => {
+                lock(issued).insert(external_id.to_owned());
+            }
+            None => {
+                eprintln!("test plugin: minting {external_id}");
+                let scopes = serde_json::to_string(scopes).unwrap_or_default();
+                record(&self.state_dir, "issued", external_id, &scopes);
+            }
+        }
+    }
+
+    /// Revokes a credential; `true` when it was already gone (or never issued).
+    fn revoke(&self, external_id: &str) -> bool {
+        if let Some(issued) = &self.in_memory {
+            return !lock(issued).remove(external_id);
+        }
+        let issued = self.state_dir.join("issued").join(external_id);
+        let revoked = self.state_dir.join("revoked").join(external_id);
+        let already_gone = !issued.exists() || revoked.exists();
+        if !already_gone {
+            record(&self.state_dir, "revoked", external_id, "");
+        }
+        already_gone
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn behavior(state_dir: &Path, method: &str) -> String {
@@ -161,6 +211,7 @@ impl Plugin for TestPlugin {
             field("state_dir", FieldType::String, true, None),
             field("note", FieldType::String, false, Some("hello")),
             field("items", FieldType::Array, false, Some("a,b")),
+            field("upstream", FieldType::String, false, Some("files")),
         ]
     }
 
@@ -193,16 +244,27 @@ impl Plugin for TestPlugin {
         })?;
         let state_dir = text("state_dir")
             .ok_or_else(|| PluginError::new(ErrorKind::InvalidConfig, "state_dir is required"))?;
+        let in_memory = match text("upstream").as_deref() {
+            None | Some("files") => None,
+            Some("memory") => Some(std::sync::Mutex::default()),
+            Some(other) => {
+                return Err(PluginError::new(
+                    ErrorKind::InvalidConfig,
+                    format!("upstream must be files or memory, not {other}"),
+                ));
+            }
+        };
         let backend = Backend {
             state_dir: PathBuf::from(state_dir),
             api_key,
+            in_memory,
         };
-        act(&backend.state_dir, "configure").await?;
+        backend.act("configure").await?;
         Ok(backend)
     }
 
     async fn validate(&self, backend: &Backend) -> Result<Vec<String>, PluginError> {
-        act(&backend.state_dir, "validate").await?;
+        backend.act("validate").await?;
         if backend.api_key == "wrong" {
             return Err(PluginError::new(ErrorKind::UpstreamAuth, "invalid API key")
                 .with_remedy("use a valid key"));
@@ -215,20 +277,11 @@ impl Plugin for TestPlugin {
         backend: &Backend,
         request: GetCredentialParams,
     ) -> Result<Credential, PluginError> {
-        act(&backend.state_dir, "get_credential").await?;
-        eprintln!(
-            "test plugin: minting for agent {} lease {}",
-            request.agent.name, request.lease_id
-        );
+        backend.act("get_credential").await?;
         let value = format!("tp_{}", random_hex());
         let external_id = format!("key-{}", request.lease_id);
         let expires = SystemClock.now().plus_seconds(request.ttl);
-        record(
-            &backend.state_dir,
-            "issued",
-            &external_id,
-            &serde_json::to_string(&request.scopes).unwrap_or_default(),
-        );
+        backend.issue(&external_id, &request.scopes);
         let env_names: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("api_url".to_owned(), "http://upstream.test".to_owned());
@@ -258,22 +311,15 @@ impl Plugin for TestPlugin {
         backend: &Backend,
         request: RevokeParams,
     ) -> Result<RevokeResult, PluginError> {
-        // Every attempt that reached the plugin, before its scripted behaviour.
-        record(&backend.state_dir, "revoke-calls", &request.lease_id, "");
-        act(&backend.state_dir, "revoke_credential").await?;
+        if backend.in_memory.is_none() {
+            // Every attempt that reached the plugin, before its scripted behaviour.
+            record(&backend.state_dir, "revoke-calls", &request.lease_id, "");
+        }
+        backend.act("revoke_credential").await?;
         let external_id = request
             .external_id
             .unwrap_or_else(|| format!("key-{}", request.lease_id));
-        let issued = backend.state_dir.join("issued").join(&external_id);
-        let already_gone = !issued.exists()
-            || backend
-                .state_dir
-                .join("revoked")
-                .join(&external_id)
-                .exists();
-        if !already_gone {
-            record(&backend.state_dir, "revoked", &external_id, "");
-        }
+        let already_gone = backend.revoke(&external_id);
         Ok(RevokeResult {
             revoked: true,
             already_gone,
