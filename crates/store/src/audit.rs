@@ -321,10 +321,13 @@ impl Store {
         }
     }
 
-    /// How many transactions group commit has used for the writes on this handle (for
-    /// benchmarks and tests: fewer than the writes means they were batched).
-    pub fn event_batches(&self) -> u64 {
-        self.events.as_ref().map_or(0, group_commit::Queue::batches)
+    /// What group commit has committed for the writes on this handle (fewer transactions
+    /// than writes means they were batched).
+    pub fn commit_stats(&self) -> group_commit::CommitStats {
+        self.events
+            .as_ref()
+            .map(group_commit::Queue::stats)
+            .unwrap_or_default()
     }
 
     /// Applies `writes` in one transaction and commits it (group commit's writer, or one

@@ -111,26 +111,50 @@ struct Job {
     answer: oneshot::Sender<Result<Done>>,
 }
 
+/// What the committing task has done so far (`/metrics` shows it; the benchmark reads from
+/// it how many writes a transaction carried and how long each took).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions committed.
+    pub transactions: u64,
+    /// Writes they carried.
+    pub writes: u64,
+    /// Time spent applying and committing them, in microseconds.
+    pub busy_micros: u64,
+}
+
+/// The committing task's running totals.
+#[derive(Debug, Default)]
+struct Totals {
+    transactions: AtomicU64,
+    writes: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
 /// The queue of writes waiting for the committing task.
 #[derive(Debug, Clone)]
 pub(crate) struct Queue {
     sender: mpsc::Sender<Job>,
-    /// Transactions committed so far (what the batching saved shows against the writes).
-    batches: Arc<AtomicU64>,
+    totals: Arc<Totals>,
 }
 
 impl Queue {
     /// Starts the committing task over `store` (a handle without a queue).
     pub(crate) fn start(store: Store) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
-        let batches = Arc::default();
-        tokio::spawn(commit_batches(store, receiver, Arc::clone(&batches)));
-        Self { sender, batches }
+        let totals = Arc::default();
+        tokio::spawn(commit_batches(store, receiver, Arc::clone(&totals)));
+        Self { sender, totals }
     }
 
-    /// Transactions the task has committed.
-    pub(crate) fn batches(&self) -> u64 {
-        self.batches.load(Ordering::Relaxed)
+    /// What the task has committed so far.
+    pub(crate) fn stats(&self) -> CommitStats {
+        let read = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        CommitStats {
+            transactions: read(&self.totals.transactions),
+            writes: read(&self.totals.writes),
+            busy_micros: read(&self.totals.busy_micros),
+        }
     }
 
     /// Queues `write` and waits until its batch is durable; the write back when the task is
@@ -167,14 +191,22 @@ impl Store {
 }
 
 /// Takes what is queued, commits it in one transaction, answers, and again.
-async fn commit_batches(store: Store, mut receiver: mpsc::Receiver<Job>, batches: Arc<AtomicU64>) {
+async fn commit_batches(store: Store, mut receiver: mpsc::Receiver<Job>, totals: Arc<Totals>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         in_lock_order(&mut batch);
         let writes: Vec<&Write> = batch.iter().map(|job| &job.write).collect();
-        match store.apply_batch_now(&writes).await {
+        let started = std::time::Instant::now();
+        let applied = store.apply_batch_now(&writes).await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        totals.busy_micros.fetch_add(micros, Ordering::Relaxed);
+        match applied {
             Ok(done) => {
-                batches.fetch_add(1, Ordering::Relaxed);
+                totals.transactions.fetch_add(1, Ordering::Relaxed);
+                totals.writes.fetch_add(
+                    u64::try_from(done.len()).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
                 for (job, done) in batch.drain(..).zip(done) {
                     let _ = job.answer.send(Ok(done));
                 }

@@ -18,7 +18,7 @@ const BUCKETS: [f64; 14] = [
 ];
 
 /// Every metric: name, type and help text, in the order they are rendered.
-const FAMILIES: [(&str, &str, &str); 10] = [
+const FAMILIES: [(&str, &str, &str); 13] = [
     (
         "creddy_leases",
         "gauge",
@@ -64,6 +64,21 @@ const FAMILIES: [(&str, &str, &str); 10] = [
         HTTP_REQUESTS,
         "counter",
         "HTTP requests, by route template and status.",
+    ),
+    (
+        "creddy_store_commits_total",
+        "counter",
+        "Transactions group commit has committed for the hot paths' writes.",
+    ),
+    (
+        "creddy_store_committed_writes_total",
+        "counter",
+        "Writes (audit events, lease intents, activations, failures, settlements) they carried.",
+    ),
+    (
+        "creddy_store_commit_busy_microseconds_total",
+        "counter",
+        "Time spent applying and committing them (one at a time), in microseconds.",
     ),
 ];
 
@@ -262,6 +277,21 @@ pub(crate) async fn exposition(
                 value: i64::try_from(*process.restarts().borrow()).unwrap_or(i64::MAX),
             });
         }
+    }
+    let commits = engine.store().commit_stats();
+    for (name, value) in [
+        ("creddy_store_commits_total", commits.transactions),
+        ("creddy_store_committed_writes_total", commits.writes),
+        (
+            "creddy_store_commit_busy_microseconds_total",
+            commits.busy_micros,
+        ),
+    ] {
+        samples.push(Sample {
+            name,
+            labels: vec![],
+            value: i64::try_from(value).unwrap_or(i64::MAX),
+        });
     }
     Ok(engine.metrics().render(&samples))
 }

@@ -327,6 +327,22 @@ async fn failing_revocations_back_off_then_become_irrevocable_and_are_retried_da
             metrics.text
         );
     }
+    let total = |name: &str| {
+        metrics
+            .text
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    let (commits, writes) = (
+        total("creddy_store_commits_total"),
+        total("creddy_store_committed_writes_total"),
+    );
+    assert!(
+        commits > 0 && writes >= commits,
+        "group commit's totals: {commits} transactions, {writes} writes"
+    );
+    assert!(total("creddy_store_commit_busy_microseconds_total") > 0);
     assert_eq!(
         site.api.get("/metrics", &token).await.status,
         StatusCode::FORBIDDEN,

@@ -20,7 +20,7 @@ fn token_issued(i: usize) -> AuditEvent {
 /// Group commit: 200 events recorded at once share fewer transactions, each caller gets its
 /// own sequence number, and the chain holds them all, gap-free and linked.
 async fn concurrent_events_are_committed_together_in_order(db: TestStore) {
-    let before = db.store.event_batches();
+    let before = db.store.commit_stats().transactions;
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let store = db.store.clone();
@@ -37,7 +37,7 @@ async fn concurrent_events_are_committed_together_in_order(db: TestStore) {
         (1..=200).collect::<Vec<i64>>(),
         "one sequence number each"
     );
-    let batches = db.store.event_batches() - before;
+    let batches = db.store.commit_stats().transactions - before;
     assert!(
         (1..200).contains(&batches),
         "200 concurrent events took {batches} transactions"

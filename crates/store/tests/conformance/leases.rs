@@ -74,7 +74,7 @@ async fn concurrent_vends_share_transactions_and_keep_each_quota(db: TestStore) 
     for agent in &agents {
         create(&db.store, agent).await;
     }
-    let before = db.store.event_batches();
+    let before = db.store.commit_stats().transactions;
     let mut tasks = Vec::new();
     for i in 0..120 {
         let store = db.store.clone();
@@ -119,7 +119,7 @@ async fn concurrent_vends_share_transactions_and_keep_each_quota(db: TestStore) 
     for task in tasks {
         task.await.expect("the task ends").expect("activated");
     }
-    let batches = db.store.event_batches() - before;
+    let batches = db.store.commit_stats().transactions - before;
     assert!(
         (1..160).contains(&batches),
         "160 concurrent lease writes took {batches} transactions"

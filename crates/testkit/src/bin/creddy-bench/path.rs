@@ -229,7 +229,10 @@ async fn measure(
     eprintln!("  token endpoint, {} alternating rounds", args.rounds);
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds {
-        ours.push(load(site.token_target(), args.connections, args.seconds)?);
+        ours.push(
+            site.with_commits(|| load(site.token_target(), args.connections, args.seconds))
+                .await?,
+        );
         if let Some(peer) = peer {
             theirs.push(load(peer.token_target(), args.connections, args.seconds)?);
         }
@@ -246,26 +249,38 @@ async fn measure(
     let (our_median, their_median) = (median(&ours), median(&theirs));
 
     eprintln!("  vends through the test plugin");
-    let vend_test = load(
-        site.vend_target("test", "1h"),
-        args.connections,
-        args.seconds,
-    )?;
+    let vend_test = site
+        .with_commits(|| {
+            load(
+                site.vend_target("test", "1h"),
+                args.connections,
+                args.seconds,
+            )
+        })
+        .await?;
 
     eprintln!("  `creddy get` as a process, {} runs", args.gets);
     let gets = site.time_gets(&bins.creddy, args.gets)?;
 
     eprintln!("  vends through the Daytona stand-in");
-    let vend_daytona = load(
-        site.vend_target("daytona", "10m"),
-        args.connections,
-        args.seconds,
-    )?;
-    let one_via = load(
-        site.lone_vend_target("daytona", "10m"),
-        1,
-        args.seconds / 2.0,
-    )?;
+    let vend_daytona = site
+        .with_commits(|| {
+            load(
+                site.vend_target("daytona", "10m"),
+                args.connections,
+                args.seconds,
+            )
+        })
+        .await?;
+    let one_via = site
+        .with_commits(|| {
+            load(
+                site.lone_vend_target("daytona", "10m"),
+                1,
+                args.seconds / 2.0,
+            )
+        })
+        .await?;
     let one_direct = load(site.direct_target(), 1, args.seconds / 2.0)?;
     let added =
         one_via["p50_ms"].as_f64().unwrap_or(0.0) - one_direct["p50_ms"].as_f64().unwrap_or(0.0);
@@ -370,6 +385,8 @@ struct Site {
     /// The fleet's vend tokens, one per line.
     fleet_tokens: PathBuf,
     lone_token: String,
+    /// The admin token (for `/metrics`).
+    admin: String,
 }
 
 impl Site {
@@ -490,7 +507,61 @@ impl Site {
             standin_control,
             server,
             clock,
+            admin,
         })
+    }
+
+    /// Group commit's totals from `/metrics`: transactions, writes, busy microseconds.
+    async fn commit_totals(&self) -> Result<[u64; 3], String> {
+        let text = reqwest::Client::new()
+            .get(format!("{}/metrics", self.server.url()))
+            .bearer_auth(&self.admin)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("/metrics: {e}"))?
+            .text()
+            .await
+            .map_err(|e| format!("/metrics: {e}"))?;
+        let total = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok([
+            total("creddy_store_commits_total"),
+            total("creddy_store_committed_writes_total"),
+            total("creddy_store_commit_busy_microseconds_total"),
+        ])
+    }
+
+    /// Runs `load` and what group commit did meanwhile: its report with `commits` (writes per
+    /// transaction, milliseconds per transaction, and the share of the run the committing
+    /// task was busy) added.
+    async fn with_commits(
+        &self,
+        load: impl FnOnce() -> Result<Value, String>,
+    ) -> Result<Value, String> {
+        let before = self.commit_totals().await?;
+        let started = Instant::now();
+        let mut report = load()?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let after = self.commit_totals().await?;
+        let [transactions, writes, busy] = [0, 1, 2].map(|i| after[i].saturating_sub(before[i]));
+        let per = |n: f64| {
+            if transactions > 0 {
+                n / transactions as f64
+            } else {
+                0.0
+            }
+        };
+        report["commits"] = json!({
+            "transactions": transactions,
+            "writes_per_transaction": per(writes as f64),
+            "ms_per_transaction": per(busy as f64 / 1000.0),
+            "busy_share": busy as f64 / 1e6 / elapsed,
+        });
+        Ok(report)
     }
 
     fn token_target(&self) -> Target {
@@ -732,8 +803,19 @@ fn markdown(results: &Value) -> String {
     };
     for (name, store) in stores {
         let run = |r: &Value| {
+            let commits = &r["commits"];
+            let commits = if commits.is_object() {
+                format!(
+                    "; group commit: {:.1} writes in {:.2} ms per transaction, busy {:.0} %",
+                    commits["writes_per_transaction"].as_f64().unwrap_or(0.0),
+                    commits["ms_per_transaction"].as_f64().unwrap_or(0.0),
+                    commits["busy_share"].as_f64().unwrap_or(0.0) * 100.0
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "{:.0} /s, p50 {:.2} ms, p99 {:.2} ms",
+                "{:.0} /s, p50 {:.2} ms, p99 {:.2} ms{commits}",
                 r["rps"].as_f64().unwrap_or(0.0),
                 r["p50_ms"].as_f64().unwrap_or(0.0),
                 r["p99_ms"].as_f64().unwrap_or(0.0)
