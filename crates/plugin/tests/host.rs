@@ -96,7 +96,7 @@ async fn a_plugin_starts_configured_and_serves_every_method() {
     );
     assert_eq!(
         plugin.config_schema().await.map(|s| s.fields.len()).ok(),
-        Some(4)
+        Some(5)
     );
     let credential = plugin
         .get_credential(&request("cred_a"))
