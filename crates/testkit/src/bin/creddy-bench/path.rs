@@ -223,16 +223,17 @@ async fn measure(
     let load = |target: Target, connections: usize, seconds: f64| {
         drive(&bins.load, &target, connections, seconds)
     };
+    // A load run with what group commit did meanwhile.
+    let measured = |target: Target, connections: usize, seconds: f64| {
+        site.with_commits(move || load(target, connections, seconds))
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = memory_kib(site.server.pid(), "VmRSS:");
 
     eprintln!("  token endpoint, {} alternating rounds", args.rounds);
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds {
-        ours.push(
-            site.with_commits(|| load(site.token_target(), args.connections, args.seconds))
-                .await?,
-        );
+        ours.push(measured(site.token_target(), args.connections, args.seconds).await?);
         if let Some(peer) = peer {
             theirs.push(load(peer.token_target(), args.connections, args.seconds)?);
         }
@@ -249,38 +250,29 @@ async fn measure(
     let (our_median, their_median) = (median(&ours), median(&theirs));
 
     eprintln!("  vends through the test plugin");
-    let vend_test = site
-        .with_commits(|| {
-            load(
-                site.vend_target("test", "1h"),
-                args.connections,
-                args.seconds,
-            )
-        })
-        .await?;
+    let vend_test = measured(
+        site.vend_target("test", "1h"),
+        args.connections,
+        args.seconds,
+    )
+    .await?;
 
     eprintln!("  `creddy get` as a process, {} runs", args.gets);
     let gets = site.time_gets(&bins.creddy, args.gets)?;
 
     eprintln!("  vends through the Daytona stand-in");
-    let vend_daytona = site
-        .with_commits(|| {
-            load(
-                site.vend_target("daytona", "10m"),
-                args.connections,
-                args.seconds,
-            )
-        })
-        .await?;
-    let one_via = site
-        .with_commits(|| {
-            load(
-                site.lone_vend_target("daytona", "10m"),
-                1,
-                args.seconds / 2.0,
-            )
-        })
-        .await?;
+    let vend_daytona = measured(
+        site.vend_target("daytona", "10m"),
+        args.connections,
+        args.seconds,
+    )
+    .await?;
+    let one_via = measured(
+        site.lone_vend_target("daytona", "10m"),
+        1,
+        args.seconds / 2.0,
+    )
+    .await?;
     let one_direct = load(site.direct_target(), 1, args.seconds / 2.0)?;
     let added =
         one_via["p50_ms"].as_f64().unwrap_or(0.0) - one_direct["p50_ms"].as_f64().unwrap_or(0.0);
