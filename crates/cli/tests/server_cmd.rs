@@ -219,16 +219,27 @@ fn sighup_reloads_the_policies_and_keeps_them_when_the_file_is_bad() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
-    wait_for("SIGHUP: policies reloaded");
+    wait_for("SIGHUP: policies and trusts reloaded");
     assert_eq!(enroll("ci-2"), "approved", "the reloaded policy approves");
     std::fs::write(&config, format!("{policy}limits = {{ rate = \"x\" }}\n"))
         .expect("the file is written");
     site.server.signal("HUP");
-    wait_for("policies not reloaded");
+    wait_for("policies and trusts not reloaded");
     assert_eq!(
         enroll("ci-3"),
         "approved",
         "a bad file keeps the policies in force"
+    );
+    let trust = "[[trust]]\nname = \"gh\"\nissuer = \"http://issuer.example.com\"\nclaims = { repository = \"acme/widgets\" }\nagent = \"gh-{repository}\"\nscopes = [\"test\"]\n";
+    std::fs::write(&config, format!("{policy}{trust}")).expect("the file is written");
+    site.server.signal("HUP");
+    wait_for(
+        "trust 'gh': issuer 'http://issuer.example.com' is plain http:// to a host that is not loopback",
+    );
+    assert_eq!(
+        enroll("ci-4"),
+        "approved",
+        "a bad trust keeps the policies in force"
     );
 }
 

@@ -23,6 +23,7 @@ pub mod scope;
 pub mod secret;
 pub mod signing;
 pub mod timestamp;
+pub mod trust;
 pub mod ttl;
 
 pub use clock::{Clock, ManualClock, SystemClock};

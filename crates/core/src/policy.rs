@@ -120,7 +120,7 @@ impl Glob {
 }
 
 /// Iterative wildcard matching with one backtrack point (linear in practice).
-fn glob_match(pattern: &[char], text: &[char]) -> bool {
+pub(crate) fn glob_match(pattern: &[char], text: &[char]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use creddy_core::Duration;
 use creddy_core::policy::{Policy, PolicySet, Rate};
+use creddy_core::trust::{Trust, TrustSet};
 use serde::Deserialize;
 
 /// How log lines are written.
@@ -388,6 +389,9 @@ struct FileConfig {
     server: FileServer,
     #[serde(default)]
     policies: Vec<Policy>,
+    /// `[[trust]]`: workload identity issuers (§18).
+    #[serde(default)]
+    trust: Vec<Trust>,
 }
 
 /// Server-wide TTL limits in seconds (§6 of the specification).
@@ -472,7 +476,9 @@ pub struct Settings {
     pub oidc: OidcSettings,
     /// The policies, in file order.
     pub policies: PolicySet,
-    /// The configuration file, if one was read (SIGHUP reloads its policies).
+    /// The trusted workload identity issuers (§18), in file order.
+    pub trusts: TrustSet,
+    /// The configuration file, if one was read (SIGHUP reloads its policies and trusts).
     pub config_file: Option<PathBuf>,
 }
 
@@ -641,6 +647,7 @@ impl Settings {
             oidc: oidc_settings(&file.oidc, &source)?,
             policies: PolicySet::new(file.policies)
                 .map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))?,
+            trusts: trust_set(file.trust, &source)?,
             config_file,
         })
     }
@@ -672,6 +679,7 @@ impl Settings {
             trusted_proxies: Vec::new(),
             oidc: OidcSettings::default(),
             policies: PolicySet::default(),
+            trusts: TrustSet::default(),
             config_file: None,
         }
     }
@@ -872,15 +880,21 @@ fn oidc_settings(file: &FileOidc, source: &str) -> Result<OidcSettings, ConfigEr
     })
 }
 
-/// Reads the policies of the configuration file again (SIGHUP); any error leaves the caller
-/// with the set it had.
-pub fn reload_policies(path: &Path) -> Result<PolicySet, ConfigError> {
+/// Reads the policies and trusts of the configuration file again (SIGHUP); any error leaves
+/// the caller with the sets it had.
+pub fn reload_rules(path: &Path) -> Result<(PolicySet, TrustSet), ConfigError> {
     let args = ServerArgs {
         config: Some(path.to_owned()),
         ..ServerArgs::default()
     };
     let (file, source, _) = load_file(&args, &Environment::current())?;
-    PolicySet::new(file.policies).map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))
+    let policies = PolicySet::new(file.policies)
+        .map_err(|e| ConfigError(format!("invalid policies{source}: {e}")))?;
+    Ok((policies, trust_set(file.trust, &source)?))
+}
+
+fn trust_set(trusts: Vec<Trust>, source: &str) -> Result<TrustSet, ConfigError> {
+    TrustSet::new(trusts).map_err(|e| ConfigError(format!("invalid [[trust]] tables{source}: {e}")))
 }
 
 fn check_database_url(url: &str, source: &str) -> Result<(), ConfigError> {
@@ -1126,6 +1140,58 @@ mod tests {
             ..ServerArgs::default()
         };
         Settings::resolve(args, &env_with_home()).expect("the example file starts a server");
+    }
+
+    /// §18's example, verbatim; a bad trust stops the start naming the file and the trust,
+    /// and SIGHUP's reader refuses it the same way.
+    #[test]
+    fn trusts_are_read_and_a_bad_one_names_itself() {
+        let trust = r#"
+[[trust]]
+name      = "github"                                          # label; [a-z][a-z0-9-]{0,31}
+issuer    = "https://token.actions.githubusercontent.com"     # must equal the token's iss
+jwks_url  = ""            # default: jwks_uri of <issuer>/.well-known/openid-configuration
+jwks_file = ""            # alternative to fetching (air-gapped)
+audience  = "creddy"      # the token's aud must contain it
+claims    = { repository = "acme/widgets", ref = "refs/heads/*" }   # every claim must match; * and ? globs
+agent     = "gh-{repository}"      # agent name template over claims; characters outside the name grammar become "-"
+scopes    = ["daytona:workspaces"]
+token_ttl = "15m"         # lifetime of the creddy access token issued (max 1h)
+max_ttl   = "1h"          # cap on credentials vended to these agents
+"#;
+        let resolve = |text: &str| {
+            let file = write(text);
+            let args = ServerArgs {
+                config: Some(file.path().into()),
+                data_dir: Some("/tmp/d".into()),
+                ..ServerArgs::default()
+            };
+            let path = file.path().display().to_string();
+            (
+                Settings::resolve(args, &env_with_home()),
+                reload_rules(file.path()),
+                path,
+            )
+        };
+        let (settings, reloaded, _) = resolve(trust);
+        let settings = settings.expect("§18 starts a server");
+        assert_eq!(settings.trusts.all().len(), 1);
+        assert_eq!(settings.trusts.all()[0].max_ttl, 3_600);
+        assert_eq!(reloaded.expect("reloads").1, settings.trusts);
+        let twice = format!("{trust}{trust}");
+        let (settings, reloaded, path) = resolve(&twice);
+        let error = settings.expect_err("two trusts of one name").to_string();
+        assert!(error.contains("two trusts are named 'github'"), "{error}");
+        assert!(error.contains(&path), "{error}");
+        assert!(reloaded.is_err());
+        let bad = trust.replace("gh-{repository}", "gh-{actor}");
+        let (settings, _, _) = resolve(&bad);
+        let error = settings.expect_err("unknown field").to_string();
+        assert!(
+            error.contains("trust 'github': unknown template field '{actor}'"),
+            "{error}"
+        );
+        assert!(error.contains("line "), "{error}");
     }
 
     /// The specification's own example (§14), verbatim: every key is read.

@@ -231,14 +231,14 @@ impl Server {
         })
     }
 
-    /// Reads the policies of the configuration file again (SIGHUP) and puts them in force;
-    /// an invalid file leaves the old set in force. Returns the error, if any.
-    pub async fn reload_policies(&self) -> Result<(), String> {
+    /// Reads the policies and trusts of the configuration file again (SIGHUP) and puts them
+    /// in force; an invalid file leaves the old ones in force. Returns the error, if any.
+    pub async fn reload_rules(&self) -> Result<(), String> {
         let Some(path) = self.state.settings().config_file.clone() else {
             return Err("no configuration file was read at start; nothing to reload".into());
         };
-        let policies = crate::config::reload_policies(&path).map_err(|e| e.to_string())?;
-        self.state.replace_policies(policies);
+        let (policies, trusts) = crate::config::reload_rules(&path).map_err(|e| e.to_string())?;
+        self.state.replace_rules(policies, trusts);
         record_policies_loaded(&self.state, "reload")
             .await
             .map_err(|e| e.to_string())?;
@@ -355,6 +355,7 @@ async fn record_policies_loaded(
     .with_details(serde_json::json!({
         "sha256": policies.digest(),
         "policies": policies.policies().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        "trusts": state.trusts().all().iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
         "when": when,
     }));
     state.store().record_event(&event).await?;

@@ -108,17 +108,17 @@ impl ShutdownSignals {
         })
     }
 
-    /// Serves until SIGINT or SIGTERM; SIGHUP reloads the policies (an invalid file keeps
-    /// the policies in force, with an error in the log).
+    /// Serves until SIGINT or SIGTERM; SIGHUP reloads the policies and trusts (an invalid
+    /// file keeps those in force, with an error in the log).
     async fn wait(mut self, server: &Server) {
         loop {
             tokio::select! {
                 _ = self.interrupt.recv() => return,
                 _ = self.terminate.recv() => return,
                 _ = self.hangup.recv() => {
-                    match server.reload_policies().await {
-                        Ok(()) => tracing::info!("SIGHUP: policies reloaded"),
-                        Err(e) => tracing::error!(error = %e, "SIGHUP: policies not reloaded; the previous ones stay in force"),
+                    match server.reload_rules().await {
+                        Ok(()) => tracing::info!("SIGHUP: policies and trusts reloaded"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: policies and trusts not reloaded; the previous ones stay in force"),
                     }
                     match server.reload_certificate() {
                         Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded"),

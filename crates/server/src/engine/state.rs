@@ -31,6 +31,7 @@ struct Inner {
     tasks: TaskSignals,
     metrics: Metrics,
     policies: RwLock<Arc<PolicySet>>,
+    trusts: RwLock<Arc<creddy_core::trust::TrustSet>>,
     keys: crate::engine::oidc::Keys,
     enroll_limiter: RateLimiter,
     token_limiter: RateLimiter,
@@ -66,6 +67,7 @@ impl Engine {
                 tasks: TaskSignals::default(),
                 metrics: Metrics::default(),
                 policies: RwLock::new(Arc::new(parts.settings.policies.clone())),
+                trusts: RwLock::new(Arc::new(parts.settings.trusts.clone())),
                 keys: crate::engine::oidc::Keys::default(),
                 enroll_limiter: RateLimiter::new(parts.settings.enrollment.per_ip),
                 token_limiter: RateLimiter::new(parts.settings.limits.token_per_client),
@@ -93,13 +95,27 @@ impl Engine {
             .clone()
     }
 
-    /// Puts a new policy set in force.
-    pub(crate) fn replace_policies(&self, policies: PolicySet) {
+    /// The workload identity trusts in force (§18).
+    pub fn trusts(&self) -> Arc<creddy_core::trust::TrustSet> {
+        self.inner
+            .trusts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a new policy set and trust set in force.
+    pub(crate) fn replace_rules(&self, policies: PolicySet, trusts: creddy_core::trust::TrustSet) {
         *self
             .inner
             .policies
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(policies);
+        *self
+            .inner
+            .trusts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(trusts);
     }
 
     /// The OIDC signing keys in force.
