@@ -27,6 +27,9 @@ pub struct Agent {
     pub last_used: Option<Timestamp>,
     /// When the agent's lifetime ends, if it has one.
     pub expires_at: Option<Timestamp>,
+    /// The `[[trust]]` that admitted it, for a federated agent (§18): it has no secret of
+    /// its own and exists through its platform's tokens.
+    pub trust: Option<String>,
 }
 
 impl Agent {
@@ -58,6 +61,8 @@ pub struct NewAgent {
     pub created_at: Timestamp,
     /// End of the agent's lifetime.
     pub expires_at: Option<Timestamp>,
+    /// The admitting trust, for a federated agent.
+    pub trust: Option<String>,
 }
 
 /// The secrets handed to a new agent exactly once.
@@ -91,6 +96,7 @@ impl NewAgent {
             client_secret_hash: secrets.client_secret.hash(),
             created_at: now,
             expires_at: lifetime.map(|d| now.plus_seconds(d.as_seconds())),
+            trust: None,
         };
         (agent, secrets)
     }
@@ -122,6 +128,7 @@ mod tests {
             created_at: now,
             last_used: None,
             expires_at: agent.expires_at,
+            trust: None,
         };
         assert!(!stored.is_expired(now.plus_seconds(4 * 3600 - 1)));
         assert!(stored.is_expired(now.plus_seconds(4 * 3600)));

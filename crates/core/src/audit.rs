@@ -84,6 +84,10 @@ pub enum Action {
     /// An agent was created.
     #[serde(rename = "agent.created")]
     AgentCreated,
+    /// A federated agent was created or refreshed by a token exchange (§18; details: the
+    /// trust, the token's `iss` and `sub`, the bound claims' values).
+    #[serde(rename = "agent.federated")]
+    AgentFederated,
     /// An agent was deleted (details carry the reason).
     #[serde(rename = "agent.deleted")]
     AgentDeleted,
@@ -150,6 +154,7 @@ impl Action {
             Action::PluginReloaded => "plugin.reloaded",
             Action::PluginIntegrityFailed => "plugin.integrity_failed",
             Action::AgentCreated => "agent.created",
+            Action::AgentFederated => "agent.federated",
             Action::AgentDeleted => "agent.deleted",
             Action::AdminTokenCreated => "admin_token.created",
             Action::AuditPruned => "audit.pruned",
@@ -497,6 +502,7 @@ mod tests {
     fn actions_serialise_to_their_names() {
         for a in [
             Action::AgentCreated,
+            Action::AgentFederated,
             Action::AgentDeleted,
             Action::AdminTokenCreated,
         ] {

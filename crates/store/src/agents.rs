@@ -30,6 +30,7 @@ struct AgentRow {
     created_at: i64,
     last_used: Option<i64>,
     expires_at: Option<i64>,
+    trust: Option<String>,
 }
 
 /// An agent row followed by one extra column, named `extra`.
@@ -129,6 +130,7 @@ fn agent_from_row(r: AgentRow) -> Result<Agent> {
         created_at: Timestamp::from_millis(r.created_at),
         last_used: r.last_used.map(Timestamp::from_millis),
         expires_at: r.expires_at.map(Timestamp::from_millis),
+        trust: r.trust,
     })
 }
 
@@ -146,6 +148,7 @@ pub(crate) fn created(new: &NewAgent) -> Agent {
         created_at: new.created_at,
         last_used: None,
         expires_at: new.expires_at,
+        trust: new.trust.clone(),
     }
 }
 
@@ -158,8 +161,8 @@ macro_rules! insert_agent {
                 .map_err(|e| $crate::StoreError::Corrupt(e.to_string()))?;
             sqlx::query(
                 "INSERT INTO agents (id, name, name_key, scopes, policy, client_id, token_hash, \
-                 client_secret_hash, created_at, last_used, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10)",
+                 client_secret_hash, created_at, last_used, expires_at, trust) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $11)",
             )
             .bind(new.id.as_str())
             .bind(new.name.as_str())
@@ -171,6 +174,7 @@ macro_rules! insert_agent {
             .bind(new.client_secret_hash.as_str())
             .bind(new.created_at.as_millis())
             .bind(new.expires_at.map(creddy_core::Timestamp::as_millis))
+            .bind(new.trust.as_deref())
             .execute(&mut *$tx)
             .await?;
             Ok(())
@@ -194,13 +198,16 @@ impl Store {
 
     /// The agent of that name, compared case-insensitively.
     pub async fn find_agent_by_name(&self, name: &str) -> Result<Option<Agent>> {
-        let row: Option<AgentRow> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at \
+        let row: Option<AgentRow> =
+            with_pool!(self, |p| {
+                sqlx::query_as(
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust \
              FROM agents WHERE name_key = $1"
         )
         .bind(name.to_ascii_lowercase())
         .fetch_optional(p)
-        .await)?;
+        .await
+            })?;
         row.map(agent_from_row).transpose()
     }
 
@@ -220,13 +227,16 @@ impl Store {
         &self,
         client_id: &str,
     ) -> Result<Option<(Agent, TokenHash, AgentVersion)>> {
-        let row: Option<VersionRow> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, \
+        let row: Option<VersionRow> =
+            with_pool!(self, |p| {
+                sqlx::query_as(
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust, \
              client_secret_hash, token_hash FROM agents WHERE client_id = $1"
         )
         .bind(client_id)
         .fetch_optional(p)
-        .await)?;
+        .await
+            })?;
         let Some(row) = row else { return Ok(None) };
         let version = AgentVersion {
             id: row.agent.id.clone(),
@@ -263,7 +273,7 @@ impl Store {
         value: &str,
     ) -> Result<Option<(Agent, TokenHash)>> {
         let sql = format!(
-            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, \
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust, \
              {hash_column} AS extra FROM agents WHERE {by} = $1"
         );
         let row: Option<AgentRowWith<String>> =
@@ -279,7 +289,7 @@ impl Store {
     pub async fn list_agents(&self) -> Result<Vec<AgentListing>> {
         let sql = format!(
             "SELECT a.id, a.name, a.scopes, a.policy, a.client_id, a.created_at, a.last_used, \
-             a.expires_at, (SELECT COUNT(*) FROM leases l WHERE l.agent_id = a.id AND l.state IN {OPEN_STATES}) AS extra \
+             a.expires_at, a.trust, (SELECT COUNT(*) FROM leases l WHERE l.agent_id = a.id AND l.state IN {OPEN_STATES}) AS extra \
              FROM agents a ORDER BY a.name_key"
         );
         let rows: Vec<AgentRowWith<i64>> =
@@ -295,6 +305,60 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Creates the federated agent `new` (§18; its `trust` set), or refreshes the one of that
+    /// name the same trust admitted before: its scopes become `new`'s and its expiry moves to
+    /// at least `new.expires_at`. `event` is recorded about the agent in the same
+    /// transaction. An agent of that name that the trust did not admit (an ordinary agent,
+    /// or another trust's) gives [`StoreError::NameTaken`] and nothing changes: a name
+    /// template never takes over an agent.
+    pub async fn federate_agent(&self, new: &NewAgent, event: &AuditEvent) -> Result<Agent> {
+        if new.trust.is_none() {
+            return Err(StoreError::Corrupt(
+                "a federated agent needs its trust".into(),
+            ));
+        }
+        let agent = in_transaction!(self, |tx| {
+            let sql = if tx.postgres {
+                "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust \
+                 FROM agents WHERE name_key = $1 FOR UPDATE"
+            } else {
+                "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust \
+                 FROM agents WHERE name_key = $1"
+            };
+            let existing: Option<AgentRow> = sqlx::query_as(sql)
+                .bind(new.name.unique_key())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let agent = match existing {
+                None => {
+                    insert_agent!(tx, new)?;
+                    created(new)
+                }
+                Some(row) if row.trust.is_some() && row.trust == new.trust => {
+                    let expires_at = row.expires_at.max(new.expires_at.map(Timestamp::as_millis));
+                    let scopes = serde_json::to_string(&new.scopes.to_strings())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    sqlx::query("UPDATE agents SET scopes = $2, expires_at = $3 WHERE id = $1")
+                        .bind(&row.id)
+                        .bind(&scopes)
+                        .bind(expires_at)
+                        .execute(&mut *tx)
+                        .await?;
+                    agent_from_row(AgentRow {
+                        scopes,
+                        expires_at,
+                        ..row
+                    })?
+                }
+                Some(_) => return Err(StoreError::NameTaken),
+            };
+            let event = event.clone().about_agent(agent.id.as_str(), &agent.name);
+            append_event!(tx, &event)?;
+            agent
+        });
+        Ok(agent)
     }
 
     /// Deletes the agent with this id and records `event`, in one transaction; its open
@@ -365,30 +429,36 @@ impl Store {
 
     /// Agents whose lifetime ended at or before `now`, oldest expiry first, at most `limit`.
     pub async fn expired_agents(&self, now: Timestamp, limit: i64) -> Result<Vec<Agent>> {
-        let rows: Vec<AgentRow> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at \
+        let rows: Vec<AgentRow> =
+            with_pool!(self, |p| {
+                sqlx::query_as(
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust \
              FROM agents WHERE expires_at IS NOT NULL AND expires_at <= $1 \
              ORDER BY expires_at LIMIT $2"
         )
         .bind(now.as_millis())
         .bind(limit)
         .fetch_all(p)
-        .await)?;
+        .await
+            })?;
         rows.into_iter().map(agent_from_row).collect()
     }
 
     /// Agents unused since before `before` (never used: since their creation), longest idle
     /// first, at most `limit` (for `agents.inactivity_days`).
     pub async fn idle_agents(&self, before: Timestamp, limit: i64) -> Result<Vec<Agent>> {
-        let rows: Vec<AgentRow> = with_pool!(self, |p| sqlx::query_as(
-            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at \
+        let rows: Vec<AgentRow> =
+            with_pool!(self, |p| {
+                sqlx::query_as(
+            "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust \
              FROM agents WHERE COALESCE(last_used, created_at) < $1 \
              ORDER BY COALESCE(last_used, created_at) LIMIT $2"
         )
         .bind(before.as_millis())
         .bind(limit)
         .fetch_all(p)
-        .await)?;
+        .await
+            })?;
         rows.into_iter().map(agent_from_row).collect()
     }
 

@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0009_audit_time.sql"),
         include_str!("../migrations/postgres/0009_audit_time.sql"),
     ),
+    (
+        10,
+        include_str!("../migrations/sqlite/0010_federation.sql"),
+        include_str!("../migrations/postgres/0010_federation.sql"),
+    ),
 ];
 
 /// An arbitrary constant naming creddy's migration lock among PostgreSQL advisory locks.

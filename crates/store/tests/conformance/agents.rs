@@ -9,7 +9,80 @@ creddy_testkit::dialects!(TestStore::new =>
     deleting_an_agent_queues_its_open_leases,
     expired_agents_are_listed_in_expiry_order,
     last_use_is_recorded_at_most_once_a_minute,
+    a_federated_agent_is_refreshed_by_its_trust_and_never_takes_over_another,
 );
+
+/// §18: a token exchange creates its federated agent, refreshes it (scopes from the trust,
+/// expiry only ever later), and fails with `NameTaken` and no change when the name belongs
+/// to an ordinary agent or another trust's: the attack of a workload whose claims render an
+/// existing agent's name.
+async fn a_federated_agent_is_refreshed_by_its_trust_and_never_takes_over_another(db: TestStore) {
+    let federated = |name: &str, trust: &str, scopes: &[&str], lifetime: &str| {
+        let mut agent = new_agent(name, scopes, Some(lifetime));
+        agent.trust = Some(trust.to_owned());
+        agent
+    };
+    let event = || AuditEvent::new(Action::AgentFederated, Actor::system(), T0);
+    let first = federated("gh-acme-widgets", "github", &["alpha"], "1h");
+    let made = db
+        .store
+        .federate_agent(&first, &event())
+        .await
+        .expect("created");
+    assert_eq!(made.trust.as_deref(), Some("github"));
+    let again = federated("GH-acme-widgets", "github", &["alpha", "beta"], "2h");
+    let refreshed = db
+        .store
+        .federate_agent(&again, &event())
+        .await
+        .expect("refreshed");
+    assert_eq!(refreshed.id, made.id, "the same agent");
+    assert_eq!(
+        refreshed.scopes.to_strings(),
+        ["alpha", "beta"],
+        "scopes from the trust"
+    );
+    assert_eq!(refreshed.expires_at, Some(T0.plus_seconds(7_200)));
+    let shorter = federated("gh-acme-widgets", "github", &["alpha"], "1m");
+    let kept = db
+        .store
+        .federate_agent(&shorter, &event())
+        .await
+        .expect("refreshed");
+    assert_eq!(
+        kept.expires_at,
+        Some(T0.plus_seconds(7_200)),
+        "never earlier"
+    );
+
+    let ordinary = new_agent("gh-acme-gadgets", &["alpha"], None);
+    create(&db.store, &ordinary).await;
+    let events_before = db.store.recent_events(100).await.expect("events").len();
+    for (name, trust) in [("gh-acme-gadgets", "github"), ("gh-acme-widgets", "gitlab")] {
+        let taker = federated(name, trust, &["alpha", "admin:*"], "1h");
+        let refused = db.store.federate_agent(&taker, &event()).await;
+        assert!(
+            matches!(refused, Err(StoreError::NameTaken)),
+            "{name} {trust}: {refused:?}"
+        );
+    }
+    let untouched = db
+        .store
+        .find_agent_by_name("gh-acme-gadgets")
+        .await
+        .expect("read")
+        .expect("still there");
+    assert_eq!(untouched.trust, None);
+    assert_eq!(untouched.scopes.to_strings(), ["alpha"]);
+    assert_eq!(untouched.id, ordinary.id);
+    let events = db.store.recent_events(100).await.expect("events");
+    assert_eq!(events.len(), events_before, "a refusal records nothing");
+    let federated_events = events
+        .iter()
+        .filter(|e| e.action == "agent.federated")
+        .count();
+    assert_eq!(federated_events, 3, "creation and both refreshes");
+}
 
 async fn migrations_are_idempotent_and_a_newer_schema_is_refused(db: TestStore) {
     let second = Store::open(db.location.clone()).await.expect("reopen");
@@ -20,7 +93,7 @@ async fn migrations_are_idempotent_and_a_newer_schema_is_refused(db: TestStore) 
     match Store::open(db.location.clone()).await {
         Err(StoreError::SchemaTooNew {
             found: 999,
-            supported: 9,
+            supported: 10,
         }) => {}
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }

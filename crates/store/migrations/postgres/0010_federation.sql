@@ -1,0 +1,3 @@
+-- creddy schema 10 (PostgreSQL): federated agents (§18) carry the name of the [[trust]] that admitted
+-- them; NULL for every other agent.
+ALTER TABLE agents ADD COLUMN trust TEXT;
