@@ -47,7 +47,7 @@ pub struct Jwks {
 /// may authenticate with HTTP Basic instead of the body's `client_id`/`client_secret`.
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 pub struct TokenRequest {
-    /// `client_credentials`.
+    /// `client_credentials`, or `urn:ietf:params:oauth:grant-type:token-exchange` (§18).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_type: Option<String>,
     /// The client id (or the agent's name or id with its vend token as the secret).
@@ -63,6 +63,13 @@ pub struct TokenRequest {
     /// The token's audience; the issuer when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// Token exchange: the workload's OIDC token (a JWT its platform signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub subject_token: Option<Secret<String>>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:jwt` or `…:id_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_token_type: Option<String>,
 }
 
 /// An issued access token (RFC 6749 §5.1).
@@ -80,13 +87,16 @@ pub struct TokenResponse {
     pub id_token: Secret<String>,
     /// The scopes granted, space-separated.
     pub scope: String,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
 }
 
 /// A token endpoint error (RFC 6749 §5.2).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OAuthError {
-    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, `invalid_scope` or
-    /// `rate_limited`.
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unsupported_grant_type`,
+    /// `invalid_scope` or `rate_limited`.
     pub error: String,
     /// For people.
     pub error_description: String,

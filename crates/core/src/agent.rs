@@ -30,6 +30,10 @@ pub struct Agent {
     /// The `[[trust]]` that admitted it, for a federated agent (§18): it has no secret of
     /// its own and exists through its platform's tokens.
     pub trust: Option<String>,
+    /// For a request made with an access token exchanged for a workload's token (§18): the
+    /// workload it stands for (trust, `iss`, `sub`, bound claims), as the token carries it.
+    /// Never stored; what is vended with it records it.
+    pub workload: Option<Box<serde_json::Value>>,
 }
 
 impl Agent {
@@ -129,6 +133,7 @@ mod tests {
             last_used: None,
             expires_at: agent.expires_at,
             trust: None,
+            workload: None,
         };
         assert!(!stored.is_expired(now.plus_seconds(4 * 3600 - 1)));
         assert!(stored.is_expired(now.plus_seconds(4 * 3600)));

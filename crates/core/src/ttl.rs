@@ -23,6 +23,8 @@ pub enum LimitSource {
     Policy(String),
     /// The agent's remaining lifetime.
     AgentLifetime,
+    /// The `max_ttl` of the trust that admitted a federated agent (§18).
+    Trust(String),
 }
 
 impl std::fmt::Display for LimitSource {
@@ -32,6 +34,7 @@ impl std::fmt::Display for LimitSource {
             LimitSource::Server => f.write_str("server limit"),
             LimitSource::Policy(name) => write!(f, "policy '{name}'"),
             LimitSource::AgentLifetime => f.write_str("the agent's remaining lifetime"),
+            LimitSource::Trust(name) => write!(f, "trust '{name}' max_ttl"),
         }
     }
 }
@@ -55,6 +58,8 @@ pub struct TtlInputs {
     pub policy_max: Option<(String, u64)>,
     /// Seconds until the agent expires.
     pub agent_remaining: Option<u64>,
+    /// The admitting trust's name and `max_ttl`, for a federated agent.
+    pub trust_max: Option<(String, u64)>,
 }
 
 /// The allowed range for one request.
@@ -96,6 +101,11 @@ impl TtlInputs {
             self.policy_max
                 .clone()
                 .map(|(name, m)| (m, LimitSource::Policy(name))),
+        );
+        candidates.extend(
+            self.trust_max
+                .clone()
+                .map(|(name, m)| (m, LimitSource::Trust(name))),
         );
         candidates.extend(
             self.agent_remaining
@@ -175,6 +185,7 @@ mod tests {
             server_default: 600,
             policy_max: None,
             agent_remaining: None,
+            trust_max: None,
         }
     }
 
@@ -203,6 +214,23 @@ mod tests {
             long,
             "requested TTL 2d exceeds the maximum 1d for backend 'daytona' (plugin limit); allowed: 1m to 1d"
         );
+    }
+
+    #[test]
+    fn a_trust_caps_its_federated_agents() {
+        let mut inputs = daytona();
+        inputs.policy_max = Some(("ci-runners".into(), 7_200));
+        inputs.trust_max = Some(("github".into(), 1_800));
+        let err = inputs
+            .range()
+            .choose(d("1h"), "daytona")
+            .expect_err("over the trust's max_ttl")
+            .to_string();
+        assert!(
+            err.contains("maximum 30m") && err.contains("(trust 'github' max_ttl)"),
+            "{err}"
+        );
+        assert_eq!(inputs.range().choose(d("30m"), "daytona"), Ok(1_800));
     }
 
     #[test]

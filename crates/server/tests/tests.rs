@@ -7,6 +7,7 @@ mod audit;
 mod boundary;
 mod edge;
 mod enroll;
+mod federation;
 mod lifecycle;
 mod oidc;
 mod openapi;

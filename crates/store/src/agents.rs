@@ -131,6 +131,7 @@ fn agent_from_row(r: AgentRow) -> Result<Agent> {
         last_used: r.last_used.map(Timestamp::from_millis),
         expires_at: r.expires_at.map(Timestamp::from_millis),
         trust: r.trust,
+        workload: None,
     })
 }
 
@@ -149,6 +150,7 @@ pub(crate) fn created(new: &NewAgent) -> Agent {
         last_used: None,
         expires_at: new.expires_at,
         trust: new.trust.clone(),
+        workload: None,
     }
 }
 
@@ -198,16 +200,15 @@ impl Store {
 
     /// The agent of that name, compared case-insensitively.
     pub async fn find_agent_by_name(&self, name: &str) -> Result<Option<Agent>> {
-        let row: Option<AgentRow> =
-            with_pool!(self, |p| {
-                sqlx::query_as(
+        let row: Option<AgentRow> = with_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust \
              FROM agents WHERE name_key = $1"
         )
         .bind(name.to_ascii_lowercase())
         .fetch_optional(p)
         .await
-            })?;
+        })?;
         row.map(agent_from_row).transpose()
     }
 
@@ -227,16 +228,15 @@ impl Store {
         &self,
         client_id: &str,
     ) -> Result<Option<(Agent, TokenHash, AgentVersion)>> {
-        let row: Option<VersionRow> =
-            with_pool!(self, |p| {
-                sqlx::query_as(
+        let row: Option<VersionRow> = with_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust, \
              client_secret_hash, token_hash FROM agents WHERE client_id = $1"
         )
         .bind(client_id)
         .fetch_optional(p)
         .await
-            })?;
+        })?;
         let Some(row) = row else { return Ok(None) };
         let version = AgentVersion {
             id: row.agent.id.clone(),
@@ -429,9 +429,8 @@ impl Store {
 
     /// Agents whose lifetime ended at or before `now`, oldest expiry first, at most `limit`.
     pub async fn expired_agents(&self, now: Timestamp, limit: i64) -> Result<Vec<Agent>> {
-        let rows: Vec<AgentRow> =
-            with_pool!(self, |p| {
-                sqlx::query_as(
+        let rows: Vec<AgentRow> = with_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust \
              FROM agents WHERE expires_at IS NOT NULL AND expires_at <= $1 \
              ORDER BY expires_at LIMIT $2"
@@ -440,16 +439,15 @@ impl Store {
         .bind(limit)
         .fetch_all(p)
         .await
-            })?;
+        })?;
         rows.into_iter().map(agent_from_row).collect()
     }
 
     /// Agents unused since before `before` (never used: since their creation), longest idle
     /// first, at most `limit` (for `agents.inactivity_days`).
     pub async fn idle_agents(&self, before: Timestamp, limit: i64) -> Result<Vec<Agent>> {
-        let rows: Vec<AgentRow> =
-            with_pool!(self, |p| {
-                sqlx::query_as(
+        let rows: Vec<AgentRow> = with_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT id, name, scopes, policy, client_id, created_at, last_used, expires_at, trust \
              FROM agents WHERE COALESCE(last_used, created_at) < $1 \
              ORDER BY COALESCE(last_used, created_at) LIMIT $2"
@@ -458,7 +456,7 @@ impl Store {
         .bind(limit)
         .fetch_all(p)
         .await
-            })?;
+        })?;
         rows.into_iter().map(agent_from_row).collect()
     }
 

@@ -9,6 +9,7 @@
 //! [`ManualClock`]: creddy_core::ManualClock
 
 pub mod http;
+pub mod issuer;
 pub mod plugins;
 pub mod postgres;
 pub mod pty;

@@ -142,6 +142,9 @@ async fn authenticate_jwt(state: &Engine, token: &str) -> Result<Agent, EngineEr
         .ok_or_else(token_rejected)?;
     check_lifetime(state, &agent)?;
     agent.scopes = narrowed_to_token(&agent.scopes, &claims["scopes"]);
+    if agent.trust.is_some() {
+        agent.workload = claims.get("workload").cloned().map(Box::new);
+    }
     Ok(agent)
 }
 

@@ -10,7 +10,7 @@
 //! (RSA through ring's constant-time code, 2048 to 8192 bits); then `aud` must contain the
 //! trust's audience, `exp`, `nbf` and `iat` must hold with 60 s of leeway, a token may live
 //! at most 24 h, and every bound claim must match. The first trust that admits wins; when
-//! none does, the refusal names the last trust tried and what failed.
+//! none does, the refusal names each trust tried and what failed under it.
 //!
 //! Keys are fetched from `<issuer>/.well-known/openid-configuration`'s `jwks_uri`, a given
 //! `jwks_url`, or read from a `jwks_file`: with a 10 s timeout, no redirects, at most 64 KiB
@@ -175,6 +175,8 @@ pub enum Refusal {
         /// What went wrong.
         problem: String,
     },
+    /// Several trusts name the issuer and each refused (in file order).
+    EveryTrust(Vec<Refusal>),
     /// A check failed under a trust.
     Failed {
         /// The trust's name.
@@ -204,17 +206,19 @@ pub enum Check {
 }
 
 impl Refusal {
-    /// The trust it was refused under, if it got that far.
+    /// The trust it was refused under, if it got that far (the first, when several were).
     pub fn trust(&self) -> Option<&str> {
         match self {
             Self::Keys { trust, .. } | Self::Failed { trust, .. } => Some(trust),
+            Self::EveryTrust(each) => each.first().and_then(Refusal::trust),
             _ => None,
         }
     }
 
-    /// The claim that failed, if one did.
+    /// The claim that failed, if one did (under the first trust, when several were tried).
     pub fn claim(&self) -> Option<&str> {
         match self {
+            Self::EveryTrust(each) => each.first().and_then(Refusal::claim),
             Self::Failed {
                 check: Check::Claim(mismatch),
                 ..
@@ -241,6 +245,10 @@ impl std::fmt::Display for Refusal {
                 f,
                 "no [[trust]] names the issuer '{issuer}': add one with this issuer to the server's configuration"
             ),
+            Self::EveryTrust(each) => {
+                let texts: Vec<String> = each.iter().map(ToString::to_string).collect();
+                write!(f, "{}", texts.join("; "))
+            }
             Self::Keys { trust, problem } => {
                 write!(
                     f,
@@ -355,6 +363,9 @@ pub struct Federation {
 
 impl Default for Federation {
     fn default() -> Self {
+        // reqwest's TLS needs a process-wide provider; ring's, as everywhere in creddy (an
+        // embedding that installed one first keeps it).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(FETCH_TIMEOUT)
@@ -379,14 +390,18 @@ impl Federation {
     ) -> Result<Admission, Refusal> {
         let token = Unverified::read(token)?;
         let issuer = token.issuer()?.to_owned();
-        let mut refusal = Refusal::UnknownIssuer(issuer.escape_default().to_string());
+        let mut refusals = Vec::new();
         for trust in trusts.of_issuer(&issuer) {
             match self.admit_by(trust, &token, now).await {
                 Ok(admission) => return Ok(admission),
-                Err(refused) => refusal = refused,
+                Err(refused) => refusals.push(refused),
             }
         }
-        Err(refusal)
+        Err(match refusals.len() {
+            0 => Refusal::UnknownIssuer(issuer.escape_default().to_string()),
+            1 => refusals.remove(0),
+            _ => Refusal::EveryTrust(refusals),
+        })
     }
 
     async fn admit_by(

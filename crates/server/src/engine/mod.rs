@@ -31,6 +31,7 @@ pub mod backends;
 pub(crate) mod clients;
 pub(crate) mod enrollment;
 pub(crate) mod error;
+pub(crate) mod exchange;
 pub mod federation;
 pub(crate) mod health;
 pub(crate) mod leases;

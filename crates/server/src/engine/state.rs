@@ -33,6 +33,7 @@ struct Inner {
     policies: RwLock<Arc<PolicySet>>,
     trusts: RwLock<Arc<creddy_core::trust::TrustSet>>,
     keys: crate::engine::oidc::Keys,
+    federation: crate::engine::federation::Federation,
     enroll_limiter: RateLimiter,
     token_limiter: RateLimiter,
     clients: crate::engine::clients::ClientCache,
@@ -69,6 +70,7 @@ impl Engine {
                 policies: RwLock::new(Arc::new(parts.settings.policies.clone())),
                 trusts: RwLock::new(Arc::new(parts.settings.trusts.clone())),
                 keys: crate::engine::oidc::Keys::default(),
+                federation: crate::engine::federation::Federation::default(),
                 enroll_limiter: RateLimiter::new(parts.settings.enrollment.per_ip),
                 token_limiter: RateLimiter::new(parts.settings.limits.token_per_client),
                 clients: crate::engine::clients::ClientCache::default(),
@@ -127,8 +129,21 @@ impl Engine {
     /// credential itself. A failure to record is logged, not fatal: the request is refused
     /// anyway.
     pub(crate) async fn record_auth_failure(&self, ip: Option<String>, kind: &str) {
+        self.record_auth_failure_with(ip, "", serde_json::json!({"credential": kind}))
+            .await;
+    }
+
+    /// Records a failed authentication with `details` (never the credential), at most one
+    /// per address and `kind` a minute (so a flood cannot fill the trail, and one kind of
+    /// failure does not hide another).
+    pub(crate) async fn record_auth_failure_with(
+        &self,
+        ip: Option<String>,
+        kind: &str,
+        details: serde_json::Value,
+    ) {
         let now = self.clock().now();
-        let key = ip.clone().unwrap_or_default();
+        let key = format!("{} {kind}", ip.as_deref().unwrap_or_default());
         if self.inner.auth_failure_limiter.check(&key, now).is_err() {
             return;
         }
@@ -139,7 +154,7 @@ impl Engine {
         )
         .with_outcome(creddy_core::audit::Outcome::Denied)
         .from_request(ip, None)
-        .with_details(serde_json::json!({"credential": kind}));
+        .with_details(details);
         if let Err(e) = self.store().record_event(&event).await {
             tracing::warn!(error = %e, "could not record a failed authentication");
         }
@@ -154,6 +169,11 @@ impl Engine {
     /// The per-address limit of enrollment requests.
     pub(crate) fn enroll_limiter(&self) -> &RateLimiter {
         &self.inner.enroll_limiter
+    }
+
+    /// The verifier of workload identity tokens (§18), with the issuers' keys it holds.
+    pub(crate) fn federation(&self) -> &crate::engine::federation::Federation {
+        &self.inner.federation
     }
 
     /// The per-client limit of `/oauth/token` requests.

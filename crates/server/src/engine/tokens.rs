@@ -74,7 +74,12 @@ pub(crate) async fn issue(
                 .await;
             return Ok(Err(Refusal::InvalidClient));
         };
-        let (tokens, event) = match sign_for(engine, origin, &grant, &client.agent)? {
+        let ttl = engine.settings().oidc.token_ttl;
+        let asked = Asked {
+            scope: grant.scope.as_deref(),
+            audience: grant.audience.as_deref(),
+        };
+        let (tokens, event) = match sign_for(engine, origin, &client.agent, &asked, ttl, None)? {
             Ok(signed) => signed,
             // A refusal decided on a cached copy (a scope it lacked, an expiry) is decided
             // again on the agent as stored.
@@ -108,13 +113,26 @@ pub(crate) async fn issue(
     .with_remedy("retry the request"))
 }
 
-/// The signed tokens for `agent` and their `token.issued` event, or why not (expiry, rate
-/// limit, scopes).
-fn sign_for(
+/// What a token request asks for: scopes to narrow to, an audience.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Asked<'a> {
+    /// Space-separated scopes (and `openid`).
+    pub(crate) scope: Option<&'a str>,
+    /// The audience; the issuer when absent.
+    pub(crate) audience: Option<&'a str>,
+}
+
+/// The signed tokens for `agent`, valid `ttl` seconds (never past the agent's end), and
+/// their `token.issued` event, or why not (expiry, rate limit, scopes). `workload` is the
+/// federated identity the tokens were exchanged for (§18), carried in the access token as
+/// `workload` so that what is done with it can be traced to the job.
+pub(crate) fn sign_for(
     engine: &Engine,
     origin: &Origin,
-    grant: &Grant,
     agent: &Agent,
+    asked: &Asked<'_>,
+    ttl: u64,
+    workload: Option<&serde_json::Value>,
 ) -> Result<Result<(Tokens, AuditEvent), Refusal>, EngineError> {
     let now = engine.clock().now();
     if agent.is_expired(now) {
@@ -123,15 +141,15 @@ fn sign_for(
     if let Err(retry_after) = engine.token_limiter().check(agent.id.as_str(), now) {
         return Ok(Err(Refusal::RateLimited(retry_after)));
     }
-    let (granted, openid) = match narrowed(agent, grant.scope.as_deref()) {
+    let (granted, openid) = match narrowed(agent, asked.scope) {
         Ok(narrowed) => narrowed,
         Err(refusal) => return Ok(Err(refusal)),
     };
     let issuer = engine.issuer().to_owned();
-    let audience = grant.audience.clone().unwrap_or_else(|| issuer.clone());
+    let audience = asked.audience.unwrap_or(&issuer).to_owned();
     // A token never outlives its agent.
     let iat = now.as_millis() / 1000;
-    let mut exp = iat + i64::try_from(engine.settings().oidc.token_ttl).unwrap_or(3_600);
+    let mut exp = iat + i64::try_from(ttl).unwrap_or(3_600);
     if let Some(end) = agent.expires_at {
         exp = exp.min(end.as_millis() / 1000);
     }
@@ -143,11 +161,14 @@ fn sign_for(
     if openid {
         scope_text = format!("openid {scope_text}").trim().to_owned();
     }
-    let claims = json!({
+    let mut claims = json!({
         "iss": issuer, "sub": agent.id.as_str(), "aud": audience, "exp": exp, "iat": iat, "nbf": iat,
         "jti": jti, "client_id": agent.client_id, "agent_id": agent.id.as_str(), "agent_name": agent.name,
         "scope": scope_text, "scopes": granted,
     });
+    if let Some(workload) = workload {
+        claims["workload"] = workload.clone();
+    }
     let id_claims = json!({
         "iss": issuer, "sub": agent.id.as_str(), "aud": audience, "exp": exp, "iat": iat,
         "auth_time": iat, "client_id": agent.client_id, "agent_id": agent.id.as_str(),

@@ -225,11 +225,33 @@ fn choose_ttl(
             Some((name.clone(), max))
         }),
         agent_remaining: agent.expires_at.map(|at| at.seconds_since(now)),
+        trust_max: trust_max(state, agent)?,
     };
     inputs
         .range()
         .choose(requested, backend)
         .map_err(|e| invalid(e.to_string()))
+}
+
+/// The `max_ttl` of the trust that admitted a federated agent (§18); a trust no longer in
+/// the configuration admits nothing more, so its agents can no longer vend.
+fn trust_max(state: &Engine, agent: &Agent) -> Result<Option<(String, u64)>, EngineError> {
+    let Some(name) = &agent.trust else {
+        return Ok(None);
+    };
+    let trusts = state.trusts();
+    let trust = trusts
+        .all()
+        .iter()
+        .find(|t| t.name == *name)
+        .ok_or_else(|| {
+            EngineError::forbidden(format!(
+            "agent '{}' was admitted by trust '{name}', which the configuration no longer holds",
+            agent.name
+        ))
+        .with_remedy("restore the [[trust]] table, or give the workload an agent of its own")
+        })?;
+    Ok(Some((trust.name.clone(), trust.max_ttl)))
 }
 
 /// Records `credential.denied` for a vend refused by a rule (scope, TTL, quota, backend,
@@ -467,7 +489,7 @@ async fn commit(
             .sealer()
             .seal(&external_id_context(lease.id.as_str()), id.as_bytes())
     });
-    let event = AuditEvent::new(
+    let mut event = AuditEvent::new(
         Action::CredentialIssued,
         creddy_core::audit::Actor::agent(agent.id.as_str(), &agent.name),
         now,
@@ -482,6 +504,9 @@ async fn commit(
         "value_sha256": value_sha256,
         "external_id_sha256": credential.external_id.as_deref().map(sha256_hex),
     }));
+    if let Some(workload) = &agent.workload {
+        event.details["workload"] = (**workload).clone();
+    }
     if let Err(e) = state
         .store()
         .activate_lease(

@@ -16,6 +16,7 @@ use creddy_api::oidc as api;
 
 use crate::engine::auth::Principal;
 use crate::engine::error::EngineError;
+use crate::engine::exchange;
 use crate::engine::state::Engine;
 use crate::engine::tokens::{self, Grant, Refusal};
 use crate::http::RequestOrigin;
@@ -129,6 +130,8 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Option<api::TokenRequest>
             "client_secret" => request.client_secret = Some(value.into()),
             "scope" => request.scope = Some(value),
             "audience" => request.audience = Some(value),
+            "subject_token" => request.subject_token = Some(value.into()),
+            "subject_token_type" => request.subject_token_type = Some(value),
             _ => {}
         }
     }
@@ -183,6 +186,9 @@ pub(crate) async fn token(
             "the body is not a form or JSON object",
         ));
     };
+    if request.grant_type.as_deref() == Some(exchange::GRANT_TYPE) {
+        return exchange_token(&state, &context, request).await;
+    }
     if request.grant_type.as_deref() != Some("client_credentials") {
         return Ok(oauth_error(
             StatusCode::BAD_REQUEST,
@@ -191,7 +197,7 @@ pub(crate) async fn token(
             } else {
                 "unsupported_grant_type"
             },
-            "only grant_type=client_credentials is supported",
+            "grant_type must be client_credentials or urn:ietf:params:oauth:grant-type:token-exchange",
         ));
     }
     let Some((client_id, secret, basic)) = client_credentials(&headers, &request) else {
@@ -204,23 +210,63 @@ pub(crate) async fn token(
         audience: request.audience,
     };
     match tokens::issue(&state, &context, grant).await? {
-        Ok(issued) => {
-            let answer = api::TokenResponse {
-                access_token: issued.access_token.into(),
-                token_type: "Bearer".to_owned(),
-                expires_in: issued.expires_in,
-                id_token: issued.id_token.into(),
-                scope: issued.scope,
-            };
-            Ok((no_store(), Json(answer)).into_response())
-        }
-        Err(Refusal::InvalidClient) => Ok(invalid_client(basic)),
-        Err(Refusal::InvalidScope(description)) => Ok(oauth_error(
+        Ok(issued) => Ok(token_answer(issued, None)),
+        Err(refusal) => Ok(token_refusal(refusal, basic)),
+    }
+}
+
+/// The tokens as RFC 6749 answers them (and RFC 8693 with the issued type).
+fn token_answer(issued: tokens::Tokens, issued_token_type: Option<&str>) -> Response {
+    let answer = api::TokenResponse {
+        access_token: issued.access_token.into(),
+        token_type: "Bearer".to_owned(),
+        expires_in: issued.expires_in,
+        id_token: issued.id_token.into(),
+        scope: issued.scope,
+        issued_token_type: issued_token_type.map(str::to_owned),
+    };
+    (no_store(), Json(answer)).into_response()
+}
+
+/// A token exchange (§18): the workload's OIDC token for an access token.
+async fn exchange_token(
+    state: &Engine,
+    context: &creddy_core::origin::Origin,
+    request: api::TokenRequest,
+) -> Result<Response, EngineError> {
+    let Some(subject_token) = request.subject_token else {
+        return Ok(oauth_error(
             StatusCode::BAD_REQUEST,
-            "invalid_scope",
-            description,
-        )),
-        Err(Refusal::RateLimited(retry_after)) => {
+            "invalid_request",
+            "a token exchange needs subject_token (the workload's OIDC token)",
+        ));
+    };
+    let asked = exchange::Exchange {
+        subject_token: subject_token.expose().clone(),
+        subject_token_type: request.subject_token_type,
+        scope: request.scope,
+        audience: request.audience,
+    };
+    Ok(match exchange::exchange(state, context, asked).await? {
+        Ok(issued) => token_answer(issued, Some(exchange::ISSUED_TYPE)),
+        Err(exchange::ExchangeRefusal::InvalidRequest(why)) => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why)
+        }
+        Err(exchange::ExchangeRefusal::InvalidGrant(why)) => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", &why)
+        }
+        Err(exchange::ExchangeRefusal::Token(refusal)) => token_refusal(refusal, false),
+    })
+}
+
+/// A refused token request as RFC 6749 answers it.
+fn token_refusal(refusal: Refusal, basic: bool) -> Response {
+    match refusal {
+        Refusal::InvalidClient => invalid_client(basic),
+        Refusal::InvalidScope(description) => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", description)
+        }
+        Refusal::RateLimited(retry_after) => {
             let mut response = oauth_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -229,7 +275,7 @@ pub(crate) async fn token(
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, retry_after.into());
-            Ok(response)
+            response
         }
     }
 }
