@@ -472,3 +472,62 @@ async fn rotated_keys_are_fetched_once_and_redirects_are_not_followed(fed: Fed) 
         "{description}"
     );
 }
+
+/// A token PyJWT minted, with its key given as a `jwks_file` (the air-gapped form).
+#[tokio::test]
+async fn a_token_minted_by_pyjwt_is_admitted_through_a_jwks_file() {
+    let issuer = "https://ci.example.com";
+    let dir = tempfile::TempDir::new().expect("a temp dir");
+    let jwks = dir.path().join("jwks.json");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workload/mint.py");
+    let clock = creddy_core::ManualClock::starting_now();
+    let now = clock.now().as_millis() / 1000;
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .args([issuer, &jwks.display().to_string(), &now.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is required for this test: {e}"));
+    assert!(
+        output.status.success(),
+        "PyJWT failed (installed? `pip install 'PyJWT[crypto]'`):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let mut trusts = trusts(issuer, "");
+    for trust in &mut trusts {
+        trust.keys = creddy_core::trust::KeySource::File(jwks.clone());
+    }
+    let server = TestServer::start_with(Dialect::Sqlite, |s| {
+        s.trusts = creddy_core::trust::TrustSet::new(trusts).expect("valid");
+    })
+    .await;
+    let api = Api::new(&server.url());
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", EXCHANGE)
+        .append_pair("subject_token", &token)
+        .append_pair("subject_token_type", JWT)
+        .finish();
+    let request = api
+        .request(Method::POST, "/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form);
+    let answer = api.send(request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.body["scope"], "test");
+    // One byte of the signature changed: refused.
+    let mut forged = token.clone().into_bytes();
+    let middle = forged.len() - 20;
+    forged[middle] = if forged[middle] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("ASCII");
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", EXCHANGE)
+        .append_pair("subject_token", &forged)
+        .append_pair("subject_token_type", JWT)
+        .finish();
+    let request = api
+        .request(Method::POST, "/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form);
+    let refused = api.send(request).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+}
