@@ -54,6 +54,10 @@ pub struct Global {
     /// A CA certificate (PEM) to trust for the server besides the system roots
     #[arg(long, global = true, env = "CREDDY_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+    /// Agent commands: authenticate with the job's OIDC token instead of a creddy secret:
+    /// github-actions, file:PATH or env:VAR (audience CREDDY_OIDC_AUDIENCE, default creddy)
+    #[arg(long, global = true, env = "CREDDY_OIDC", value_name = "SOURCE")]
+    pub oidc: Option<String>,
 }
 
 /// Output formats.

@@ -161,24 +161,16 @@ impl Client {
 
     /// An OIDC access token for client credentials (`POST /oauth/token`, HTTP Basic).
     pub async fn client_credentials_token(&self, id: &str, secret: &str) -> Result<String> {
-        let response = self
-            .http
-            .post(self.url(&["oauth", "token"]))
-            .basic_auth(id, Some(secret))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
+        let refusal = match self
+            .token_endpoint(
+                "grant_type=client_credentials".to_owned(),
+                Some((id, secret)),
             )
-            .body("grant_type=client_credentials")
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&e))?;
-        let succeeded = response.status().is_success();
-        let body = response.bytes().await.unwrap_or_default();
-        if succeeded && let Ok(answer) = serde_json::from_slice::<TokenResponse>(&body) {
-            return Ok(answer.access_token.expose().clone());
-        }
-        let refusal = serde_json::from_slice::<OAuthError>(&body).ok();
+            .await?
+        {
+            Ok(token) => return Ok(token),
+            Err(refusal) => refusal,
+        };
         Err(Failure::new(
             EXIT_AUTH,
             format!(
@@ -187,6 +179,58 @@ impl Client {
             ),
         )
         .hint("check CREDDY_CLIENT_ID and CREDDY_CLIENT_SECRET, or the agent config"))
+    }
+
+    /// Exchanges a workload's OIDC token for an access token (§18, RFC 8693).
+    pub async fn exchange_token(&self, subject_token: &str) -> Result<String> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair(
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            )
+            .append_pair("subject_token", subject_token)
+            .append_pair("subject_token_type", "urn:ietf:params:oauth:token-type:jwt")
+            .finish();
+        let refusal = match self.token_endpoint(body, None).await? {
+            Ok(token) => return Ok(token),
+            Err(refusal) => refusal,
+        };
+        let why = refusal.map_or_else(
+            || "no access token".to_owned(),
+            |r| format!("{}: {}", r.error, r.error_description),
+        );
+        Err(Failure::new(
+            EXIT_AUTH,
+            format!("the server refused the workload's OIDC token ({why})"),
+        )
+        .hint("the message names the trust and the claim; fix the job, or the server's [[trust]] table"))
+    }
+
+    /// `POST /oauth/token` with a form `body` (and HTTP Basic when given): the access
+    /// token, or the server's refusal.
+    async fn token_endpoint(
+        &self,
+        body: String,
+        basic: Option<(&str, &str)>,
+    ) -> Result<std::result::Result<String, Option<OAuthError>>> {
+        let mut request = self
+            .http
+            .post(self.url(&["oauth", "token"]))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let succeeded = response.status().is_success();
+        let body = response.bytes().await.unwrap_or_default();
+        if succeeded && let Ok(answer) = serde_json::from_slice::<TokenResponse>(&body) {
+            return Ok(Ok(answer.access_token.expose().clone()));
+        }
+        Ok(Err(serde_json::from_slice::<OAuthError>(&body).ok()))
     }
 
     /// `POST` with a JSON body, ignoring the answer's body (204).

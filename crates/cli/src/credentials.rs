@@ -6,8 +6,9 @@
 //! A token read from a file is sent only to a server on this machine.
 //!
 //! Agent commands: server `--server` > `CREDDY_URL` > `server` in the agent config >
-//! `http://127.0.0.1:8400`; token `CREDDY_TOKEN` > `token` in the agent config
-//! (`CREDDY_AGENT_CONFIG`, default `~/.config/creddy/agent.toml`).
+//! `http://127.0.0.1:8400`; identity `--oidc`/`CREDDY_OIDC` (the job's OIDC token exchanged,
+//! §18) > `CREDDY_TOKEN` > `token` in the agent config (`CREDDY_AGENT_CONFIG`, default
+//! `~/.config/creddy/agent.toml`) > client credentials.
 
 use std::path::PathBuf;
 
@@ -179,6 +180,13 @@ pub async fn agent_client(global: &Global) -> Result<Client> {
         eprintln!(
             "Warning: sending the agent token over plain http:// to {url}; use https:// outside a trusted network"
         );
+    }
+    if let Some(source) = global.oidc.as_deref().filter(|s| !s.is_empty()) {
+        let source = crate::workload::Source::parse(source)?;
+        let subject = crate::workload::subject_token(&source).await?;
+        let anonymous = Client::new(url.clone(), None, global)?;
+        let access = anonymous.exchange_token(&subject).await?;
+        return Client::new(url, Some(Bearer::new(access)), global);
     }
     if let Some(token) = env("CREDDY_TOKEN").or(config.token) {
         return Client::new(url, Some(Bearer::new(token)), global);

@@ -11,6 +11,7 @@ mod credentials;
 mod failure;
 mod output;
 mod release;
+mod workload;
 
 use std::process::ExitCode;
 

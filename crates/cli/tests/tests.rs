@@ -14,3 +14,4 @@ mod secrets;
 mod server_cmd;
 mod tls;
 mod vend;
+mod workload;

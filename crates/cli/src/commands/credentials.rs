@@ -125,6 +125,10 @@ pub async fn get(
     let format = global.format(&[Format::Text, Format::Json, Format::Env], Format::Text)?;
     let client = agent_client(global).await?;
     let issued = request_credential(&client, backend, ttl, &scopes).await?;
+    crate::workload::mask_for_github_actions(issued.token.expose());
+    for value in issued.env.values() {
+        crate::workload::mask_for_github_actions(value.expose());
+    }
     match format {
         Format::Json => print_json(&issued),
         Format::Env => {
