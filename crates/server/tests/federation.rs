@@ -196,6 +196,34 @@ async fn a_github_job_exchanges_its_token_and_vends_within_its_trust(fed: Fed) {
         assert!(!text.contains(&token), "the job's token is never recorded");
     }
 
+    // A federated agent's scopes come from its trust: it cannot ask for more.
+    let amend = fed
+        .api
+        .post("/v1/request", access, json!({"scopes": ["other"]}))
+        .await;
+    assert_eq!(amend.status, StatusCode::FORBIDDEN, "{}", amend.text);
+    assert!(
+        amend.error().contains("federated by trust 'github'"),
+        "{}",
+        amend.text
+    );
+
+    // When the agent expires, it is removed and its leases are revoked.
+    fed.server.clock.advance_seconds(600 + 1_800 + 1);
+    fed.server.server().state().tasks().sweep_now().await;
+    assert!(
+        !fed.agent_names()
+            .await
+            .contains(&"gh-acme-widgets".to_owned()),
+        "the expired federated agent is removed"
+    );
+    let lease = vended.body["id"].as_str().unwrap_or_default().to_owned();
+    let shown = fed
+        .api
+        .get(&format!("/v1/admin/tokens/{lease}"), &fed.admin)
+        .await;
+    assert_eq!(shown.body["state"], "revoked", "{}", shown.text);
+
     // A Kubernetes service account of the `ci` namespace is admitted by the second trust.
     let claims = fed
         .issuer

@@ -763,6 +763,13 @@ pub(crate) async fn amend(
     origin: &Origin,
     scopes: &[String],
 ) -> Result<Amended, EngineError> {
+    if let Some(trust) = &agent.trust {
+        return Err(EngineError::forbidden(format!(
+            "agent '{}' is federated by trust '{trust}': its scopes come from the trust",
+            agent.name
+        ))
+        .with_remedy("change the scopes of the [[trust]] table in the server's configuration"));
+    }
     state.request_limiter().admit(
         agent.id.as_str(),
         state.clock().now(),
