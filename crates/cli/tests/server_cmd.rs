@@ -241,6 +241,41 @@ fn sighup_reloads_the_policies_and_keeps_them_when_the_file_is_bad() {
         "approved",
         "a bad trust keeps the policies in force"
     );
+    let good = trust.replace("http://issuer.example.com", "http://127.0.0.1:9");
+    std::fs::write(&config, format!("{policy}{good}")).expect("the file is written");
+    let reloads = site
+        .server
+        .log()
+        .matches("policies and trusts reloaded")
+        .count();
+    site.server.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while site
+        .server
+        .log()
+        .matches("policies and trusts reloaded")
+        .count()
+        == reloads
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            site.server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let trail = site.admin(&["audit", "--action", "policy.loaded", "-o", "json"]);
+    let events: serde_json::Value = serde_json::from_str(trail.ok()).unwrap_or_default();
+    let trusts: Vec<&serde_json::Value> = events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["details"]["trusts"])
+        .collect();
+    assert!(
+        trusts.contains(&&serde_json::json!(["gh"])),
+        "the reloaded trust is in force and audited: {trusts:?}"
+    );
 }
 
 #[test]

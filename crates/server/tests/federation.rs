@@ -53,6 +53,14 @@ jwks_url = "{jwks_url}"
 claims = {{ sub = "system:serviceaccount:ci:*" }}
 agent = "{{sub}}"
 scopes = ["test:read"]
+
+[[trust]]
+name = "gitlab"
+issuer = "{issuer}"
+jwks_url = "{jwks_url}"
+claims = {{ project_path = "acme/*", ref_protected = "true" }}
+agent = "gl-{{project_path}}"
+scopes = ["test"]
 "#
     );
     let mut file: std::collections::BTreeMap<String, Vec<Trust>> =
@@ -231,6 +239,28 @@ async fn a_github_job_exchanges_its_token_and_vends_within_its_trust(fed: Fed) {
     let k8s = fed.exchange(&fed.issuer.sign(&fed.rsa, &claims)).await;
     assert_eq!(k8s.status, StatusCode::OK, "{}", k8s.text);
     assert_eq!(k8s.body["scope"], "test:read");
+
+    // A GitLab job of a protected branch of an `acme` project, by the third trust.
+    let claims = fed
+        .issuer
+        .gitlab_claims("acme/widgets", "main", "creddy", fed.now());
+    let gitlab = fed.exchange(&fed.issuer.sign(&fed.ec, &claims)).await;
+    assert_eq!(gitlab.status, StatusCode::OK, "{}", gitlab.text);
+    assert!(
+        fed.agent_names()
+            .await
+            .contains(&"gl-acme-widgets".to_owned())
+    );
+    let mut unprotected = claims.clone();
+    unprotected["ref_protected"] = json!("false");
+    let refused = fed.exchange(&fed.issuer.sign(&fed.ec, &unprotected)).await;
+    let description = refused.body["error_description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        description.contains("trust 'gitlab': claim 'ref_protected' is 'false'"),
+        "every trust of the issuer says why: {description}"
+    );
 }
 
 async fn forged_and_mismatched_tokens_are_refused_with_nothing_created(fed: Fed) {
