@@ -108,17 +108,7 @@ impl Fed {
     }
 
     async fn exchange(&self, token: &str) -> Answer {
-        let form = form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", EXCHANGE)
-            .append_pair("subject_token", token)
-            .append_pair("subject_token_type", JWT)
-            .finish();
-        let request = self
-            .api
-            .request(Method::POST, "/oauth/token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form);
-        self.api.send(request).await
+        exchange_at(&self.api, token, JWT).await
     }
 
     async fn vend(&self, token: &str, ttl: &str) -> Answer {
@@ -136,6 +126,20 @@ impl Fed {
             .filter_map(|a| a["name"].as_str().map(str::to_owned))
             .collect()
     }
+}
+
+/// `POST /oauth/token` with a token exchange of `token` (of `token_type`).
+async fn exchange_at(api: &Api, token: &str, token_type: &str) -> Answer {
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", EXCHANGE)
+        .append_pair("subject_token", token)
+        .append_pair("subject_token_type", token_type)
+        .finish();
+    let request = api
+        .request(Method::POST, "/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form);
+    api.send(request).await
 }
 
 fn trusts_set(issuer: &str, jwks_url: &str) -> creddy_core::trust::TrustSet {
@@ -428,22 +432,12 @@ async fn forged_and_mismatched_tokens_are_refused_with_nothing_created(fed: Fed)
         let text = serde_json::to_string(&event.details).unwrap_or_default();
         assert!(!text.contains("eyJ"), "no token in the trail: {text}");
     }
-    let wrong_type = {
-        let form = form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", EXCHANGE)
-            .append_pair("subject_token", &fed.github(&fed.rsa, "acme/widgets"))
-            .append_pair(
-                "subject_token_type",
-                "urn:ietf:params:oauth:token-type:saml2",
-            )
-            .finish();
-        let request = fed
-            .api
-            .request(Method::POST, "/oauth/token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form);
-        fed.api.send(request).await
-    };
+    let wrong_type = exchange_at(
+        &fed.api,
+        &fed.github(&fed.rsa, "acme/widgets"),
+        "urn:ietf:params:oauth:token-type:saml2",
+    )
+    .await;
     assert_eq!(
         wrong_type.body["error"], "invalid_request",
         "{}",
@@ -498,24 +492,11 @@ async fn rotated_keys_are_fetched_once_and_redirects_are_not_followed(fed: Fed) 
     server.settings.trusts = trusts_set(fed.issuer.url(), &fed.issuer.redirecting_jwks_url());
     server.restart().await;
     let api = Api::new(&server.url());
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", EXCHANGE)
-        .append_pair("subject_token", &{
-            let claims = fed.issuer.github_claims(
-                "acme/widgets",
-                "refs/heads/main",
-                "creddy",
-                server.clock.now().as_millis() / 1000,
-            );
-            fed.issuer.sign(&fed.ec, &claims)
-        })
-        .append_pair("subject_token_type", JWT)
-        .finish();
-    let request = api
-        .request(Method::POST, "/oauth/token")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form);
-    let redirected = api.send(request).await;
+    let now = server.clock.now().as_millis() / 1000;
+    let claims = fed
+        .issuer
+        .github_claims("acme/widgets", "refs/heads/main", "creddy", now);
+    let redirected = exchange_at(&api, &fed.issuer.sign(&fed.ec, &claims), JWT).await;
     assert_eq!(
         redirected.status,
         StatusCode::BAD_REQUEST,
@@ -560,16 +541,7 @@ async fn a_token_minted_by_pyjwt_is_admitted_through_a_jwks_file() {
     })
     .await;
     let api = Api::new(&server.url());
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", EXCHANGE)
-        .append_pair("subject_token", &token)
-        .append_pair("subject_token_type", JWT)
-        .finish();
-    let request = api
-        .request(Method::POST, "/oauth/token")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form);
-    let answer = api.send(request).await;
+    let answer = exchange_at(&api, &token, JWT).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.body["scope"], "test");
     // One byte of the signature changed: refused.
@@ -577,15 +549,6 @@ async fn a_token_minted_by_pyjwt_is_admitted_through_a_jwks_file() {
     let middle = forged.len() - 20;
     forged[middle] = if forged[middle] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(forged).expect("ASCII");
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", EXCHANGE)
-        .append_pair("subject_token", &forged)
-        .append_pair("subject_token_type", JWT)
-        .finish();
-    let request = api
-        .request(Method::POST, "/oauth/token")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form);
-    let refused = api.send(request).await;
+    let refused = exchange_at(&api, &forged, JWT).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
 }
