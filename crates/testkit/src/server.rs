@@ -173,6 +173,8 @@ pub struct ServerProcess {
     addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
     stdout: Arc<Mutex<Vec<String>>>,
+    /// The threads copying stdout and stderr into the logs (done at end of output).
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// How long a starting server may take to print its listening line.
@@ -196,7 +198,7 @@ impl ServerProcess {
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let out_sink = stdout.clone();
         let out = child.stdout.take().ok_or("no stdout")?;
-        std::thread::spawn(move || {
+        let stdout_reader = std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
                 if let Ok(mut lines) = out_sink.lock() {
                     lines.push(line);
@@ -207,7 +209,7 @@ impl ServerProcess {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (found, listening) = mpsc::channel();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let addr = listening_addr(&line);
                 if let Ok(mut lines) = sink.lock() {
@@ -225,6 +227,7 @@ impl ServerProcess {
                 addr,
                 log,
                 stdout,
+                readers: vec![stdout_reader, stderr_reader],
             }),
             Err(_) => {
                 let _ = child.kill();
@@ -269,7 +272,19 @@ impl ServerProcess {
             .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
             .status();
-        self.child.wait().ok().and_then(|s| s.code())
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        // The exit does not wait for the last lines to reach the log: wait for the readers
+        // to see the end of the output (bounded, in case a child process still holds it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self
+            .readers
+            .iter()
+            .all(std::thread::JoinHandle::is_finished)
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        code
     }
 }
 
