@@ -28,6 +28,9 @@ pub struct Agent {
     pub expires_at: Option<Timestamp>,
     /// Its open leases.
     pub active_leases: i64,
+    /// For a federated agent (§18): the `[[trust]]` that admitted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<String>,
 }
 
 /// `POST /v1/admin/agents`.

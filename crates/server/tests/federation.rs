@@ -130,11 +130,19 @@ impl Fed {
 
 /// `POST /oauth/token` with a token exchange of `token` (of `token_type`).
 async fn exchange_at(api: &Api, token: &str, token_type: &str) -> Answer {
-    let form = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", EXCHANGE)
+    exchange_for(api, token, token_type, None).await
+}
+
+/// The same, narrowed to `scope` when given.
+async fn exchange_for(api: &Api, token: &str, token_type: &str, scope: Option<&str>) -> Answer {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("grant_type", EXCHANGE)
         .append_pair("subject_token", token)
-        .append_pair("subject_token_type", token_type)
-        .finish();
+        .append_pair("subject_token_type", token_type);
+    if let Some(scope) = scope {
+        form.append_pair("scope", scope);
+    }
+    let form = form.finish();
     let request = api
         .request(Method::POST, "/oauth/token")
         .header("content-type", "application/x-www-form-urlencoded")
@@ -185,13 +193,32 @@ async fn a_github_job_exchanges_its_token_and_vends_within_its_trust(fed: Fed) {
     let again = fed.exchange(&fed.github(&fed.ec, "acme/widgets")).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     assert_eq!(fed.agent_names().await, ["gh-acme-widgets"]);
+    let shown = fed
+        .api
+        .get("/v1/admin/agents/gh-acme-widgets", &fed.admin)
+        .await;
+    assert_eq!(shown.body["trust"], "github", "{}", shown.text);
+    // Asked for a narrower scope, the access token carries only that.
+    let token = fed.github(&fed.ec, "acme/widgets");
+    let narrowed = exchange_for(&fed.api, &token, JWT, Some("test:read")).await;
+    assert_eq!(narrowed.body["scope"], "test:read", "{}", narrowed.text);
+    let reader = narrowed.body["access_token"].as_str().unwrap_or_default();
+    let status = fed.api.get("/v1/status", reader).await;
+    assert_eq!(
+        status.body["scopes"],
+        json!(["test:read"]),
+        "{}",
+        status.text
+    );
 
     let events = fed.server.audit_events().await;
     let federated: Vec<_> = events
         .iter()
         .filter(|e| e.action == "agent.federated")
         .collect();
-    assert_eq!(federated.len(), 2, "created, then refreshed");
+    assert_eq!(federated.len(), 3, "created, then refreshed twice");
+    assert_eq!(federated[0].details["refreshed"], false);
+    assert_eq!(federated[1].details["refreshed"], true);
     assert_eq!(federated[0].details["trust"], "github");
     assert_eq!(federated[0].details["claims"]["repository"], "acme/widgets");
     let issued = events

@@ -310,7 +310,7 @@ impl Store {
     /// Creates the federated agent `new` (§18; its `trust` set), or refreshes the one of that
     /// name the same trust admitted before: its scopes become `new`'s and its expiry moves to
     /// at least `new.expires_at`. `event` is recorded about the agent in the same
-    /// transaction. An agent of that name that the trust did not admit (an ordinary agent,
+    /// transaction, its details saying whether it was `refreshed`. An agent of that name that the trust did not admit (an ordinary agent,
     /// or another trust's) gives [`StoreError::NameTaken`] and nothing changes: a name
     /// template never takes over an agent.
     pub async fn federate_agent(&self, new: &NewAgent, event: &AuditEvent) -> Result<Agent> {
@@ -354,7 +354,8 @@ impl Store {
                 }
                 Some(_) => return Err(StoreError::NameTaken),
             };
-            let event = event.clone().about_agent(agent.id.as_str(), &agent.name);
+            let mut event = event.clone().about_agent(agent.id.as_str(), &agent.name);
+            event.details["refreshed"] = serde_json::Value::Bool(agent.id != new.id);
             append_event!(tx, &event)?;
             agent
         });

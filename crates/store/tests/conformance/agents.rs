@@ -82,6 +82,13 @@ async fn a_federated_agent_is_refreshed_by_its_trust_and_never_takes_over_anothe
         .filter(|e| e.action == "agent.federated")
         .count();
     assert_eq!(federated_events, 3, "creation and both refreshes");
+    let refreshed: Vec<bool> = events
+        .iter()
+        .rev()
+        .filter(|e| e.action == "agent.federated")
+        .map(|e| e.details["refreshed"] == true)
+        .collect();
+    assert_eq!(refreshed, [false, true, true]);
 }
 
 async fn migrations_are_idempotent_and_a_newer_schema_is_refused(db: TestStore) {

@@ -27,6 +27,7 @@ pub(crate) fn agent_view(agent: Agent, active_leases: i64) -> api::Agent {
         last_used: agent.last_used,
         expires_at: agent.expires_at,
         active_leases,
+        trust: agent.trust,
     }
 }
 
