@@ -53,8 +53,10 @@ pub(crate) struct Connection {
     backend: String,
 }
 
-/// How many times a start refused with "text file busy" is tried again.
-const BUSY_RETRIES: u32 = 5;
+/// How many times a start refused with "text file busy" is tried again: 2 ms doubling to
+/// 1 s, about 2 s in all (five tries, 62 ms, were not always enough on a loaded CI machine,
+/// where a forked child can take that long to reach its exec).
+const BUSY_RETRIES: u32 = 10;
 
 /// Spawns `command`, trying again (after 2, 4, 8, … ms) while the kernel answers ETXTBSY: a
 /// child that another thread of this process forked a moment earlier holds, until its own
