@@ -16,6 +16,8 @@ creddy_testkit::dialects!(Fed::start =>
     a_github_job_exchanges_its_token_and_vends_within_its_trust,
     forged_and_mismatched_tokens_are_refused_with_nothing_created,
     rotated_keys_are_fetched_once_and_redirects_are_not_followed,
+    a_trust_taken_out_of_the_configuration_admits_and_vends_nothing_more,
+    a_database_writer_moving_trusts_hands_a_workload_nothing_more,
 );
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -30,11 +32,21 @@ struct Fed {
     server: TestServer,
     api: Api,
     admin: String,
+    /// The server's configuration file (the trusts), read again by `reload_rules`.
+    config: std::path::PathBuf,
+    _config_dir: tempfile::TempDir,
 }
 
 /// The trusts of these tests, over `issuer` (keys from discovery unless `jwks_url`).
 fn trusts(issuer: &str, jwks_url: &str) -> Vec<Trust> {
-    let text = format!(
+    let mut file: std::collections::BTreeMap<String, Vec<Trust>> =
+        toml::from_str(&trusts_toml(issuer, jwks_url)).expect("the trusts parse");
+    file.remove("trust").unwrap_or_default()
+}
+
+/// The same as the configuration file's text.
+fn trusts_toml(issuer: &str, jwks_url: &str) -> String {
+    format!(
         r#"
 [[trust]]
 name = "github"
@@ -62,10 +74,7 @@ claims = {{ project_path = "acme/*", ref_protected = "true" }}
 agent = "gl-{{project_path}}"
 scopes = ["test"]
 "#
-    );
-    let mut file: std::collections::BTreeMap<String, Vec<Trust>> =
-        toml::from_str(&text).expect("the trusts parse");
-    file.remove("trust").unwrap_or_default()
+    )
 }
 
 impl Fed {
@@ -75,7 +84,14 @@ impl Fed {
         let ec = issuer.add_key(Alg::Es256, true);
         let rotated = issuer.add_key(Alg::Es256, false);
         let url = issuer.url().to_owned();
-        let server = TestServer::start_with(dialect, |s| s.trusts = trusts_set(&url, "")).await;
+        let config_dir = tempfile::TempDir::new().expect("a temp dir");
+        let config = config_dir.path().join("creddy.toml");
+        std::fs::write(&config, trusts_toml(&url, "")).expect("the file is written");
+        let server = TestServer::start_with(dialect, |s| {
+            s.trusts = trusts_set(&url, "");
+            s.config_file = Some(config.clone());
+        })
+        .await;
         server.install_test_plugin("test");
         let api = Api::new(&server.url());
         let admin = server.admin_token();
@@ -92,6 +108,8 @@ impl Fed {
             server,
             api,
             admin,
+            config,
+            _config_dir: config_dir,
         }
     }
 
@@ -470,6 +488,97 @@ async fn forged_and_mismatched_tokens_are_refused_with_nothing_created(fed: Fed)
         "{}",
         wrong_type.text
     );
+}
+
+/// A trust removed from the file (SIGHUP) admits no new job, and the agents it admitted can
+/// no longer vend: the `max_ttl` that bound them is gone, so nothing would bind them.
+async fn a_trust_taken_out_of_the_configuration_admits_and_vends_nothing_more(fed: Fed) {
+    let exchanged = fed.exchange(&fed.github(&fed.rsa, "acme/widgets")).await;
+    assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.text);
+    let access = exchanged.body["access_token"].as_str().unwrap_or_default();
+    let vended = fed.vend(access, "10m").await;
+    assert_eq!(vended.status, StatusCode::OK, "{}", vended.text);
+
+    std::fs::write(&fed.config, "").expect("the file is written");
+    fed.server
+        .server()
+        .reload_rules()
+        .await
+        .expect("a file without trusts is read");
+    let refused = fed.vend(access, "10m").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert!(
+        refused
+            .error()
+            .contains("admitted by trust 'github', which the configuration no longer holds"),
+        "{}",
+        refused.text
+    );
+    let again = fed.exchange(&fed.github(&fed.rsa, "acme/widgets")).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.text);
+    assert!(
+        again.text.contains("no [[trust]] names the issuer"),
+        "{}",
+        again.text
+    );
+    let issued = fed.server.audit_events().await;
+    let issued = issued.iter().filter(|e| e.action == "credential.issued");
+    assert_eq!(issued.count(), 1, "only the vend before the reload");
+}
+
+/// Someone who can write the database but not read `master.key` moves trusts between rows:
+/// a workload admitted to an ordinary agent given a trust gets the trust's scopes, never the
+/// agent's; a trust the configuration does not hold vends nothing; a federated agent whose
+/// trust is cleared is not taken back by the next job.
+async fn a_database_writer_moving_trusts_hands_a_workload_nothing_more(fed: Fed) {
+    let broad = fed
+        .api
+        .create_agent(&fed.admin, "gh-acme-widgets", &["test", "admin:audit:read"])
+        .await;
+    assert!(broad["token"].is_string(), "{broad}");
+    fed.server
+        .execute_raw("UPDATE agents SET trust = 'github' WHERE name = 'gh-acme-widgets'")
+        .await;
+    let exchanged = fed.exchange(&fed.github(&fed.rsa, "acme/widgets")).await;
+    assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.text);
+    assert_eq!(exchanged.body["scope"], "test", "{}", exchanged.text);
+    let access = exchanged.body["access_token"].as_str().unwrap_or_default();
+    let trail = fed.api.get("/v1/admin/audit", access).await;
+    assert_eq!(trail.status, StatusCode::FORBIDDEN, "{}", trail.text);
+    let shown = fed
+        .api
+        .get("/v1/admin/agents/gh-acme-widgets", &fed.admin)
+        .await;
+    assert_eq!(shown.body["scopes"], json!(["test"]), "{}", shown.text);
+
+    let ghost = fed.api.create_agent(&fed.admin, "ghostly", &["test"]).await;
+    let ghost_token = ghost["token"].as_str().unwrap_or_default();
+    fed.server
+        .execute_raw("UPDATE agents SET trust = 'ghost' WHERE name = 'ghostly'")
+        .await;
+    let refused = fed.vend(ghost_token, "10m").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert!(
+        refused.error().contains("trust 'ghost'"),
+        "{}",
+        refused.text
+    );
+
+    fed.server
+        .execute_raw("UPDATE agents SET trust = NULL WHERE name = 'gh-acme-widgets'")
+        .await;
+    let again = fed.exchange(&fed.github(&fed.ec, "acme/widgets")).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST, "{}", again.text);
+    assert!(
+        again
+            .text
+            .contains("belongs to an agent this trust did not admit"),
+        "{}",
+        again.text
+    );
+    let federated = fed.server.audit_events().await;
+    let federated = federated.iter().filter(|e| e.action == "agent.federated");
+    assert_eq!(federated.count(), 1, "only the first job was admitted");
 }
 
 async fn rotated_keys_are_fetched_once_and_redirects_are_not_followed(fed: Fed) {
