@@ -4,7 +4,7 @@
 //! the stand-in; a job of another repository, or one without `id-token: write`, is refused
 //! with the claim and the remedy named.
 
-use creddy_testkit::issuer::{Alg, Issuer};
+use creddy_testkit::issuer::{Alg, Issuer, trust_table};
 use creddy_testkit::plugins::{install_as, workspace_binary};
 use creddy_testkit::server::StandinProcess;
 use creddy_testkit::store::Dialect;
@@ -35,17 +35,13 @@ impl Ci {
         let runtime = tokio::runtime::Runtime::new().expect("a runtime for the issuer");
         let issuer = runtime.block_on(Issuer::start());
         let kid = issuer.add_key(Alg::Rs256, true);
-        let trust = format!(
-            r#"
-[[trust]]
-name = "github"
-issuer = "{}"
-claims = {{ repository = "acme/widgets", ref = "refs/heads/*" }}
-agent = "gh-{{repository}}"
-scopes = ["daytona"]
-max_ttl = "1h"
-"#,
-            issuer.url()
+        let trust = trust_table(
+            "github",
+            issuer.url(),
+            r#"repository = "acme/widgets", ref = "refs/heads/*""#,
+            "gh-{repository}",
+            &["daytona"],
+            r#"max_ttl = "1h""#,
         );
         let site = Site::start_with_config(Dialect::Sqlite, &trust, &[]);
         let home = site.home.path();

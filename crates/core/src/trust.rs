@@ -407,15 +407,32 @@ fn bind_claims(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, ClaimGl
     Ok(claims)
 }
 
+/// Where [`check_url_allowing`] accepts plain `http://`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainHttp {
+    /// Only to a loopback host: keys and tokens fetched from it must not cross a network
+    /// in clear.
+    LoopbackOnly,
+    /// To any host (creddy's own issuer URL, which the operator may serve in clear on a
+    /// private network).
+    Anywhere,
+}
+
 /// Checks an issuer or JWKS URL: `https://host[:port][/path]`, or `http://` to a loopback
 /// host (127.0.0.0/8, `[::1]`, `localhost`); no user, query or fragment. Returns it without
 /// a trailing `/`.
 pub fn check_url(field: &str, input: &str) -> Result<String, String> {
+    check_url_allowing(field, input, PlainHttp::LoopbackOnly)
+}
+
+/// [`check_url`], with plain `http://` accepted where `plain` says.
+pub fn check_url_allowing(field: &str, input: &str, plain: PlainHttp) -> Result<String, String> {
     let bad = |why: &str| {
-        format!(
-            "{field} '{}' {why}: use https://host/path (http:// only for a loopback host)",
-            shown(input)
-        )
+        let remedy = match plain {
+            PlainHttp::LoopbackOnly => "use https://host/path (http:// only for a loopback host)",
+            PlainHttp::Anywhere => "use https://host/path or http://host/path",
+        };
+        format!("{field} '{}' {why}: {remedy}", shown(input))
     };
     if input.len() > MAX_TEXT {
         return Err(bad("is longer than 256 characters"));
@@ -437,7 +454,7 @@ pub fn check_url(field: &str, input: &str) -> Result<String, String> {
     }
     let authority = rest.split('/').next().unwrap_or_default();
     let host = host_of(authority).ok_or_else(|| bad("has no valid host"))?;
-    if !https && !is_loopback(host) {
+    if !https && plain == PlainHttp::LoopbackOnly && !is_loopback(host) {
         return Err(bad("is plain http:// to a host that is not loopback"));
     }
     Ok(input.trim_end_matches('/').to_owned())
@@ -621,6 +638,24 @@ scopes = ["daytona"]
             "https://:80",
         ] {
             assert!(check_url("issuer", url).is_err(), "{url}");
+        }
+        // creddy's own issuer may be plain http:// anywhere; the rest of the grammar holds.
+        let own = |url| check_url_allowing("issuer", url, PlainHttp::Anywhere);
+        assert_eq!(
+            own("http://creddy:8400/").as_deref(),
+            Ok("http://creddy:8400")
+        );
+        for url in [
+            "http://me@creddy",
+            "ftp://creddy",
+            "http://creddy?x",
+            "http://",
+        ] {
+            let refused = own(url).expect_err(url);
+            assert!(
+                refused.ends_with("use https://host/path or http://host/path"),
+                "{refused}"
+            );
         }
     }
 

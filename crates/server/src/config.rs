@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use creddy_core::Duration;
 use creddy_core::policy::{Policy, PolicySet, Rate};
-use creddy_core::trust::{Trust, TrustSet};
+use creddy_core::trust::{PlainHttp, Trust, TrustSet};
 use serde::Deserialize;
 
 /// How log lines are written.
@@ -908,16 +908,8 @@ fn check_database_url(url: &str, source: &str) -> Result<(), ConfigError> {
 }
 
 fn check_issuer(issuer: &str, source: &str) -> Result<String, ConfigError> {
-    let trimmed = issuer.trim_end_matches('/');
-    let rest = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ']) => Ok(trimmed.to_owned()),
-        _ => Err(ConfigError(format!(
-            "invalid issuer '{issuer}'{source}: use an http:// or https:// URL such as https://creddy.example.com"
-        ))),
-    }
+    creddy_core::trust::check_url_allowing("issuer", issuer, PlainHttp::Anywhere)
+        .map_err(|e| ConfigError(format!("invalid server.issuer{source}: {e}")))
 }
 
 #[cfg(test)]
@@ -1061,6 +1053,14 @@ mod tests {
                     ..Default::default()
                 },
                 "https://",
+            ),
+            (
+                ServerArgs {
+                    issuer: Some("https://me@id.example.com".into()),
+                    data_dir: dir(),
+                    ..Default::default()
+                },
+                "invalid server.issuer: issuer 'https://me@id.example.com' holds a user",
             ),
             (
                 ServerArgs {

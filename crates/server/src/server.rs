@@ -88,6 +88,9 @@ pub struct Server {
 impl Server {
     /// Starts a server with the given settings and clock.
     pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        // Outbound TLS (JWKS fetches) uses the process-wide rustls provider: ring's, as
+        // everywhere in creddy; an embedding that installed one first keeps it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let data_dir = DataDir::open(&settings.data_dir)?;
         let location = match &settings.database_url {
             Some(url) => Location::Postgres(url.clone()),

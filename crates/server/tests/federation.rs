@@ -6,7 +6,7 @@
 use creddy_core::Clock as _;
 use creddy_core::trust::Trust;
 use creddy_testkit::http::{Answer, Api};
-use creddy_testkit::issuer::{Alg, Issuer};
+use creddy_testkit::issuer::{Alg, Issuer, trust_table};
 use creddy_testkit::server::TestServer;
 use creddy_testkit::store::Dialect;
 use reqwest::{Method, StatusCode};
@@ -44,37 +44,37 @@ fn trusts(issuer: &str, jwks_url: &str) -> Vec<Trust> {
     file.remove("trust").unwrap_or_default()
 }
 
-/// The same as the configuration file's text.
+/// The same as the configuration file's text: GitHub jobs of `acme/widgets`, Kubernetes
+/// service accounts of `ci`, GitLab jobs of protected `acme` branches.
 fn trusts_toml(issuer: &str, jwks_url: &str) -> String {
-    format!(
-        r#"
-[[trust]]
-name = "github"
-issuer = "{issuer}"
-jwks_url = "{jwks_url}"
-claims = {{ repository = "acme/widgets", ref = "refs/heads/*" }}
-agent = "gh-{{repository}}"
-scopes = ["test"]
-token_ttl = "10m"
-max_ttl = "30m"
-
-[[trust]]
-name = "k8s"
-issuer = "{issuer}"
-jwks_url = "{jwks_url}"
-claims = {{ sub = "system:serviceaccount:ci:*" }}
-agent = "{{sub}}"
-scopes = ["test:read"]
-
-[[trust]]
-name = "gitlab"
-issuer = "{issuer}"
-jwks_url = "{jwks_url}"
-claims = {{ project_path = "acme/*", ref_protected = "true" }}
-agent = "gl-{{project_path}}"
-scopes = ["test"]
-"#
-    )
+    let keys = format!("jwks_url = \"{jwks_url}\"\n");
+    [
+        trust_table(
+            "github",
+            issuer,
+            r#"repository = "acme/widgets", ref = "refs/heads/*""#,
+            "gh-{repository}",
+            &["test"],
+            &format!("{keys}token_ttl = \"10m\"\nmax_ttl = \"30m\""),
+        ),
+        trust_table(
+            "k8s",
+            issuer,
+            r#"sub = "system:serviceaccount:ci:*""#,
+            "{sub}",
+            &["test:read"],
+            &keys,
+        ),
+        trust_table(
+            "gitlab",
+            issuer,
+            r#"project_path = "acme/*", ref_protected = "true""#,
+            "gl-{project_path}",
+            &["test"],
+            &keys,
+        ),
+    ]
+    .concat()
 }
 
 impl Fed {
@@ -126,7 +126,7 @@ impl Fed {
     }
 
     async fn exchange(&self, token: &str) -> Answer {
-        exchange_at(&self.api, token, JWT).await
+        exchange(&self.api, token, JWT, None).await
     }
 
     async fn vend(&self, token: &str, ttl: &str) -> Answer {
@@ -146,13 +146,9 @@ impl Fed {
     }
 }
 
-/// `POST /oauth/token` with a token exchange of `token` (of `token_type`).
-async fn exchange_at(api: &Api, token: &str, token_type: &str) -> Answer {
-    exchange_for(api, token, token_type, None).await
-}
-
-/// The same, narrowed to `scope` when given.
-async fn exchange_for(api: &Api, token: &str, token_type: &str, scope: Option<&str>) -> Answer {
+/// `POST /oauth/token` with a token exchange of `token` (of `token_type`), narrowed to
+/// `scope` when given.
+async fn exchange(api: &Api, token: &str, token_type: &str, scope: Option<&str>) -> Answer {
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("grant_type", EXCHANGE)
         .append_pair("subject_token", token)
@@ -218,7 +214,7 @@ async fn a_github_job_exchanges_its_token_and_vends_within_its_trust(fed: Fed) {
     assert_eq!(shown.body["trust"], "github", "{}", shown.text);
     // Asked for a narrower scope, the access token carries only that.
     let token = fed.github(&fed.ec, "acme/widgets");
-    let narrowed = exchange_for(&fed.api, &token, JWT, Some("test:read")).await;
+    let narrowed = exchange(&fed.api, &token, JWT, Some("test:read")).await;
     assert_eq!(narrowed.body["scope"], "test:read", "{}", narrowed.text);
     let reader = narrowed.body["access_token"].as_str().unwrap_or_default();
     let status = fed.api.get("/v1/status", reader).await;
@@ -248,6 +244,12 @@ async fn a_github_job_exchanges_its_token_and_vends_within_its_trust(fed: Fed) {
         "repo:acme/widgets:ref:refs/heads/main"
     );
     assert_eq!(issued.details["workload"]["iss"], fed.issuer.url());
+    let exchanged = events
+        .iter()
+        .find(|e| e.action == "token.issued")
+        .expect("the exchange is audited");
+    assert_eq!(exchanged.details["workload"]["trust"], "github");
+    assert_eq!(exchanged.details["scope"], "test");
     for event in &events {
         let text = serde_json::to_string(&event.details).unwrap_or_default();
         assert!(!text.contains(&token), "the job's token is never recorded");
@@ -477,10 +479,11 @@ async fn forged_and_mismatched_tokens_are_refused_with_nothing_created(fed: Fed)
         let text = serde_json::to_string(&event.details).unwrap_or_default();
         assert!(!text.contains("eyJ"), "no token in the trail: {text}");
     }
-    let wrong_type = exchange_at(
+    let wrong_type = exchange(
         &fed.api,
         &fed.github(&fed.rsa, "acme/widgets"),
         "urn:ietf:params:oauth:token-type:saml2",
+        None,
     )
     .await;
     assert_eq!(
@@ -632,7 +635,7 @@ async fn rotated_keys_are_fetched_once_and_redirects_are_not_followed(fed: Fed) 
     let claims = fed
         .issuer
         .github_claims("acme/widgets", "refs/heads/main", "creddy", now);
-    let redirected = exchange_at(&api, &fed.issuer.sign(&fed.ec, &claims), JWT).await;
+    let redirected = exchange(&api, &fed.issuer.sign(&fed.ec, &claims), JWT, None).await;
     assert_eq!(
         redirected.status,
         StatusCode::BAD_REQUEST,
@@ -677,7 +680,7 @@ async fn a_token_minted_by_pyjwt_is_admitted_through_a_jwks_file() {
     })
     .await;
     let api = Api::new(&server.url());
-    let answer = exchange_at(&api, &token, JWT).await;
+    let answer = exchange(&api, &token, JWT, None).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.body["scope"], "test");
     // One byte of the signature changed: refused.
@@ -685,6 +688,6 @@ async fn a_token_minted_by_pyjwt_is_admitted_through_a_jwks_file() {
     let middle = forged.len() - 20;
     forged[middle] = if forged[middle] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(forged).expect("ASCII");
-    let refused = exchange_at(&api, &forged, JWT).await;
+    let refused = exchange(&api, &forged, JWT, None).await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
 }

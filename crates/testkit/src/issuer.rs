@@ -320,6 +320,24 @@ impl Issuer {
     }
 }
 
+/// A `[[trust]]` table of a test configuration over `issuer`: `claims` the entries of its
+/// inline claims table (`repository = "acme/widgets"`), `agent` the name template, then the
+/// scopes and any further lines (`max_ttl = "1h"`).
+pub fn trust_table(
+    name: &str,
+    issuer: &str,
+    claims: &str,
+    agent: &str,
+    scopes: &[&str],
+    rest: &str,
+) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "[[trust]]\nname = \"{name}\"\nissuer = \"{issuer}\"\nclaims = {{ {claims} }}\nagent = \"{agent}\"\nscopes = [{}]\n{rest}\n",
+        scopes.join(", ")
+    )
+}
+
 type Served = State<(String, Arc<Mutex<Shared>>)>;
 
 async fn discovery(State((url, _)): Served) -> Json<Value> {

@@ -84,13 +84,8 @@ pub(crate) async fn exchange(
                 "claim": refusal.claim(),
                 "reason": refusal.to_string(),
             });
-            let kind = format!(
-                "exchange {} {}",
-                refusal.trust().unwrap_or_default(),
-                refusal.claim().unwrap_or_default()
-            );
             engine
-                .record_auth_failure_with(origin.ip.clone(), &kind, details)
+                .record_auth_failure_with(origin.ip.clone(), details)
                 .await;
             return Ok(Err(ExchangeRefusal::InvalidGrant(refusal.to_string())));
         }
@@ -105,7 +100,7 @@ pub(crate) async fn exchange(
         let details = json!({"grant": "token-exchange", "trust": trust.name, "claim": "agent",
             "reason": problem});
         engine
-            .record_auth_failure_with(origin.ip.clone(), "exchange agent", details)
+            .record_auth_failure_with(origin.ip.clone(), details)
             .await;
         return Ok(Err(ExchangeRefusal::InvalidGrant(problem)));
     };
@@ -113,7 +108,7 @@ pub(crate) async fn exchange(
         scope: request.scope.as_deref(),
         audience: request.audience.as_deref(),
     };
-    let (tokens, mut event) = match tokens::sign_for(
+    let (tokens, event) = match tokens::sign_for(
         engine,
         origin,
         &agent,
@@ -124,11 +119,7 @@ pub(crate) async fn exchange(
         Ok(signed) => signed,
         Err(refusal) => return Ok(Err(ExchangeRefusal::Token(refusal))),
     };
-    event.details["workload"] = workload;
-    engine.store().record_event(&event).await?;
-    engine
-        .metrics()
-        .count(crate::engine::metrics::TOKENS_ISSUED, &[]);
+    tokens::record_issued(engine, &event, None).await?;
     Ok(Ok(tokens))
 }
 

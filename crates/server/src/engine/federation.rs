@@ -362,10 +362,8 @@ pub struct Federation {
 }
 
 impl Default for Federation {
+    /// Needs the process's rustls provider, which [`crate::Server::start`] installs first.
     fn default() -> Self {
-        // reqwest's TLS needs a process-wide provider; ring's, as everywhere in creddy (an
-        // embedding that installed one first keeps it).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(FETCH_TIMEOUT)

@@ -129,21 +129,23 @@ impl Engine {
     /// credential itself. A failure to record is logged, not fatal: the request is refused
     /// anyway.
     pub(crate) async fn record_auth_failure(&self, ip: Option<String>, kind: &str) {
-        self.record_auth_failure_with(ip, "", serde_json::json!({"credential": kind}))
+        self.record_auth_failure_with(ip, serde_json::json!({"credential": kind}))
             .await;
     }
 
     /// Records a failed authentication with `details` (never the credential), at most one
-    /// per address and `kind` a minute (so a flood cannot fill the trail, and one kind of
-    /// failure does not hide another).
+    /// a minute for each address and kind of failure (a token exchange's `trust` and failing
+    /// `claim` in `details`), so a flood cannot fill the trail and one kind of failure does
+    /// not hide another.
     pub(crate) async fn record_auth_failure_with(
         &self,
         ip: Option<String>,
-        kind: &str,
         details: serde_json::Value,
     ) {
         let now = self.clock().now();
-        let key = format!("{} {kind}", ip.as_deref().unwrap_or_default());
+        let kind =
+            ["grant", "trust", "claim"].map(|field| details[field].as_str().unwrap_or_default());
+        let key = format!("{} {}", ip.as_deref().unwrap_or_default(), kind.join(" "));
         if self.inner.auth_failure_limiter.check(&key, now).is_err() {
             return;
         }

@@ -89,19 +89,7 @@ pub(crate) async fn issue(
             }
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let recorded = match &client.version {
-            Some(version) => {
-                engine
-                    .store()
-                    .record_event_if_agent_is(&event, version)
-                    .await?
-            }
-            None => Some(engine.store().record_event(&event).await?),
-        };
-        if recorded.is_some() {
-            engine
-                .metrics()
-                .count(crate::engine::metrics::TOKENS_ISSUED, &[]);
+        if record_issued(engine, &event, client.version.as_ref()).await? {
             return Ok(Ok(tokens));
         }
         engine.clients().forget(&client.agent.client_id);
@@ -183,7 +171,7 @@ pub(crate) fn sign_for(
                 .with_remedy("retry later; the server log has the cause"),
         );
     };
-    let event = AuditEvent::new(
+    let mut event = AuditEvent::new(
         Action::TokenIssued,
         Actor::agent(agent.id.as_str(), &agent.name),
         now,
@@ -193,6 +181,9 @@ pub(crate) fn sign_for(
     .with_details(
         json!({"jti": jti, "scope": scope_text, "audience": audience, "expires_in": ttl}),
     );
+    if let Some(workload) = workload {
+        event.details["workload"] = workload.clone();
+    }
     let tokens = Tokens {
         access_token,
         id_token,
@@ -200,6 +191,32 @@ pub(crate) fn sign_for(
         scope: scope_text,
     };
     Ok(Ok((tokens, event)))
+}
+
+/// Records a `token.issued` event and counts the token; with `version`, only if the agent
+/// row still holds it (says whether it was recorded).
+pub(crate) async fn record_issued(
+    engine: &Engine,
+    event: &AuditEvent,
+    version: Option<&creddy_store::AgentVersion>,
+) -> Result<bool, EngineError> {
+    let recorded = match version {
+        Some(version) => engine
+            .store()
+            .record_event_if_agent_is(event, version)
+            .await?
+            .is_some(),
+        None => {
+            engine.store().record_event(event).await?;
+            true
+        }
+    };
+    if recorded {
+        engine
+            .metrics()
+            .count(crate::engine::metrics::TOKENS_ISSUED, &[]);
+    }
+    Ok(recorded)
 }
 
 /// The scopes a token for `agent` carries: all its grants when none are asked for, else
