@@ -59,7 +59,7 @@ pub fn audience() -> String {
 pub async fn subject_token(source: &Source) -> Result<String> {
     let token = match source {
         Source::GithubActions => github_actions_token(&audience()).await?,
-        Source::File(path) => std::fs::read_to_string(path).map_err(|e| {
+        Source::File(path) => read_file_capped(path).map_err(|e| {
             Failure::new(
                 EXIT_AUTH,
                 format!("cannot read the OIDC token file {}: {e}", path.display()),
@@ -80,6 +80,17 @@ pub async fn subject_token(source: &Source) -> Result<String> {
         .hint("check the --oidc source"));
     }
     Ok(token)
+}
+
+/// A token file's text, read no further than one byte past the largest token (a path such
+/// as `/dev/zero` cannot fill memory; the excess is refused as not a JWT).
+fn read_file_capped(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_TOKEN_BYTES as u64 + 1)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Asks the GitHub Actions runner for an ID token for `audience`.
@@ -124,12 +135,17 @@ async fn github_actions_token(audience: &str) -> Result<String> {
     if !response.status().is_success() {
         return Err(unavailable(format!("answered {}", response.status())));
     }
-    let body = response
-        .bytes()
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| unavailable(format!("failed: {}", e.without_url())))?;
-    if body.len() > MAX_TOKEN_BYTES * 2 {
-        return Err(unavailable("answered more than 32 KiB".into()));
+        .map_err(|e| unavailable(format!("failed: {}", e.without_url())))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_TOKEN_BYTES * 2 {
+            return Err(unavailable("answered more than 32 KiB".into()));
+        }
     }
     serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -168,5 +184,17 @@ mod tests {
         for bad in ["gitlab", "file:", "env:", ""] {
             assert!(Source::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_endless_token_file_is_read_no_further_than_the_cap() {
+        let refused = subject_token(&Source::File("/dev/zero".into()))
+            .await
+            .expect_err("not a token");
+        assert!(
+            refused.message.contains("is not a JWT"),
+            "{}",
+            refused.message
+        );
     }
 }

@@ -180,6 +180,13 @@ async fn exchange_refusals(fed: &Fed) -> Vec<Value> {
 }
 
 async fn a_github_job_exchanges_its_token_and_vends_within_its_trust(fed: Fed) {
+    let discovery = fed.api.get("/.well-known/openid-configuration", "").await;
+    assert_eq!(
+        discovery.body["grant_types_supported"],
+        json!(["client_credentials", EXCHANGE]),
+        "{}",
+        discovery.text
+    );
     let token = fed.github(&fed.rsa, "acme/widgets");
     let exchanged = fed.exchange(&token).await;
     assert_eq!(exchanged.status, StatusCode::OK, "{}", exchanged.text);

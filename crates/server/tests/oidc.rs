@@ -323,6 +323,11 @@ async fn access_tokens_work_as_agent_bearers_and_nothing_else_does(server: TestS
         "no backend names for unauthenticated callers"
     );
     assert!(discovery.body.get("authorization_endpoint").is_none());
+    assert_eq!(
+        discovery.body["grant_types_supported"],
+        json!(["client_credentials"]),
+        "no token exchange without a [[trust]]"
+    );
 
     // client_secret_post with a narrower scope; the vend token as a secret works too.
     let posted = token(

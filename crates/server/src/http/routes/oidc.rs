@@ -41,7 +41,12 @@ pub(crate) async fn discovery(State(state): State<Engine>) -> Response {
         token_endpoint: format!("{issuer}/oauth/token"),
         jwks_uri: format!("{issuer}/.well-known/jwks.json"),
         userinfo_endpoint: format!("{issuer}/oauth/userinfo"),
-        grant_types_supported: names(&["client_credentials"]),
+        // The token exchange only where a [[trust]] could admit a subject token (§18).
+        grant_types_supported: if state.trusts().all().is_empty() {
+            names(&["client_credentials"])
+        } else {
+            names(&["client_credentials", crate::engine::exchange::GRANT_TYPE])
+        },
         token_endpoint_auth_methods_supported: names(&[
             "client_secret_basic",
             "client_secret_post",
