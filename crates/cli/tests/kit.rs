@@ -20,6 +20,9 @@ pub struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+    /// The end of the server's log when the command ran against a [`Site`], shown when an
+    /// assertion fails (a refusal such as "plugin is not available" has its cause there).
+    pub server_log: String,
 }
 
 impl From<Output> for Run {
@@ -28,6 +31,7 @@ impl From<Output> for Run {
             code: o.status.code(),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            server_log: String::new(),
         }
     }
 }
@@ -38,9 +42,10 @@ impl Run {
         assert_eq!(
             self.code,
             Some(0),
-            "stdout:\n{}\nstderr:\n{}",
+            "stdout:\n{}\nstderr:\n{}{}",
             self.stdout,
-            self.stderr
+            self.stderr,
+            self.server_log
         );
         &self.stdout
     }
@@ -50,9 +55,10 @@ impl Run {
         assert_eq!(
             self.code,
             Some(code),
-            "stdout:\n{}\nstderr:\n{}",
+            "stdout:\n{}\nstderr:\n{}{}",
             self.stdout,
-            self.stderr
+            self.stderr,
+            self.server_log
         );
         assert!(
             self.stderr.contains(text),
@@ -155,17 +161,26 @@ impl Site {
         let dir = self.data_dir.display().to_string();
         let mut full = vec!["--server", &url, "--data-dir", &dir];
         full.extend_from_slice(args);
-        creddy(self.home.path(), &full, &[])
+        self.with_log(creddy(self.home.path(), &full, &[]))
+    }
+
+    /// `run` with the end of the server's log.
+    fn with_log(&self, mut run: Run) -> Run {
+        let log = self.server.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        run.server_log = format!("\nserver log (end):\n{tail}");
+        run
     }
 
     /// Runs an agent command with the given vend token.
     pub fn agent(&self, token: &str, args: &[&str]) -> Run {
         let url = self.server.url();
-        creddy(
+        self.with_log(creddy(
             self.home.path(),
             args,
             &[("CREDDY_URL", &url), ("CREDDY_TOKEN", token)],
-        )
+        ))
     }
 
     /// Installs the scriptable test plugin as `name`.

@@ -38,6 +38,9 @@ impl TestServer {
 
     /// Starts a server after `adjust` has changed the default test settings.
     pub async fn start_with(dialect: Dialect, adjust: impl FnOnce(&mut Settings)) -> Self {
+        // The server's log on the test's stderr, which the runner shows for a failed test
+        // (a refusal such as "plugin is not available" has its cause there).
+        creddy_server::logging::init(creddy_server::LogFormat::Text, false);
         let dir = TempDir::new().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let cluster = match dialect {
             Dialect::Sqlite => None,
