@@ -1,0 +1,1 @@
+//! The GitHub plugin against the test kit's GitHub stand-in.
