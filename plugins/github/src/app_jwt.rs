@@ -109,7 +109,10 @@ mod tests {
         ] {
             let refused = AppKey::from_pem(pem).expect_err(pem);
             assert!(refused.contains(expected), "{refused}");
-            assert!(!refused.contains("c2VjcmV0") && !refused.contains("ghp_"), "{refused}");
+            assert!(
+                !refused.contains("c2VjcmV0") && !refused.contains("ghp_"),
+                "{refused}"
+            );
         }
     }
 }

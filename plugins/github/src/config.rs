@@ -136,8 +136,9 @@ impl GithubConfig {
 fn check_base_url(input: &str) -> Result<String, PluginError> {
     let base = input.trim_end_matches('/').to_owned();
     let parsed = reqwest::Url::parse(&base).map_err(|_| {
-        invalid(format!("base_url '{base}' is not a URL"))
-            .with_remedy("use https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server")
+        invalid(format!("base_url '{base}' is not a URL")).with_remedy(
+            "use https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server",
+        )
     })?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(invalid(
@@ -155,7 +156,11 @@ fn check_base_url(input: &str) -> Result<String, PluginError> {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
     let scheme_ok = parsed.scheme() == "https" || (parsed.scheme() == "http" && loopback);
-    if !scheme_ok || parsed.host_str().is_none() || parsed.query().is_some() || parsed.fragment().is_some() {
+    if !scheme_ok
+        || parsed.host_str().is_none()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+    {
         return Err(invalid(format!(
             "base_url '{base}' must be an https:// URL with a host and no query (http:// only to a loopback host)"
         ))
@@ -173,7 +178,10 @@ fn permissions(value: Option<&Value>) -> Result<Permissions, PluginError> {
             .map(str::to_owned)
             .collect(),
         Some(Value::String(list)) => list.split(',').map(str::to_owned).collect(),
-        _ => DEFAULT_PERMISSIONS.iter().map(|p| (*p).to_owned()).collect(),
+        _ => DEFAULT_PERMISSIONS
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect(),
     };
     let mut out = Permissions::new();
     for item in items.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {

@@ -125,9 +125,8 @@ impl Plugin for Github {
             };
             let minted = backend.client.mint(&jwt, id, &plan).await?;
             if backend.client.delete(minted.token.expose()).await.is_err() {
-                warnings.push(
-                    "the check token could not be deleted; it expires within an hour".into(),
-                );
+                warnings
+                    .push("the check token could not be deleted; it expires within an hour".into());
             }
         }
         Ok(warnings)

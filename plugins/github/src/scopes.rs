@@ -150,9 +150,7 @@ pub fn parse(scope: &str) -> Option<Form> {
     let permission = match permission {
         [] => None,
         [name] => Some(parse_permission(name)?),
-        [name, level] if !level.is_empty() => {
-            Some(parse_permission(&format!("{name}:{level}"))?)
-        }
+        [name, level] if !level.is_empty() => Some(parse_permission(&format!("{name}:{level}"))?),
         _ => return None,
     };
     Some(Form {
@@ -212,7 +210,11 @@ impl Ask<'_> {
             (Repos::One(name), Some(repo)) => name == repo,
             (Repos::One(_), None) => false,
         };
-        repo_ok && self.permissions.get(permission).is_some_and(|l| *l >= level)
+        repo_ok
+            && self
+                .permissions
+                .get(permission)
+                .is_some_and(|l| *l >= level)
     }
 }
 
@@ -239,7 +241,9 @@ pub fn plan(scopes: &[String], defaults: &Permissions) -> Result<Plan, PluginErr
     let mut asks = Vec::new();
     for scope in scopes {
         let form = parse(scope).ok_or_else(|| {
-            unsupported(format!("the GitHub plugin does not support the scope '{scope}'"))
+            unsupported(format!(
+                "the GitHub plugin does not support the scope '{scope}'"
+            ))
         })?;
         if let Some(owner) = &form.owner {
             owners.insert(owner.to_ascii_lowercase());
@@ -262,10 +266,7 @@ pub fn plan(scopes: &[String], defaults: &Permissions) -> Result<Plan, PluginErr
         ))
         .with_remedy("ask for each owner's repositories in a lease of its own"));
     }
-    let owner = scopes
-        .iter()
-        .filter_map(|s| parse(s)?.owner)
-        .next();
+    let owner = scopes.iter().filter_map(|s| parse(s)?.owner).next();
     let repositories: Option<BTreeSet<String>> = asks
         .iter()
         .map(|a| match &a.repos {
@@ -413,12 +414,15 @@ mod tests {
     #[test]
     fn a_union_that_grants_nothing_more_is_one_token() {
         // The same permissions on two repositories.
-        let two = planned(&["github:acme/a:contents:write", "github:acme/b:contents:write"])
-            .expect("one token");
+        let two = planned(&[
+            "github:acme/a:contents:write",
+            "github:acme/b:contents:write",
+        ])
+        .expect("one token");
         assert_eq!(two.repositories, Some(vec!["a".to_owned(), "b".to_owned()]));
         // Two permissions on one repository.
-        let both = planned(&["github:acme/a:contents:write", "github:acme/a:issues"])
-            .expect("one token");
+        let both =
+            planned(&["github:acme/a:contents:write", "github:acme/a:issues"]).expect("one token");
         assert_eq!(
             both.permissions,
             permissions(&[
@@ -435,8 +439,11 @@ mod tests {
 
     #[test]
     fn a_union_that_would_grant_more_is_refused_naming_the_conflict() {
-        let refused = planned(&["github:acme/a:contents:read", "github:acme/b:contents:write"])
-            .expect_err("write would reach a");
+        let refused = planned(&[
+            "github:acme/a:contents:read",
+            "github:acme/b:contents:write",
+        ])
+        .expect_err("write would reach a");
         assert!(
             refused.contains("it would grant contents:write on acme/a"),
             "{refused}"
@@ -446,10 +453,7 @@ mod tests {
         assert!(refused.contains("on acme/"), "{refused}");
         let refused = planned(&["github:acme/*:issues", "github:acme/a"])
             .expect_err("a's defaults would reach every repository");
-        assert!(
-            refused.contains("on every repository of acme"),
-            "{refused}"
-        );
+        assert!(refused.contains("on every repository of acme"), "{refused}");
         let refused = planned(&["github:acme/a", "github:umbrella/b"]).expect_err("two owners");
         assert!(refused.contains("acme and umbrella"), "{refused}");
         let refused = planned(&["github:acme/a:teleport"]).expect_err("unknown permission");

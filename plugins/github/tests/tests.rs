@@ -1,1 +1,3 @@
-//! The GitHub plugin against the test kit's GitHub stand-in.
+//! The GitHub plugin as a real child process against the test kit's GitHub stand-in.
+
+mod flow;
