@@ -412,3 +412,69 @@ async fn a_bad_configuration_is_refused_at_start_without_quoting_the_key() {
         );
     }
 }
+
+/// PyGithub (PyPI), which nobody on the team wrote, authenticates as the App against the
+/// stand-in, mints an installation token and uses it: the stand-in cannot drift from what a
+/// real client sends and expects unnoticed.
+#[tokio::test]
+async fn pygithub_accepts_the_stand_in() {
+    let github = github().await;
+    let app = github.standin.app();
+    let key_file = github._dir.path().join("app.pem");
+    std::fs::write(&key_file, &app.private_key_pem).expect("the key is written");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pygithub.py");
+    let args = [
+        script.display().to_string(),
+        github.standin.url().to_owned(),
+        app.id.to_string(),
+        key_file.display().to_string(),
+    ];
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3").args(&args).output()
+    })
+    .await
+    .expect("the task ends")
+    .unwrap_or_else(|e| panic!("python3 is required for this test: {e}"));
+    assert!(
+        output.status.success(),
+        "PyGithub failed (installed? `pip install PyGithub==2.10.0`):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout).expect("PyGithub printed JSON");
+    assert_eq!(seen["app"], "creddy-test");
+    assert_eq!(seen["installation"], github.installation);
+    assert_eq!(seen["repository"], "acme/widgets");
+    assert_eq!(seen["readme"], "# widgets\n");
+    assert_eq!(
+        seen["vault"], 404,
+        "the token does not reach another repository"
+    );
+    let token = seen["token"].as_str().unwrap_or_default();
+    let minted = github.standin.tokens()[token].clone();
+    assert_eq!(
+        minted.permissions,
+        [
+            ("contents".to_owned(), "write".to_owned()),
+            ("metadata".to_owned(), "read".to_owned())
+        ]
+        .into()
+    );
+    assert_eq!(
+        github
+            .standin
+            .file("acme", "widgets", "from-pygithub.txt")
+            .as_deref(),
+        Some("again\n"),
+        "PyGithub's update, with the sha it read back, was applied"
+    );
+    let log = github.standin.log();
+    assert!(
+        log.iter()
+            .all(|l| l.status < 400 || l.path.contains("vault")),
+        "PyGithub's requests were all accepted: {log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.caller == "app" && l.path.ends_with("/access_tokens"))
+    );
+}
