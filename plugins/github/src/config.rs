@@ -33,6 +33,9 @@ pub struct GithubConfig {
     pub base_url: String,
     /// What a scope that names no permission gets.
     pub default_permissions: Permissions,
+    /// Where git reaches the repositories: `https://github.com` for GitHub's API,
+    /// `https://HOST` for GitHub Enterprise Server's `https://HOST/api/v3`, unless given.
+    pub git_url: String,
 }
 
 /// The configuration fields.
@@ -74,6 +77,13 @@ pub fn schema() -> Vec<ConfigField> {
             "GitHub's API (GitHub Enterprise Server: https://HOST/api/v3)",
             false,
             Some(DEFAULT_BASE_URL.into()),
+        ),
+        field(
+            "git_url",
+            FieldType::String,
+            "Where git reaches the repositories (default: from base_url, https://github.com for GitHub)",
+            false,
+            None,
         ),
         field(
             "default_permissions",
@@ -120,6 +130,10 @@ impl GithubConfig {
         };
         let base_url = check_base_url(text("base_url").unwrap_or(DEFAULT_BASE_URL))?;
         let default_permissions = permissions(config.get("default_permissions"))?;
+        let git_url = match text("git_url") {
+            Some(url) => check_url("git_url", url)?,
+            None => git_url_of(&base_url),
+        };
         Ok(Self {
             backend: backend.to_owned(),
             app_id,
@@ -127,23 +141,52 @@ impl GithubConfig {
             installation_id,
             base_url,
             default_permissions,
+            git_url,
         })
     }
+
+    /// The `host[:port]` git names in its credential requests for these repositories.
+    pub fn git_host(&self) -> String {
+        reqwest::Url::parse(&self.git_url)
+            .ok()
+            .map(|url| match (url.host_str(), url.port()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                (Some(host), None) => host.to_owned(),
+                _ => String::new(),
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Git's URL for an API base: `https://github.com` for `https://api.github.com`, the host for
+/// GitHub Enterprise Server's `https://HOST/api/v3`, else the base itself.
+fn git_url_of(base_url: &str) -> String {
+    if base_url == DEFAULT_BASE_URL {
+        return "https://github.com".to_owned();
+    }
+    base_url
+        .strip_suffix("/api/v3")
+        .unwrap_or(base_url)
+        .to_owned()
 }
 
 /// `https://host[/path]` (or `http://` to a loopback host, for tests and local proxies), no
 /// credentials, query or fragment.
 fn check_base_url(input: &str) -> Result<String, PluginError> {
+    check_url("base_url", input)
+}
+
+fn check_url(field: &str, input: &str) -> Result<String, PluginError> {
     let base = input.trim_end_matches('/').to_owned();
     let parsed = reqwest::Url::parse(&base).map_err(|_| {
-        invalid(format!("base_url '{base}' is not a URL")).with_remedy(
+        invalid(format!("{field} '{base}' is not a URL")).with_remedy(
             "use https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server",
         )
     })?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(invalid(
-            "base_url must not hold a user name or password (the part before '@')",
-        )
+        return Err(invalid(format!(
+            "{field} must not hold a user name or password (the part before '@')"
+        ))
         .with_remedy("give the URL alone; the App's key goes in private_key"));
     }
     let host = parsed
@@ -162,7 +205,7 @@ fn check_base_url(input: &str) -> Result<String, PluginError> {
         || parsed.fragment().is_some()
     {
         return Err(invalid(format!(
-            "base_url '{base}' must be an https:// URL with a host and no query (http:// only to a loopback host)"
+            "{field} '{base}' must be an https:// URL with a host and no query (http:// only to a loopback host)"
         ))
         .with_remedy("use https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server"));
     }
@@ -194,4 +237,20 @@ fn permissions(value: Option<&Value>) -> Result<Permissions, PluginError> {
         out.insert(name, level);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_reaches_github_or_the_enterprise_host_unless_told() {
+        assert_eq!(git_url_of(DEFAULT_BASE_URL), "https://github.com");
+        assert_eq!(
+            git_url_of("https://ghe.example.com/api/v3"),
+            "https://ghe.example.com"
+        );
+        assert_eq!(git_url_of("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert!(check_url("git_url", "ftp://x").is_err());
+    }
 }

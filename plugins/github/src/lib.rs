@@ -143,6 +143,7 @@ impl Plugin for Github {
         let minted = backend.client.mint(&jwt, installation, &plan).await?;
         let mut metadata = BTreeMap::new();
         metadata.insert("api_url".to_owned(), backend.config.base_url.clone());
+        metadata.insert("git_host".to_owned(), backend.config.git_host());
         metadata.insert("installation_id".to_owned(), installation.to_string());
         metadata.insert("repositories".to_owned(), plan.repositories_text());
         metadata.insert("permissions".to_owned(), plan.permissions_text());
