@@ -200,6 +200,21 @@ pub enum Command {
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
     },
+    /// git's credential helper for a GitHub backend: short-lived tokens for git clone and
+    /// push (git config --global credential.helper '!creddy git-credential')
+    #[command(name = "git-credential")]
+    GitCredential {
+        /// What git asks: get (a token for the repository), store or erase (nothing to do:
+        /// tokens expire with their lease)
+        #[arg(value_enum)]
+        action: GitAction,
+        /// The GitHub backend that mints the tokens
+        #[arg(long, default_value = "github", value_name = "NAME")]
+        backend: String,
+        /// Lifetime of each token (default: the backend's default, usually 10m)
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+    },
     /// List this agent's live credentials
     #[command(visible_alias = "list")]
     Ls,
@@ -226,6 +241,17 @@ pub enum Command {
     /// All credentials, for admins
     #[command(subcommand)]
     Credentials(CredentialsCmd),
+}
+
+/// What git asks a credential helper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GitAction {
+    /// A credential for the URL git describes on stdin.
+    Get,
+    /// The credential worked (nothing to keep: the lease ends on its own).
+    Store,
+    /// The credential was refused (nothing to forget).
+    Erase,
 }
 
 /// `creddy credentials …`.

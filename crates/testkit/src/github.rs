@@ -252,6 +252,33 @@ impl GithubStandin {
         lock(&self.shared).rate_limited = limited;
     }
 
+    /// Every repository as `(owner, name, files)`.
+    pub fn repositories_with_files(&self) -> Vec<(String, String, Vec<(String, Vec<u8>)>)> {
+        lock(&self.shared)
+            .repositories
+            .values()
+            .map(|r| {
+                let files = r
+                    .files
+                    .iter()
+                    .map(|(p, c)| (p.clone(), c.clone()))
+                    .collect();
+                (r.owner.clone(), r.name.clone(), files)
+            })
+            .collect()
+    }
+
+    /// Logs a request served elsewhere (the git front).
+    pub fn record(&self, logged: Logged) {
+        lock(&self.shared).log.push(logged);
+    }
+
+    /// Whether `token` is a live installation token (minted, not deleted, not expired).
+    pub fn token_known(&self, token: &str) -> bool {
+        let now = now(&self.shared);
+        lock(&self.shared).live_token(token, now).is_some()
+    }
+
     /// Whether `token` may `write` (or read) the contents of `owner/name` now: the check the
     /// contents API and the git front make.
     pub fn token_allows(&self, token: &str, owner: &str, name: &str, write: bool) -> bool {

@@ -3,12 +3,14 @@
 //! - [`postgres::PgCluster`]: a private PostgreSQL started from the `initdb`/`pg_ctl`
 //!   binaries in a temporary directory on a free port, removed when dropped.
 //! - [`store`]: fresh stores of either dialect for the conformance suite.
-//! - [`github`]: a GitHub stand-in (Apps, installation tokens, repository contents).
+//! - [`github`]: a GitHub stand-in (Apps, installation tokens, repository contents), and
+//!   [`git_front`]: git over HTTPS for its repositories, accepting only its tokens.
 //! - [`server`]: a creddy server on `127.0.0.1:0`, in process with a [`ManualClock`], or as
 //!   the real binary.
 //!
 //! [`ManualClock`]: creddy_core::ManualClock
 
+pub mod git_front;
 pub mod github;
 pub mod http;
 pub mod issuer;

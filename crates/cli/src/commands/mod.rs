@@ -6,6 +6,7 @@ mod backend;
 mod credentials;
 mod dev;
 mod enroll;
+mod git_credential;
 mod keys;
 mod plugin;
 mod run;
@@ -56,6 +57,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             scopes,
         } => credentials::get(&cli.global, &backend, ttl, scopes).await,
         Command::Ls => credentials::list(&cli.global).await,
+        Command::GitCredential {
+            action,
+            backend,
+            ttl,
+        } => git_credential::run(&cli.global, action, &backend, ttl).await,
         Command::Plugin(cmd) => plugin::run(&cli.global, cmd).await,
         Command::Revoke { id } => credentials::revoke_own(&cli.global, &id).await,
         Command::Credentials(cmd) => credentials::admin(&cli.global, cmd).await,
