@@ -8,6 +8,7 @@ mod daytona;
 mod enroll;
 mod faults;
 mod flow;
+mod github;
 mod plugins;
 mod release;
 mod secrets;
