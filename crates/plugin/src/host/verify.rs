@@ -167,9 +167,12 @@ pub fn load_verified(
         .write_all(&bytes)
         .map_err(|e| refuse(binary, format!("cannot copy the verified binary: {e}")))?;
     let writable = OwnedFd::from(writer);
+    // `FUTURE_WRITE` refuses every later write through any descriptor, as `WRITE` does, but
+    // does not wait for the pages' transient references to go: `WRITE` answered EBUSY on a
+    // loaded machine (a page still held by another CPU's batch), failing plugin starts.
     rustix::fs::fcntl_add_seals(
         &writable,
-        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+        SealFlags::SHRINK | SealFlags::GROW | SealFlags::FUTURE_WRITE | SealFlags::SEAL,
     )
     .map_err(sealing)?;
     let memory = rustix::fs::open(
