@@ -9,7 +9,7 @@ use creddy_plugin::publish::{Publish, Signer, SigningKey, publish};
 use creddy_plugin::registry::WORKSPACE_KEY_FILE;
 
 /// The first-party plugins: package `creddy-<name>`, binary `creddy-<name>`.
-pub const PLUGINS: &[&str] = &["daytona"];
+pub const PLUGINS: &[&str] = &["daytona", "github"];
 
 /// The checkout and its build directory.
 #[derive(Debug)]

@@ -215,10 +215,12 @@ fn the_archive_is_signed_complete_and_stripped() {
     );
     let index: Value = serde_json::from_slice(&read(&prefix.registry().join("index.json")))
         .expect("the bytes are JSON of the expected shape");
-    assert_eq!(
-        index["plugins"]["daytona"]["latest"], VERSION,
-        "first-party plugins of the same version"
-    );
+    for plugin in ["daytona", "github"] {
+        assert_eq!(
+            index["plugins"][plugin]["latest"], VERSION,
+            "first-party plugins of the same version: {plugin}"
+        );
+    }
 
     // Stripped: no symbol table in the binaries.
     let plugin = prefix
