@@ -233,7 +233,7 @@ impl GithubClient {
             .await
             .ok()
             .and_then(|e| e.message)
-            .map(|m| m.chars().take(200).collect::<String>())
+            .map(|m| withheld_if_secret(&m))
             .unwrap_or_default();
         let lower = message.to_ascii_lowercase();
         match (status.as_u16(), call) {
@@ -290,6 +290,18 @@ impl GithubClient {
             _ => self.unavailable(),
         }
     }
+}
+
+/// GitHub's one-line message, cut to 200 characters; withheld when it holds something that
+/// looks like a credential (an upstream that reflects the App JWT or a token it was sent).
+fn withheld_if_secret(message: &str) -> String {
+    let looks_secret = ["eyJ", "ghs_", "ghp_", "github_pat_", "-----BEGIN"]
+        .iter()
+        .any(|marker| message.contains(marker));
+    if looks_secret {
+        return "(its message is withheld: it held a credential)".to_owned();
+    }
+    message.chars().take(200).collect()
 }
 
 fn installation_not_found(owner: &str) -> PluginError {

@@ -478,3 +478,71 @@ async fn pygithub_accepts_the_stand_in() {
             .any(|l| l.caller == "app" && l.path.ends_with("/access_tokens"))
     );
 }
+
+/// A hostile or misconfigured upstream: a redirect is not followed with the App JWT attached
+/// (the stand-in behind it sees nothing), and a message reflecting the credential it was
+/// sent is withheld.
+#[tokio::test]
+async fn a_hostile_upstream_gets_no_redirect_followed_and_no_credential_reflected() {
+    let github = github().await;
+    let target = github.standin.url().to_owned();
+    let hostile = axum::Router::new()
+        .route(
+            "/redirect/{*rest}",
+            axum::routing::any(move |uri: axum::http::Uri| {
+                let target = target.clone();
+                async move {
+                    let rest = uri.path().trim_start_matches("/redirect");
+                    (
+                        axum::http::StatusCode::TEMPORARY_REDIRECT,
+                        [("location", format!("{target}{rest}"))],
+                    )
+                }
+            }),
+        )
+        .route(
+            "/reflect/{*rest}",
+            axum::routing::any(|headers: axum::http::HeaderMap| async move {
+                let sent = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({"message": format!("Bad credentials: {sent}")})),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port is free");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(async move { axum::serve(listener, hostile).await });
+
+    let mut config = github.config();
+    config["base_url"] = json!(format!("http://{addr}/redirect"));
+    let redirected = github.plugin(config).await.expect("starts");
+    let (kind, message, _, _) = plugin_error(redirected.validate().await);
+    assert_eq!(kind, ErrorKind::UpstreamUnavailable, "{message}");
+    assert!(
+        message.contains("redirect, which is not followed"),
+        "{message}"
+    );
+    assert!(
+        github.standin.log().is_empty(),
+        "{:?}",
+        github.standin.log()
+    );
+
+    let mut config = github.config();
+    config["base_url"] = json!(format!("http://{addr}/reflect"));
+    let reflected = github.plugin(config).await.expect("starts");
+    let (kind, message, _, _) = plugin_error(reflected.validate().await);
+    assert_eq!(kind, ErrorKind::UpstreamAuth, "{message}");
+    assert!(
+        !message.contains("eyJ"),
+        "the App JWT is not reflected: {message}"
+    );
+    assert!(message.contains("withheld"), "{message}");
+}
