@@ -13,6 +13,8 @@ use tempfile::TempDir;
 
 struct Github {
     standin: GithubStandin,
+    /// The stand-in's clock.
+    clock: Arc<ManualClock>,
     /// The App's installation on `acme`.
     installation: u64,
     _dir: TempDir,
@@ -25,7 +27,8 @@ struct Github {
 /// installation) and the App installed on `acme` with contents, pull requests and issues.
 async fn github() -> Github {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let standin = GithubStandin::start(Arc::new(ManualClock::starting_now())).await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let standin = GithubStandin::start(clock.clone()).await;
     standin.add_repository("acme", "widgets", &[("README.md", "# widgets\n")]);
     standin.add_repository("acme", "gadgets", &[("README.md", "# gadgets\n")]);
     standin.add_repository("acme", "vault", &[("secret.txt", "nope\n")]);
@@ -47,6 +50,7 @@ async fn github() -> Github {
     );
     Github {
         standin,
+        clock,
         installation,
         _dir: dir,
         binary: installed.binary,
@@ -245,6 +249,20 @@ async fn a_token_narrowed_to_one_repository_works_there_only_and_is_deleted_at_r
         .await
         .expect("revoked");
     assert!(again.already_gone, "a deleted token counts as revoked");
+    // GitHub ends a token after its hour, revoked or not.
+    github.clock.advance_seconds(3_601);
+    let (expired, body) = github
+        .call(
+            reqwest::Method::GET,
+            "/repos/acme/gadgets/contents/README.md",
+            reader.value.expose(),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        (expired, body["message"].as_str()),
+        (401, Some("Bad credentials"))
+    );
     let log = github.standin.log();
     assert!(
         log.iter()
