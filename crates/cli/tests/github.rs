@@ -21,7 +21,8 @@ use crate::kit::{ClockFile, Site, bin, creddy, eventually, exported};
 /// A creddy server trusting a fresh release key, the GitHub stand-in with `acme/widgets` and
 /// `acme/gadgets` (the App installed on `acme` for both), and git over HTTPS for them.
 struct Github {
-    runtime: tokio::runtime::Runtime,
+    /// Serves the stand-in and its git front for as long as the test runs.
+    _runtime: tokio::runtime::Runtime,
     standin: GithubStandin,
     git: GitFront,
     clock: ClockFile,
@@ -62,7 +63,7 @@ impl Github {
             ],
         );
         Self {
-            runtime,
+            _runtime: runtime,
             standin,
             git,
             clock,

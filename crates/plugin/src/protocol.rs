@@ -278,6 +278,17 @@ pub struct ScopeInfo {
     pub examples: Vec<String>,
 }
 
+impl ScopeInfo {
+    /// A scope form: its pattern, what it grants, examples.
+    pub fn new(pattern: &str, description: &str, examples: &[&str]) -> Self {
+        Self {
+            pattern: pattern.into(),
+            description: description.into(),
+            examples: examples.iter().map(|e| (*e).to_owned()).collect(),
+        }
+    }
+}
+
 /// `scopes` result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ScopesResult {
@@ -317,6 +328,25 @@ pub struct ConfigField {
     pub required: bool,
     /// The default, written as a string (arrays comma-separated).
     pub default: Option<String>,
+}
+
+impl ConfigField {
+    /// A field: its key, type, description, whether it must be given, and its default.
+    pub fn new(
+        name: &str,
+        field_type: FieldType,
+        description: &str,
+        required: bool,
+        default: Option<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            field_type,
+            description: description.into(),
+            required,
+            default,
+        }
+    }
 }
 
 /// `config_schema` result.

@@ -202,21 +202,11 @@ async fn serve_git_request(
     };
     let Some(token) = basic_password(&headers) else {
         record("anonymous", 401);
-        return (
-            StatusCode::UNAUTHORIZED,
-            [("www-authenticate", "Basic realm=\"GitHub\"")],
-            "Authentication required\n",
-        )
-            .into_response();
+        return challenge("Authentication required\n");
     };
     if !front.standin.token_known(&token) {
         record("token (refused)", 401);
-        return (
-            StatusCode::UNAUTHORIZED,
-            [("www-authenticate", "Basic realm=\"GitHub\"")],
-            "Invalid username or token.\n",
-        )
-            .into_response();
+        return challenge("Invalid username or token.\n");
     }
     if !front.standin.token_allows(&token, owner, name, push) {
         record("token (forbidden)", 403);
@@ -232,6 +222,16 @@ async fn serve_git_request(
         answer.status().as_u16(),
     );
     answer
+}
+
+/// 401 with a Basic challenge, so that git asks its credential helper.
+fn challenge(message: &'static str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [("www-authenticate", "Basic realm=\"GitHub\"")],
+        message,
+    )
+        .into_response()
 }
 
 /// Runs `git http-backend` as a CGI program for one request.

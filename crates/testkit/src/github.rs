@@ -33,6 +33,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use creddy_core::Clock;
 use serde_json::{Value, json};
 
+/// A repository's owner, name and files (path, content).
+pub type RepositoryFiles = (String, String, Vec<(String, Vec<u8>)>);
+
 /// How long an installation token lives.
 pub const TOKEN_LIFETIME_SECONDS: i64 = 3_600;
 /// The longest App JWT GitHub accepts (`exp - iat`), with its one minute of drift.
@@ -253,7 +256,7 @@ impl GithubStandin {
     }
 
     /// Every repository as `(owner, name, files)`.
-    pub fn repositories_with_files(&self) -> Vec<(String, String, Vec<(String, Vec<u8>)>)> {
+    pub fn repositories_with_files(&self) -> Vec<RepositoryFiles> {
         lock(&self.shared)
             .repositories
             .values()
@@ -466,18 +469,50 @@ fn check_app_jwt(app: &App, jwt: &str, now: i64) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// What every handler needs of a request to identify the caller and log it.
+struct Call {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Call {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+/// [`serve`] for the App's own routes: anything but an App JWT is refused.
+fn serve_app(
+    shared: &Shared,
+    call: &Call,
+    handle: impl FnOnce(&mut Hub, i64) -> Response,
+) -> Response {
+    serve(shared, call, |hub, caller, now| {
+        needs_app(&caller).unwrap_or_else(|| handle(hub, now))
+    })
+}
+
 /// Identifies the caller, logs the request and answers the rate limit when it is on; the
 /// handler then runs with the hub locked.
 fn serve(
     shared: &Shared,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    call: &Call,
     handle: impl FnOnce(&mut Hub, Caller, i64) -> Response,
 ) -> Response {
+    let (method, uri) = (&call.method, &call.uri);
     let now = now(shared);
     let mut hub = lock(shared);
-    let presented = credential(headers);
+    let presented = credential(&call.headers);
     let (caller, label) = match presented {
         Some(value) if value.starts_with("eyJ") => {
             let app = hub.app.clone().expect("the App exists");
@@ -556,16 +591,8 @@ fn installation_json(installation: &Installation, app_id: u64) -> Value {
     })
 }
 
-async fn get_app(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    serve(&shared, &method, &uri, &headers, |hub, caller, _| {
-        if let Some(refused) = needs_app(&caller) {
-            return refused;
-        }
+async fn get_app(State(shared): State<Shared>, call: Call) -> Response {
+    serve_app(&shared, &call, |hub, _| {
         let id = hub.app.as_ref().map_or(0, |a| a.id);
         Json(json!({
             "id": id, "slug": "creddy-test", "name": "creddy test",
@@ -581,14 +608,9 @@ async fn get_app(
 async fn get_installation(
     State(shared): State<Shared>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
 ) -> Response {
-    serve(&shared, &method, &uri, &headers, |hub, caller, _| {
-        if let Some(refused) = needs_app(&caller) {
-            return refused;
-        }
+    serve_app(&shared, &call, |hub, _| {
         let app_id = hub.app.as_ref().map_or(0, |a| a.id);
         id.parse::<u64>()
             .ok()
@@ -624,39 +646,30 @@ fn find_installation(hub: &Hub, owner: &str, repo: Option<&str>) -> Response {
 async fn repo_installation(
     State(shared): State<Shared>,
     Path((owner, repo)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
 ) -> Response {
-    serve(&shared, &method, &uri, &headers, |hub, caller, _| {
-        needs_app(&caller).unwrap_or_else(|| find_installation(hub, &owner, Some(&repo)))
+    serve_app(&shared, &call, |hub, _| {
+        find_installation(hub, &owner, Some(&repo))
     })
 }
 
 async fn account_installation(
     State(shared): State<Shared>,
     Path(owner): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
 ) -> Response {
-    serve(&shared, &method, &uri, &headers, |hub, caller, _| {
-        needs_app(&caller).unwrap_or_else(|| find_installation(hub, &owner, None))
+    serve_app(&shared, &call, |hub, _| {
+        find_installation(hub, &owner, None)
     })
 }
 
 async fn mint(
     State(shared): State<Shared>,
     Path(id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
     body: Option<Json<Value>>,
 ) -> Response {
-    serve(&shared, &method, &uri, &headers, |hub, caller, now| {
-        if let Some(refused) = needs_app(&caller) {
-            return refused;
-        }
+    serve_app(&shared, &call, |hub, now| {
         let Some(installation) = id
             .parse::<u64>()
             .ok()
@@ -747,27 +760,16 @@ fn rfc3339(seconds: i64) -> String {
     creddy_core::Timestamp::from_millis(seconds * 1000).to_rfc3339()
 }
 
-async fn delete_token(
-    State(shared): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    serve(
-        &shared,
-        &method,
-        &uri,
-        &headers,
-        |hub, caller, _| match caller {
-            Caller::Token(value) => {
-                if let Some(token) = hub.tokens.get_mut(&value) {
-                    token.revoked = true;
-                }
-                StatusCode::NO_CONTENT.into_response()
+async fn delete_token(State(shared): State<Shared>, call: Call) -> Response {
+    serve(&shared, &call, |hub, caller, _| match caller {
+        Caller::Token(value) => {
+            if let Some(token) = hub.tokens.get_mut(&value) {
+                token.revoked = true;
             }
-            _ => error(StatusCode::UNAUTHORIZED, "Bad credentials"),
-        },
-    )
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => error(StatusCode::UNAUTHORIZED, "Bad credentials"),
+    })
 }
 
 fn repository_json(repo: &Repository) -> Value {
@@ -838,20 +840,14 @@ fn reach<'h>(
 async fn get_repository(
     State(shared): State<Shared>,
     Path((owner, repo)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
 ) -> Response {
-    serve(
-        &shared,
-        &method,
-        &uri,
-        &headers,
-        |hub, caller, now| match reach(hub, &caller, now, &owner, &repo, "metadata", "read") {
+    serve(&shared, &call, |hub, caller, now| {
+        match reach(hub, &caller, now, &owner, &repo, "metadata", "read") {
             Ok(found) => Json(repository_json(found)).into_response(),
             Err(refused) => refused.into_response(),
-        },
-    )
+        }
+    })
 }
 
 /// Git's blob id of `content`.
@@ -878,11 +874,9 @@ fn file_json(repo: &Repository, path: &str, content: &[u8]) -> Value {
 async fn get_contents(
     State(shared): State<Shared>,
     Path((owner, repo, path)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
 ) -> Response {
-    serve(&shared, &method, &uri, &headers, |hub, caller, now| {
+    serve(&shared, &call, |hub, caller, now| {
         let found = match reach(hub, &caller, now, &owner, &repo, "contents", "read") {
             Ok(found) => found,
             Err(refused) => return refused.into_response(),
@@ -897,12 +891,10 @@ async fn get_contents(
 async fn put_contents(
     State(shared): State<Shared>,
     Path((owner, repo, path)): Path<(String, String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    call: Call,
     body: Option<Json<Value>>,
 ) -> Response {
-    serve(&shared, &method, &uri, &headers, |hub, caller, now| {
+    serve(&shared, &call, |hub, caller, now| {
         if let Err(refused) = reach(hub, &caller, now, &owner, &repo, "contents", "write") {
             return refused.into_response();
         }

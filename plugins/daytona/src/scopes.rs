@@ -108,11 +108,7 @@ pub fn permissions(scopes: &[String], config: &DaytonaConfig) -> Result<Vec<Stri
 
 /// The scope forms, for `scopes` and `plugin info`.
 pub fn descriptions() -> Vec<ScopeInfo> {
-    let info = |pattern: &str, description: &str, examples: &[&str]| ScopeInfo {
-        pattern: pattern.into(),
-        description: description.into(),
-        examples: examples.iter().map(|e| (*e).to_owned()).collect(),
-    };
+    let info = ScopeInfo::new;
     vec![
         info(
             "daytona",

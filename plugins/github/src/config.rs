@@ -40,15 +40,7 @@ pub struct GithubConfig {
 
 /// The configuration fields.
 pub fn schema() -> Vec<ConfigField> {
-    let field = |name: &str, field_type, description: &str, required, default: Option<String>| {
-        ConfigField {
-            name: name.into(),
-            field_type,
-            description: description.into(),
-            required,
-            default,
-        }
-    };
+    let field = ConfigField::new;
     vec![
         field(
             "app_id",

@@ -313,11 +313,7 @@ pub fn plan(scopes: &[String], defaults: &Permissions) -> Result<Plan, PluginErr
 
 /// The scopes the plugin describes.
 pub fn descriptions() -> Vec<ScopeInfo> {
-    let info = |pattern: &str, description: &str, examples: &[&str]| ScopeInfo {
-        pattern: pattern.into(),
-        description: description.into(),
-        examples: examples.iter().map(|e| (*e).to_owned()).collect(),
-    };
+    let info = ScopeInfo::new;
     vec![
         info(
             "github",
