@@ -49,7 +49,21 @@ pub struct PluginError {
     pub retry_after: Option<u64>,
 }
 
+/// A configuration's text field, trimmed; `None` when absent, not a string or blank.
+pub fn config_text<'a>(config: &'a Value, key: &str) -> Option<&'a str> {
+    config
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
 impl PluginError {
+    /// An `invalid_config` error.
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::new(crate::protocol::ErrorKind::InvalidConfig, message)
+    }
+
     /// An error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {

@@ -1,7 +1,7 @@
 //! The Daytona backend's configuration (§10.1 of the specification).
 
 use creddy_core::secret::Secret;
-use creddy_plugin::protocol::{ConfigField, ErrorKind, FieldType};
+use creddy_plugin::protocol::{ConfigField, FieldType};
 use creddy_plugin::sdk::PluginError;
 use serde_json::Value;
 
@@ -79,19 +79,13 @@ pub fn schema() -> Vec<ConfigField> {
 }
 
 fn invalid(message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::InvalidConfig, message)
+    PluginError::invalid_config(message)
 }
 
 impl DaytonaConfig {
     /// Checks a configuration object (defaults applied by the host).
     pub fn from_value(backend: &str, config: &Value) -> Result<Self, PluginError> {
-        let text = |key: &str| {
-            config
-                .get(key)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-        };
+        let text = |key: &str| creddy_plugin::sdk::config_text(config, key);
         let api_key = text("api_key").ok_or_else(|| {
             invalid("api_key is empty")
                 .with_remedy("give the Daytona API key that may create API keys")

@@ -1,6 +1,6 @@
 //! The GitHub backend's configuration (§19).
 
-use creddy_plugin::protocol::{ConfigField, ErrorKind, FieldType};
+use creddy_plugin::protocol::{ConfigField, FieldType};
 use creddy_plugin::sdk::PluginError;
 use serde_json::Value;
 
@@ -88,19 +88,13 @@ pub fn schema() -> Vec<ConfigField> {
 }
 
 fn invalid(message: impl Into<String>) -> PluginError {
-    PluginError::new(ErrorKind::InvalidConfig, message)
+    PluginError::invalid_config(message)
 }
 
 impl GithubConfig {
     /// Checks a configuration object (defaults applied by the host).
     pub fn from_value(backend: &str, config: &Value) -> Result<Self, PluginError> {
-        let text = |key: &str| {
-            config
-                .get(key)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-        };
+        let text = |key: &str| creddy_plugin::sdk::config_text(config, key);
         let app_id = text("app_id")
             .filter(|id| id.len() <= 32 && id.chars().all(|c| c.is_ascii_alphanumeric()))
             .ok_or_else(|| {
