@@ -348,6 +348,14 @@ fn the_github_flow_from_install_to_git_push_and_revocation() {
     eventually("the first token's lease to end upstream", || {
         github.token(&value).revoked
     });
+    eventually("every token's lease, the git helper's too, to end upstream", || {
+        github.standin.tokens().values().all(|t| t.revoked)
+    });
+    assert_eq!(
+        github.standin.tokens().len(),
+        5,
+        "get, run, the helper's clone and push, and the one revoked by hand"
+    );
 
     // The audit trail tells the story; neither the App's key nor a token is in it or the log.
     let trail: Value = serde_json::from_str(
