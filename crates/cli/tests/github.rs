@@ -348,9 +348,10 @@ fn the_github_flow_from_install_to_git_push_and_revocation() {
     eventually("the first token's lease to end upstream", || {
         github.token(&value).revoked
     });
-    eventually("every token's lease, the git helper's too, to end upstream", || {
-        github.standin.tokens().values().all(|t| t.revoked)
-    });
+    eventually(
+        "every token's lease, the git helper's too, to end upstream",
+        || github.standin.tokens().values().all(|t| t.revoked),
+    );
     assert_eq!(
         github.standin.tokens().len(),
         5,

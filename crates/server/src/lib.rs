@@ -14,6 +14,7 @@ pub mod engine;
 pub mod http;
 pub mod logging;
 pub mod proxies;
+pub mod proxy;
 mod server;
 pub mod tls;
 
