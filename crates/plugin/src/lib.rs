@@ -18,6 +18,7 @@ pub mod protocol;
 #[cfg(feature = "publish")]
 pub mod publish;
 pub mod registry;
+pub mod route_policy;
 pub mod sdk;
 pub mod signing;
 pub mod version;

@@ -265,6 +265,9 @@ pub struct HelloResult {
     pub plugin: PluginInfo,
     /// Its capabilities.
     pub capabilities: Capabilities,
+    /// Its route policy when it serves proxy mode (§20); absent: it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::route_policy::RoutePolicy>,
 }
 
 /// One scope form a plugin understands.

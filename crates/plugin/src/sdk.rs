@@ -155,6 +155,11 @@ pub trait Plugin: Send + Sync + 'static {
     ) -> impl Future<Output = Result<RevokeResult, PluginError>> + Send;
     /// Checks and normalises a scope whose first segment is the plugin's name.
     fn match_scope(&self, scope: &str) -> MatchScopeResult;
+    /// The route policy under which creddy may proxy calls to the upstream (§20), for a
+    /// plugin that serves proxy mode; none by default.
+    fn proxy_policy(&self) -> Option<crate::route_policy::RoutePolicy> {
+        None
+    }
 }
 
 /// Runs the plugin: `serve` for the host, anything else for the standalone commands.
@@ -309,6 +314,7 @@ async fn call<P: Plugin>(served: &Served<P>, request: &Request) -> Result<Value,
             protocol_version: version,
             plugin: plugin.info(),
             capabilities: plugin.capabilities(),
+            proxy: plugin.proxy_policy(),
         });
     }
     if !*served.greeted.read().await {

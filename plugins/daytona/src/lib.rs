@@ -190,6 +190,10 @@ impl Plugin for Daytona {
             normalized: scope.to_owned(),
         }
     }
+
+    fn proxy_policy(&self) -> Option<creddy_plugin::route_policy::RoutePolicy> {
+        Some(scopes::route_policy())
+    }
 }
 
 #[cfg(test)]

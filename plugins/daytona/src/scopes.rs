@@ -8,6 +8,7 @@
 //! | `daytona:org:<org>[:workspaces[:read]]` | as above, only for the configured organisation |
 
 use creddy_plugin::protocol::{ErrorKind, ScopeInfo};
+use creddy_plugin::route_policy::{RoutePolicy, RouteRule};
 use creddy_plugin::sdk::PluginError;
 
 use crate::config::DaytonaConfig;
@@ -104,6 +105,54 @@ pub fn permissions(scopes: &[String], config: &DaytonaConfig) -> Result<Vec<Stri
         }
     }
     Ok(out)
+}
+
+/// The route policy of proxy mode (§20) over Daytona's API, from the same permission table:
+/// key, organisation, user, admin and runner routes never; toolbox calls (`/_tb/…`) and
+/// object-storage push access only with `write:sandboxes` and `write:snapshots`; reads
+/// always, as Daytona grants them; mutations of sandboxes, snapshots, volumes and registries
+/// with their `write:` permission, deletions with their `delete:` one; nothing else.
+pub fn route_policy() -> RoutePolicy {
+    let rule = |methods: &[&str], path: &str, requires: Option<&str>| RouteRule {
+        methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+        path: path.to_owned(),
+        requires: requires.map(str::to_owned),
+    };
+    let mut rules = vec![
+        rule(&["*"], "/_tb", Some("write:sandboxes")),
+        rule(
+            &["GET"],
+            "/object-storage/push-access",
+            Some("write:snapshots"),
+        ),
+        rule(&["GET", "HEAD"], "*", None),
+    ];
+    for (path, kind) in [
+        ("/sandbox", "sandboxes"),
+        ("/snapshots", "snapshots"),
+        ("/volumes", "volumes"),
+        ("/docker-registry", "registries"),
+    ] {
+        rules.push(rule(&["DELETE"], path, Some(&format!("delete:{kind}"))));
+        rules.push(rule(
+            &["POST", "PUT", "PATCH"],
+            path,
+            Some(&format!("write:{kind}")),
+        ));
+    }
+    RoutePolicy {
+        never: [
+            "/api-keys",
+            "/organizations",
+            "/users",
+            "/admin",
+            "/runners",
+        ]
+        .iter()
+        .map(|p| (*p).to_owned())
+        .collect(),
+        rules,
+    }
 }
 
 /// The scope forms, for `scopes` and `plugin info`.
@@ -220,5 +269,53 @@ mod tests {
         ] {
             assert!(parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_proxy_route_policy_follows_the_permission_table() {
+        use creddy_plugin::route_policy::RouteRefusal;
+        let policy = route_policy();
+        let workspaces = ["write:sandboxes", "delete:sandboxes"];
+        assert_eq!(
+            policy.decide("GET", "/sandbox", &[]),
+            Ok(()),
+            "reads always"
+        );
+        assert_eq!(policy.decide("POST", "/sandbox", &workspaces), Ok(()));
+        assert_eq!(policy.decide("DELETE", "/sandbox/s1", &workspaces), Ok(()));
+        assert_eq!(
+            policy.decide("POST", "/sandbox", &[]),
+            Err(RouteRefusal::Requires("write:sandboxes".into()))
+        );
+        assert_eq!(
+            policy.decide("DELETE", "/volumes/v1", &workspaces),
+            Err(RouteRefusal::Requires("delete:volumes".into()))
+        );
+        assert_eq!(
+            policy.decide("GET", "/_tb/t1/s1/files", &[]),
+            Err(RouteRefusal::Requires("write:sandboxes".into())),
+            "toolbox calls need write:sandboxes, reads included"
+        );
+        assert_eq!(
+            policy.decide("GET", "/object-storage/push-access", &workspaces),
+            Err(RouteRefusal::Requires("write:snapshots".into()))
+        );
+        for never in [
+            "/api-keys",
+            "/organizations/o1/users",
+            "/users/me",
+            "/admin/x",
+            "/runners",
+        ] {
+            assert_eq!(
+                policy.decide("GET", never, &crate::config::DEFAULT_DELEGATED),
+                Err(RouteRefusal::Never),
+                "{never}"
+            );
+        }
+        assert_eq!(
+            policy.decide("POST", "/regions", &workspaces),
+            Err(RouteRefusal::NoRule)
+        );
     }
 }
