@@ -8,6 +8,12 @@
 //!   checked after building.
 //! - [`headers`]: what crosses in each direction: hop-by-hop, `Connection`-listed,
 //!   credential and forwarding headers dropped, the real credential injected last.
+//! - [`rewrite`]: toolbox and analytics URLs in answers turned into creddy routes (toolbox
+//!   hosts only from an allow-list), the injected credential redacted from text answers.
+//!
+//! Not yet wired to a route: the route, placeholder leases and the backend's `proxy`
+//! settings come next (issue #18).
 
 pub mod headers;
 pub mod path;
+pub mod rewrite;
