@@ -327,6 +327,24 @@ fn the_github_flow_from_install_to_git_push_and_revocation() {
         "the git front refused the token for another repository"
     );
 
+    // Another host (the same server named differently): the helper's token is revoked at once
+    // and git gets nothing.
+    let elsewhere = widgets.replace("127.0.0.1", "localhost");
+    let other_host = github.git(&work, &coder, &["clone", "-q", &elsewhere, "elsewhere"]);
+    assert!(!other_host.status.success());
+    let said = String::from_utf8_lossy(&other_host.stderr);
+    assert!(said.contains("not localhost:"), "{said}");
+    let live = github
+        .standin
+        .tokens()
+        .values()
+        .filter(|t| !t.revoked)
+        .count();
+    assert_eq!(
+        live, 3,
+        "get and the helper's clone and push; the other host's was revoked"
+    );
+
     // Revocation at `creddy revoke`, and at the lease's end.
     let issued: Value =
         serde_json::from_str(site.agent(&coder, &["get", "github", "-o", "json"]).ok())
@@ -354,8 +372,8 @@ fn the_github_flow_from_install_to_git_push_and_revocation() {
     );
     assert_eq!(
         github.standin.tokens().len(),
-        5,
-        "get, run, the helper's clone and push, and the one revoked by hand"
+        6,
+        "get, run, the helper's clone and push, the other host's, and the one revoked by hand"
     );
 
     // The audit trail tells the story; neither the App's key nor a token is in it or the log.

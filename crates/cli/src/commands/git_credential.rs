@@ -120,15 +120,10 @@ pub async fn run(
         return Err(no_grant(backend, repository.as_ref()));
     }
     let issued = super::credentials::request_credential(&client, backend, ttl, &scopes).await?;
-    if let Some(git_host) = issued.metadata.get("git_host")
-        && !git_host.eq_ignore_ascii_case(&described.host)
-    {
+    if let Err(why) = serves_git_at(&issued.metadata, &described.host) {
         let _: std::result::Result<creddy_api::leases::Revoked, _> =
             client.delete_json(&["v1", "active", &issued.id]).await;
-        eprintln!(
-            "creddy: backend '{backend}' serves git at {git_host}, not {}; no credential given",
-            described.host
-        );
+        eprintln!("creddy: backend '{backend}' {why}; no credential given");
         return Ok(());
     }
     crate::workload::mask_for_github_actions(issued.token.expose());
@@ -138,6 +133,20 @@ pub async fn run(
         issued.expires_at.as_millis() / 1000
     );
     Ok(())
+}
+
+/// Whether a credential with `metadata` may go to git for `host`: only when its backend
+/// serves git at that very host (`git_host`), never to whatever host git names, and never
+/// from a backend that serves no git at all.
+fn serves_git_at(
+    metadata: &std::collections::BTreeMap<String, String>,
+    host: &str,
+) -> std::result::Result<(), String> {
+    match metadata.get("git_host") {
+        Some(git_host) if git_host.eq_ignore_ascii_case(host) => Ok(()),
+        Some(git_host) => Err(format!("serves git at {git_host}, not {host}")),
+        None => Err("serves no git (its credentials name no git_host)".to_owned()),
+    }
 }
 
 fn no_grant(backend: &str, repository: Option<&(String, String)>) -> Failure {
@@ -179,6 +188,22 @@ mod tests {
             Some(("acme".into(), "widgets".into()))
         );
         assert_eq!(repository_of("acme"), None);
+    }
+
+    #[test]
+    fn a_credential_goes_only_to_the_host_its_backend_serves_git_at() {
+        let metadata = |host: Option<&str>| {
+            host.map(|h| ("git_host".to_owned(), h.to_owned()))
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert_eq!(
+            serves_git_at(&metadata(Some("github.com")), "GitHub.com"),
+            Ok(())
+        );
+        assert!(serves_git_at(&metadata(Some("github.com")), "evil.example").is_err());
+        let none = serves_git_at(&metadata(None), "github.com").expect_err("no git host");
+        assert!(none.contains("serves no git"), "{none}");
     }
 
     #[test]
