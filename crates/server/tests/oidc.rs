@@ -80,6 +80,60 @@ async fn a_cached_client_is_never_served_after_its_agent_changed_elsewhere(serve
     );
 }
 
+/// A request decided again from the store (its cached client lacked the scope) counts once
+/// against `limits.token_per_client`, not twice.
+#[tokio::test]
+async fn a_token_request_decided_again_counts_once_against_the_rate() {
+    let server = TestServer::start_with(creddy_testkit::store::Dialect::Sqlite, |s| {
+        s.limits.token_per_client = creddy_core::policy::Rate {
+            count: 3,
+            window_seconds: 60,
+        };
+    })
+    .await;
+    server.install_test_plugin("test");
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let upstream = server.scratch().join("upstream");
+    api.add_test_backend(&admin, "test", MASTER_KEY, &upstream)
+        .await;
+    let created = api.create_agent(&admin, "counted", &["test:read"]).await;
+    let (id, secret) = (
+        text(&created["oidc"]["client_id"]),
+        text(&created["oidc"]["client_secret"]),
+    );
+    let basic = Some((id.as_str(), secret.as_str()));
+    let grant = |scope: &str| format!("grant_type=client_credentials&scope={scope}");
+    assert_eq!(
+        token(&api, &grant("test:read"), basic).await.status,
+        StatusCode::OK
+    );
+    server
+        .execute_raw("UPDATE agents SET scopes = '[\"test\"]' WHERE name = 'counted'")
+        .await;
+    let again = token(&api, &grant("test"), basic).await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "decided again: {}",
+        again.text
+    );
+    let third = token(&api, &grant("test:read"), basic).await;
+    assert_eq!(
+        third.status,
+        StatusCode::OK,
+        "the third of three: {}",
+        third.text
+    );
+    let fourth = token(&api, &grant("test:read"), basic).await;
+    assert_ne!(
+        fourth.status,
+        StatusCode::OK,
+        "the limit holds: {}",
+        fourth.text
+    );
+}
+
 async fn issued_tokens(server: &TestServer) -> usize {
     server
         .audit_events()

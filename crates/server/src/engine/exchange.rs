@@ -108,6 +108,9 @@ pub(crate) async fn exchange(
         scope: request.scope.as_deref(),
         audience: request.audience.as_deref(),
     };
+    if let Err(limited) = tokens::within_rate(engine, &agent) {
+        return Ok(Err(ExchangeRefusal::Token(limited)));
+    }
     let (tokens, event) = match tokens::sign_for(
         engine,
         origin,

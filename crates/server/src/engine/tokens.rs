@@ -65,6 +65,7 @@ pub(crate) async fn issue(
     origin: &Origin,
     grant: Grant,
 ) -> Result<Result<Tokens, Refusal>, EngineError> {
+    let mut counted = false;
     for from_cache in [true, false] {
         let Some(client) =
             authenticate_client(engine, &grant.client_id, &grant.secret, from_cache).await?
@@ -74,6 +75,13 @@ pub(crate) async fn issue(
                 .await;
             return Ok(Err(Refusal::InvalidClient));
         };
+        // A request decided again from the store counts once against the rate.
+        if !counted {
+            counted = true;
+            if let Err(limited) = within_rate(engine, &client.agent) {
+                return Ok(Err(limited));
+            }
+        }
         let ttl = engine.settings().oidc.token_ttl;
         let asked = Asked {
             scope: grant.scope.as_deref(),
@@ -111,9 +119,10 @@ pub(crate) struct Asked<'a> {
 }
 
 /// The signed tokens for `agent`, valid `ttl` seconds (never past the agent's end), and
-/// their `token.issued` event, or why not (expiry, rate limit, scopes). `workload` is the
-/// federated identity the tokens were exchanged for (§18), carried in the access token as
-/// `workload` so that what is done with it can be traced to the job.
+/// their `token.issued` event, or why not (expiry, scopes; the caller counts the request
+/// against the rate once: [`within_rate`]). `workload` is the federated identity the tokens
+/// were exchanged for (§18), carried in the access token as `workload` so that what is done
+/// with it can be traced to the job.
 pub(crate) fn sign_for(
     engine: &Engine,
     origin: &Origin,
@@ -125,9 +134,6 @@ pub(crate) fn sign_for(
     let now = engine.clock().now();
     if agent.is_expired(now) {
         return Ok(Err(Refusal::InvalidClient));
-    }
-    if let Err(retry_after) = engine.token_limiter().check(agent.id.as_str(), now) {
-        return Ok(Err(Refusal::RateLimited(retry_after)));
     }
     let (granted, openid) = match narrowed(agent, asked.scope) {
         Ok(narrowed) => narrowed,
@@ -191,6 +197,14 @@ pub(crate) fn sign_for(
         scope: scope_text,
     };
     Ok(Ok((tokens, event)))
+}
+
+/// Counts one token request of `agent` against `limits.token_per_client`.
+pub(crate) fn within_rate(engine: &Engine, agent: &Agent) -> Result<(), Refusal> {
+    engine
+        .token_limiter()
+        .check(agent.id.as_str(), engine.clock().now())
+        .map_err(Refusal::RateLimited)
 }
 
 /// Records a `token.issued` event and counts the token; with `version`, only if the agent
