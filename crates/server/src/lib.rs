@@ -14,7 +14,6 @@ pub mod engine;
 pub mod http;
 pub mod logging;
 pub mod proxies;
-pub mod proxy;
 mod server;
 pub mod tls;
 

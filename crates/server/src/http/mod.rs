@@ -9,6 +9,7 @@ pub(crate) mod auth;
 pub(crate) mod error;
 pub mod listener;
 pub mod openapi;
+pub mod proxy;
 mod routes;
 
 use std::net::SocketAddr;

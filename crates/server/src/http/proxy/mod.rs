@@ -12,7 +12,7 @@
 //!   hosts only from an allow-list), the injected credential redacted from text answers.
 //!
 //! Not yet wired to a route: the route, placeholder leases and the backend's `proxy`
-//! settings come next (issue #18).
+//! settings come next (issue #18). It lives in the HTTP front end: what crosses is HTTP.
 
 pub mod headers;
 pub mod path;
