@@ -39,6 +39,8 @@ pub mod method {
     pub const REVOKE_CREDENTIAL: &str = "revoke_credential";
     /// Checks and normalises a scope.
     pub const MATCH_SCOPE: &str = "match_scope";
+    /// Where proxy mode forwards calls, and with `master` injection the credential (§20).
+    pub const PROXY_TARGET: &str = "proxy_target";
     /// Asks the plugin to exit.
     pub const SHUTDOWN: &str = "shutdown";
 }
@@ -494,6 +496,37 @@ pub struct MatchScopeResult {
     pub normalized: String,
 }
 
+/// Which credential proxy mode injects (§20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Inject {
+    /// A credential minted per lease, as in vend mode, kept by creddy.
+    Lease,
+    /// The backend's master credential (opt-in).
+    Master,
+}
+
+/// `proxy_target` parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProxyTargetParams {
+    /// Which credential will be injected.
+    pub inject: Inject,
+}
+
+/// `proxy_target` result: where proxied calls go.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ProxyTarget {
+    /// The upstream API base, without a trailing `/`.
+    pub base_url: String,
+    /// Hosts whose toolbox URLs seen in answers may be routed (`*.daytona.io`, or exact
+    /// `host[:port]`).
+    pub toolbox_hosts: Vec<String>,
+    /// The master credential, only for `inject: master`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub credential: Option<Secret<String>>,
+}
+
 /// An empty object, for methods without parameters or results.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Empty {}
@@ -518,6 +551,8 @@ struct ProtocolV1 {
     revoke_credential_result: RevokeResult,
     match_scope_params: MatchScopeParams,
     match_scope_result: MatchScopeResult,
+    proxy_target_params: ProxyTargetParams,
+    proxy_target_result: ProxyTarget,
     empty: Empty,
 }
 

@@ -160,6 +160,21 @@ pub trait Plugin: Send + Sync + 'static {
     fn proxy_policy(&self) -> Option<crate::route_policy::RoutePolicy> {
         None
     }
+    /// Where proxied calls of `backend` go, with the master credential when `inject` is
+    /// `master` (§20); refused by default (a plugin without a route policy serves no proxy).
+    fn proxy_target(
+        &self,
+        backend: &Self::Backend,
+        inject: crate::protocol::Inject,
+    ) -> impl Future<Output = Result<crate::protocol::ProxyTarget, PluginError>> + Send {
+        let _ = (backend, inject);
+        async {
+            Err(PluginError::new(
+                ErrorKind::InvalidRequest,
+                "this plugin does not serve proxy mode",
+            ))
+        }
+    }
 }
 
 /// Runs the plugin: `serve` for the host, anything else for the standalone commands.
@@ -356,6 +371,11 @@ async fn call<P: Plugin>(served: &Served<P>, request: &Request) -> Result<Value,
             let revoke: RevokeParams = params(request, true)?;
             let backend = configured(served).await?;
             to_result(plugin.revoke_credential(&backend, revoke).await?)
+        }
+        method::PROXY_TARGET => {
+            let target: crate::protocol::ProxyTargetParams = params(request, true)?;
+            let backend = configured(served).await?;
+            to_result(plugin.proxy_target(&backend, target.inject).await?)
         }
         method::MATCH_SCOPE => {
             let m: MatchScopeParams = params(request, true)?;

@@ -194,6 +194,28 @@ impl Plugin for Daytona {
     fn proxy_policy(&self) -> Option<creddy_plugin::route_policy::RoutePolicy> {
         Some(scopes::route_policy())
     }
+
+    /// The API at `base_url`; toolboxes on Daytona's hosts or the API's own host (a
+    /// self-hosted Daytona); the master key only for `master` injection.
+    async fn proxy_target(
+        &self,
+        backend: &Backend,
+        inject: creddy_plugin::protocol::Inject,
+    ) -> Result<creddy_plugin::protocol::ProxyTarget, PluginError> {
+        let config = &backend.config;
+        let own_host = reqwest::Url::parse(&config.base_url).ok().and_then(|url| {
+            let host = url.host_str()?.to_owned();
+            Some(url.port().map_or(host.clone(), |p| format!("{host}:{p}")))
+        });
+        Ok(creddy_plugin::protocol::ProxyTarget {
+            base_url: config.base_url.clone(),
+            toolbox_hosts: std::iter::once("*.daytona.io".to_owned())
+                .chain(own_host)
+                .collect(),
+            credential: (inject == creddy_plugin::protocol::Inject::Master)
+                .then(|| config.api_key.clone()),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -453,3 +453,40 @@ async fn a_redirecting_upstream_is_never_followed() {
     );
     plugin.stop().await;
 }
+
+/// Proxy mode's start (§20): the plugin declares its route policy in `hello` and says where
+/// proxied calls go; the master key only when creddy will inject it, never otherwise.
+#[tokio::test]
+async fn the_plugin_declares_its_route_policy_and_its_proxy_target() {
+    use creddy_plugin::protocol::Inject;
+    let daytona = standin(&FULL).await;
+    let plugin = daytona.configured().await;
+    let policy = plugin
+        .started()
+        .hello
+        .proxy
+        .clone()
+        .expect("the Daytona plugin serves proxy mode");
+    assert_eq!(policy.decide("GET", "/sandbox", &[]), Ok(()));
+    assert!(policy.decide("GET", "/api-keys", &FULL).is_err());
+    let lease = plugin.proxy_target(Inject::Lease).await.expect("a target");
+    assert_eq!(lease.base_url, daytona.url);
+    assert!(
+        lease.credential.is_none(),
+        "no master key for lease injection"
+    );
+    let host = daytona
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(lease.toolbox_hosts, ["*.daytona.io".to_owned(), host]);
+    let master = plugin.proxy_target(Inject::Master).await.expect("a target");
+    assert_eq!(
+        master.credential.as_ref().map(|c| c.expose().as_str()),
+        Some(MASTER)
+    );
+    assert!(!format!("{master:?}").contains(MASTER), "it never prints");
+}

@@ -135,6 +135,17 @@ async fn a_token_narrowed_to_one_repository_works_there_only_and_is_deleted_at_r
         plugin.validate().await.expect("the App is valid"),
         Vec::<String>::new()
     );
+    assert!(
+        plugin.started().hello.proxy.is_none(),
+        "no proxy mode for GitHub"
+    );
+    let (kind, message, _, _) = plugin_error(
+        plugin
+            .proxy_target(creddy_plugin::protocol::Inject::Lease)
+            .await,
+    );
+    assert_eq!(kind, ErrorKind::InvalidRequest, "{message}");
+    assert!(message.contains("does not serve proxy mode"), "{message}");
     let credential = plugin
         .get_credential(&request(&["github:acme/widgets:contents:write"], "cred_01"))
         .await

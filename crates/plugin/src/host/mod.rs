@@ -282,6 +282,18 @@ impl PluginProcess {
         Ok(result.warnings)
     }
 
+    /// `proxy_target`: where proxied calls go (and, for `master`, the credential).
+    pub async fn proxy_target(
+        &self,
+        inject: crate::protocol::Inject,
+    ) -> Result<crate::protocol::ProxyTarget, HostError> {
+        self.call(
+            method::PROXY_TARGET,
+            &crate::protocol::ProxyTargetParams { inject },
+        )
+        .await
+    }
+
     /// `get_credential`.
     pub async fn get_credential(
         &self,
