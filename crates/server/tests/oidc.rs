@@ -19,17 +19,7 @@ creddy_testkit::dialects!(TestServer::start =>
 /// the agent, and the very next token request sees it: a widened scope is granted, a dropped
 /// one is not, a replaced secret and a removed agent get 401 and no `token.issued` event.
 async fn a_cached_client_is_never_served_after_its_agent_changed_elsewhere(server: TestServer) {
-    server.install_test_plugin("test");
-    let api = Api::new(&server.url());
-    let admin = server.admin_token();
-    let upstream = server.scratch().join("upstream");
-    api.add_test_backend(&admin, "test", MASTER_KEY, &upstream)
-        .await;
-    let created = api.create_agent(&admin, "cached", &["test:read"]).await;
-    let (id, secret) = (
-        text(&created["oidc"]["client_id"]),
-        text(&created["oidc"]["client_secret"]),
-    );
+    let (api, id, secret) = reader_client(&server, "cached").await;
     let basic = Some((id.as_str(), secret.as_str()));
     let grant = |scope: &str| format!("grant_type=client_credentials&scope={scope}");
     let first = token(&api, &grant("test:read"), basic).await;
@@ -91,17 +81,7 @@ async fn a_token_request_decided_again_counts_once_against_the_rate() {
         };
     })
     .await;
-    server.install_test_plugin("test");
-    let api = Api::new(&server.url());
-    let admin = server.admin_token();
-    let upstream = server.scratch().join("upstream");
-    api.add_test_backend(&admin, "test", MASTER_KEY, &upstream)
-        .await;
-    let created = api.create_agent(&admin, "counted", &["test:read"]).await;
-    let (id, secret) = (
-        text(&created["oidc"]["client_id"]),
-        text(&created["oidc"]["client_secret"]),
-    );
+    let (api, id, secret) = reader_client(&server, "counted").await;
     let basic = Some((id.as_str(), secret.as_str()));
     let grant = |scope: &str| format!("grant_type=client_credentials&scope={scope}");
     assert_eq!(
@@ -132,6 +112,23 @@ async fn a_token_request_decided_again_counts_once_against_the_rate() {
         "the limit holds: {}",
         fourth.text
     );
+}
+
+/// The test backend, and an agent `name` granted `test:read`: the API client, and the
+/// agent's OIDC client id and secret.
+async fn reader_client(server: &TestServer, name: &str) -> (Api, String, String) {
+    server.install_test_plugin("test");
+    let api = Api::new(&server.url());
+    let admin = server.admin_token();
+    let upstream = server.scratch().join("upstream");
+    api.add_test_backend(&admin, "test", MASTER_KEY, &upstream)
+        .await;
+    let created = api.create_agent(&admin, name, &["test:read"]).await;
+    let (id, secret) = (
+        text(&created["oidc"]["client_id"]),
+        text(&created["oidc"]["client_secret"]),
+    );
+    (api, id, secret)
 }
 
 async fn issued_tokens(server: &TestServer) -> usize {
