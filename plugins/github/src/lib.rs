@@ -37,6 +37,9 @@ pub struct Github;
 pub struct Backend {
     config: GithubConfig,
     client: GithubClient,
+    /// Installations found by owner (lower case), so that a vend costs one GitHub call; an
+    /// entry GitHub no longer knows is dropped at the mint that finds it gone.
+    installations: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Backend {
@@ -57,12 +60,39 @@ impl Backend {
             )
             .with_remedy("ask for github:OWNER/REPO or github:OWNER/*, or set installation_id on the backend"));
         };
+        let key = owner.to_ascii_lowercase();
+        if let Some(id) = self.known_installations().get(&key) {
+            return Ok(*id);
+        }
         let repo = plan
             .repositories
             .as_ref()
             .and_then(|names| names.first())
             .map(String::as_str);
-        self.client.installation_of(jwt, owner, repo).await
+        let id = self.client.installation_of(jwt, owner, repo).await?;
+        self.known_installations().insert(key, id);
+        Ok(id)
+    }
+
+    fn known_installations(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u64>> {
+        self.installations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Mints for `plan`, forgetting a found installation that GitHub no longer knows.
+    async fn mint(&self, jwt: &str, plan: &scopes::Plan) -> Result<client::Minted, PluginError> {
+        let installation = self.installation(jwt, plan).await?;
+        let minted = self.client.mint(jwt, installation, plan).await;
+        if let Err(e) = &minted
+            && e.kind == ErrorKind::UpstreamNotFound
+        {
+            self.known_installations()
+                .retain(|_, id| *id != installation);
+        }
+        minted
     }
 }
 
@@ -109,7 +139,11 @@ impl Plugin for Github {
     ) -> Result<Backend, PluginError> {
         let config = GithubConfig::from_value(backend, config.expose())?;
         let client = GithubClient::new(&config.base_url)?;
-        Ok(Backend { config, client })
+        Ok(Backend {
+            config,
+            client,
+            installations: std::sync::Mutex::default(),
+        })
     }
 
     async fn validate(&self, backend: &Backend) -> Result<Vec<String>, PluginError> {
@@ -139,8 +173,8 @@ impl Plugin for Github {
     ) -> Result<Credential, PluginError> {
         let plan = scopes::plan(&request.scopes, &backend.config.default_permissions)?;
         let jwt = backend.app_jwt();
+        let minted = backend.mint(&jwt, &plan).await?;
         let installation = backend.installation(&jwt, &plan).await?;
-        let minted = backend.client.mint(&jwt, installation, &plan).await?;
         let mut metadata = BTreeMap::new();
         metadata.insert("api_url".to_owned(), backend.config.base_url.clone());
         metadata.insert("git_host".to_owned(), backend.config.git_host());

@@ -228,6 +228,15 @@ async fn a_token_narrowed_to_one_repository_works_there_only_and_is_deleted_at_r
         (403, Some("Resource not accessible by integration"))
     );
 
+    // The installation was looked up once for both tokens of `acme`.
+    let lookups = github
+        .standin
+        .log()
+        .iter()
+        .filter(|l| l.path.ends_with("/installation") && l.method == "GET")
+        .count();
+    assert_eq!(lookups, 1, "the installation of acme is remembered");
+
     // Revocation deletes it upstream; a second one finds it gone.
     let revoked = plugin
         .revoke_credential(
