@@ -32,6 +32,9 @@ pub enum TokenKind {
     ClientSecret,
     /// An enrollment poll secret, `cke_`.
     EnrollmentSecret,
+    /// A proxy-mode placeholder, `ckp_` (§20): it stands for a lease's credential on the
+    /// proxy route and authenticates nothing else.
+    ProxyPlaceholder,
 }
 
 impl TokenKind {
@@ -42,6 +45,7 @@ impl TokenKind {
             TokenKind::Admin => "cka_",
             TokenKind::ClientSecret => "cks_",
             TokenKind::EnrollmentSecret => "cke_",
+            TokenKind::ProxyPlaceholder => "ckp_",
         }
     }
 
@@ -52,6 +56,7 @@ impl TokenKind {
             TokenKind::Admin,
             TokenKind::ClientSecret,
             TokenKind::EnrollmentSecret,
+            TokenKind::ProxyPlaceholder,
         ]
         .into_iter()
         .find(|k| text.starts_with(k.prefix()))
@@ -249,6 +254,18 @@ mod tests {
         );
         assert_ne!(SecretToken::generate(TokenKind::Vend).expose(), t.expose());
         assert_eq!(TokenKind::of(t.expose()), Some(TokenKind::Vend));
+    }
+
+    #[test]
+    fn proxy_placeholders_are_a_kind_of_their_own() {
+        let placeholder = SecretToken::generate(TokenKind::ProxyPlaceholder);
+        assert!(placeholder.expose().starts_with("ckp_"));
+        assert_eq!(placeholder.expose().len(), 52);
+        assert_eq!(
+            TokenKind::of(placeholder.expose()),
+            Some(TokenKind::ProxyPlaceholder)
+        );
+        assert!(SecretToken::parse(TokenKind::Vend, placeholder.expose()).is_none());
     }
 
     #[test]

@@ -326,9 +326,14 @@ async fn tokens_are_checked_and_admin_scopes_are_enforced(server: TestServer) {
 
     let forged_admin = format!("cka_{}", "0".repeat(48));
     let forged_agent = format!("ckr_{}", "0".repeat(48));
+    // A proxy placeholder (§20) stands for a credential on the proxy route only.
+    let placeholder = creddy_core::secret::SecretToken::generate(
+        creddy_core::secret::TokenKind::ProxyPlaceholder,
+    );
     for bad in [
         forged_admin.as_str(),
         forged_agent.as_str(),
+        placeholder.expose(),
         "ckr_short",
         "garbage",
         "",
