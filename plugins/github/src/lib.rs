@@ -82,8 +82,13 @@ impl Backend {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Mints for `plan`, forgetting a found installation that GitHub no longer knows.
-    async fn mint(&self, jwt: &str, plan: &scopes::Plan) -> Result<client::Minted, PluginError> {
+    /// Mints for `plan`: the installation that minted and the token; a found installation
+    /// that GitHub no longer knows is forgotten.
+    async fn mint(
+        &self,
+        jwt: &str,
+        plan: &scopes::Plan,
+    ) -> Result<(u64, client::Minted), PluginError> {
         let installation = self.installation(jwt, plan).await?;
         let minted = self.client.mint(jwt, installation, plan).await;
         if let Err(e) = &minted
@@ -92,7 +97,7 @@ impl Backend {
             self.known_installations()
                 .retain(|_, id| *id != installation);
         }
-        minted
+        minted.map(|minted| (installation, minted))
     }
 }
 
@@ -173,8 +178,7 @@ impl Plugin for Github {
     ) -> Result<Credential, PluginError> {
         let plan = scopes::plan(&request.scopes, &backend.config.default_permissions)?;
         let jwt = backend.app_jwt();
-        let minted = backend.mint(&jwt, &plan).await?;
-        let installation = backend.installation(&jwt, &plan).await?;
+        let (installation, minted) = backend.mint(&jwt, &plan).await?;
         let mut metadata = BTreeMap::new();
         metadata.insert("api_url".to_owned(), backend.config.base_url.clone());
         metadata.insert("git_host".to_owned(), backend.config.git_host());

@@ -77,6 +77,13 @@ impl Github {
         self.plugin(self.config()).await.expect("the plugin starts")
     }
 
+    /// `GET` of `acme/{repo}`'s README with `token`.
+    async fn readme(&self, repo: &str, token: &str) -> (u16, Value) {
+        let path = format!("/repos/acme/{repo}/contents/README.md");
+        self.call(reqwest::Method::GET, &path, token, Value::Null)
+            .await
+    }
+
     /// `method path` with `token`, as a repository client would.
     async fn call(
         &self,
@@ -175,14 +182,7 @@ async fn a_token_narrowed_to_one_repository_works_there_only_and_is_deleted_at_r
     assert_eq!(names, ["GH_TOKEN", "GITHUB_TOKEN"]);
 
     // It reads and writes its repository, and does not see the other one.
-    let (read, file) = github
-        .call(
-            reqwest::Method::GET,
-            "/repos/acme/widgets/contents/README.md",
-            &token,
-            Value::Null,
-        )
-        .await;
+    let (read, file) = github.readme("widgets", &token).await;
     assert_eq!(read, 200, "{file}");
     let (wrote, _) = github
         .call(
@@ -200,14 +200,7 @@ async fn a_token_narrowed_to_one_repository_works_there_only_and_is_deleted_at_r
             .as_deref(),
         Some("hello\n")
     );
-    let (other, body) = github
-        .call(
-            reqwest::Method::GET,
-            "/repos/acme/gadgets/contents/README.md",
-            &token,
-            Value::Null,
-        )
-        .await;
+    let (other, body) = github.readme("gadgets", &token).await;
     assert_eq!((other, body["message"].as_str()), (404, Some("Not Found")));
 
     // A read-only token cannot write.
@@ -248,14 +241,7 @@ async fn a_token_narrowed_to_one_repository_works_there_only_and_is_deleted_at_r
         .expect("revoked");
     assert!(!revoked.already_gone);
     assert!(github.standin.tokens()[&token].revoked);
-    let (gone, body) = github
-        .call(
-            reqwest::Method::GET,
-            "/repos/acme/widgets/contents/README.md",
-            &token,
-            Value::Null,
-        )
-        .await;
+    let (gone, body) = github.readme("widgets", &token).await;
     assert_eq!(
         (gone, body["message"].as_str()),
         (401, Some("Bad credentials"))
@@ -271,14 +257,7 @@ async fn a_token_narrowed_to_one_repository_works_there_only_and_is_deleted_at_r
     assert!(again.already_gone, "a deleted token counts as revoked");
     // GitHub ends a token after its hour, revoked or not.
     github.clock.advance_seconds(3_601);
-    let (expired, body) = github
-        .call(
-            reqwest::Method::GET,
-            "/repos/acme/gadgets/contents/README.md",
-            reader.value.expose(),
-            Value::Null,
-        )
-        .await;
+    let (expired, body) = github.readme("gadgets", reader.value.expose()).await;
     assert_eq!(
         (expired, body["message"].as_str()),
         (401, Some("Bad credentials"))
